@@ -1,0 +1,140 @@
+"""`leapcast forecast | info | init`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fast autoregressive time-series foundation models.")
+console = Console(stderr=True)
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}", param_hint="--input")
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    if path.suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise typer.BadParameter(f"expected a .csv or .parquet file, got {path.name!r}", param_hint="--input")
+
+
+@app.command()
+def forecast(
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name."),
+    input: Path = typer.Option(..., "--input", "-i", help="Long table (.csv or .parquet) with id, time and target columns."),
+    h: int = typer.Option(..., "--h", help="Forecast horizon in steps."),
+    quantiles: Optional[list[float]] = typer.Option(None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."),
+    level: Optional[list[float]] = typer.Option(None, "--level", help="Prediction-interval levels in (0, 100); repeat the option."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write forecasts here (.csv or .parquet); default: print CSV."),
+    num_samples: Optional[int] = typer.Option(None, help="Sample paths per series (default: the checkpoint's)."),
+    temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: the checkpoint's)."),
+    top_k: Optional[int] = typer.Option(None, help="Top-k (default: the checkpoint's); 1 = greedy."),
+    top_p: Optional[float] = typer.Option(None, help="Top-p (default: the checkpoint's)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples."),
+    batch_size: int = typer.Option(32, help="Series per batch."),
+    id_col: str = typer.Option("unique_id", help="Id column."),
+    time_col: str = typer.Option("ds", help="Time column."),
+    target_col: str = typer.Option("y", help="Target column."),
+    freq: Optional[str] = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+) -> None:
+    """Forecast every series of a long table."""
+    import torch
+
+    from leapcast.forecaster import Forecaster
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    df = _read_table(input)
+    try:
+        fc = Forecaster.from_pretrained(model, device=device)
+        result = fc.forecast(
+            df, h, quantiles=quantiles or None, level=level or None, id_col=id_col, time_col=time_col,
+            target_col=target_col, freq=freq, num_samples=num_samples, temperature=temperature, top_k=top_k,
+            top_p=top_p, seed=seed, batch_size=batch_size, progress=True,
+        )
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    if output is None:
+        typer.echo(result.to_csv(index=False), nl=False)
+    elif output.suffix in (".parquet", ".pq"):
+        result.to_parquet(output, index=False)
+        console.print(f"wrote {len(result)} rows to {output}")
+    else:
+        result.to_csv(output, index=False)
+        console.print(f"wrote {len(result)} rows to {output}")
+
+
+@app.command()
+def info(
+    model: Optional[str] = typer.Argument(None, help="Checkpoint folder or bundled model name."),
+    list_models: bool = typer.Option(False, "--list", help="List bundled models."),
+) -> None:
+    """Configuration, parameter count and size of a checkpoint."""
+    from leapcast.models.loading import CheckpointError, load_model
+    from leapcast.registry import bundled_models, resolve
+
+    if list_models or model is None:
+        names = bundled_models()
+        typer.echo("\n".join(names) if names else "no bundled models in this build")
+        return
+    try:
+        folder = resolve(model)
+        m = load_model(folder)
+    except (CheckpointError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    cfg, ch = m.net.cfg, m.chronos
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    table = Table(title=f"{folder}", show_header=False)
+    rows = {
+        "family": "chronos-t5",
+        "parameters": f"{m.num_parameters():,}",
+        "weights on disk": f"{size / 2**20:.1f} MiB",
+        "d_model / d_ff / d_kv": f"{cfg.d_model} / {cfg.d_ff} / {cfg.d_kv}",
+        "layers (encoder + decoder)": f"{cfg.num_layers} + {cfg.num_decoder_layers}",
+        "heads": str(cfg.num_heads),
+        "feed-forward": cfg.feed_forward_proj,
+        "vocabulary": str(cfg.vocab_size),
+        "context / prediction length": f"{ch.context_length} / {ch.prediction_length}",
+        "default sampling": f"{ch.num_samples} samples, temperature {ch.temperature}, top-k {ch.top_k}, top-p {ch.top_p}",
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    Console().print(table)
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(..., help="Folder to write config.json + model.safetensors into."),
+    size: str = typer.Option("tiny", help="Official Chronos-T5 size: tiny, mini, small, base or large."),
+    seed: int = typer.Option(0, help="Weight seed."),
+    prediction_length: int = typer.Option(64, help="Steps per forward window."),
+    context_length: int = typer.Option(512, help="Longest context read."),
+) -> None:
+    """Write a RANDOM-weight Chronos-T5 checkpoint of an official size (for speed tests; it forecasts noise)."""
+    from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
+    from leapcast.models.presets import chronos_t5_config, random_chronos_t5, save_chronos_t5
+
+    try:
+        cfg = chronos_t5_config(size)
+        chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    folder = save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed), path)
+    console.print(f"wrote random-weight chronos-t5-{size} to {folder} ({json.dumps({'seed': seed})})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Prefill and decode loops, KV caches, sampling."""

@@ -1,0 +1,60 @@
+"""The plain decode loop and the rollout past a model's prediction window.
+
+For each window: tokenize the contexts, run the encoder once per series, then
+one decoder pass per step for all rows (series x samples) at once. Horizons
+longer than the model's ``prediction_length`` roll out as chronos-forecasting
+does: the per-series median of the window's samples is appended to the
+context, which is re-tokenized (new scale) for the next window.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from leapcast.engine.sampling import SamplingConfig, draw_uniforms, sample
+from leapcast.models.base import StepModel, Tokenized
+
+
+def decode_window(model: StepModel, batch: Tokenized, num_steps: int, sampling: SamplingConfig, uniforms: torch.Tensor) -> torch.Tensor:
+    """Sample ``num_steps`` steps for every row.
+
+    batch: B tokenized contexts; uniforms [B, S, num_steps] -> steps [B, S, num_steps] long.
+    """
+    b, s = uniforms.shape[:2]
+    state = model.setup(batch, rows_per_series=s, max_steps=num_steps)
+    rows = b * s
+    u = uniforms.reshape(rows, num_steps)  # [R, n], series-major rows
+    step = torch.full((rows, 1), model.start_token, dtype=torch.long)
+    out = torch.empty(rows, num_steps, dtype=torch.long)
+    for t in range(num_steps):
+        logits = model.decode(step, t, state)[:, -1]  # [R, V]
+        step = sample(logits, sampling, u[:, t], model.banned_tokens)[:, None].cpu()
+        out[:, t] = step[:, 0]
+    return out.view(b, s, num_steps)
+
+
+def rollout(
+    model: StepModel,
+    contexts: torch.Tensor,
+    horizon: int,
+    sampling: SamplingConfig,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """contexts [B, T] float32 (NaN = missing, left padding) -> samples [B, S, horizon] float32.
+
+    ``generators`` holds one generator per series; it supplies all of that
+    series' randomness, window after window.
+    """
+    windows = []
+    remaining = horizon
+    while remaining > 0:
+        n = min(remaining, model.prediction_length)
+        batch = model.tokenize(contexts)
+        uniforms = draw_uniforms(generators, sampling.num_samples, n)
+        steps = decode_window(model, batch, n, sampling, uniforms)
+        values = model.detokenize(steps, batch.scale)  # [B, S, n]
+        windows.append(values)
+        remaining -= n
+        if remaining > 0:
+            contexts = torch.cat([contexts, values.median(dim=1).values], dim=-1)
+    return torch.cat(windows, dim=-1)

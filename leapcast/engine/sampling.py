@@ -1,0 +1,108 @@
+"""Sampling settings and the draw of one step from target logits.
+
+Warping follows Hugging Face ``generate`` as chronos-forecasting calls it:
+banned tokens (EOS) to -inf, then temperature, then top-k (ties with the k-th
+value are kept), then top-p (the smallest set whose mass exceeds ``top_p``,
+counted from the least likely token up). A step is drawn by inverting the CDF
+of the warped distribution at a uniform number the engine supplies, so the
+randomness of a row comes from its own series' generator and a forecast does
+not depend on its batch mates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How steps are drawn. ``top_k=1`` is greedy decoding."""
+
+    num_samples: int = 20
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ValueError(f"`num_samples` must be an integer >= 1, got {self.num_samples!r}")
+        if not (isinstance(self.temperature, (int, float)) and np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"`temperature` must be a finite number > 0, got {self.temperature!r}; use top_k=1 for greedy decoding")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ValueError(f"`top_k` must be an integer >= 1 (or 0/None for no limit), got {self.top_k!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"`top_p` must be in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"`seed` must be a non-negative integer or None, got {self.seed!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.top_k == 1
+
+
+def warp(logits: torch.Tensor, cfg: SamplingConfig, banned: tuple[int, ...] = ()) -> torch.Tensor:
+    """logits [..., V] -> warped logits [..., V], -inf where a step can't be drawn."""
+    logits = logits.float().clone()
+    if banned:
+        logits[..., list(banned)] = -float("inf")
+    if cfg.temperature != 1.0:
+        logits = logits / cfg.temperature
+    vocab = logits.shape[-1]
+    if cfg.top_k:
+        kth = torch.topk(logits, min(cfg.top_k, vocab), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -float("inf"))
+    if cfg.top_p < 1.0:
+        ascending, order = torch.sort(logits, dim=-1)
+        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - cfg.top_p)
+        remove[..., -1:] = False
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), -float("inf"))
+    return logits
+
+
+def probabilities(logits: torch.Tensor, cfg: SamplingConfig, banned: tuple[int, ...] = ()) -> torch.Tensor:
+    """logits [..., V] -> the distribution steps are drawn from, [..., V]."""
+    return warp(logits, cfg, banned).softmax(dim=-1)
+
+
+def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw: probs [R, V], uniforms [R] in [0, 1) -> steps [R] long.
+
+    The step returned always has positive probability: the target point is
+    kept strictly below the total mass, and the first CDF entry above it is a
+    step where the CDF rises.
+    """
+    cdf = probs.cumsum(dim=-1)  # [R, V]
+    total = cdf[:, -1:]
+    point = torch.minimum(uniforms[:, None].to(cdf.dtype) * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, point, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+def sample(logits: torch.Tensor, cfg: SamplingConfig, uniforms: torch.Tensor, banned: tuple[int, ...] = ()) -> torch.Tensor:
+    """logits [R, V] -> steps [R] long."""
+    if cfg.greedy:
+        masked = logits.float().clone()
+        if banned:
+            masked[:, list(banned)] = -float("inf")
+        return masked.argmax(dim=-1)
+    return draw(probabilities(logits, cfg, banned), uniforms)
+
+
+def series_generators(seed: int | None, indices: list[int]) -> list[torch.Generator]:
+    """One independent generator per series, keyed by (seed, the series' index in the request)."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    generators = []
+    for i in indices:
+        state = np.random.SeedSequence([seed, i]).generate_state(2, dtype=np.uint32)
+        generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
+    return generators
+
+
+def draw_uniforms(generators: list[torch.Generator], rows_per_series: int, steps: int) -> torch.Tensor:
+    """[B, S, n] uniforms in [0, 1), series b from generators[b]."""
+    return torch.stack([torch.rand(rows_per_series, steps, generator=g) for g in generators])

@@ -1,0 +1,175 @@
+"""The public API: ``Forecaster.from_pretrained(...).predict / predict_quantiles / forecast``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from leapcast import frame
+from leapcast.engine.decode import rollout
+from leapcast.engine.sampling import SamplingConfig, series_generators
+from leapcast.inputs import as_series_list, check_horizon, left_pad
+from leapcast.models.loading import load_model
+from leapcast.registry import resolve
+
+DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+class Forecaster:
+    """Probabilistic forecasts from an autoregressive time-series model.
+
+    >>> fc = Forecaster.from_pretrained("path/to/chronos-t5-checkpoint")
+    >>> samples = fc.predict(torch.randn(100), prediction_length=12)   # [1, 20, 12]
+    """
+
+    def __init__(self, model, name: str | None = None) -> None:
+        self.model = model
+        self.name = name or model.name
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "Forecaster":
+        """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name."""
+        folder = resolve(path)
+        return cls(load_model(folder, device=device, dtype=dtype), name=Path(folder).name)
+
+    def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
+        """The checkpoint's own defaults, overridden by whatever is not None."""
+        c = self.model.chronos
+        return SamplingConfig(
+            num_samples=c.num_samples if num_samples is None else num_samples,
+            temperature=c.temperature if temperature is None else temperature,
+            top_k=c.top_k if top_k is None else top_k,
+            top_p=c.top_p if top_p is None else top_p,
+            seed=seed,
+        )
+
+    def predict(
+        self,
+        inputs,
+        prediction_length: int | None = None,
+        *,
+        num_samples: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        batch_size: int = 32,
+        progress: bool | None = None,
+    ) -> torch.Tensor:
+        """Sample forecast paths.
+
+        inputs: a 1-D tensor/array [T], a list of 1-D series of any lengths, or
+        a 2-D tensor/array [N, T] left-padded with NaN (see ``leapcast.inputs``).
+        Unset sampling arguments take the checkpoint's defaults (Chronos: 20
+        samples, temperature 1, top-k 50, top-p 1); ``top_k=1`` is greedy.
+        ``seed`` fixes every series' paths, whatever its batch mates.
+
+        Returns samples [N, S, h] float32, h = prediction_length (default: the
+        model's own prediction length; longer horizons roll out window by window).
+        """
+        h = self.model.prediction_length if prediction_length is None else check_horizon(prediction_length)
+        sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+        series = as_series_list(inputs)
+        generators = series_generators(sampling.seed, list(range(len(series))))
+        out = torch.empty(len(series), sampling.num_samples, h)
+        starts = range(0, len(series), batch_size)
+        bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
+        for start in bar:
+            chunk = slice(start, start + batch_size)
+            contexts, factor = left_pad(series[chunk])
+            samples = rollout(self.model, contexts, h, sampling, generators[chunk])
+            out[chunk] = (samples.double() * factor[:, None, None]).float()
+        return out
+
+    def predict_quantiles(
+        self,
+        inputs,
+        prediction_length: int | None = None,
+        quantile_levels: Sequence[float] = DEFAULT_QUANTILES,
+        **predict_kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantiles and mean of the sampled paths (as chronos-forecasting).
+
+        Returns (quantiles [N, h, Q], mean [N, h]); keyword arguments go to ``predict``.
+        """
+        levels = _check_levels(quantile_levels)
+        samples = self.predict(inputs, prediction_length, **predict_kwargs).swapaxes(1, 2)  # [N, h, S]
+        quantiles = torch.quantile(samples, torch.tensor(levels, dtype=samples.dtype), dim=-1).permute(1, 2, 0)
+        return quantiles, samples.mean(dim=-1)
+
+    def forecast(
+        self,
+        df: pd.DataFrame,
+        h: int,
+        *,
+        quantiles: Sequence[float] | None = None,
+        level: Sequence[float] | None = None,
+        point: str = "median",
+        id_col: str = "unique_id",
+        time_col: str = "ds",
+        target_col: str = "y",
+        freq=None,
+        alias: str | None = None,
+        **predict_kwargs,
+    ) -> pd.DataFrame:
+        """Forecast every series of a long frame (statsforecast / TimeGPT layout).
+
+        Returns a long frame: ``id_col``, ``time_col`` (future timestamps, or
+        integer steps), ``<alias>`` (the ``point`` forecast: sample median by
+        default, or mean), and ``<alias>-lo-80`` / ``-hi-80`` per ``level`` or
+        ``<alias>-q-10`` per quantile. ``freq`` as in ``leapcast.frame.to_panel``.
+        """
+        h = check_horizon(h, "h")
+        if quantiles is not None and level is not None:
+            raise ValueError("pass either `quantiles` or `level`, not both")
+        if point not in ("median", "mean"):
+            raise ValueError(f"`point` must be 'median' or 'mean', got {point!r}")
+        name = alias or self.name
+        panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
+        samples = self.predict(panel.contexts, h, **predict_kwargs).double()  # [N, S, h]
+        columns = {name: (samples.median(dim=1).values if point == "median" else samples.mean(dim=1)).numpy()}
+        for label, q in _interval_columns(name, quantiles, level):
+            columns[label] = torch.quantile(samples, q, dim=1).numpy()
+        return frame.future_frame(panel, h, columns)
+
+
+def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
+    if quantiles is not None:
+        return [(f"{name}-q-{_pct(q)}", q) for q in _check_levels(quantiles)]
+    if level is None:
+        return []
+    cols = []
+    for lv in level:
+        if isinstance(lv, bool) or not isinstance(lv, (int, float)) or not 0 < lv < 100:
+            raise ValueError(f"`level` values must be numbers in (0, 100), got {lv!r}")
+        cols.append((f"{name}-lo-{_pct(lv / 100)}", 0.5 - lv / 200))
+        cols.append((f"{name}-hi-{_pct(lv / 100)}", 0.5 + lv / 200))
+    return cols
+
+
+def _pct(q: float) -> str:
+    value = q * 100
+    return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:g}"
+
+
+def _check_levels(levels: Sequence[float]) -> list[float]:
+    levels = list(levels)
+    if not levels:
+        raise ValueError("`quantile_levels` is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")
+    for q in levels:
+        if isinstance(q, bool) or not isinstance(q, (int, float, np.floating)) or not 0 < q < 1:
+            raise ValueError(f"quantile levels must be numbers in (0, 1), got {q!r}")
+    return [float(q) for q in levels]
+
+
+def _no_bar(progress: bool | None, batches: int) -> bool | None:
+    if progress is None:
+        return None if batches > 1 else True  # None: tqdm shows it only on a terminal
+    return not progress

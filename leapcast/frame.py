@@ -1,0 +1,325 @@
+"""Long-DataFrame adapter: ``unique_id, ds, y`` frames in, per-series contexts out.
+
+Follows the statsforecast / TimeGPT conventions. ``to_panel`` validates a long
+frame and turns it into a :class:`Panel` (one float64 context per series, on a
+regular time grid); ``future_frame`` lays forecasts ``[n_series, h]`` back out as
+a long frame ``unique_id, ds, <columns...>``.
+
+How inputs are handled (each rejection is a ``ValueError``/``TypeError`` naming
+the column or parameter, the offending values, and what to do):
+
+- Rows may come in any order: they are sorted by ``(id, ds)`` (stable); nothing
+  is dropped. Series come out in sorted id order, as in statsforecast.
+- ``ds`` may be datetime64 (tz-aware kept), integers, integral floats, or strings
+  that ``pd.to_datetime`` parses (they are converted). Null ``ds`` are rejected.
+- ``y`` must be numeric (booleans rejected); integers are cast to float64. NaN is
+  allowed inside a series (models mask it), but a series with no observed value
+  is rejected, and so are infinities. Huge finite values are kept: the models are
+  scale invariant, so they need no clipping.
+- Duplicate ``(id, ds)`` pairs are rejected.
+- Frequency: ``freq`` if given, else inferred (see :func:`to_panel`). Every series
+  must lie on the grid; grid steps with no row become NaN in the context, so the
+  model sees the missing steps.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import BaseOffset
+
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A validated set of series, ready for a forecaster.
+
+    ids: unique series ids, in sorted order (statsforecast's order); length N.
+    contexts: N float64 arrays ``[T_i]``, values in time order on the grid,
+        NaN where the value is missing or the grid step had no row.
+    last_ds: N last timestamps (``pd.Timestamp``, tz kept) or last integer ds.
+    freq: the grid step: a pandas ``DateOffset`` for datetime ds, an ``int``
+        (default 1) for integer ds.
+    id_col, time_col, target_col: the column names of the input frame.
+    """
+
+    ids: list
+    contexts: list[np.ndarray]
+    last_ds: list
+    freq: BaseOffset | int
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    target_col: str = "y"
+
+    def __post_init__(self):
+        if not len(self.ids) == len(self.contexts) == len(self.last_ds):
+            raise ValueError(
+                f"`ids`, `contexts` and `last_ds` must have one entry per series, got "
+                f"{len(self.ids)}, {len(self.contexts)} and {len(self.last_ds)}"
+            )
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+
+def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None) -> Panel:
+    """Validate a long frame ``[rows, (id_col, time_col, target_col, ...)]`` into a Panel.
+
+    ``df`` is a pandas DataFrame (or a polars one, converted when polars is
+    installed); extra columns are ignored.
+
+    ``freq``: a pandas alias or offset (``"D"``, ``"MS"``, ``"h"``) for datetime
+    ds, a positive int step for integer ds, or None to infer it. Inference:
+    each series of >= 3 points votes with ``pd.infer_freq`` (datetime) or the gcd
+    of its differences (integer), and the votes must agree. Series that cannot
+    vote (1 or 2 points, or gaps) must lie on the voted grid. When no series
+    votes: integer ds take the gcd of all differences (1 if every series has one
+    point); datetime ds try ``pd.infer_freq`` on all timestamps together, then the
+    smallest difference, and ask for ``freq=`` when neither fits every series.
+    """
+    df = _as_pandas(df)
+    missing = [c for c in (id_col, time_col, target_col) if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"columns {missing} are missing from `df` (it has {list(df.columns)}); "
+            f"rename them or pass id_col=, time_col=, target_col="
+        )
+    if len(df) == 0:
+        raise ValueError("`df` is empty: pass at least one row per series")
+    if df[id_col].isna().any():
+        raise ValueError(
+            f"column {id_col!r} has {int(df[id_col].isna().sum())} null ids; drop or fill them"
+        )
+    ds = _time_values(df[time_col], time_col)
+    y = _target_values(df[target_col], target_col)
+    ids = df[id_col].reset_index(drop=True)
+    keys = pd.DataFrame({"id": ids, "ds": ds})
+    order = keys.sort_values(["id", "ds"], kind="stable").index.to_numpy()  # [rows]
+    ids, ds, y = ids.to_numpy()[order], ds[order], y[order]
+    codes, uniques = pd.factorize(ids)  # sorted, so codes never decrease
+    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(codes)]
+    uniq = uniques.tolist()  # python ids, sorted
+
+    dup = np.r_[False, (codes[1:] == codes[:-1]) & (ds[1:] == ds[:-1])]
+    if dup.any():
+        first = np.flatnonzero(dup)[:_MAX_LISTED]
+        pairs = ", ".join(f"({uniq[codes[i]]!r}, {_show(ds[i])})" for i in first)
+        raise ValueError(
+            f"{int(dup.sum())} duplicated ({id_col}, {time_col}) pairs, e.g. {pairs}; "
+            f"keep one row per pair (aggregate or drop_duplicates)"
+        )
+    _check_values(y, codes, uniq, target_col)
+
+    series = [ds[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    is_dt = isinstance(ds, pd.DatetimeIndex)
+    step = _resolve_freq(freq, series, uniq, is_dt, time_col)
+    contexts, last_ds = [], []
+    for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+        s = series[k]
+        pos, off = _grid_positions(s, step)
+        if off.any():
+            raise ValueError(
+                f"series {uniq[k]!r} has {time_col!r} {_show(s[np.argmax(off)])} off the "
+                f"{'inferred' if freq is None else 'given'} frequency {_show_freq(step)} grid "
+                f"starting at {_show(s[0])}; fix the timestamps or pass the right freq="
+            )
+        ctx = np.full(pos[-1] + 1, np.nan)
+        ctx[pos] = y[a:b]
+        contexts.append(ctx)
+        last_ds.append(s[-1] if is_dt else int(s[-1]))
+    return Panel(uniq, contexts, last_ds, step, id_col, time_col, target_col)
+
+
+def future_frame(panel: Panel, h: int, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Long frame of forecasts: ``[N*h, (id_col, time_col, *columns)]``.
+
+    ``columns`` maps a name to an array ``[N, h]`` (row i is series ``panel.ids[i]``).
+    Future ds are ``last_ds + freq * (1..h)``. Rows: series in panel order, time ascending.
+    """
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+        raise ValueError(f"`h` must be a positive integer, got {h!r}")
+    h, n = int(h), panel.n_series
+    for name, values in columns.items():
+        if name in (panel.id_col, panel.time_col):
+            raise ValueError(f"`columns` key {name!r} clashes with the id/time column; rename it")
+        if np.shape(values) != (n, h):
+            raise ValueError(
+                f"`columns[{name!r}]` must have shape [n_series, h] = {(n, h)}, "
+                f"got {np.shape(values)}"
+            )
+    if isinstance(panel.freq, BaseOffset):
+        cache: dict = {}
+        for last in panel.last_ds:
+            if last not in cache:
+                cache[last] = pd.date_range(start=last, periods=h + 1, freq=panel.freq)[1:]
+        times = [cache[last] for last in panel.last_ds]
+        future = times[0].append(times[1:]) if times else pd.DatetimeIndex([])
+    else:
+        last = np.asarray(panel.last_ds, dtype=np.int64)[:, None]  # [N, 1]
+        future = (last + panel.freq * np.arange(1, h + 1)).reshape(-1)  # [N*h]
+    out = {panel.id_col: pd.Index(panel.ids).repeat(h), panel.time_col: future}
+    for name, values in columns.items():
+        out[name] = np.asarray(values).reshape(-1)  # [N*h]
+    return pd.DataFrame(out)
+
+
+def _as_pandas(df) -> pd.DataFrame:
+    if isinstance(df, pd.DataFrame):
+        return df
+    if type(df).__module__.split(".")[0] == "polars":  # never imports polars itself
+        return df.to_pandas()
+    raise TypeError(
+        f"`df` must be a pandas (or polars) DataFrame, got {type(df).__name__}; "
+        f"build one with columns unique_id, ds, y"
+    )
+
+
+def _time_values(col: pd.Series, name: str):
+    """ds as a DatetimeIndex (tz kept) or an int64 array ``[rows]``."""
+    if col.isna().any():
+        n_null = int(col.isna().sum())
+        raise ValueError(f"column {name!r} has {n_null} null values; drop or fill them")
+    dtype = col.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return pd.DatetimeIndex(col)
+    if pd.api.types.is_bool_dtype(dtype):
+        pass
+    elif pd.api.types.is_integer_dtype(dtype):
+        return col.to_numpy(dtype=np.int64)
+    elif pd.api.types.is_float_dtype(dtype):
+        values = col.to_numpy(dtype=np.float64)
+        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        if len(bad):
+            raise ValueError(
+                f"column {name!r} holds floats that are not whole numbers, e.g. {float(bad[0])}; "
+                f"use integer steps or datetimes"
+            )
+        return values.astype(np.int64)
+    elif pd.api.types.is_string_dtype(dtype) or dtype == object:
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(col))
+        except (ValueError, TypeError) as err:
+            raise TypeError(
+                f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); "
+                f"pass datetimes or integers"
+            ) from None
+    raise TypeError(f"column {name!r} has dtype {dtype}; pass datetimes or integers")
+
+
+def _target_values(col: pd.Series, name: str) -> np.ndarray:
+    """y as float64 ``[rows]``, NaN for missing values."""
+    dtype = col.dtype
+    numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    if pd.api.types.is_bool_dtype(dtype) or not numeric:
+        raise TypeError(
+            f"column {name!r} must be numeric (int or float), got dtype {dtype}; "
+            f"convert it, e.g. df[{name!r}].astype(float)"
+        )
+    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _check_values(y: np.ndarray, codes: np.ndarray, ids: list, name: str) -> None:
+    """Reject infinities and series without a single observed value (y, codes: [rows])."""
+    n_inf = np.bincount(codes, weights=np.isinf(y), minlength=len(ids)).astype(int)
+    if n_inf.any():
+        found = {ids[k]: int(n_inf[k]) for k in np.flatnonzero(n_inf)[:_MAX_LISTED]}
+        raise ValueError(
+            f"column {name!r} has infinite values in {int((n_inf > 0).sum())} series "
+            f"(id: count) {found}; replace them with NaN or drop them"
+        )
+    n_obs = np.bincount(codes, weights=~np.isnan(y), minlength=len(ids))
+    if (n_obs == 0).any():
+        empty = [ids[k] for k in np.flatnonzero(n_obs == 0)]
+        raise ValueError(
+            f"{len(empty)} series have no observed {name!r} (all NaN), e.g. "
+            f"{empty[:_MAX_LISTED]}; drop them"
+        )
+
+
+def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
+    """The grid step: a DateOffset for datetime ds, a positive int for integer ds."""
+    if freq is not None:
+        if is_dt:
+            if isinstance(freq, (bool, int, np.integer)):
+                raise TypeError(
+                    f"`freq` {freq!r} is an int step but {name!r} holds datetimes; "
+                    f"pass an alias like 'D'"
+                )
+            try:
+                return to_offset(freq)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"`freq` {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"
+                ) from None
+        if isinstance(freq, bool) or not isinstance(freq, (int, np.integer)) or freq < 1:
+            raise ValueError(
+                f"`freq` must be a positive int step for integer {name!r}, got {freq!r}"
+            )
+        return int(freq)
+
+    distinct = {}  # step -> first id voting for it; series of >= 3 points vote
+    for k, s in enumerate(series):
+        if len(s) >= 3:
+            step = _infer_step(s) if is_dt else math.gcd(*np.diff(s).tolist())
+            if step is not None:
+                distinct.setdefault(step, ids[k])
+    if len(distinct) > 1:
+        (a, fa), (b, fb) = [(i, _show_freq(f)) for f, i in list(distinct.items())[:2]]
+        raise ValueError(
+            f"series have different frequencies: {a!r} is {fa} but {b!r} is {fb}; "
+            f"split the frame by frequency or pass freq="
+        )
+    if distinct:
+        return next(iter(distinct))
+    diffs = [np.diff(s) for s in series if len(s) >= 2]
+    if not is_dt:
+        return math.gcd(*np.concatenate(diffs).tolist()) if diffs else 1
+    if diffs:
+        union = series[0].append(series[1:]).unique().sort_values()  # all timestamps together
+        smallest = pd.Timedelta(min(d.min() for d in diffs))
+        days = smallest / pd.Timedelta("1D")
+        by_smallest = to_offset(f"{int(days)}D" if days == int(days) else smallest)
+        guesses = [_infer_step(union), by_smallest]
+        for guess in filter(None, guesses):
+            if not any(_grid_positions(s, guess)[1].any() for s in series):
+                return guess
+    raise ValueError(
+        f"could not infer the frequency of {name!r} (series too short or irregular); "
+        f"pass freq=, e.g. freq='D' or freq='MS'"
+    )
+
+
+def _infer_step(index: pd.DatetimeIndex):
+    """``pd.infer_freq`` as a DateOffset, None when irregular or under 3 points."""
+    if len(index) < 3:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas 3.1 warns that infer_freq will return offsets
+        found = pd.infer_freq(index)
+    return None if found is None else to_offset(found)
+
+
+def _grid_positions(s, step) -> tuple[np.ndarray, np.ndarray]:
+    """Grid index of each timestamp ``[T_obs]`` (grid from ``s[0]`` by ``step``), and
+    the mask ``[T_obs]`` of timestamps that are off that grid."""
+    if isinstance(step, BaseOffset):
+        pos = pd.date_range(start=s[0], end=s[-1], freq=step).get_indexer(s)
+        return pos, pos < 0
+    pos, rem = np.divmod(s - s[0], step)
+    return pos, rem != 0
+
+
+def _show(value) -> str:
+    """A ds value for messages: '2020-01-03 00:00:00' or '7'."""
+    return str(int(value)) if isinstance(value, (int, np.integer)) else str(value)
+
+
+def _show_freq(step) -> str:
+    return repr(step.freqstr) if isinstance(step, BaseOffset) else f"step {step}"

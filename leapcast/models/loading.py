@@ -1,0 +1,135 @@
+"""Load a model from a local checkpoint folder: config.json + *.safetensors.
+
+Pickle weights (.bin, .pt, .pth, .ckpt) are refused: unpickling runs arbitrary
+code. So is remote code (``auto_map`` in config.json): leapcast runs only its
+own native implementations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from leapcast.models.chronos_t5 import ChronosT5
+from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
+from leapcast.models.t5 import T5, T5Config
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder leapcast cannot or will not load."""
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """config.json as a dict and all safetensors weights of a folder."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"`model` path {str(path)!r} is not a folder; pass a checkpoint folder holding config.json "
+            "and model.safetensors, or the name of a bundled model (see `leapcast info --list`)"
+        )
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"checkpoint folder {str(folder)!r} has no config.json")
+    config = json.loads(config_path.read_text())
+    if "auto_map" in config:
+        raise CheckpointError(
+            f"{config_path} asks for remote code (`auto_map`); leapcast never runs code shipped with a "
+            "checkpoint. Remove `auto_map` if the architecture is one leapcast implements natively."
+        )
+    weights_files = sorted(folder.glob("*.safetensors"))
+    if not weights_files:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"checkpoint folder {str(folder)!r} holds only pickle weights ({', '.join(pickles)}); leapcast "
+                "refuses pickle because loading it can run arbitrary code. Convert once, in an environment you "
+                "trust: `python -c \"import torch; from safetensors.torch import save_file; "
+                f"save_file(torch.load('{pickles[0]}', weights_only=True), 'model.safetensors')\"` "
+                "(or `model.save_pretrained(folder, safe_serialization=True)` with transformers)."
+            )
+        raise CheckpointError(f"checkpoint folder {str(folder)!r} has no *.safetensors weights")
+    weights: dict[str, torch.Tensor] = {}
+    for file in weights_files:
+        weights.update(load_file(str(file)))
+    return config, weights
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ChronosT5:
+    """A native model for the checkpoint folder at ``path``."""
+    config, weights = read_checkpoint(path)
+    if "chronos_config" not in config:
+        raise CheckpointError(
+            f"{Path(path) / 'config.json'} has no `chronos_config`; leapcast currently loads Chronos-T5 "
+            "checkpoints (config.json with a chronos_config block, as published by chronos-forecasting)"
+        )
+    arch = config.get("architectures") or ["T5ForConditionalGeneration"]
+    if arch[0] != "T5ForConditionalGeneration":
+        raise CheckpointError(f"{Path(path) / 'config.json'} architecture {arch[0]!r} is not supported; expected T5ForConditionalGeneration")
+    chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
+    cfg = T5Config.from_dict(config)
+    net = T5(cfg)
+    net.load_state_dict(convert_hf_t5(weights, cfg), strict=True)
+    net = net.to(device=device, dtype=dtype)
+    return ChronosT5(net, chronos, name=Path(path).name)
+
+
+_ATTN = r"(?:SelfAttention|EncDecAttention)"
+
+
+def convert_hf_t5(hf: dict[str, torch.Tensor], cfg: T5Config) -> dict[str, torch.Tensor]:
+    """Hugging Face T5 weight names -> this package's fused layout."""
+    out: dict[str, torch.Tensor] = {}
+    try:
+        out["embed.weight"] = hf["shared.weight"]
+        out["enc_bias.weight"] = hf["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+        out["dec_bias.weight"] = hf["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+        out["enc_norm.weight"] = hf["encoder.final_layer_norm.weight"]
+        out["dec_norm.weight"] = hf["decoder.final_layer_norm.weight"]
+        for i in range(cfg.num_layers):
+            p = f"encoder.block.{i}.layer"
+            out[f"enc_layers.{i}.norm_attn.weight"] = hf[f"{p}.0.layer_norm.weight"]
+            out[f"enc_layers.{i}.qkv.weight"] = torch.cat([hf[f"{p}.0.SelfAttention.{w}.weight"] for w in "qkv"])
+            out[f"enc_layers.{i}.o.weight"] = hf[f"{p}.0.SelfAttention.o.weight"]
+            out[f"enc_layers.{i}.norm_ff.weight"] = hf[f"{p}.1.layer_norm.weight"]
+            out.update(_ff(hf, f"{p}.1.DenseReluDense", f"enc_layers.{i}.ff", cfg))
+        for i in range(cfg.num_decoder_layers):
+            p = f"decoder.block.{i}.layer"
+            d = f"dec_layers.{i}"
+            out[f"{d}.norm_self.weight"] = hf[f"{p}.0.layer_norm.weight"]
+            out[f"{d}.qkv.weight"] = torch.cat([hf[f"{p}.0.SelfAttention.{w}.weight"] for w in "qkv"])
+            out[f"{d}.o.weight"] = hf[f"{p}.0.SelfAttention.o.weight"]
+            out[f"{d}.norm_cross.weight"] = hf[f"{p}.1.layer_norm.weight"]
+            out[f"{d}.cross_q.weight"] = hf[f"{p}.1.EncDecAttention.q.weight"]
+            out[f"{d}.cross_kv.weight"] = torch.cat([hf[f"{p}.1.EncDecAttention.{w}.weight"] for w in "kv"])
+            out[f"{d}.cross_o.weight"] = hf[f"{p}.1.EncDecAttention.o.weight"]
+            out[f"{d}.norm_ff.weight"] = hf[f"{p}.2.layer_norm.weight"]
+            out.update(_ff(hf, f"{p}.2.DenseReluDense", f"{d}.ff", cfg))
+        if not cfg.tie_word_embeddings:
+            out["lm_head.weight"] = hf["lm_head.weight"]
+    except KeyError as err:
+        raise CheckpointError(f"checkpoint weights lack {err.args[0]!r}; is this a T5 checkpoint saved by transformers?") from None
+    used = set(_consumed_names(hf))
+    unknown = sorted(k for k in hf if k not in used)
+    if unknown:
+        raise CheckpointError(f"checkpoint has weights this T5 layout does not use: {unknown[:5]}")
+    return out
+
+
+def _ff(hf: dict, src: str, dst: str, cfg: T5Config) -> dict[str, torch.Tensor]:
+    wi = torch.cat([hf[f"{src}.wi_0.weight"], hf[f"{src}.wi_1.weight"]]) if cfg.gated else hf[f"{src}.wi.weight"]
+    return {f"{dst}.wi.weight": wi, f"{dst}.wo.weight": hf[f"{src}.wo.weight"]}
+
+
+def _consumed_names(hf: dict) -> list[str]:
+    pattern = re.compile(
+        r"^(shared\.weight|lm_head\.weight|(encoder|decoder)\.(embed_tokens\.weight|final_layer_norm\.weight|"
+        rf"block\.\d+\.layer\.\d\.({_ATTN}\.(q|k|v|o|relative_attention_bias)\.weight|layer_norm\.weight|"
+        r"DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight)))$"
+    )
+    return [k for k in hf if pattern.match(k)]

@@ -1,0 +1,276 @@
+"""A T5 encoder-decoder written for cached, batched decoding.
+
+Same arithmetic as Hugging Face's ``T5ForConditionalGeneration`` (relative
+position buckets shared from the first layer of each stack, RMS "T5" layer
+norm, unscaled attention, ReLU or gated-GELU feed-forward, tied embeddings
+rescaled by d_model**-0.5 before the head), laid out for decoding:
+
+- the decoder's self-attention keys and values live in one static buffer per
+  layer, [R, H, T, dk], written at explicit positions;
+- cross-attention keys and values are computed once per *series*, [B, H, L, dk],
+  and every sample row of that series reads them in place: the queries of a
+  series' S rows are grouped into one [S*n] block instead of copying K/V S times.
+
+Weights are fused at load time (q|k|v, cross k|v, gated wi_0|wi_1) so a decode
+step runs few, large matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class T5Config:
+    vocab_size: int
+    d_model: int
+    d_kv: int
+    d_ff: int
+    num_layers: int
+    num_decoder_layers: int
+    num_heads: int
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    layer_norm_epsilon: float = 1e-6
+    feed_forward_proj: str = "relu"
+    tie_word_embeddings: bool = True
+    decoder_start_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config.json `{name}` must be >= 1, got {getattr(self, name)}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"config.json `feed_forward_proj` {self.feed_forward_proj!r} is not supported; "
+                f"use one of relu, gelu, silu, optionally prefixed by 'gated-'"
+            )
+
+    @property
+    def gated(self) -> bool:
+        return self.feed_forward_proj.startswith("gated-")
+
+    @property
+    def activation(self) -> str:
+        name = self.feed_forward_proj.split("-")[-1]
+        return "gelu_new" if self.feed_forward_proj == "gated-gelu" else name
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "T5Config":
+        num_layers = int(raw["num_layers"])
+        return cls(
+            vocab_size=int(raw["vocab_size"]),
+            d_model=int(raw["d_model"]),
+            d_kv=int(raw["d_kv"]),
+            d_ff=int(raw["d_ff"]),
+            num_layers=num_layers,
+            num_decoder_layers=int(raw.get("num_decoder_layers") or num_layers),
+            num_heads=int(raw["num_heads"]),
+            relative_attention_num_buckets=int(raw.get("relative_attention_num_buckets", 32)),
+            relative_attention_max_distance=int(raw.get("relative_attention_max_distance", 128)),
+            layer_norm_epsilon=float(raw.get("layer_norm_epsilon", 1e-6)),
+            feed_forward_proj=str(raw.get("feed_forward_proj", "relu")),
+            tie_word_embeddings=bool(raw.get("tie_word_embeddings", True)),
+            decoder_start_token_id=int(raw.get("decoder_start_token_id", 0) or 0),
+        )
+
+
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+}
+
+
+def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+    """T5's bucketing of key_position - query_position: exact for small
+    distances, logarithmic up to ``max_distance``, and one sign bit when
+    bidirectional."""
+    buckets = torch.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (relative_position > 0).long() * num_buckets
+        distance = relative_position.abs()
+    else:
+        distance = -torch.clamp(relative_position, max=0)
+    max_exact = num_buckets // 2
+    is_small = distance < max_exact
+    large = max_exact + (
+        torch.log(distance.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+    ).long()
+    large = torch.clamp(large, max=num_buckets - 1)
+    return buckets + torch.where(is_small, distance, large)
+
+
+class RMSNorm(nn.Module):
+    """T5's layer norm: scale only, no mean subtraction, variance in fp32."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        return self.weight * x.to(self.weight.dtype)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: T5Config) -> None:
+        super().__init__()
+        self.gated = cfg.gated
+        self.d_ff = cfg.d_ff
+        self.wi = nn.Linear(cfg.d_model, cfg.d_ff * (2 if cfg.gated else 1), bias=False)  # [act | linear] when gated
+        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.act = _ACTIVATIONS[cfg.activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.wi(x)
+        if self.gated:
+            h = self.act(h[..., : self.d_ff]) * h[..., self.d_ff :]
+        else:
+            h = self.act(h)
+        return self.wo(h)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: T5Config) -> None:
+        super().__init__()
+        inner = cfg.num_heads * cfg.d_kv
+        self.heads, self.d_kv = cfg.num_heads, cfg.d_kv
+        self.norm_attn = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
+        self.o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.norm_ff = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.ff = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], bias [B, H, L, L] (position bias plus padding mask)."""
+        b, length, _ = x.shape
+        qkv = self.qkv(self.norm_attn(x)).view(b, length, 3, self.heads, self.d_kv)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, L, dk]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        x = x + self.o(out.transpose(1, 2).reshape(b, length, -1))
+        return x + self.ff(self.norm_ff(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: T5Config) -> None:
+        super().__init__()
+        inner = cfg.num_heads * cfg.d_kv
+        self.heads, self.d_kv = cfg.num_heads, cfg.d_kv
+        self.norm_self = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
+        self.o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.norm_cross = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.cross_q = nn.Linear(cfg.d_model, inner, bias=False)
+        self.cross_kv = nn.Linear(cfg.d_model, 2 * inner, bias=False)
+        self.cross_o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.norm_ff = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.ff = FeedForward(cfg)
+
+    def cross_keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory [B, L, D] -> keys, values [B, H, L, dk], once per series."""
+        b, length, _ = memory.shape
+        kv = self.cross_kv(memory).view(b, length, 2, self.heads, self.d_kv)
+        k, v = kv.permute(2, 0, 3, 1, 4)
+        return k.contiguous(), v.contiguous()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: "LayerCache",
+        start: int | torch.Tensor,
+        self_bias: torch.Tensor,
+        cross_mask: torch.Tensor,
+        used: int,
+    ) -> torch.Tensor:
+        """x [R, n, D]; self_bias [1|R, H, n, used]; cross_mask [B, 1, 1, L]."""
+        r, n, _ = x.shape
+        qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
+        cache.write(k, v, start)
+        out = F.scaled_dot_product_attention(q, cache.k[:, :, :used], cache.v[:, :, :used], attn_mask=self_bias, scale=1.0)
+        x = x + self.o(out.transpose(1, 2).reshape(r, n, -1))
+
+        b = cache.cross_k.shape[0]
+        q = self.cross_q(self.norm_cross(x)).view(b, (r // b) * n, self.heads, self.d_kv).transpose(1, 2)  # [B, H, S*n, dk]
+        out = F.scaled_dot_product_attention(q, cache.cross_k, cache.cross_v, attn_mask=cross_mask, scale=1.0)
+        x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
+        return x + self.ff(self.norm_ff(x))
+
+
+@dataclass
+class LayerCache:
+    k: torch.Tensor  # [R, H, T, dk] self-attention keys, written at positions
+    v: torch.Tensor  # [R, H, T, dk]
+    cross_k: torch.Tensor  # [B, H, L, dk] shared by the rows of a series
+    cross_v: torch.Tensor  # [B, H, L, dk]
+
+    def write(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> None:
+        """k, v [R, H, n, dk] into positions start..start+n-1 of each row."""
+        n = k.shape[2]
+        if isinstance(start, int):
+            self.k[:, :, start : start + n] = k
+            self.v[:, :, start : start + n] = v
+        else:
+            pos = (start[:, None] + torch.arange(n, device=start.device))[:, None, :, None]  # [R, 1, n, 1]
+            pos = pos.expand_as(k)
+            self.k.scatter_(2, pos, k)
+            self.v.scatter_(2, pos, v)
+
+
+class T5(nn.Module):
+    def __init__(self, cfg: T5Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.enc_bias = nn.Embedding(cfg.relative_attention_num_buckets, cfg.num_heads)
+        self.enc_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.enc_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.dec_bias = nn.Embedding(cfg.relative_attention_num_buckets, cfg.num_heads)
+        self.dec_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers))
+        self.dec_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+    def position_bias(self, num_queries: int, num_keys: int, bidirectional: bool) -> torch.Tensor:
+        """[H, Lq, Lk] bias from key_position - query_position."""
+        device = self.embed.weight.device
+        rel = torch.arange(num_keys, device=device)[None, :] - torch.arange(num_queries, device=device)[:, None]
+        buckets = relative_position_bucket(
+            rel, bidirectional, self.cfg.relative_attention_num_buckets, self.cfg.relative_attention_max_distance
+        )
+        table = self.enc_bias if bidirectional else self.dec_bias
+        return table(buckets).permute(2, 0, 1)
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] long, mask [B, L] bool -> encoder output [B, L, D]."""
+        length = tokens.shape[1]
+        dtype = self.embed.weight.dtype
+        pad = (~mask).to(dtype)[:, None, None, :] * torch.finfo(dtype).min  # [B, 1, 1, L]
+        bias = self.position_bias(length, length, bidirectional=True)[None].to(dtype) + pad  # [B, H, L, L]
+        x = self.embed(tokens)
+        for layer in self.enc_layers:
+            x = layer(x, bias)
+        return self.enc_norm(x)
+
+    def decoder_bias_table(self, max_steps: int) -> torch.Tensor:
+        """[H, T, T] relative bias with the causal mask folded in (min where key > query)."""
+        dtype = self.embed.weight.dtype
+        bias = self.position_bias(max_steps, max_steps, bidirectional=False).to(dtype)
+        future = torch.ones(max_steps, max_steps, dtype=torch.bool, device=bias.device).triu(1)
+        return bias.masked_fill(future, torch.finfo(dtype).min)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """decoder hidden [.., D] -> logits [.., V] float32."""
+        x = self.dec_norm(x)
+        if self.lm_head is None:
+            return F.linear(x * self.cfg.d_model**-0.5, self.embed.weight).float()
+        return self.lm_head(x).float()
