@@ -81,7 +81,7 @@ def info(
     list_models: bool = typer.Option(False, "--list", help="List bundled models."),
 ) -> None:
     """Configuration, parameter count and size of a checkpoint."""
-    from leapcast.models.loading import CheckpointError, load_model
+    from leapcast.models.loading import load_model
     from leapcast.registry import bundled_models, resolve
 
     if list_models or model is None:
@@ -91,7 +91,7 @@ def info(
     try:
         folder = resolve(model)
         m = load_model(folder)
-    except (CheckpointError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError, and bad config values, are ValueErrors
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
     cfg, ch = m.net.cfg, m.chronos

@@ -35,7 +35,7 @@ class Forecaster:
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "Forecaster":
         """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name."""
         folder = resolve(path)
-        return cls(load_model(folder, device=device, dtype=dtype), name=Path(folder).name)
+        return cls(load_model(folder, device=device, dtype=dtype), name=Path(folder).resolve().name)  # "." -> its folder name
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
@@ -134,7 +134,8 @@ class Forecaster:
         name = alias or self.name
         panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
         samples = self.predict(panel.contexts, h, **predict_kwargs).double()  # [N, S, h]
-        columns = {name: (samples.median(dim=1).values if point == "median" else samples.mean(dim=1)).numpy()}
+        # the median as np.median (mean of the two middle samples when S is even), so it equals `-q-50`
+        columns = {name: (torch.quantile(samples, 0.5, dim=1) if point == "median" else samples.mean(dim=1)).numpy()}
         for label, q in _interval_columns(name, quantiles, level):
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
         return frame.future_frame(panel, h, columns)

@@ -74,7 +74,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
     cfg = T5Config.from_dict(config)
     net = T5(cfg)
-    net.load_state_dict(convert_hf_t5(weights, cfg), strict=True)
+    try:
+        net.load_state_dict(convert_hf_t5(weights, cfg), strict=True)
+    except RuntimeError as err:  # weight shapes that disagree with config.json
+        raise CheckpointError(f"weights in {str(path)!r} do not match its config.json: {err}") from None
     net = net.to(device=device, dtype=dtype)
     return ChronosT5(net, chronos, name=Path(path).name)
 

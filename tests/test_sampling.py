@@ -1,0 +1,76 @@
+"""Warping against transformers' logits processors; the inverse-CDF draw against its definition."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from leapcast.engine.sampling import SamplingConfig, draw, draw_uniforms, probabilities, sample, series_generators, warp
+
+
+def hf_warp(logits, temperature, top_k, top_p, eos):
+    tf = pytest.importorskip("transformers.generation.logits_process")
+    procs = tf.LogitsProcessorList([tf.MinNewTokensLengthLogitsProcessor(1, 64, eos, device="cpu")])
+    if temperature != 1.0:
+        procs.append(tf.TemperatureLogitsWarper(temperature))
+    if top_k:
+        procs.append(tf.TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        procs.append(tf.TopPLogitsWarper(top_p))
+    return procs(torch.zeros(logits.shape[0], 1, dtype=torch.long), logits.clone())
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 50, 1.0), (0.7, 50, 0.9), (1.5, None, 0.5), (1.0, 3, 1.0), (2.0, 1, 1.0)])
+def test_warp_equals_transformers(temperature, top_k, top_p):
+    logits = torch.randn(16, 300, generator=torch.Generator().manual_seed(0)) * 3
+    logits[0, 5] = logits[0, 6] = logits[0].max() + 1  # a tie at the top
+    cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    expected = hf_warp(logits, temperature, top_k, top_p, eos=1)
+    got = warp(logits, cfg, banned=(1,))
+    assert torch.equal(torch.isinf(got), torch.isinf(expected))
+    assert torch.allclose(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
+
+
+def test_draw_reproduces_the_distribution_and_never_draws_zero_mass():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.2, 0.3, 0.0]]).repeat(40000, 1)
+    u = torch.rand(40000, generator=torch.Generator().manual_seed(0))
+    steps = draw(probs, u)
+    counts = np.bincount(steps.numpy(), minlength=6)
+    assert counts[[0, 2, 5]].sum() == 0
+    assert chisquare(counts[[1, 3, 4]], f_exp=np.array([0.5, 0.2, 0.3]) * 40000).pvalue > 1e-3
+
+
+def test_draw_edges_of_the_unit_interval():
+    probs = torch.tensor([[0.0, 0.25, 0.75, 0.0]] * 3)
+    u = torch.tensor([0.0, 0.25 - 1e-7, np.nextafter(np.float32(1), np.float32(0))])
+    assert draw(probs, u).tolist() == [1, 1, 2]
+
+
+def test_greedy_is_argmax_without_banned_tokens():
+    logits = torch.randn(8, 50)
+    logits[:, 1] = 100.0  # EOS would win, but is banned
+    steps = sample(logits, SamplingConfig(top_k=1), torch.rand(8), banned=(1,))
+    masked = logits.clone()
+    masked[:, 1] = -float("inf")
+    assert torch.equal(steps, masked.argmax(-1))
+
+
+def test_probabilities_sum_to_one_over_the_kept_set():
+    p = probabilities(torch.randn(4, 100), SamplingConfig(top_k=10, top_p=0.7), banned=(1,))
+    assert torch.allclose(p.sum(-1), torch.ones(4))
+    assert ((p > 0).sum(-1) <= 10).all() and (p[:, 1] == 0).all()
+
+
+def test_series_generators_depend_on_seed_and_index_only():
+    a = draw_uniforms(series_generators(7, [0, 1, 2]), 4, 5)
+    b = draw_uniforms(series_generators(7, [2]), 4, 5)
+    c = draw_uniforms(series_generators(8, [2]), 4, 5)
+    assert a.shape == (3, 4, 5)
+    assert torch.equal(a[2], b[0]) and not torch.equal(b, c)
+    assert not torch.equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("field, value", [("num_samples", 0), ("temperature", 0.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("seed", -1)])
+def test_sampling_config_names_bad_fields(field, value):
+    with pytest.raises(ValueError, match=f"`{field}`.*{value}"):
+        SamplingConfig(**{field: value})
