@@ -96,9 +96,12 @@ def test_sampled_forecasts_match_official_distribution(sampling_pair, settings):
     pipe, fc = sampling_pair
     ctx = [torch.sin(torch.arange(30.0)) * 4 + 10]
     torch.manual_seed(0)
-    expected = pipe.predict(ctx, 10, num_samples=3000, **settings)[0]  # [S, h]; window 8, so 8 and 9 roll out
-    got = fc.predict(ctx, 10, num_samples=3000, seed=1, **settings)[0]
-    for t in (0, 1, 2, 8, 9):  # the marginal of each step, conditional paths included
+    expected = pipe.predict(ctx, 3, num_samples=3000, **settings)[0]  # [S, h]
+    got = fc.predict(ctx, 3, num_samples=3000, seed=1, **settings)[0]
+    # the marginal of each step, conditional paths included; past the window the
+    # condition (the median of the first window) is itself random, so the rollout
+    # is checked exactly instead: greedy above, the median rule in test_engine.
+    for t in range(3):
         assert _two_sample_pvalue(got[:, t].numpy(), expected[:, t].numpy()) > 1e-3, t
 
 

@@ -69,3 +69,21 @@ def test_decode_window_is_independent_of_batch_mates(tmp_path):
     all_rows = decode_window(model, batch, 6, cfg, u)
     single = type(batch)(tokens=batch.tokens[1:2], mask=batch.mask[1:2], scale=batch.scale[1:2])
     assert torch.equal(decode_window(model, single, 6, cfg, u[1:2])[0], all_rows[1])
+
+
+def test_rollout_appends_the_lower_median_of_each_window(tmp_path):
+    """Past prediction_length (8 here) the context grows by the per-series
+    median of the window's samples (torch's lower median, as chronos-forecasting)
+    and is re-tokenized with a new scale."""
+    from leapcast.engine.decode import rollout
+    from leapcast.engine.sampling import series_generators
+
+    model = _model(tmp_path)
+    ctx = torch.randn(2, 30, generator=torch.Generator().manual_seed(0)).cumsum(-1)
+    cfg = SamplingConfig(num_samples=6)
+    full = rollout(model, ctx, 11, cfg, series_generators(5, [0, 1]))
+    gens = series_generators(5, [0, 1])
+    first = rollout(model, ctx, 8, cfg, gens)
+    grown = torch.cat([ctx, first.sort(dim=1).values[:, 2]], dim=-1)  # lower median of 6 = 3rd smallest
+    second = rollout(model, grown, 3, cfg, gens)
+    assert torch.equal(full, torch.cat([first, second], dim=-1))

@@ -1,0 +1,214 @@
+"""`leapcast init | info | forecast` through typer's CliRunner."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leapcast import registry
+from leapcast.cli import app
+from leapcast.data import example_path
+from leapcast.forecaster import Forecaster
+from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
+from leapcast.models.loading import load_model
+from leapcast.models.presets import random_chronos_t5, save_chronos_t5
+from leapcast.models.t5 import T5Config
+
+runner = CliRunner()
+
+
+def squeeze(text: str) -> str:
+    """Output without whitespace: rich wraps long paths at the console width."""
+    return "".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    cfg = T5Config(vocab_size=4096, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4)
+    chronos = ChronosTokenizerConfig(prediction_length=8, context_length=64)
+    return save_chronos_t5(random_chronos_t5(cfg, chronos, seed=0), tmp_path_factory.mktemp("ckpt") / "tiny-t5")
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """Three integer-step series of different lengths."""
+    rng = np.random.default_rng(0)
+    parts = [pd.DataFrame({"unique_id": uid, "ds": np.arange(n), "y": rng.normal(50, 5, n)}) for uid, n in
+             (("s1", 30), ("s2", 24), ("s3", 40))]
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture
+def csv(frame, tmp_path):
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# --- init / info -----------------------------------------------------------------------------
+
+
+def test_init_writes_a_loadable_checkpoint(tmp_path):
+    folder = tmp_path / "random-tiny"
+    result = invoke("init", folder, "--size", "tiny", "--prediction-length", 8, "--context-length", 64, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["d_model"], config["num_layers"], config["num_heads"]) == (256, 4, 4)  # chronos-t5-tiny
+    assert config["chronos_config"]["prediction_length"] == 8
+    assert config["chronos_config"]["context_length"] == 64
+    assert (folder / "model.safetensors").is_file()
+    assert load_model(folder).prediction_length == 8
+
+
+def test_init_rejects_an_unknown_size(tmp_path):
+    result = invoke("init", tmp_path / "x", "--size", "huge")
+    assert result.exit_code == 2
+    assert "`size` must be one of tiny, mini, small, base, large, got 'huge'" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_info_prints_the_parameter_count(model):
+    result = runner.invoke(app, ["info", str(model)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    n = load_model(model).num_parameters()
+    assert f"{n:,}" in result.output
+    assert "32 / 64 / 8" in result.output  # d_model / d_ff / d_kv
+    assert "1 + 1" in result.output  # layers
+
+
+def test_info_list_without_bundled_models(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "none")
+    result = invoke("info", "--list")
+    assert result.exit_code == 0
+    assert "no bundled models" in result.output
+
+
+def test_info_list_and_forecast_by_bundled_name(monkeypatch, tmp_path, model, csv):
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "bundled")
+    shutil.copytree(model, tmp_path / "bundled" / "tiny-bundled")
+    (tmp_path / "bundled" / "not-a-model").mkdir()  # no config.json: not listed
+    result = invoke("info", "--list")
+    assert result.exit_code == 0
+    assert result.output.split() == ["tiny-bundled"]
+    out = tmp_path / "out.csv"
+    result = invoke("forecast", "--model", "tiny-bundled", "--input", csv, "--h", 2, "--output", out, "--seed", 0)
+    assert result.exit_code == 0, result.output
+    assert "tiny-bundled" in pd.read_csv(out).columns
+
+
+def test_info_on_bad_checkpoints(tmp_path, model):
+    result = invoke("info", tmp_path / "nowhere")
+    assert result.exit_code == 2
+    assert str(tmp_path / "nowhere") in squeeze(result.output)
+    bad = tmp_path / "bad-ff"
+    shutil.copytree(model, bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "feed_forward_proj": "swiglu"}))
+    result = invoke("info", bad)
+    assert result.exit_code == 2
+    assert "feed_forward_proj" in squeeze(result.output)
+    assert not isinstance(result.exception, ValueError)  # a message, not a traceback
+
+
+# --- forecast --------------------------------------------------------------------------------
+
+
+def test_forecast_level_to_csv(model, csv, frame, tmp_path):
+    out = tmp_path / "out.csv"
+    result = invoke("forecast", "--model", model, "--input", csv, "--h", 5, "--level", 80, "--output", out, "--seed", 0,
+                    "--num-samples", 6)
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["unique_id", "ds", "tiny-t5", "tiny-t5-lo-80", "tiny-t5-hi-80"]
+    assert len(got) == 3 * 5
+    assert got["unique_id"].tolist() == ["s1"] * 5 + ["s2"] * 5 + ["s3"] * 5
+    assert got["ds"].tolist() == [*range(30, 35), *range(24, 29), *range(40, 45)]
+    assert (got["tiny-t5-lo-80"] <= got["tiny-t5"]).all() and (got["tiny-t5"] <= got["tiny-t5-hi-80"]).all()
+    # oracle: the Python API with the same arguments
+    expected = Forecaster.from_pretrained(model).forecast(frame, 5, level=[80.0], seed=0, num_samples=6)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_forecast_quantiles_to_stdout(model, csv):
+    result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, "--quantiles", 0.1, "--quantiles", 0.9,
+                    "--seed", 0, "--num-samples", 4)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "unique_id,ds,tiny-t5,tiny-t5-q-10,tiny-t5-q-90"
+    assert len(lines) == 1 + 3 * 3
+
+
+def test_forecast_parquet_in_and_out(model, frame, tmp_path):
+    src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    frame.to_parquet(src, index=False)
+    result = invoke("forecast", "--model", model, "--input", src, "--h", 4, "--level", 50, "--level", 90,
+                    "--output", out, "--seed", 1, "--num-samples", 4)
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(out)
+    assert list(got.columns) == [
+        "unique_id", "ds", "tiny-t5", "tiny-t5-lo-50", "tiny-t5-hi-50", "tiny-t5-lo-90", "tiny-t5-hi-90",
+    ]
+    assert len(got) == 3 * 4
+    assert np.isfinite(got.iloc[:, 2:].to_numpy()).all()
+
+
+def test_forecast_custom_columns(model, frame, tmp_path):
+    src = tmp_path / "in.csv"
+    frame.rename(columns={"unique_id": "item", "ds": "t", "y": "qty"}).to_csv(src, index=False)
+    result = invoke("forecast", "--model", model, "--input", src, "--h", 2, "--id-col", "item", "--time-col", "t",
+                    "--target-col", "qty", "--seed", 0, "--num-samples", 3)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "item,t,tiny-t5"
+
+
+def test_forecast_missing_input_file(model, tmp_path):
+    result = invoke("forecast", "--model", model, "--input", tmp_path / "nope.csv", "--h", 3)
+    assert result.exit_code != 0
+    assert "no such file" in result.output
+
+
+def test_forecast_unsupported_input_suffix(model, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("unique_id,ds,y\n")
+    result = invoke("forecast", "--model", model, "--input", src, "--h", 3)
+    assert result.exit_code == 2
+    assert "expected a .csv or .parquet file" in result.output
+
+
+def test_forecast_nonexistent_model(csv, tmp_path):
+    missing = tmp_path / "no-such-model"
+    result = invoke("forecast", "--model", missing, "--input", csv, "--h", 3)
+    assert result.exit_code == 2
+    assert str(missing) in squeeze(result.output)
+    assert "leapcastinit" in squeeze(result.output)  # says how to build one
+
+
+def test_forecast_bad_arguments_exit_2(model, csv):
+    result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, "--level", 150)
+    assert result.exit_code == 2
+    assert squeeze("`level` values must be numbers in (0, 100), got 150.0") in squeeze(result.output)
+    result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, "--top-p", 0)
+    assert result.exit_code == 2
+    assert "`top_p`" in result.output
+
+
+def test_bundled_example_forecasts(model, tmp_path):
+    path = example_path()
+    assert path.is_file()
+    ids = sorted(pd.read_csv(path)["unique_id"].unique())
+    out = tmp_path / "example.csv"
+    result = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--level", 80, "--output", out,
+                    "--seed", 0, "--num-samples", 4)
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out, parse_dates=["ds"])
+    assert len(got) == len(ids) * 6
+    assert sorted(got["unique_id"].unique()) == ids
+    assert (got["ds"].dt.day == 1).all()  # monthly-start dates carry on
+    assert np.isfinite(got[["tiny-t5", "tiny-t5-lo-80", "tiny-t5-hi-80"]].to_numpy()).all()
