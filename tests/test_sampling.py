@@ -74,3 +74,25 @@ def test_series_generators_depend_on_seed_and_index_only():
 def test_sampling_config_names_bad_fields(field, value):
     with pytest.raises(ValueError, match=f"`{field}`.*{value}"):
         SamplingConfig(**{field: value})
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 50, 1.0), (0.7, 20, 0.8), (1.3, None, 0.9)])
+def test_sorted_probabilities_match_the_full_distribution(temperature, top_k, top_p):
+    from leapcast.engine.sampling import sorted_probabilities
+
+    logits = torch.randn(32, 500, generator=torch.Generator().manual_seed(1)) * 2
+    cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    full = probabilities(logits, cfg, banned=(1,))
+    probs, steps = sorted_probabilities(logits, cfg, banned=(1,))
+    rebuilt = torch.zeros_like(full).scatter_add_(1, steps, probs)
+    assert torch.allclose(rebuilt, full, atol=1e-6)
+    assert (probs[:, :-1] >= probs[:, 1:]).all()
+
+
+def test_sorted_probabilities_keep_ties_at_the_kth_value():
+    from leapcast.engine.sampling import sorted_probabilities
+
+    logits = torch.tensor([[5.0, 3.0, 3.0, 1.0]])
+    probs, steps = sorted_probabilities(logits, SamplingConfig(top_k=2))
+    kept = set(steps[0][probs[0] > 0].tolist())
+    assert kept == {0, 1, 2}  # transformers keeps every token tied with the k-th

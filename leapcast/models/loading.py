@@ -82,6 +82,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     return ChronosT5(net, chronos, name=Path(path).name)
 
 
+_STORED_AS_IS = {"embed.weight", "enc_bias.weight", "dec_bias.weight"}
 _ATTN = r"(?:SelfAttention|EncDecAttention)"
 
 
@@ -117,6 +118,7 @@ def convert_hf_t5(hf: dict[str, torch.Tensor], cfg: T5Config) -> dict[str, torch
             out["lm_head.weight"] = hf["lm_head.weight"]
     except KeyError as err:
         raise CheckpointError(f"checkpoint weights lack {err.args[0]!r}; is this a T5 checkpoint saved by transformers?") from None
+    out = {k: (v.t().contiguous() if v.ndim == 2 and k not in _STORED_AS_IS else v) for k, v in out.items()}  # Dense: [in, out]
     used = set(_consumed_names(hf))
     unknown = sorted(k for k in hf if k not in used)
     if unknown:

@@ -47,7 +47,7 @@ def random_chronos_t5(cfg: T5Config, chronos: ChronosTokenizerConfig | None = No
         for pname, p in net.named_parameters():
             if "norm" in pname.split(".")[-2]:
                 continue  # layer norms start at 1
-            fan_in = p.shape[1] if p.ndim == 2 else 1
+            fan_in = p.shape[0] if p.ndim == 2 else 1  # Dense weights are [in, out]
             std = 1.0 if pname == "embed.weight" else fan_in**-0.5
             if pname.endswith("_bias.weight"):
                 std = cfg.d_model**-0.5
@@ -90,7 +90,8 @@ def save_chronos_t5(model: ChronosT5, folder: str | Path) -> Path:
 def to_hf_t5(net: T5) -> dict[str, torch.Tensor]:
     """This package's fused layout -> Hugging Face T5 weight names."""
     cfg = net.cfg
-    sd = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
+    as_is = {"embed.weight", "enc_bias.weight", "dec_bias.weight"}
+    sd = {k: (v.t() if v.ndim == 2 and k not in as_is else v).detach().float().cpu().contiguous() for k, v in net.state_dict().items()}  # HF: [out, in]
     out = {
         "shared.weight": sd["embed.weight"],
         "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": sd["enc_bias.weight"],

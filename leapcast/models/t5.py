@@ -11,8 +11,8 @@ rescaled by d_model**-0.5 before the head), laid out for decoding:
   and every sample row of that series reads them in place: the queries of a
   series' S rows are grouped into one [S*n] block instead of copying K/V S times.
 
-Weights are fused at load time (q|k|v, cross k|v, gated wi_0|wi_1) so a decode
-step runs few, large matmuls.
+Weights are fused at load time (q|k|v, cross k|v, gated wi_0|wi_1) and stored
+[in, out], so a decode step runs few, large, fast matmuls.
 """
 
 from __future__ import annotations
@@ -108,6 +108,21 @@ def relative_position_bucket(relative_position: torch.Tensor, bidirectional: boo
     return buckets + torch.where(is_small, distance, large)
 
 
+class Dense(nn.Module):
+    """A bias-free linear layer whose weight is stored [in, out].
+
+    ``x @ weight`` on a row-major [in, out] matrix runs up to 1.4x faster than
+    ``F.linear`` on [out, in] for the few-row matmuls of decoding on CPU.
+    """
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(d_in, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
 class RMSNorm(nn.Module):
     """T5's layer norm: scale only, no mean subtraction, variance in fp32."""
 
@@ -117,6 +132,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused op, same arithmetic; decode runs ~20 of these a step
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
         x = x * torch.rsqrt(variance + self.eps)
         return self.weight * x.to(self.weight.dtype)
@@ -127,8 +144,8 @@ class FeedForward(nn.Module):
         super().__init__()
         self.gated = cfg.gated
         self.d_ff = cfg.d_ff
-        self.wi = nn.Linear(cfg.d_model, cfg.d_ff * (2 if cfg.gated else 1), bias=False)  # [act | linear] when gated
-        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.wi = Dense(cfg.d_model, cfg.d_ff * (2 if cfg.gated else 1))  # [act | linear] when gated
+        self.wo = Dense(cfg.d_ff, cfg.d_model)
         self.act = _ACTIVATIONS[cfg.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,8 +163,8 @@ class EncoderLayer(nn.Module):
         inner = cfg.num_heads * cfg.d_kv
         self.heads, self.d_kv = cfg.num_heads, cfg.d_kv
         self.norm_attn = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
-        self.o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.qkv = Dense(cfg.d_model, 3 * inner)
+        self.o = Dense(inner, cfg.d_model)
         self.norm_ff = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.ff = FeedForward(cfg)
 
@@ -167,12 +184,12 @@ class DecoderLayer(nn.Module):
         inner = cfg.num_heads * cfg.d_kv
         self.heads, self.d_kv = cfg.num_heads, cfg.d_kv
         self.norm_self = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        self.qkv = nn.Linear(cfg.d_model, 3 * inner, bias=False)
-        self.o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.qkv = Dense(cfg.d_model, 3 * inner)
+        self.o = Dense(inner, cfg.d_model)
         self.norm_cross = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        self.cross_q = nn.Linear(cfg.d_model, inner, bias=False)
-        self.cross_kv = nn.Linear(cfg.d_model, 2 * inner, bias=False)
-        self.cross_o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.cross_q = Dense(cfg.d_model, inner)
+        self.cross_kv = Dense(cfg.d_model, 2 * inner)
+        self.cross_o = Dense(inner, cfg.d_model)
         self.norm_ff = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.ff = FeedForward(cfg)
 
@@ -238,7 +255,7 @@ class T5(nn.Module):
         self.dec_bias = nn.Embedding(cfg.relative_attention_num_buckets, cfg.num_heads)
         self.dec_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers))
         self.dec_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = None if cfg.tie_word_embeddings else Dense(cfg.d_model, cfg.vocab_size)
 
     def position_bias(self, num_queries: int, num_keys: int, bidirectional: bool) -> torch.Tensor:
         """[H, Lq, Lk] bias from key_position - query_position."""
@@ -268,9 +285,14 @@ class T5(nn.Module):
         future = torch.ones(max_steps, max_steps, dtype=torch.bool, device=bias.device).triu(1)
         return bias.masked_fill(future, torch.finfo(dtype).min)
 
-    def head(self, x: torch.Tensor) -> torch.Tensor:
-        """decoder hidden [.., D] -> logits [.., V] float32."""
+    def head(self, x: torch.Tensor, tied_t: torch.Tensor | None = None) -> torch.Tensor:
+        """decoder hidden [.., D] -> logits [.., V] float32.
+
+        ``tied_t``: an optional [D, V] contiguous copy of the tied embedding
+        (faster for decoding than the [V, D] original).
+        """
         x = self.dec_norm(x)
         if self.lm_head is None:
-            return F.linear(x * self.cfg.d_model**-0.5, self.embed.weight).float()
+            x = x * self.cfg.d_model**-0.5
+            return (x @ tied_t if tied_t is not None else F.linear(x, self.embed.weight)).float()
         return self.lm_head(x).float()
