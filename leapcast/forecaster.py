@@ -12,7 +12,9 @@ from tqdm.auto import tqdm
 
 from leapcast import frame
 from leapcast.engine.decode import rollout
+from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, SeasonalProposer
 from leapcast.engine.sampling import SamplingConfig, series_generators
+from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad
 from leapcast.models.loading import load_model
 from leapcast.registry import resolve
@@ -27,15 +29,34 @@ class Forecaster:
     >>> samples = fc.predict(torch.randn(100), prediction_length=12)   # [1, 20, 12]
     """
 
-    def __init__(self, model, name: str | None = None) -> None:
+    def __init__(self, model, name: str | None = None, proposer=None, spec: SpecConfig | None = None) -> None:
         self.model = model
         self.name = name or model.name
+        self.proposer = proposer
+        self.spec = spec or SpecConfig()
+        self.last_stats: SpecStats | None = None
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "Forecaster":
-        """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name."""
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        draft: str | Path | None = None,
+        spec: SpecConfig | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> "Forecaster":
+        """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name.
+
+        ``draft`` turns on speculative decoding (same forecasts, less time): a
+        checkpoint folder or bundled name with the same tokenizer,
+        ``"early-exit:M"`` (the target's first M decoder layers), or
+        ``"seasonal"`` / ``"seasonal:S"`` (the same phase one season back).
+        ``spec`` sets the proposal length k.
+        """
         folder = resolve(path)
-        return cls(load_model(folder, device=device, dtype=dtype), name=Path(folder).resolve().name)  # "." -> its folder name
+        model = load_model(folder, device=device, dtype=dtype)
+        proposer = None if draft is None else make_proposer(str(draft), model, device=device, dtype=dtype)
+        return cls(model, name=Path(folder).resolve().name, proposer=proposer, spec=spec)  # "." -> its folder name
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
@@ -71,6 +92,7 @@ class Forecaster:
 
         Returns samples [N, S, h] float32, h = prediction_length (default: the
         model's own prediction length; longer horizons roll out window by window).
+        With a draft, the speculative counts and timings land in ``self.last_stats``.
         """
         h = self.model.prediction_length if prediction_length is None else check_horizon(prediction_length)
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
@@ -79,13 +101,17 @@ class Forecaster:
         series = as_series_list(inputs)
         generators = series_generators(sampling.seed, list(range(len(series))))
         out = torch.empty(len(series), sampling.num_samples, h)
+        total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
         starts = range(0, len(series), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:
             chunk = slice(start, start + batch_size)
             contexts, factor = left_pad(series[chunk])
-            samples = rollout(self.model, contexts, h, sampling, generators[chunk])
+            samples, stats = rollout(self.model, contexts, h, sampling, generators[chunk], self.proposer, self.spec)
             out[chunk] = (samples.double() * factor[:, None, None]).float()
+            if stats is not None:
+                total.merge(stats)
+        self.last_stats = total if self.proposer is not None else None
         return out
 
     def predict_quantiles(
@@ -139,6 +165,21 @@ class Forecaster:
         for label, q in _interval_columns(name, quantiles, level):
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
         return frame.future_frame(panel, h, columns)
+
+
+def make_proposer(draft: str, target, device="cpu", dtype=torch.float32):
+    """A proposer from its name: a checkpoint/bundled name, "early-exit:M", "seasonal" or "seasonal:S"."""
+    if draft.startswith("early-exit"):
+        _, _, m = draft.partition(":")
+        if not m.isdigit():
+            raise ValueError(f"`draft` {draft!r}: write early-exit:M with M the number of decoder layers, e.g. early-exit:2")
+        return EarlyExitProposer(target, int(m))
+    if draft.startswith("seasonal"):
+        _, _, season = draft.partition(":")
+        if season and not season.isdigit():
+            raise ValueError(f"`draft` {draft!r}: write seasonal or seasonal:S with S the season in steps, e.g. seasonal:12")
+        return SeasonalProposer(int(season) if season else None, eos=target.chronos.use_eos_token)
+    return DraftModelProposer(load_model(resolve(draft), device=device, dtype=dtype), target)
 
 
 def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:

@@ -81,9 +81,9 @@ def test_rollout_appends_the_lower_median_of_each_window(tmp_path):
     model = _model(tmp_path)
     ctx = torch.randn(2, 30, generator=torch.Generator().manual_seed(0)).cumsum(-1)
     cfg = SamplingConfig(num_samples=6)
-    full = rollout(model, ctx, 11, cfg, series_generators(5, [0, 1]))
+    full, _ = rollout(model, ctx, 11, cfg, series_generators(5, [0, 1]))
     gens = series_generators(5, [0, 1])
-    first = rollout(model, ctx, 8, cfg, gens)
+    first, _ = rollout(model, ctx, 8, cfg, gens)
     grown = torch.cat([ctx, first.sort(dim=1).values[:, 2]], dim=-1)  # lower median of 6 = 3rd smallest
-    second = rollout(model, grown, 3, cfg, gens)
+    second, _ = rollout(model, grown, 3, cfg, gens)
     assert torch.equal(full, torch.cat([first, second], dim=-1))

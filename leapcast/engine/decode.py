@@ -39,22 +39,31 @@ def rollout(
     horizon: int,
     sampling: SamplingConfig,
     generators: list[torch.Generator],
-) -> torch.Tensor:
-    """contexts [B, T] float32 (NaN = missing, left padding) -> samples [B, S, horizon] float32.
+    proposer=None,
+    spec=None,
+) -> tuple[torch.Tensor, object]:
+    """contexts [B, T] float32 (NaN = missing, left padding) -> (samples [B, S, horizon] float32, SpecStats or None).
 
     ``generators`` holds one generator per series; it supplies all of that
-    series' randomness, window after window.
+    series' randomness, window after window. With a ``proposer`` (and its
+    ``spec``) each window is decoded speculatively.
     """
+    from leapcast.engine.speculative import SpecStats, speculative_window
+
     windows = []
+    stats = SpecStats(k=spec.k, accepted_per_position=[0] * spec.k) if proposer is not None else None
     remaining = horizon
     while remaining > 0:
         n = min(remaining, model.prediction_length)
         batch = model.tokenize(contexts)
-        uniforms = draw_uniforms(generators, sampling.num_samples, n)
-        steps = decode_window(model, batch, n, sampling, uniforms)
+        if proposer is None:
+            steps = decode_window(model, batch, n, sampling, draw_uniforms(generators, sampling.num_samples, n))
+        else:
+            steps, window_stats = speculative_window(model, proposer, batch, n, sampling, spec, generators)
+            stats.merge(window_stats)
         values = model.detokenize(steps, batch.scale)  # [B, S, n]
         windows.append(values)
         remaining -= n
         if remaining > 0:
             contexts = torch.cat([contexts, values.median(dim=1).values], dim=-1)
-    return torch.cat(windows, dim=-1)
+    return torch.cat(windows, dim=-1), stats

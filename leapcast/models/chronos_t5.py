@@ -74,6 +74,17 @@ class ChronosT5:
         state = _ChronosCaches(layers=caches, cross_mask=cross_mask, bias_table=self._bias_table)
         return DecoderState(caches=state, num_series=b, rows_per_series=rows_per_series, max_steps=max_steps)
 
+    def early_exit_state(self, state: DecoderState, num_layers: int) -> DecoderState:
+        """Fresh self-attention caches for the first ``num_layers`` decoder layers,
+        sharing the target state's cross-attention keys and values (no encoder rerun)."""
+        c: _ChronosCaches = state.caches
+        layers = [
+            LayerCache(k=torch.zeros_like(lc.k), v=torch.zeros_like(lc.v), cross_k=lc.cross_k, cross_v=lc.cross_v)
+            for lc in c.layers[:num_layers]
+        ]
+        caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask, bias_table=c.bias_table)
+        return DecoderState(caches=caches, num_series=state.num_series, rows_per_series=state.rows_per_series, max_steps=state.max_steps)
+
     @torch.inference_mode()
     def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state: DecoderState) -> torch.Tensor:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
@@ -89,7 +100,7 @@ class ChronosT5:
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
-        for layer, cache in zip(self.net.dec_layers, c.layers):
+        for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
             x = layer(x, cache, start, self_bias, c.cross_mask, used)
         return self.net.head(x, self._head_t)
 

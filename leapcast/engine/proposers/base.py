@@ -1,0 +1,46 @@
+"""What the speculative loop asks of a proposer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from leapcast.engine.sampling import SamplingConfig
+from leapcast.models.base import DecoderState, Tokenized
+
+
+@dataclass(frozen=True)
+class ProposalInput:
+    """Where each row stands when a proposal is asked for.
+
+    Row r has committed ``n[r]`` steps, ``committed[r, :n[r]]``. The decoder
+    input at position n[r] is ``pending[r]`` (the start token, or the last
+    committed step), at n[r]-1 it was ``prev[r]`` (undefined when n[r] == 0).
+    """
+
+    pending: torch.Tensor  # [R] long
+    prev: torch.Tensor  # [R] long
+    n: torch.Tensor  # [R] long, clamped to the window so that finished rows stay in bounds
+    committed: torch.Tensor  # [R, capacity] long
+    first: bool  # no step committed by any row yet
+    k: int
+    uniforms: torch.Tensor  # [R, k] for proposers that sample
+    sampling: SamplingConfig
+
+
+@dataclass(frozen=True)
+class Proposal:
+    steps: torch.Tensor  # [R, k] long
+    probs: torch.Tensor | None  # [R, k, V] the distributions the steps were drawn from; None: point masses
+
+
+class Proposer(Protocol):
+    name: str
+
+    def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
+        """Prepare for one window of the rows of ``target_state`` (called once per window)."""
+
+    def propose(self, x: ProposalInput) -> Proposal:
+        """k proposed steps per row."""

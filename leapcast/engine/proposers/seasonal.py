@@ -1,0 +1,68 @@
+"""Proposals at no model cost: the same phase one season back.
+
+The time-series analogue of prompt-lookup decoding: the step proposed for
+position t is the token at t - s in the row's own history (context tokens,
+then its committed steps, then the proposals just made), s the series'
+season. The season is given, or taken per series as the lag in 2..L/2 with
+the highest autocorrelation of the context tokens (the bins are monotone in
+value, so token ids keep the shape of the series); with no clear season
+(autocorrelation below 0.3) the last step is repeated (s = 1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from leapcast.engine.proposers.base import Proposal, ProposalInput
+from leapcast.models.base import DecoderState, Tokenized
+
+
+class SeasonalProposer:
+    def __init__(self, season: int | None = None, eos: bool = True, min_autocorrelation: float = 0.3) -> None:
+        if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
+            raise ValueError(f"`season` must be a positive integer or None (detect), got {season!r}")
+        self.season = season
+        self.eos = eos
+        self.min_autocorrelation = min_autocorrelation
+        self.name = "seasonal" if season is None else f"seasonal:{season}"
+
+    def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
+        s = target_state.rows_per_series
+        tokens, mask = (batch.tokens[:, :-1], batch.mask[:, :-1]) if self.eos else (batch.tokens, batch.mask)
+        lags = torch.full((tokens.shape[0],), self.season or 1, dtype=torch.long)
+        if self.season is None:
+            lags = detect_season(tokens.float(), mask, self.min_autocorrelation)
+        self.history = tokens.repeat_interleave(s, dim=0)  # [R, Lc]
+        self.first_valid = (mask.long().argmax(dim=1)).repeat_interleave(s)  # [R]
+        self.lags = lags.repeat_interleave(s)  # [R]
+
+    def propose(self, x: ProposalInput) -> Proposal:
+        lc = self.history.shape[1]
+        full = torch.cat([self.history, x.committed, torch.zeros_like(x.committed[:, : x.k])], dim=1)  # [R, Lc + cap + k]
+        rows = torch.arange(full.shape[0])
+        steps = []
+        for i in range(x.k):
+            target = lc + x.n + i
+            source = target - self.lags
+            source = torch.where(source >= self.first_valid, source, target - 1).clamp(min=0)
+            step = full[rows, source]
+            full[rows, target] = step
+            steps.append(step)
+        return Proposal(steps=torch.stack(steps, dim=1), probs=None)
+
+
+def detect_season(values: torch.Tensor, mask: torch.Tensor, min_autocorrelation: float) -> torch.Tensor:
+    """values, mask [B, L] -> season [B] long: argmax autocorrelation over lags 2..L/2, or 1."""
+    b, length = values.shape
+    count = mask.sum(dim=1).clamp(min=1)
+    mean = (values * mask).sum(dim=1) / count
+    centred = torch.where(mask, values - mean[:, None], 0.0)
+    spectrum = torch.fft.rfft(centred, n=2 * length)
+    acf = torch.fft.irfft(spectrum * spectrum.conj(), n=2 * length)[:, :length]  # [B, L] lag 0..L-1
+    acf = acf / acf[:, :1].clamp(min=1e-12)
+    max_lag = max(2, int(count.min()) // 2)
+    seasons = torch.ones(b, dtype=torch.long)
+    if max_lag > 2:
+        best, lag = acf[:, 2:max_lag].max(dim=1)
+        seasons = torch.where(best >= min_autocorrelation, lag + 2, 1)
+    return seasons

@@ -1,0 +1,189 @@
+"""Speculative decoding changes nothing but the time: greedy identical, sampled same distribution."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_checkpoint
+from scipy.stats import chi2_contingency
+
+import leapcast.engine.speculative as speculative
+from leapcast import Forecaster, SpecConfig
+from leapcast.engine.sampling import draw
+from leapcast.engine.verify import Verdict, verify
+
+PROPOSERS = ["draft", "early-exit:1", "early-exit:2", "seasonal", "seasonal:5"]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    target = make_checkpoint(d / "target", d_model=48, d_kv=12, d_ff=96, layers=3, heads=4, seed=1)
+    draft = make_checkpoint(d / "draft", d_model=32, d_kv=8, d_ff=64, layers=1, heads=4, seed=2)
+    return target, draft
+
+
+def contexts():
+    g = torch.Generator().manual_seed(0)
+    return [
+        torch.sin(torch.arange(80.0) * 2 * torch.pi / 5) * 5 + 10 + torch.randn(80, generator=g) * 0.1,
+        torch.randn(23, generator=g).cumsum(0),
+        torch.tensor([3.0, float("nan"), 4.0, 5.0]),
+    ]
+
+
+def spec_forecaster(pair, proposer, k):
+    target, draft = pair
+    return Forecaster.from_pretrained(target, draft=str(draft) if proposer == "draft" else proposer, spec=SpecConfig(k=k))
+
+
+@pytest.mark.parametrize("proposer", PROPOSERS)
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_greedy_identical_to_plain(pair, proposer, k):
+    plain = Forecaster.from_pretrained(pair[0])
+    ctx = contexts()
+    expected = plain.predict(ctx, 19, top_k=1, num_samples=2, batch_size=2)  # window 8: rolls out, ragged batches
+    fc = spec_forecaster(pair, proposer, k)
+    got = fc.predict(ctx, 19, top_k=1, num_samples=2, batch_size=2)
+    assert torch.equal(got, expected)
+    stats = fc.last_stats
+    assert stats.target_passes <= 2 * 19 and stats.drafted_steps == stats.drafts * k
+    assert sum(stats.accepted_per_position) == stats.accepted_steps
+
+
+def _pvalues(a: torch.Tensor, b: torch.Tensor, min_count: int = 5) -> list[float]:
+    """Per step, chi-square test that two samples of values share one distribution. a, b: [S, h]."""
+    out = []
+    for t in range(a.shape[1]):
+        x, y = a[:, t].numpy(), b[:, t].numpy()
+        values, counts = np.unique(np.concatenate([x, y]), return_counts=True)
+        keep = values[counts >= min_count]
+        table = np.array([[np.sum(z == v) for v in keep] + [np.sum(~np.isin(z, keep))] for z in (x, y)])
+        out.append(chi2_contingency(table[:, table.sum(0) > 0])[1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_vocab_pair(tmp_path_factory):
+    """A target and a draft that disagree a lot, on a 64-token vocabulary so every token gets counts."""
+    d = tmp_path_factory.mktemp("vocab64")
+    target = make_checkpoint(d / "target", vocab=64, d_model=32, d_kv=8, d_ff=64, layers=2, heads=4, seed=3)
+    draft = make_checkpoint(d / "draft", vocab=64, d_model=16, d_kv=4, d_ff=32, layers=1, heads=4, seed=4)
+    return target, draft
+
+
+CTX = [torch.sin(torch.arange(40.0) / 2) * 3 + 8]
+DRAWS = 20000
+
+
+@pytest.mark.parametrize("proposer, settings", [("draft", {}), ("draft", dict(temperature=0.8, top_p=0.9)), ("early-exit:1", {}), ("seasonal", dict(top_k=10))])
+def test_sampled_same_distribution_as_plain(small_vocab_pair, proposer, settings):
+    plain = Forecaster.from_pretrained(small_vocab_pair[0])
+    expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0, **settings)[0]
+    fc = spec_forecaster(small_vocab_pair, proposer, 3)
+    got = fc.predict(CTX, 4, num_samples=DRAWS, seed=1, **settings)[0]
+    assert fc.last_stats.accepted_steps < fc.last_stats.drafted_steps  # rejections happened
+    assert min(_pvalues(got, expected)) > 1e-3
+
+
+def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, residual_uniforms):
+    """The classic bug: after a rejection, redraw from p instead of norm(max(0, p - q))."""
+    right = verify(proposal, draft_probs, target_probs, accept_uniforms, residual_uniforms)
+    at = right.accepted.clamp(max=proposal.shape[1] - 1)
+    redraw = draw(target_probs[torch.arange(len(at)), at], residual_uniforms)
+    return Verdict(right.accepted, torch.where(right.accepted == proposal.shape[1], right.next_step, redraw))
+
+
+def test_distribution_test_rejects_a_wrong_residual(small_vocab_pair, monkeypatch):
+    plain = Forecaster.from_pretrained(small_vocab_pair[0])
+    expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]
+    monkeypatch.setattr(speculative, "verify", _wrong_verify)
+    got = spec_forecaster(small_vocab_pair, "draft", 3).predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
+    assert min(_pvalues(got, expected)) < 1e-3
+
+
+# Hand-built distributions over 4 steps of vocabulary.
+P = torch.tensor([0.1, 0.2, 0.3, 0.4])
+
+
+def _verdicts(p_rows, q_rows, proposal, n=20000):
+    """Run verify n times on one hand-built case -> (accepted [n], next [n])."""
+    k = proposal.shape[0]
+    p = torch.stack(p_rows)[None].expand(n, k + 1, -1)
+    q = None if q_rows is None else torch.stack(q_rows)[None].expand(n, k, -1)
+    g = torch.Generator().manual_seed(0)
+    v = verify(proposal[None].expand(n, k), q, p, torch.rand(n, k, generator=g), torch.rand(n, generator=g))
+    return v.accepted, v.next_step
+
+
+def test_perfect_match_accepts_everything_and_draws_the_bonus_from_p():
+    accepted, nxt = _verdicts([P, P, P], [P, P], torch.tensor([2, 3]))
+    assert (accepted == 2).all()
+    freq = torch.bincount(nxt, minlength=4).float() / len(nxt)
+    assert torch.allclose(freq, P, atol=0.01)
+
+
+def test_early_mismatch_recovers_from_the_residual():
+    q = torch.tensor([0.7, 0.1, 0.1, 0.1])
+    accepted, nxt = _verdicts([P, P], [q], torch.tensor([0]))  # p(0)/q(0) = 1/7
+    assert abs((accepted == 1).float().mean().item() - 0.1 / 0.7) < 0.01
+    rejected = nxt[accepted == 0]
+    assert (rejected != 0).all()  # max(0, p - q) is 0 at the proposed step
+    residual = (P - q).clamp(min=0)
+    freq = torch.bincount(rejected, minlength=4).float() / len(rejected)
+    assert torch.allclose(freq, residual / residual.sum(), atol=0.015)
+
+
+
+def test_proposals_drawn_from_q_give_steps_distributed_as_p():
+    n, q = 40000, torch.tensor([0.7, 0.1, 0.1, 0.1])
+    g = torch.Generator().manual_seed(1)
+    proposal = torch.multinomial(q, n, replacement=True, generator=g)[:, None]  # [n, 1]
+    v = verify(proposal, q.expand(n, 1, 4), P.expand(n, 2, 4), torch.rand(n, 1, generator=g), torch.rand(n, generator=g))
+    first = torch.where(v.accepted == 1, proposal[:, 0], v.next_step)
+    assert torch.allclose(torch.bincount(first, minlength=4).float() / n, P, atol=0.01)
+
+
+def test_proposal_with_zero_target_probability_is_always_rejected():
+    p = torch.tensor([0.0, 0.5, 0.5, 0.0])
+    accepted, nxt = _verdicts([p, p], [torch.tensor([0.25] * 4)], torch.tensor([3]))
+    assert (accepted == 0).all() and set(nxt.tolist()) <= {1, 2}
+
+
+def test_point_mass_proposal_is_kept_with_probability_p():
+    accepted, nxt = _verdicts([P, P, P], None, torch.tensor([3, 1]))
+    assert abs((accepted >= 1).float().mean().item() - 0.4) < 0.01
+    assert abs((accepted == 2).float().mean().item() - 0.4 * 0.2) < 0.01
+    assert (nxt[accepted == 0] != 3).all()  # the residual is p without the proposed step
+
+
+def test_top_k_cutting_the_proposal_out():
+    """A draft step outside the target's top-k has p = 0 after warping: never kept."""
+    from leapcast.engine.sampling import SamplingConfig, probabilities
+
+    logits = torch.tensor([[[4.0, 3.0, 2.0, 1.0]] * 2])
+    p = probabilities(logits, SamplingConfig(top_k=2))[0]  # [2, 4], steps 2 and 3 cut
+    accepted, nxt = _verdicts([p[0], p[1]], [torch.tensor([0.1, 0.1, 0.7, 0.1])], torch.tensor([2]))
+    assert (accepted == 0).all() and set(nxt.tolist()) <= {0, 1}
+
+
+def test_a_series_does_not_depend_on_its_batch_mates(pair):
+    fc = spec_forecaster(pair, "draft", 3)
+    ctx = contexts()
+    together = fc.predict(ctx, 12, num_samples=4, seed=7, batch_size=3)
+    alone = fc.predict(ctx[1:2], 12, num_samples=4, seed=7, batch_size=1)
+    # series 1 alone sits at index 0 of its request: key the seed on its index instead
+    shifted = fc.predict([ctx[0], ctx[1]], 12, num_samples=4, seed=7, batch_size=1)
+    assert torch.allclose(together[:2], shifted, atol=1e-4)
+    assert alone.shape == (1, 4, 12)
+
+
+def test_draft_with_another_tokenizer_is_refused(tmp_path, pair):
+    other = make_checkpoint(tmp_path / "other", vocab=1024, seed=5)
+    with pytest.raises(ValueError, match="n_tokens"):
+        Forecaster.from_pretrained(pair[0], draft=str(other))
+
+
+@pytest.mark.parametrize("draft, match", [("early-exit:9", "1..2"), ("early-exit:x", "early-exit:M"), ("seasonal:x", "seasonal:S")])
+def test_bad_draft_names(pair, draft, match):
+    with pytest.raises(ValueError, match=match):
+        Forecaster.from_pretrained(pair[0], draft=draft)
