@@ -224,3 +224,12 @@ def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
 def test_spec_config_names_bad_fields(field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
         SpecConfig(**{field: value})
+
+
+@pytest.mark.parametrize("spec", [SpecConfig(k=3), SpecConfig(k=4, adaptive=True), SpecConfig(k=4, stop_below=0.99)])
+def test_a_draft_identical_to_the_target_is_always_accepted(pair, spec):
+    """q == p up to float noise: any rejection means the draft's cache fell out of step
+    (e.g. positions skipped while adaptive k was 0)."""
+    fc = Forecaster.from_pretrained(pair[0], draft=str(pair[0]), spec=spec)
+    fc.predict(contexts(), 30, num_samples=5, seed=0)
+    assert fc.last_stats.accepted_steps == fc.last_stats.drafted_steps > 0

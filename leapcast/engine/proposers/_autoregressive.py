@@ -1,4 +1,4 @@
-"""Shared by the proposers that run a decoder of their own: k sampled steps, one at a time."""
+"""Shared by the proposers that run a decoder of their own: catch up, then k sampled steps."""
 
 from __future__ import annotations
 
@@ -8,17 +8,26 @@ from leapcast.engine.proposers.base import Proposal, ProposalInput
 from leapcast.engine.sampling import draw, probabilities
 
 
-def propose_autoregressively(model, state, x: ProposalInput) -> Proposal:
-    """Run ``model.decode`` k times on ``state``; steps drawn from the warped draft distribution.
+def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) -> tuple[Proposal, torch.Tensor]:
+    """Run ``model.decode`` on ``state``: one catch-up call, then k-1 single steps.
 
-    The first call also feeds the step before ``pending`` (at n-1): when the
-    previous iteration accepted all k proposals, the draft never read the last
-    of them; otherwise it rewrites an identical cache entry.
+    ``fed[r]``: decoder positions 0..fed[r]-1 of row r hold committed inputs in
+    the draft's cache. The catch-up call feeds positions fed..n (the steps
+    committed since the last proposal, including accepted proposals the draft
+    already read, which rewrites identical entries) as one chunk of the widest
+    row's width; rows with less to catch up start earlier and rewrite more.
+    Returns the proposal and the new ``fed`` (n + 1: the pending input is read).
     """
-    if x.first:
-        logits = model.decode(x.pending[:, None], x.n, state)[:, -1]
-    else:
-        logits = model.decode(torch.stack([x.prev, x.pending], dim=1), x.n - 1, state)[:, -1]
+    n = x.n
+    width = int((n + 1 - fed).max())
+    start = (n + 1 - width).clamp(min=0)  # [R]
+    pos = start[:, None] + torch.arange(width)  # [R, width] decoder positions
+    previous = x.committed.gather(1, (pos - 1).clamp(min=0, max=x.committed.shape[1] - 1))
+    inputs = torch.where(pos == 0, x.pending.new_full((), -1), previous)  # -1: placeholder for the start token
+    inputs = torch.where(pos == n[:, None], x.pending[:, None], inputs)
+    inputs = torch.where(inputs < 0, x.pending.new_full((), model.start_token), inputs)
+    logits = model.decode(inputs, start, state)  # [R, width, V]
+    logits = logits[torch.arange(len(n)), n - start]  # [R, V] at position n
     steps, probs = [], []
     for i in range(x.k):
         q = probabilities(logits, x.sampling, model.banned_tokens)  # [R, V]
@@ -28,5 +37,5 @@ def propose_autoregressively(model, state, x: ProposalInput) -> Proposal:
         if x.stop_below is not None and q.max(dim=-1).values.mean() < x.stop_below:
             break  # the draft is unsure: verify what we have
         if i + 1 < x.k:
-            logits = model.decode(step[:, None], x.n + i + 1, state)[:, -1]
-    return Proposal(steps=torch.stack(steps, dim=1), probs=torch.stack(probs, dim=1))
+            logits = model.decode(step[:, None], n + i + 1, state)[:, -1]
+    return Proposal(steps=torch.stack(steps, dim=1), probs=torch.stack(probs, dim=1)), n + 1

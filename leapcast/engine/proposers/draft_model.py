@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from leapcast.engine.proposers._autoregressive import propose_autoregressively
 from leapcast.engine.proposers.base import Proposal, ProposalInput
 from leapcast.models.base import DecoderState, Tokenized
@@ -27,6 +29,8 @@ class DraftModelProposer:
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
         self.state = self.draft.setup(batch, target_state.rows_per_series, capacity)
+        self.fed = torch.zeros(target_state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
 
     def propose(self, x: ProposalInput) -> Proposal:
-        return propose_autoregressively(self.draft, self.state, x)
+        proposal, self.fed = propose_autoregressively(self.draft, self.state, x, self.fed)
+        return proposal

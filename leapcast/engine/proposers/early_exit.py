@@ -8,6 +8,8 @@ LayerSkip, arXiv 2404.16710).
 
 from __future__ import annotations
 
+import torch
+
 from leapcast.engine.proposers._autoregressive import propose_autoregressively
 from leapcast.engine.proposers.base import Proposal, ProposalInput
 from leapcast.models.base import DecoderState, Tokenized
@@ -25,6 +27,8 @@ class EarlyExitProposer:
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
         self.state = self.target.early_exit_state(target_state, self.num_layers)
+        self.fed = torch.zeros(target_state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
 
     def propose(self, x: ProposalInput) -> Proposal:
-        return propose_autoregressively(self.target, self.state, x)
+        proposal, self.fed = propose_autoregressively(self.target, self.state, x, self.fed)
+        return proposal

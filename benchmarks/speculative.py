@@ -1,0 +1,209 @@
+"""Speculative decoding against plain decoding on the same target, interleaved in one process.
+
+For each proposer and k (and adaptive k), batch 1 and 16 series x 20 sample
+paths, h=64: the median speedup over repeats, the measured acceptance a, mean
+accepted length, the draft cost ratio c (one draft step / one target step) and
+the bound (1 - a^(k+1)) / ((1 - a)(k c + 1)). Plots: speedup vs k per proposer,
+acceptance per position.
+
+    python benchmarks/speculative.py --target PATH --draft PATH          # a trained pair
+    python benchmarks/speculative.py --target small --draft tiny          # random weights (acceptance meaningless)
+    python benchmarks/speculative.py --project                            # cost projection for the official sizes
+
+Random-weight pairs measure costs only: their acceptance says nothing about a
+trained pair. ``--project`` measures per-step and verify costs of random-weight
+checkpoints of the official chronos-t5 configurations on this machine and
+combines them with acceptance rates given on the command line (clearly a
+projection, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from leapcast import Forecaster, SpecConfig
+from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def checkpoint(spec: str, tmp: Path) -> Path:
+    """A folder/bundled name as is, or a random-weight checkpoint of an official size."""
+    if spec in CHRONOS_T5_SIZES:
+        return save_chronos_t5(random_chronos_t5(chronos_t5_config(spec), seed=len(spec), name=f"random-{spec}"), tmp / spec)
+    return Path(spec)
+
+
+def contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
+    """M3 monthly contexts when the data extra is installed, else noisy seasonal walks."""
+    try:
+        from leapcast.data import load
+
+        train = load("m3-monthly").train
+        groups = [torch.tensor(g["y"].to_numpy(), dtype=torch.float32) for _, g in train.groupby("unique_id")]
+        return [g[-length:] for g in sorted(groups, key=len, reverse=True)[:batch]]
+    except ImportError:
+        g = torch.Generator().manual_seed(0)
+        t = torch.arange(float(length))
+        return [10 + torch.sin(t * 2 * torch.pi / 12) * 3 + torch.randn(length, generator=g).cumsum(0) * 0.2 for _ in range(batch)]
+
+
+def step_cost(fc: Forecaster, batch: int, samples: int, positions: int, repeats: int = 5) -> float:
+    """Median seconds of one target decoder call over ``positions`` new steps for all rows."""
+    m = fc.model
+    tok = m.tokenize(torch.stack([c[-256:] for c in contexts(batch, 256)]))
+    state = m.setup(tok, samples, 80)
+    rows = batch * samples
+    steps = torch.randint(3, m.vocab_size - 1, (rows, positions))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        m.decode(steps, torch.full((rows,), 10), state)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bound(a: float, k: int, c: float) -> float:
+    if a >= 1:
+        return (k + 1) / (k * c + 1)
+    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + 1))
+
+
+def measure(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        target = checkpoint(args.target, Path(tmp))
+        draft = checkpoint(args.draft, Path(tmp)) if args.draft else None
+        plain = Forecaster.from_pretrained(target)
+        for batch in args.batches:
+            ctx = contexts(batch)
+            cost_target = step_cost(plain, batch, args.samples, 1)
+            for proposer in args.proposers:
+                name = str(draft) if proposer == "draft" else proposer
+                if proposer == "draft" and draft is None:
+                    continue
+                c = 0.0
+                if proposer == "draft":
+                    c = step_cost(Forecaster.from_pretrained(draft), batch, args.samples, 1) / cost_target
+                elif proposer.startswith("early-exit"):
+                    m = int(proposer.split(":")[1])
+                    c = m / len(plain.model.net.dec_layers)
+                configs = [SpecConfig(k=k) for k in args.ks] + ([SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else [])
+                for spec in configs:
+                    fc = Forecaster.from_pretrained(target, draft=name, spec=spec)
+                    t_plain, t_spec = [], []
+                    for _ in range(args.repeats):
+                        t0 = time.perf_counter()
+                        plain.predict(ctx, args.horizon, num_samples=args.samples, seed=0, batch_size=batch, progress=False)
+                        t_plain.append(time.perf_counter() - t0)
+                        t0 = time.perf_counter()
+                        fc.predict(ctx, args.horizon, num_samples=args.samples, seed=0, batch_size=batch, progress=False)
+                        t_spec.append(time.perf_counter() - t0)
+                    st = fc.last_stats
+                    a = st.acceptance_rate
+                    row = dict(
+                        proposer=proposer, k=spec.k, adaptive=spec.adaptive, batch=batch, horizon=args.horizon,
+                        samples=args.samples, threads=args.threads, plain_s=statistics.median(t_plain),
+                        spec_s=statistics.median(t_spec), speedup=statistics.median(p / s for p, s in zip(t_plain, t_spec)),
+                        acceptance=a, mean_accepted_length=st.mean_accepted_length, cost_ratio=c,
+                        bound=bound(a, spec.k, c), accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
+                    )
+                    rows.append(row)
+                    print(
+                        f"batch {batch:2d} {proposer:14s} k={spec.k}{' adaptive' if spec.adaptive else '':9s} speedup x{row['speedup']:.2f} "
+                        f"(bound x{row['bound']:.2f}) a={a:.2f} mean accepted length {st.mean_accepted_length:.2f} c={c:.2f}",
+                        flush=True,
+                    )
+    return rows
+
+
+def project(args) -> list[dict]:
+    """Per-step and verify costs of official configurations, combined with given acceptance rates."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fcs = {s: Forecaster.from_pretrained(checkpoint(s, Path(tmp))) for s in args.project_sizes}
+        for batch in args.batches:
+            one = {s: step_cost(fc, batch, args.samples, 1, repeats=3) for s, fc in fcs.items()}
+            for target in args.project_targets:
+                verify = {k: step_cost(fcs[target], batch, args.samples, k + 1, repeats=3) / one[target] for k in args.ks}
+                for drafter in args.project_drafts:
+                    c = one[drafter] / one[target]
+                    for a in args.acceptance:
+                        best = max(args.ks, key=lambda k: _projected(a, k, c, verify[k]))
+                        rows.append(dict(
+                            target=target, draft=drafter, batch=batch, acceptance=a, cost_ratio=c, best_k=best,
+                            verify_cost={str(k): v for k, v in verify.items()}, projected_speedup=_projected(a, best, c, verify[best]),
+                        ))
+                        print(f"PROJECTION batch {batch:2d} {drafter}->{target} a={a:.2f} c={c:.3f} v(k)={verify[best]:.2f} best k={best} x{rows[-1]['projected_speedup']:.2f}", flush=True)
+    return rows
+
+
+def _projected(a: float, k: int, c: float, v: float) -> float:
+    """Expected steps per iteration over its cost in target steps: k draft steps plus one k+1-position verify."""
+    gained = (k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
+    return gained / (k * c + v)
+
+
+def plots(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for (proposer, batch) in sorted({(r["proposer"], r["batch"]) for r in rows if not r["adaptive"]}):
+        pts = sorted((r["k"], r["speedup"]) for r in rows if r["proposer"] == proposer and r["batch"] == batch and not r["adaptive"])
+        axes[0].plot(*zip(*pts), marker="o", label=f"{proposer}, batch {batch}")
+    axes[0].axhline(1.0, color="grey", lw=0.8, ls="--")
+    axes[0].set(xlabel="k (proposed steps per target pass)", ylabel="speedup over plain decoding", title="Speedup vs k")
+    axes[0].legend(fontsize=7)
+    for r in rows:
+        if r["batch"] == min(x["batch"] for x in rows) and not r["adaptive"] and r["k"] == max(x["k"] for x in rows):
+            axes[1].plot(range(1, r["k"] + 1), r["accepted_per_position"], marker="o", label=r["proposer"])
+    axes[1].set(xlabel="position in the proposal", ylabel="fraction of drafts kept", title="Acceptance per position", ylim=(0, 1))
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="small")
+    p.add_argument("--draft", default="tiny")
+    p.add_argument("--proposers", nargs="+", default=["draft", "early-exit:1", "seasonal"])
+    p.add_argument("--ks", nargs="+", type=int, default=[1, 2, 3, 4, 6, 8])
+    p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    p.add_argument("--horizon", type=int, default=64)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--project", action="store_true", help="cost projection for official sizes instead of a measurement")
+    p.add_argument("--project-sizes", nargs="+", default=["tiny", "mini", "small", "base"])
+    p.add_argument("--project-targets", nargs="+", default=["small", "base"])
+    p.add_argument("--project-drafts", nargs="+", default=["tiny", "mini"])
+    p.add_argument("--acceptance", nargs="+", type=float, default=[0.7, 0.8, 0.9])
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    stem = "speculative-projection" if args.project else "speculative"
+    out = args.out or RESULTS / f"{stem}.json"
+    rows = project(args) if args.project else measure(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(benchmark=stem, date=str(date.today()), torch=torch.__version__, command="python " + " ".join(sys.argv), rows=rows), indent=2) + "\n")
+    if not args.project and rows:
+        plots(rows, out.with_suffix(".png"))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
