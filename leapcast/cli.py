@@ -138,6 +138,25 @@ def info(
 
 
 @app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config (JSON), e.g. leapcast/train/configs/house-target.json."),
+    out_dir: Optional[str] = typer.Option(None, help="Override the config's out_dir."),
+    steps: Optional[int] = typer.Option(None, help="Override the number of optimizer steps."),
+) -> None:
+    """Pretrain a Chronos-T5-architecture model from scratch (resumes from OUT_DIR/last)."""
+    from leapcast.train.pretrain import TrainConfig
+    from leapcast.train.pretrain import train as run
+
+    try:
+        cfg = TrainConfig.from_file(config, out_dir=out_dir, steps=steps)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    folder = run(cfg)
+    console.print(f"checkpoint: {folder}")
+
+
+@app.command()
 def init(
     path: Path = typer.Argument(..., help="Folder to write config.json + model.safetensors into."),
     size: str = typer.Option("tiny", help="Official Chronos-T5 size: tiny, mini, small, base or large."),

@@ -296,3 +296,18 @@ class T5(nn.Module):
             x = x * self.cfg.d_model**-0.5
             return (x @ tied_t if tied_t is not None else F.linear(x, self.embed.weight)).float()
         return self.lm_head(x).float()
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, decoder_inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced pass for training: tokens, mask [B, L]; decoder_inputs [B, n] -> logits [B, n, V]."""
+        memory = self.encode(tokens, mask)
+        b, n = decoder_inputs.shape
+        dtype = memory.dtype
+        shape = (b, self.cfg.num_heads, n, self.cfg.d_kv)
+        caches = [LayerCache(memory.new_zeros(shape), memory.new_zeros(shape), *layer.cross_keys_values(memory)) for layer in self.dec_layers]
+        cross_mask = (~mask).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
+        bias = self.decoder_bias_table(n)[None]
+        x = self.embed(decoder_inputs)
+        for layer, cache in zip(self.dec_layers, caches):
+            x = layer(x, cache, 0, bias, cross_mask, n)
+        return self.head(x)
+

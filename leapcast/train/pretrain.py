@@ -1,0 +1,189 @@
+"""Pretrain a Chronos-T5-architecture model from scratch on CPU.
+
+Chronos recipe, small: series from offline data sets (held-out ones
+excluded), KernelSynth and TSMixup series; random crops of context plus
+horizon; the context is mean-scaled and both parts tokenized with its scale;
+cross-entropy on the horizon tokens (EOS appended, NaN labels ignored).
+Checkpoints (config.json + model.safetensors + optimizer state) land in
+``out_dir/checkpoint-<step>`` and ``out_dir/last``; a run resumes from ``last``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from leapcast.models.chronos_t5 import ChronosT5
+from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
+from leapcast.models.loading import load_model
+from leapcast.models.presets import save_chronos_t5
+from leapcast.models.t5 import T5, T5Config
+
+HELD_OUT = ("m3", "tourism", "etth", "fpp3-tourism")  # zero-shot evaluation data never trained on
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: str
+    d_model: int = 128
+    d_kv: int = 32
+    d_ff: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+    n_tokens: int = 4096
+    context_length: int = 256
+    prediction_length: int = 64
+    min_context: int = 8
+    batch_size: int = 32
+    steps: int = 2000
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    datasets: tuple[str, ...] = ("m1-yearly", "m1-quarterly", "m1-monthly", "fpp3-pbs", "fpp3-aus-retail", "fpp3-us-employment", "fpp3-aus-livestock", "fpp3-aus-production", "fpp3-vic-elec", "air-passengers", "sunspots", "nile", "co2")
+    kernel_synth: int = 2000
+    kernel_synth_length: int = 512
+    mixup: int = 2000
+    synthetic_fraction: float = 0.5
+    save_every: int = 500
+    seed: int = 0
+    threads: int = 2
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads", "batch_size", "steps", "context_length", "prediction_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train config `{name}` must be >= 1, got {getattr(self, name)}")
+        held = [d for d in self.datasets if d.startswith(HELD_OUT)]
+        if held:
+            raise ValueError(f"train config `datasets` includes held-out evaluation data {held}; remove them (M3, Tourism and ETT stay unseen)")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        raw = json.loads(Path(path).read_text())
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        if "datasets" in raw:
+            raw["datasets"] = tuple(raw["datasets"])
+        return cls(**raw)
+
+
+def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(real series, synthetic series), each a list of float64 arrays."""
+    from leapcast.data import kernel_synth, load, mixup_arrays
+
+    real = []
+    for name in cfg.datasets:
+        ds = load(name)
+        for _, g in ds.full().groupby("unique_id"):
+            y = g["y"].to_numpy(dtype=np.float64)
+            if np.isfinite(y).sum() >= cfg.min_context + 1:
+                real.append(y)
+    synthetic = []
+    if cfg.kernel_synth:
+        ks = kernel_synth(cfg.kernel_synth, cfg.kernel_synth_length, seed=cfg.seed)
+        synthetic += [g["y"].to_numpy() for _, g in ks.groupby("unique_id")]
+    if cfg.mixup and real:
+        synthetic += [m.values for m in mixup_arrays(real, cfg.mixup, (cfg.min_context + cfg.prediction_length, cfg.context_length + cfg.prediction_length), seed=cfg.seed)]
+    return real, synthetic
+
+
+class CropSampler:
+    """Random (context, horizon) crops, tokenized as Chronos trains: context [B, C], labels [B, H+1]."""
+
+    def __init__(self, cfg: TrainConfig, real: list[np.ndarray], synthetic: list[np.ndarray]) -> None:
+        self.cfg = cfg
+        self.real, self.synthetic = real, synthetic
+        self.rng = np.random.default_rng(cfg.seed)
+        self.tokenizer = ChronosTokenizer(ChronosTokenizerConfig(n_tokens=cfg.n_tokens, context_length=cfg.context_length, prediction_length=cfg.prediction_length))
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c, h = self.cfg.context_length, self.cfg.prediction_length
+        ctx = np.full((self.cfg.batch_size, c), np.nan)
+        fut = np.full((self.cfg.batch_size, h), np.nan)
+        for i in range(self.cfg.batch_size):
+            pool = self.synthetic if (self.synthetic and (not self.real or self.rng.random() < self.cfg.synthetic_fraction)) else self.real
+            y = pool[self.rng.integers(len(pool))]
+            split = self.rng.integers(self.cfg.min_context, len(y)) if len(y) > self.cfg.min_context else len(y) - 1
+            past, future = y[max(0, split - c) : split], y[split : split + h]
+            ctx[i, c - len(past) :] = past
+            fut[i, : len(future)] = future
+        tok = self.tokenizer.tokenize(torch.from_numpy(ctx).float())
+        special = self.tokenizer.config
+        scaled = torch.from_numpy(fut).float() / tok.scale[:, None]  # the context's scale, as Chronos trains
+        label_tokens = torch.bucketize(scaled, self.tokenizer.boundaries, right=True) + special.n_special_tokens
+        label_tokens = label_tokens.clamp(0, self.cfg.n_tokens - 1)
+        label_tokens[torch.isnan(scaled)] = -100  # ignored by the loss
+        eos = torch.full((self.cfg.batch_size, 1), special.eos_token_id)
+        return tok.tokens, tok.mask, torch.cat([label_tokens, eos], dim=1)
+
+
+def build_model(cfg: TrainConfig) -> ChronosT5:
+    from leapcast.models.presets import random_chronos_t5
+
+    t5 = T5Config(vocab_size=cfg.n_tokens, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads)
+    chronos = ChronosTokenizerConfig(n_tokens=cfg.n_tokens, context_length=cfg.context_length, prediction_length=cfg.prediction_length)
+    return random_chronos_t5(t5, chronos, seed=cfg.seed, name=Path(cfg.out_dir).name)
+
+
+def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the horizon tokens, teacher forced: decoder inputs = [start, labels[:-1]]."""
+    inputs = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1].clamp(min=0)], dim=1)
+    logits = net(tokens, mask, inputs)  # [B, H+1, V]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) pretraining; returns the folder of the last checkpoint."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    last = out / "last"
+    model = load_model(last) if (last / "config.json").is_file() else build_model(cfg)
+    net = model.net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, log = 0, []
+    if (last / "trainer_state.pt").is_file():
+        state = torch.load(last / "trainer_state.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        step, log = int(state["step"]), json.loads((last / "log.json").read_text())
+    real, synthetic = series_pool(cfg)
+    sampler = CropSampler(cfg, real, synthetic)
+    sampler.rng = np.random.default_rng([cfg.seed, step])  # a resumed run draws fresh crops
+    schedule = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", disable=not progress)
+    started = time.perf_counter()
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * schedule(step)
+        loss = loss_on(net, *sampler.batch())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        log.append({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"]})
+        bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
+        bar.update(1)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            _save(model, opt, step, log, out, time.perf_counter() - started)
+    bar.close()
+    return last
+
+
+def _save(model: ChronosT5, opt, step: int, log: list, out: Path, seconds: float) -> None:
+    net = model.net.eval()
+    for folder in (out / f"checkpoint-{step}", out / "last"):
+        save_chronos_t5(model, folder)
+        torch.save({"optimizer": opt.state_dict(), "step": step}, folder / "trainer_state.pt")
+        (folder / "log.json").write_text(json.dumps(log) + "\n")
+    (out / "last" / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")
+    net.train()
