@@ -14,7 +14,7 @@ from leapcast import frame
 from leapcast.engine.decode import rollout
 from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, SeasonalProposer
 from leapcast.engine.sampling import SamplingConfig, series_generators
-from leapcast.engine.speculative import SpecConfig, SpecStats
+from leapcast.engine.speculative import KChooser, SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad
 from leapcast.models.loading import load_model
 from leapcast.registry import resolve
@@ -102,12 +102,13 @@ class Forecaster:
         generators = series_generators(sampling.seed, list(range(len(series))))
         out = torch.empty(len(series), sampling.num_samples, h)
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
+        chooser = KChooser(self.spec.k) if self.spec.adaptive else None  # learns k across the batches of this call
         starts = range(0, len(series), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:
             chunk = slice(start, start + batch_size)
             contexts, factor = left_pad(series[chunk])
-            samples, stats = rollout(self.model, contexts, h, sampling, generators[chunk], self.proposer, self.spec)
+            samples, stats = rollout(self.model, contexts, h, sampling, generators[chunk], self.proposer, self.spec, chooser)
             out[chunk] = (samples.double() * factor[:, None, None]).float()
             if stats is not None:
                 total.merge(stats)

@@ -214,10 +214,14 @@ def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
 
     chooser = KChooser(8)
     assert chooser.candidates == [0, 1, 2, 4, 8]
-    for _ in range(5):
+    speed = {0: 1, 1: 4, 2: 10, 4: 6, 8: 2}  # steps per second; k = 2 is best
+    tried = []
+    for _ in range(6):
         k = chooser.choose()
-        chooser.record(k, seconds=1.0, steps=10 if k == 2 else 1)  # k = 2 commits the most per second
-    assert chooser.choose() == 2
+        tried.append(k)
+        chooser.record(k, seconds=1.0, steps=speed[k])
+    assert tried[:4] == [0, 1, 2, 4]  # cheapest first, stops growing once k = 4 is slower than k = 2
+    assert 8 not in tried and tried[4:] == [2, 2]
 
 
 @pytest.mark.parametrize("field, value", [("k", 0), ("k", 40), ("stop_below", 1.5)])

@@ -41,6 +41,7 @@ def rollout(
     generators: list[torch.Generator],
     proposer=None,
     spec=None,
+    chooser=None,
 ) -> tuple[torch.Tensor, object]:
     """contexts [B, T] float32 (NaN = missing, left padding) -> (samples [B, S, horizon] float32, SpecStats or None).
 
@@ -59,7 +60,7 @@ def rollout(
         if proposer is None:
             steps = decode_window(model, batch, n, sampling, draw_uniforms(generators, sampling.num_samples, n))
         else:
-            steps, window_stats = speculative_window(model, proposer, batch, n, sampling, spec, generators)
+            steps, window_stats = speculative_window(model, proposer, batch, n, sampling, spec, generators, chooser)
             stats.merge(window_stats)
         values = model.detokenize(steps, batch.scale)  # [B, S, n]
         windows.append(values)

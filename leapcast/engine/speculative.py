@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from leapcast.engine.proposers.base import ProposalInput, Proposer
-from leapcast.engine.sampling import SamplingConfig, draw, probabilities
+from leapcast.engine.sampling import SamplingConfig, probabilities, sample
 from leapcast.engine.verify import verify
 from leapcast.models.base import StepModel, Tokenized
 
@@ -92,15 +92,22 @@ def speculative_window(
     sampling: SamplingConfig,
     spec: SpecConfig,
     generators: list[torch.Generator],
+    chooser: "KChooser | None" = None,
 ) -> tuple[torch.Tensor, SpecStats]:
-    """Sample ``num_steps`` steps for every row -> (steps [B, S, num_steps] long, stats)."""
+    """Sample ``num_steps`` steps for every row -> (steps [B, S, num_steps] long, stats).
+
+    ``chooser`` picks k per iteration when ``spec.adaptive`` (a fresh one if None).
+    """
     t_start = time.perf_counter()
     b, s, k_max = len(generators), sampling.num_samples, spec.k
     rows = b * s
     capacity = num_steps + k_max + 1
     state = model.setup(batch, rows_per_series=s, max_steps=capacity)
     proposer.start(batch, state, capacity)
-    chooser = KChooser(k_max) if spec.adaptive else None
+    if spec.adaptive and chooser is None:
+        chooser = KChooser(k_max)
+    if not spec.adaptive:
+        chooser = None
     stats = SpecStats(k=k_max, accepted_per_position=[0] * k_max)
     committed = torch.zeros(rows, capacity, dtype=torch.long)
     n = torch.zeros(rows, dtype=torch.long)
@@ -120,13 +127,14 @@ def speculative_window(
             steps, draft_probs = torch.zeros(rows, 0, dtype=torch.long), None
         kp = steps.shape[1]  # <= k when the proposer stopped early
         t1 = time.perf_counter()
-        logits = model.decode(torch.cat([pending[:, None], steps], dim=1), at, state)  # [R, kp+1, V]
-        target_probs = probabilities(logits, sampling, model.banned_tokens)
+        uniform = bool((at == at[0]).all())  # rows in step (always so while k = 0): the cheaper slice path
+        logits = model.decode(torch.cat([pending[:, None], steps], dim=1), int(at[0]) if uniform else at, state)  # [R, kp+1, V]
         if kp > 0:
+            target_probs = probabilities(logits, sampling, model.banned_tokens)
             verdict = verify(steps, draft_probs, target_probs, u[:, k : k + kp], u[:, 2 * k])
             accepted, next_step = verdict.accepted, verdict.next_step
-        else:
-            accepted, next_step = torch.zeros(rows, dtype=torch.long), draw(target_probs[:, 0], u[:, 0])
+        else:  # speculation off: a plain step
+            accepted, next_step = torch.zeros(rows, dtype=torch.long), sample(logits[:, 0], sampling, u[:, 0], model.banned_tokens)
         t2 = time.perf_counter()
 
         new = torch.cat([steps, torch.zeros_like(pending[:, None])], dim=1).scatter_(1, accepted[:, None], next_step[:, None])
@@ -144,10 +152,10 @@ def speculative_window(
         n = n + gained
         first = False
 
-        n_active = int(active.sum())
-        kept = torch.where(active, accepted, 0)
         stats.target_passes += 1
         if kp > 0:
+            n_active = int(active.sum())
+            kept = torch.where(active, accepted, 0)
             stats.drafts += n_active
             stats.drafted_steps += n_active * kp
             stats.accepted_steps += int(kept.sum())
@@ -164,25 +172,33 @@ def speculative_window(
 class KChooser:
     """Picks k for the next iteration from measured seconds per committed row-step.
 
-    Candidates 0, 1, 2, 4, ... up to k_max; each is tried once, then the
-    fastest so far is used, re-trying its neighbours every 8th iteration.
+    Candidates 0, 1, 2, 4, ... up to k_max are tried cheapest first, and larger
+    ones only while each beats the one before; then the fastest so far is
+    used, re-trying its neighbours every 32nd iteration. One chooser serves a
+    whole forecast, so what it learns carries across windows and batches.
     """
 
     def __init__(self, k_max: int) -> None:
         self.candidates = sorted({0, k_max} | {2**i for i in range(6) if 2**i < k_max})
         self.cost: dict[int, float] = {}
         self.iteration = 0
+        self.exploring = True
 
     def choose(self) -> int:
         self.iteration += 1
-        untried = [k for k in reversed(self.candidates) if k not in self.cost]
-        if untried:
-            return untried[0]
+        if self.exploring:
+            tried = [k for k in self.candidates if k in self.cost]
+            if len(tried) >= 2 and self.cost[tried[-1]] > self.cost[tried[-2]]:
+                self.exploring = False  # slower than the one before: larger k will not pay either
+            elif len(tried) < len(self.candidates):
+                return self.candidates[len(tried)]
+            else:
+                self.exploring = False
         best = min(self.cost, key=self.cost.get)
-        if self.iteration % 8 == 0:
+        if self.iteration % 32 == 0:
             i = self.candidates.index(best)
             neighbours = self.candidates[max(0, i - 1) : i + 2]
-            return neighbours[(self.iteration // 8) % len(neighbours)]
+            return neighbours[(self.iteration // 32) % len(neighbours)]
         return best
 
     def record(self, k: int, seconds: float, steps: int) -> None:
