@@ -215,6 +215,8 @@ def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
     chooser = KChooser(8)
     assert chooser.candidates == [0, 1, 2, 4, 8]
     speed = {0: 1, 1: 4, 2: 10, 4: 6, 8: 2}  # steps per second; k = 2 is best
+    assert chooser.choose() == 0  # the first, unrecorded warm-up pass is plain
+    chooser.record(0, seconds=100.0, steps=1)
     tried = []
     for _ in range(6):
         k = chooser.choose()

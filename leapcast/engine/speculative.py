@@ -164,13 +164,15 @@ def speculative_window(
         stats.draft_s += t1 - t0
         stats.verify_s += t2 - t1
         if chooser:
-            chooser.record(k, time.perf_counter() - t0, int(gained.sum()))
+            # Rows finish together only when the slowest does (finished rows still ride along),
+            # so the pace that counts is the least progress among active rows.
+            chooser.record(k, time.perf_counter() - t0, int(gained[active].min()))
     stats.other_s = time.perf_counter() - t_start - stats.draft_s - stats.verify_s
     return committed[:, :num_steps].view(b, s, num_steps), stats
 
 
 class KChooser:
-    """Picks k for the next iteration from measured seconds per committed row-step.
+    """Picks k for the next iteration from measured seconds per step of the slowest active row.
 
     Candidates 0, 1, 2, 4, ... up to k_max are tried cheapest first, and larger
     ones only while each beats the one before; then the fastest so far is
@@ -186,6 +188,8 @@ class KChooser:
 
     def choose(self) -> int:
         self.iteration += 1
+        if self.iteration == 1:
+            return 0
         if self.exploring:
             tried = [k for k in self.candidates if k in self.cost]
             if len(tried) >= 2 and self.cost[tried[-1]] > self.cost[tried[-2]]:
@@ -202,6 +206,8 @@ class KChooser:
         return best
 
     def record(self, k: int, seconds: float, steps: int) -> None:
+        if self.iteration == 1:
+            return  # the first pass pays one-off costs (allocation, warm caches); it would flatter every later k
         per_step = seconds / max(steps, 1)
         self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step
 
