@@ -1,0 +1,70 @@
+"""Forecast accuracy metrics, vectorised over series.
+
+Shapes: y [N, h] actuals; point [N, h]; quantiles [N, h, Q] at ``levels`` [Q];
+samples [N, S, h]; insample: a list of N 1-D histories (for MASE's scale).
+NaN actuals are left out of every sum and mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mae(y: np.ndarray, point: np.ndarray) -> float:
+    return float(np.nanmean(np.abs(y - point)))
+
+
+def mse(y: np.ndarray, point: np.ndarray) -> float:
+    return float(np.nanmean((y - point) ** 2))
+
+
+def smape(y: np.ndarray, point: np.ndarray) -> float:
+    """Symmetric MAPE in percent, 200 |y - f| / (|y| + |f|); 0/0 counts as 0."""
+    den = np.abs(y) + np.abs(point)
+    ratio = np.divide(np.abs(y - point), den, out=np.zeros_like(den, dtype=float), where=den > 0)
+    return float(200 * np.nanmean(np.where(np.isnan(y), np.nan, ratio)))
+
+
+def seasonal_scale(insample: list[np.ndarray], season: int) -> np.ndarray:
+    """[N] mean absolute seasonal difference of each history (lag ``season``, or 1 when too short)."""
+    out = np.empty(len(insample))
+    for i, x in enumerate(insample):
+        x = np.asarray(x, dtype=float)
+        lag = season if len(x) > season else 1
+        diff = np.abs(x[lag:] - x[:-lag])
+        out[i] = np.nanmean(diff) if np.isfinite(diff).any() else np.nan
+    return out
+
+
+def mase(y: np.ndarray, point: np.ndarray, insample: list[np.ndarray], season: int) -> float:
+    """Mean over series of MAE / in-sample seasonal-naive MAE; series with a zero scale are left out."""
+    scale = seasonal_scale(insample, season)
+    per_series = np.nanmean(np.abs(y - point), axis=1) / scale
+    return float(np.nanmean(np.where(scale > 0, per_series, np.nan)))
+
+
+def wql(y: np.ndarray, quantiles: np.ndarray, levels) -> float:
+    """Weighted quantile loss (Chronos, GluonTS): mean over levels of 2 * sum pinball / sum |y|."""
+    levels = np.asarray(levels, dtype=float)
+    err = y[..., None] - quantiles  # [N, h, Q]
+    pinball = np.maximum(levels * err, (levels - 1) * err)
+    mask = ~np.isnan(y)
+    total = np.nansum(np.abs(y))
+    return float(np.mean(2 * np.nansum(np.where(mask[..., None], pinball, np.nan), axis=(0, 1)) / total))
+
+
+def crps_samples(y: np.ndarray, samples: np.ndarray) -> float:
+    """Mean CRPS from samples: E|X - y| - E|X - X'| / 2 (the unbiased-in-S 'fair' form is not used)."""
+    first = np.mean(np.abs(samples - y[:, None, :]), axis=1)  # [N, h]
+    s = samples.shape[1]
+    ordered = np.sort(samples, axis=1)
+    # E|X - X'| over all pairs from sorted samples: sum_i (2i - S - 1) x_(i) * 2 / S^2
+    weights = (2 * np.arange(1, s + 1) - s - 1)[None, :, None]
+    second = 2 * np.sum(weights * ordered, axis=1) / s**2
+    return float(np.nanmean(np.where(np.isnan(y), np.nan, first - second / 2)))
+
+
+def geometric_mean_relative(scores: dict[str, float], baseline: dict[str, float]) -> float:
+    """Chronos' aggregate: geometric mean over data sets of score / baseline score."""
+    ratios = [scores[k] / baseline[k] for k in scores if k in baseline and baseline[k] > 0 and np.isfinite(scores[k])]
+    return float(np.exp(np.mean(np.log(ratios)))) if ratios else float("nan")

@@ -1,0 +1,75 @@
+"""Each vectorised metric against a slow, obvious loop (and utilsforecast where it agrees)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from leapcast.eval import metrics as M
+
+rng = np.random.default_rng(0)
+N, H, S = 5, 7, 9
+Y = rng.normal(10, 3, (N, H))
+Y[1, 3] = np.nan
+F = Y + rng.normal(0, 1, (N, H))
+SAMPLES = Y[:, None, :] + rng.normal(0, 2, (N, S, H))
+LEVELS = [0.1, 0.5, 0.9]
+Q = np.quantile(SAMPLES, LEVELS, axis=1).transpose(1, 2, 0)  # [N, H, Q]
+HIST = [rng.normal(10, 3, 30 + i) for i in range(N)]
+
+
+def cells():
+    return [(i, t) for i in range(N) for t in range(H) if not np.isnan(Y[i, t])]
+
+
+def test_mae_mse_smape():
+    c = cells()
+    assert M.mae(Y, F) == pytest.approx(sum(abs(Y[i, t] - F[i, t]) for i, t in c) / len(c))
+    assert M.mse(Y, F) == pytest.approx(sum((Y[i, t] - F[i, t]) ** 2 for i, t in c) / len(c))
+    assert M.smape(Y, F) == pytest.approx(sum(200 * abs(Y[i, t] - F[i, t]) / (abs(Y[i, t]) + abs(F[i, t])) for i, t in c) / len(c))
+
+
+def test_mase_against_a_loop():
+    season = 4
+    per = []
+    for i in range(N):
+        scale = np.mean([abs(HIST[i][t] - HIST[i][t - season]) for t in range(season, len(HIST[i]))])
+        errs = [abs(Y[i, t] - F[i, t]) for t in range(H) if not np.isnan(Y[i, t])]
+        per.append(np.mean(errs) / scale)
+    assert M.mase(Y, F, HIST, season) == pytest.approx(np.mean(per))
+
+
+def test_wql_against_a_loop():
+    total = sum(abs(Y[i, t]) for i, t in cells())
+    per_level = []
+    for q_i, q in enumerate(LEVELS):
+        loss = sum(max(q * (Y[i, t] - Q[i, t, q_i]), (q - 1) * (Y[i, t] - Q[i, t, q_i])) for i, t in cells())
+        per_level.append(2 * loss / total)
+    assert M.wql(Y, Q, LEVELS) == pytest.approx(np.mean(per_level))
+
+
+def test_crps_against_pairs():
+    vals = []
+    for i, t in cells():
+        x = SAMPLES[i, :, t]
+        first = np.mean(np.abs(x - Y[i, t]))
+        second = np.mean([abs(a - b) for a, b in itertools.product(x, x)])
+        vals.append(first - second / 2)
+    assert M.crps_samples(Y, SAMPLES) == pytest.approx(np.mean(vals))
+
+
+def test_point_mass_crps_is_mae():
+    assert M.crps_samples(Y, np.repeat(F[:, None], 4, axis=1)) == pytest.approx(M.mae(Y, F))
+
+
+def test_geometric_mean_relative():
+    assert M.geometric_mean_relative({"a": 1.0, "b": 4.0}, {"a": 2.0, "b": 2.0}) == pytest.approx(1.0)
+
+
+def test_mae_and_mse_agree_with_utilsforecast():
+    pd = pytest.importorskip("pandas")
+    losses = pytest.importorskip("utilsforecast.losses")
+    y, f = np.nan_to_num(Y, nan=5.0), np.nan_to_num(F, nan=4.0)
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(N), H), "y": y.ravel(), "m": f.ravel()})
+    assert losses.mae(df, ["m"])["m"].mean() == pytest.approx(M.mae(y, f))
+    assert losses.mse(df, ["m"])["m"].mean() == pytest.approx(M.mse(y, f))
