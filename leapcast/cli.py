@@ -157,6 +157,27 @@ def train(
 
 
 @app.command()
+def distill(
+    target: str = typer.Option(..., "--target", help="Target checkpoint folder or bundled name."),
+    out_dir: str = typer.Option(..., "--out-dir", help="Where the draft checkpoint goes (OUT_DIR/last)."),
+    draft_config: Optional[Path] = typer.Option(None, "--draft-config", help="JSON with draft dims and training settings (see DistillConfig)."),
+    steps: Optional[int] = typer.Option(None, help="Override the number of steps."),
+) -> None:
+    """Distil a small draft that proposes for TARGET (same tokenizer, KL to its warped distributions)."""
+    from leapcast.registry import resolve
+    from leapcast.train.distill import DistillConfig
+    from leapcast.train.distill import distill as run
+
+    try:
+        folder = str(resolve(target))
+        cfg = DistillConfig.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps) if draft_config else DistillConfig(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"draft: {run(cfg)}")
+
+
+@app.command()
 def init(
     path: Path = typer.Argument(..., help="Folder to write config.json + model.safetensors into."),
     size: str = typer.Option("tiny", help="Official Chronos-T5 size: tiny, mini, small, base or large."),

@@ -46,3 +46,29 @@ def test_loss_ignores_missing_labels():
     masked[0, 2:] = -100
     assert not torch.isclose(loss_on(net, tokens, mask, labels), loss_on(net, tokens, mask, masked))
     assert torch.isfinite(loss_on(net, tokens, mask, masked))
+
+
+def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
+    pytest.importorskip("statsmodels")
+    from conftest import make_checkpoint
+
+    from leapcast.engine.sampling import SamplingConfig
+    from leapcast.models.loading import load_model
+    from leapcast.train.distill import DistillConfig, distill, expected_acceptance
+    from leapcast.train.pretrain import CropSampler, series_pool
+
+    target_dir = make_checkpoint(tmp_path / "target", vocab=256, d_model=32, d_kv=8, d_ff=64, layers=1, context_length=64, prediction_length=16, seed=1)
+    cfg = DistillConfig(target=str(target_dir), out_dir=str(tmp_path / "draft"), d_model=16, d_kv=4, d_ff=32, steps=40, batch_size=16,
+                        lr=5e-3, warmup=5, datasets=("nile", "co2"), kernel_synth=10, mixup=10, save_every=40)
+    last = distill(cfg, progress=False)
+    log = json.loads((last / "log.json").read_text())
+    assert sum(x["kl"] for x in log[-8:]) < sum(x["kl"] for x in log[:8])
+    target, draft = load_model(target_dir), load_model(last)
+    from leapcast.train.pretrain import TrainConfig
+
+    data = TrainConfig(out_dir=str(tmp_path), n_tokens=256, context_length=64, prediction_length=16, batch_size=32, datasets=("nile",), kernel_synth=10, mixup=0, seed=9)
+    tokens, mask, labels = CropSampler(data, *series_pool(data)).batch()
+    inputs = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1].clamp(min=0)], dim=1)
+    sampling = SamplingConfig(top_k=50)
+    untrained = load_model(make_checkpoint(tmp_path / "untrained", vocab=256, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16, seed=0))
+    assert expected_acceptance(target, draft, tokens, mask, inputs, sampling) > expected_acceptance(target, untrained, tokens, mask, inputs, sampling)

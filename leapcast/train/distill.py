@@ -1,0 +1,125 @@
+"""Distil a draft for any Chronos-T5 target: match its warped next-step distributions.
+
+Loss: KL(p_target || q_draft) per decoder position, p warped as it is sampled
+(temperature, top-k, top-p of the target's defaults), on training contexts
+with two kinds of decoder inputs: the data's own continuation and, for a
+fraction ``on_policy`` of batches, the target's sampled continuation (the
+sequences a draft meets at inference; FastDraft, arXiv 2411.11055; online
+speculative decoding, arXiv 2310.07177). The draft shares the target's
+tokenizer, so it can propose for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from leapcast.engine.decode import decode_window
+from leapcast.engine.sampling import SamplingConfig, probabilities
+from leapcast.models.chronos_t5 import ChronosT5
+from leapcast.models.loading import load_model
+from leapcast.models.presets import random_chronos_t5, save_chronos_t5
+from leapcast.models.t5 import T5Config
+from leapcast.train.pretrain import CropSampler, TrainConfig, series_pool
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    target: str
+    out_dir: str
+    d_model: int = 64
+    d_kv: int = 16
+    d_ff: int = 256
+    num_layers: int = 1
+    num_heads: int = 4
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 50
+    on_policy: float = 0.5
+    datasets: tuple[str, ...] = TrainConfig.__dataclass_fields__["datasets"].default
+    kernel_synth: int = 500
+    mixup: int = 500
+    save_every: int = 250
+    seed: int = 0
+    threads: int = 2
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
+        raw = json.loads(Path(path).read_text())
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        if "datasets" in raw:
+            raw["datasets"] = tuple(raw["datasets"])
+        return cls(**raw)
+
+
+def kl_loss(target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: SamplingConfig, banned: tuple[int, ...]) -> torch.Tensor:
+    """Mean over positions of KL(p || q): p the warped target [.., V], q the draft's softmax [.., V]."""
+    p = probabilities(target_logits, sampling, banned)
+    log_q = F.log_softmax(draft_logits.float(), dim=-1)
+    terms = torch.where(p > 0, p * (torch.log(p.clamp(min=1e-30)) - log_q), torch.zeros_like(p))
+    return terms.sum(-1).mean()
+
+
+@torch.no_grad()
+def expected_acceptance(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> float:
+    """Mean over positions of sum_x min(p(x), q(x)), both warped as sampled: the acceptance rate of exact speculation."""
+    p = probabilities(target.net(tokens, mask, decoder_inputs), sampling, target.banned_tokens)
+    q = probabilities(draft.net(tokens, mask, decoder_inputs), sampling, draft.banned_tokens)
+    return float(torch.minimum(p, q).sum(-1).mean())
+
+
+def distill(cfg: DistillConfig, progress: bool = True) -> Path:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    target = load_model(cfg.target)
+    chronos = target.chronos
+    sampling = SamplingConfig(num_samples=1, temperature=chronos.temperature, top_k=chronos.top_k, top_p=chronos.top_p)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    t5 = T5Config(vocab_size=target.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers,
+                  num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, decoder_start_token_id=target.start_token)
+    draft = random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name)
+    data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, context_length=chronos.context_length,
+                           prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,
+                           kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seed=cfg.seed)
+    sampler = CropSampler(data_cfg, *series_pool(data_cfg))
+    rng = np.random.default_rng(cfg.seed)
+    opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)
+    draft.net.train()
+    log = []
+    for step in tqdm(range(1, cfg.steps + 1), desc="distill", disable=not progress):
+        tokens, mask, labels = sampler.batch()
+        if rng.random() < cfg.on_policy:  # the target's own continuation
+            from leapcast.models.base import Tokenized
+
+            batch = Tokenized(tokens=tokens, mask=mask, scale=torch.ones(len(tokens)))
+            u = torch.rand(len(tokens), 1, labels.shape[1] - 1)
+            continuation = decode_window(target, batch, labels.shape[1] - 1, sampling, u)[:, 0].clone()  # [B, H], out of inference mode
+            inputs = torch.cat([torch.full_like(continuation[:, :1], target.start_token), continuation], dim=1)[:, :-1]
+        else:
+            inputs = torch.cat([torch.full_like(labels[:, :1], target.start_token), labels[:, :-1].clamp(min=0)], dim=1)
+        with torch.no_grad():
+            target_logits = target.net(tokens, mask, inputs)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, step / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        loss = kl_loss(target_logits, draft.net(tokens, mask, inputs), sampling, target.banned_tokens)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(draft.net.parameters(), 1.0)
+        opt.step()
+        log.append({"step": step, "kl": loss.item()})
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            draft.net.eval()
+            save_chronos_t5(draft, out / "last")
+            (out / "last" / "log.json").write_text(json.dumps(log) + "\n")
+            draft.net.train()
+    return out / "last"
