@@ -27,7 +27,7 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
-from leapcast.train.pretrain import CropSampler, TrainConfig, series_pool
+from leapcast.train.pretrain import CropSampler, TrainConfig, read_config, series_pool
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,7 @@ class DistillConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
-        raw = json.loads(Path(path).read_text())
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        if "datasets" in raw:
-            raw["datasets"] = tuple(raw["datasets"])
-        return cls(**raw)
+        return cls(**read_config(path, overrides))
 
 
 def kl_loss(target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: SamplingConfig, banned: tuple[int, ...]) -> torch.Tensor:

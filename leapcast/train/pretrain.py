@@ -67,11 +67,16 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
-        raw = json.loads(Path(path).read_text())
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        if "datasets" in raw:
-            raw["datasets"] = tuple(raw["datasets"])
-        return cls(**raw)
+        return cls(**read_config(path, overrides))
+
+
+def read_config(path: str | Path, overrides: dict) -> dict:
+    """A JSON config with the non-None ``overrides`` applied; lists of data sets become tuples."""
+    raw = json.loads(Path(path).read_text())
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if "datasets" in raw:
+        raw["datasets"] = tuple(raw["datasets"])
+    return raw
 
 
 def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
