@@ -87,3 +87,17 @@ def test_rollout_appends_the_lower_median_of_each_window(tmp_path):
     grown = torch.cat([ctx, first.sort(dim=1).values[:, 2]], dim=-1)  # lower median of 6 = 3rd smallest
     second, _ = rollout(model, grown, 3, cfg, gens)
     assert torch.equal(full, torch.cat([first, second], dim=-1))
+
+
+def test_select_series_keeps_exactly_their_rows_and_encodings(tmp_path):
+    model = _model(tmp_path)
+    batch = _batch(model)
+    steps = torch.randint(2, 4096, (3 * 2, 5))
+    steps[:, 0] = 0
+    state = model.setup(batch, 2, 8)
+    model.decode(steps[:, :3], 0, state)
+    kept = model.select_series(state, torch.tensor([0, 2]))
+    assert kept.num_rows == 4 and kept.caches.layers[0].cross_k.shape[0] == 2
+    got = model.decode(steps[[0, 1, 4, 5], 3:], 3, kept)
+    full = model.decode(steps[:, 3:], 3, state)
+    assert torch.allclose(got, full[[0, 1, 4, 5]], atol=1e-5)

@@ -4,7 +4,10 @@ Each row (series x sample path) accepts its own number of steps per target
 pass; positions advance per row, and a rejection only moves a position: the
 stale cache entries past it are masked by causality and overwritten next pass.
 The target runs once per iteration over k+1 positions for all rows, which
-reads its weights once for up to k+1 steps.
+reads its weights once for up to k+1 steps. A series whose rows have all
+reached the horizon leaves the batch (its caches are dropped); a finished row
+of a series still decoding rides along, because the rows of a series share
+one block of cross-attention.
 """
 
 from __future__ import annotations
@@ -114,7 +117,22 @@ def speculative_window(
     pending = torch.full((rows,), model.start_token, dtype=torch.long)
     prev = pending.clone()
     first = True
-    while bool((n < num_steps).any()):
+    result = torch.zeros(b, s, num_steps, dtype=torch.long)
+    alive = torch.arange(b)  # series still decoding, in the order of the rows below
+    while True:
+        done = (n >= num_steps).view(len(alive), s).all(dim=1)  # [B_alive]
+        if bool(done.any()):  # finished series leave the batch: they stop costing compute
+            result[alive[done]] = committed.view(len(alive), s, -1)[done, :, :num_steps]
+            keep = (~done).nonzero().squeeze(1)
+            if len(keep) == 0:
+                break
+            rows_kept = (keep[:, None] * s + torch.arange(s)).reshape(-1)
+            state = model.select_series(state, keep)
+            proposer.select(keep, rows_kept)
+            committed, n, pending, prev = committed[rows_kept], n[rows_kept], pending[rows_kept], prev[rows_kept]
+            generators = [generators[i] for i in keep.tolist()]
+            alive = alive[keep]
+            rows = len(rows_kept)
         active = n < num_steps  # [R]
         k = chooser.choose() if chooser else k_max
         u = _uniforms(generators, s, k)  # [R, 2k+1]
@@ -164,11 +182,11 @@ def speculative_window(
         stats.draft_s += t1 - t0
         stats.verify_s += t2 - t1
         if chooser:
-            # Rows finish together only when the slowest does (finished rows still ride along),
+            # A series finishes only when its slowest row does (finished rows ride along),
             # so the pace that counts is the least progress among active rows.
             chooser.record(k, time.perf_counter() - t0, int(gained[active].min()))
     stats.other_s = time.perf_counter() - t_start - stats.draft_s - stats.verify_s
-    return committed[:, :num_steps].view(b, s, num_steps), stats
+    return result, stats
 
 
 class KChooser:

@@ -74,6 +74,16 @@ class ChronosT5:
         state = _ChronosCaches(layers=caches, cross_mask=cross_mask, bias_table=self._bias_table)
         return DecoderState(caches=state, num_series=b, rows_per_series=rows_per_series, max_steps=max_steps)
 
+    def select_series(self, state: DecoderState, series: torch.Tensor) -> DecoderState:
+        """Keep only ``series`` [B'] (indices into the state's series) and their rows."""
+        c: _ChronosCaches = state.caches
+        s = state.rows_per_series
+        rows = (series[:, None] * s + torch.arange(s)).reshape(-1).to(self.device)
+        series = series.to(self.device)
+        layers = [LayerCache(k=lc.k[rows], v=lc.v[rows], cross_k=lc.cross_k[series], cross_v=lc.cross_v[series]) for lc in c.layers]
+        caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask[series], bias_table=c.bias_table)
+        return DecoderState(caches=caches, num_series=len(series), rows_per_series=s, max_steps=state.max_steps)
+
     def early_exit_state(self, state: DecoderState, num_layers: int) -> DecoderState:
         """Fresh self-attention caches for the first ``num_layers`` decoder layers,
         sharing the target state's cross-attention keys and values (no encoder rerun)."""

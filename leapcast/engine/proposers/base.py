@@ -45,3 +45,6 @@ class Proposer(Protocol):
 
     def propose(self, x: ProposalInput) -> Proposal:
         """k proposed steps per row."""
+
+    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
+        """Keep only these series [B'] and rows [R'] (finished series left the batch)."""

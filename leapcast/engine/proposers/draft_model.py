@@ -34,3 +34,7 @@ class DraftModelProposer:
     def propose(self, x: ProposalInput) -> Proposal:
         proposal, self.fed = propose_autoregressively(self.draft, self.state, x, self.fed)
         return proposal
+
+    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
+        self.state = self.draft.select_series(self.state, series)
+        self.fed = self.fed[rows]

@@ -32,3 +32,7 @@ class EarlyExitProposer:
     def propose(self, x: ProposalInput) -> Proposal:
         proposal, self.fed = propose_autoregressively(self.target, self.state, x, self.fed)
         return proposal
+
+    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
+        self.state = self.target.select_series(self.state, series)
+        self.fed = self.fed[rows]

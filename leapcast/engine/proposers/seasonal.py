@@ -36,6 +36,9 @@ class SeasonalProposer:
         self.first_valid = (mask.long().argmax(dim=1)).repeat_interleave(s)  # [R]
         self.lags = lags.repeat_interleave(s)  # [R]
 
+    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
+        self.history, self.first_valid, self.lags = self.history[rows], self.first_valid[rows], self.lags[rows]
+
     def propose(self, x: ProposalInput) -> Proposal:
         lc = self.history.shape[1]
         full = torch.cat([self.history, x.committed, torch.zeros_like(x.committed[:, : x.k])], dim=1)  # [R, Lc + cap + k]
