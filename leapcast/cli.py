@@ -28,7 +28,7 @@ def _read_table(path: Path):
 
 @app.command()
 def forecast(
-    model: str = typer.Option(..., "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target."),
     input: Path = typer.Option(..., "--input", "-i", help="Long table (.csv or .parquet) with id, time and target columns."),
     h: int = typer.Option(..., "--h", help="Forecast horizon in steps."),
     quantiles: Optional[list[float]] = typer.Option(None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."),

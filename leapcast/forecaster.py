@@ -39,13 +39,14 @@ class Forecaster:
     @classmethod
     def from_pretrained(
         cls,
-        path: str | Path,
+        path: str | Path | None = None,
         draft: str | Path | None = None,
         spec: SpecConfig | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> "Forecaster":
-        """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name.
+        """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name
+        (None: the default bundled model, house-target, where the build ships it).
 
         ``draft`` turns on speculative decoding (same forecasts, less time): a
         checkpoint folder or bundled name with the same tokenizer,

@@ -187,3 +187,16 @@ def test_resolve_folder_and_bundled_name(good, tmp_path, monkeypatch):
     assert registry.bundled_models() == ["chronos-t5-bundled"]
     assert resolve("chronos-t5-bundled") == tmp_path / "chronos-t5-bundled"
     assert Forecaster.from_pretrained("chronos-t5-bundled").name == "chronos-t5-bundled"
+
+
+def test_no_model_uses_the_bundled_default_or_says_what_to_do(tmp_path, monkeypatch):
+    import leapcast.registry as registry
+
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="house-target"):
+        registry.resolve(None)
+    bundled = tmp_path / "bundled"
+    (bundled / "house-target").mkdir(parents=True)
+    (bundled / "house-target" / "config.json").write_text("{}")
+    monkeypatch.setattr(registry, "BUNDLED_DIR", bundled)
+    assert registry.resolve(None) == bundled / "house-target"
