@@ -115,8 +115,6 @@ def speculative_window(
     committed = torch.zeros(rows, capacity, dtype=torch.long)
     n = torch.zeros(rows, dtype=torch.long)
     pending = torch.full((rows,), model.start_token, dtype=torch.long)
-    prev = pending.clone()
-    first = True
     result = torch.zeros(b, s, num_steps, dtype=torch.long)
     alive = torch.arange(b)  # series still decoding, in the order of the rows below
     while True:
@@ -129,7 +127,7 @@ def speculative_window(
             rows_kept = (keep[:, None] * s + torch.arange(s)).reshape(-1)
             state = model.select_series(state, keep)
             proposer.select(keep, rows_kept)
-            committed, n, pending, prev = committed[rows_kept], n[rows_kept], pending[rows_kept], prev[rows_kept]
+            committed, n, pending = committed[rows_kept], n[rows_kept], pending[rows_kept]
             generators = [generators[i] for i in keep.tolist()]
             alive = alive[keep]
             rows = len(rows_kept)
@@ -139,7 +137,7 @@ def speculative_window(
         at = n.clamp(max=num_steps)  # finished rows ride along in bounds; their results are dropped
         t0 = time.perf_counter()
         if k > 0:
-            proposal = proposer.propose(ProposalInput(pending, prev, at, committed, first, k, u[:, :k], sampling, spec.stop_below))
+            proposal = proposer.propose(ProposalInput(pending, at, committed, k, u[:, :k], sampling, spec.stop_below))
             steps, draft_probs = proposal.steps, proposal.probs
         else:
             steps, draft_probs = torch.zeros(rows, 0, dtype=torch.long), None
@@ -160,15 +158,9 @@ def speculative_window(
         write = active[:, None] & (offsets[None, :] <= accepted[:, None])  # [R, kp+1]
         where = (at[:, None] + offsets).clamp(max=capacity - 1)
         committed.scatter_(1, where, torch.where(write, new, committed.gather(1, where)))
-        if kp > 0:
-            last_accepted = steps.gather(1, (accepted - 1).clamp(min=0)[:, None]).squeeze(1)
-            prev = torch.where(active, torch.where(accepted > 0, last_accepted, pending), prev)
-        else:
-            prev = torch.where(active, pending, prev)
         pending = torch.where(active, next_step, pending)
         gained = torch.where(active, accepted + 1, 0)
         n = n + gained
-        first = False
 
         stats.target_passes += 1
         if kp > 0:

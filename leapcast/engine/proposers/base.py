@@ -17,14 +17,13 @@ class ProposalInput:
 
     Row r has committed ``n[r]`` steps, ``committed[r, :n[r]]``. The decoder
     input at position n[r] is ``pending[r]`` (the start token, or the last
-    committed step), at n[r]-1 it was ``prev[r]`` (undefined when n[r] == 0).
+    committed step); at position j < n[r] it is ``committed[r, j-1]`` (the
+    start token at 0).
     """
 
     pending: torch.Tensor  # [R] long
-    prev: torch.Tensor  # [R] long
     n: torch.Tensor  # [R] long, clamped to the window so that finished rows stay in bounds
     committed: torch.Tensor  # [R, capacity] long
-    first: bool  # no step committed by any row yet
     k: int
     uniforms: torch.Tensor  # [R, k] for proposers that sample
     sampling: SamplingConfig
