@@ -147,7 +147,7 @@ def ett_folder():
     try:
         return ett_dir()
     except FileNotFoundError:
-        pytest.skip("shared/data/ETT-small not found")
+        pytest.skip("ETT lives in ../shared/data/ETT-small (CC BY-ND: read in place, never copied into the repo); not beside this checkout")
 
 
 def test_ett_loader_and_split():

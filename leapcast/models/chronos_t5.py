@@ -11,7 +11,7 @@ import torch
 
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
-from leapcast.models.t5 import T5, LayerCache, T5Config
+from leapcast.models.t5 import T5, LayerCache
 
 
 class ChronosT5:

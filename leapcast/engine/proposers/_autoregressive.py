@@ -6,6 +6,26 @@ import torch
 
 from leapcast.engine.proposers.base import Proposal, ProposalInput
 from leapcast.engine.sampling import draw, probabilities
+from leapcast.models.base import DecoderState
+
+
+class DecoderProposer:
+    """A proposer that runs a decoder of its own (``model`` on ``state``); subclasses set up ``state`` in ``start``."""
+
+    model = None
+    state: DecoderState | None = None
+
+    def _began(self, state: DecoderState) -> None:
+        self.state = state
+        self.fed = torch.zeros(state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
+
+    def propose(self, x: ProposalInput) -> Proposal:
+        proposal, self.fed = propose_autoregressively(self.model, self.state, x, self.fed)
+        return proposal
+
+    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
+        self.state = self.model.select_series(self.state, series)
+        self.fed = self.fed[rows]
 
 
 def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) -> tuple[Proposal, torch.Tensor]:

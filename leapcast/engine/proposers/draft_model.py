@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import torch
-
-from leapcast.engine.proposers._autoregressive import propose_autoregressively
-from leapcast.engine.proposers.base import Proposal, ProposalInput
+from leapcast.engine.proposers._autoregressive import DecoderProposer
 from leapcast.models.base import DecoderState, Tokenized
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = ("n_tokens", "n_special_tokens", "pad_token_id", "eos_token_id", "use_eos_token", "low_limit", "high_limit", "context_length")
 
 
-class DraftModelProposer:
+class DraftModelProposer(DecoderProposer):
     def __init__(self, draft, target) -> None:
         for name in TOKENIZER_FIELDS:
             a, b = getattr(draft.chronos, name), getattr(target.chronos, name)
@@ -23,18 +20,8 @@ class DraftModelProposer:
                 )
         if draft.net.cfg.decoder_start_token_id != target.net.cfg.decoder_start_token_id:
             raise ValueError("draft and target use different decoder start tokens")
-        self.draft = draft
+        self.draft = self.model = draft
         self.name = f"draft:{draft.name}"
-        self.state: DecoderState | None = None
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
-        self.state = self.draft.setup(batch, target_state.rows_per_series, capacity)
-        self.fed = torch.zeros(target_state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
-
-    def propose(self, x: ProposalInput) -> Proposal:
-        proposal, self.fed = propose_autoregressively(self.draft, self.state, x, self.fed)
-        return proposal
-
-    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
-        self.state = self.draft.select_series(self.state, series)
-        self.fed = self.fed[rows]
+        self._began(self.draft.setup(batch, target_state.rows_per_series, capacity))
