@@ -46,7 +46,7 @@ def forecast(
     freq: Optional[str] = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
-    draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M, seasonal or seasonal:S."),
+    draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
     k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
     adaptive: bool = typer.Option(False, help="Choose k per batch from measured speed (k=0 turns speculation off)."),
     stop_below: Optional[float] = typer.Option(None, help="Draft stops proposing when its mean top probability falls below this."),
@@ -197,6 +197,106 @@ def init(
         raise typer.Exit(2) from None
     folder = save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed), path)
     console.print(f"wrote random-weight chronos-t5-{size} to {folder} ({json.dumps({'seed': seed})})")
+
+
+
+@app.command()
+def bench(
+    suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~1 min smoke test) or full (M3 + Tourism, 100 series each)."),
+    models: Optional[list[str]] = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
+    drafts: Optional[list[str]] = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
+    out_dir: Path = typer.Option(Path("benchmarks/results"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go."),
+    threads: int = typer.Option(2, help="torch CPU threads."),
+    datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."),
+    max_series: Optional[int] = typer.Option(None, help="Override the suite's series per data set."),
+    repeats: Optional[int] = typer.Option(None, help="Override the suite's interleaved timing repeats."),
+) -> None:
+    """Speed and accuracy of every decoding mode (official pipeline, plain, speculative) on official test windows."""
+    import sys
+    from dataclasses import replace
+
+    from leapcast.eval.bench import SUITES, run
+    from leapcast.eval.report import markdown
+
+    if suite not in SUITES:
+        console.print(f"[red]error:[/red] `--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
+        raise typer.Exit(2)
+    overrides = {k: v for k, v in dict(datasets=tuple(datasets or ()) or None, max_series=max_series, repeats=repeats).items() if v is not None}
+    try:
+        chosen = replace(SUITES[suite], **overrides)
+        result = run(chosen, models=models or None, drafts=drafts or None, out_dir=out_dir, threads=threads,
+                     log=console.print, command="leapcast " + " ".join(sys.argv[1:]))
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    typer.echo(markdown(result))
+    console.print(f"wrote {out_dir / (result['suite'] + '-' + result['date'])}.json, .md and figures")
+
+
+@app.command()
+def report(
+    readme: Path = typer.Argument(..., help="Markdown file with <!-- results:start --> and <!-- results:end --> markers (e.g. README.md)."),
+    suite: str = typer.Option("full", "--suite", help="Take the latest report of this suite."),
+    results_dir: Path = typer.Option(Path("benchmarks/results"), "--results-dir", help="Where `leapcast bench` wrote its reports."),
+) -> None:
+    """Rewrite the results section of README from the latest bench report."""
+    from leapcast.eval.report import update_readme
+
+    if not readme.is_file():
+        console.print(f"[red]error:[/red] no such file: {readme}")
+        raise typer.Exit(2)
+    try:
+        source = update_readme(readme, results_dir, suite)
+    except (ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"updated {readme} from {source}")
+
+
+@app.command()
+def plot(
+    file: Path = typer.Argument(..., help="Forecasts as written by `leapcast forecast --output` (.csv or .parquet)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write; default: FILE with .png."),
+    ids: Optional[list[str]] = typer.Option(None, "--ids", help="Series to draw; repeat the option. Default: the first four."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="The history (the forecast's input table), drawn before the forecast."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Which model's columns to draw, when the file has several."),
+    last: Optional[int] = typer.Option(None, help="Draw only the last N history values per series."),
+    id_col: str = typer.Option("unique_id", help="Id column."),
+    time_col: str = typer.Option("ds", help="Time column."),
+    target_col: str = typer.Option("y", help="Target column of --input."),
+) -> None:
+    """Fan chart (median, 80%/95% bands as present) of a forecast file."""
+    import pandas as pd
+
+    from leapcast.eval.plots import forecast_figure, point_columns, save
+
+    if not file.is_file() or file.suffix not in (".csv", ".parquet", ".pq"):
+        console.print(f"[red]error:[/red] FILE must be an existing .csv or .parquet file, got {file}")
+        raise typer.Exit(2)
+    forecasts = _read_table(file)
+    history = _read_table(input) if input is not None else None
+    for f, name, cols in ((forecasts, file.name, [id_col, time_col]), (history, "--input", [id_col, time_col, target_col])):
+        if f is None:
+            continue
+        missing = [c for c in cols if c not in f.columns]
+        if missing:
+            console.print(f"[red]error:[/red] {name} has no column(s) {missing}; pass --id-col/--time-col/--target-col")
+            raise typer.Exit(2)
+        if pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object:  # CSV dates come back as strings
+            f[time_col] = pd.to_datetime(f[time_col])
+        f[id_col] = f[id_col].astype(str)  # --ids arrive as strings
+    names = point_columns(list(forecasts.columns), [id_col, time_col])
+    model = model or (names[0] if names else None)
+    wanted = ids or list(dict.fromkeys(forecasts[id_col]))[:4]
+    unknown = [i for i in wanted if i not in set(forecasts[id_col])]
+    problem = (f"`--model` {model!r} is not a model column of {file.name}; its models: {names}" if model not in names
+               else f"`--ids` {unknown} are not in {file.name}" if unknown else None)
+    if problem:
+        console.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(2)
+    fig = forecast_figure(forecasts, model, wanted, history, id_col=id_col, time_col=time_col, target_col=target_col, last=last)
+    out = save(fig, out or file.with_suffix(".png"))
+    console.print(f"wrote {out}")
 
 
 if __name__ == "__main__":

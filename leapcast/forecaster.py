@@ -50,13 +50,14 @@ class Forecaster:
 
         ``draft`` turns on speculative decoding (same forecasts, less time): a
         checkpoint folder or bundled name with the same tokenizer,
-        ``"early-exit:M"`` (the target's first M decoder layers), or
+        ``"early-exit:M"`` (the target's first M decoder layers; ``"early-exit"``
+        calibrates M on each batch's contexts), or
         ``"seasonal"`` / ``"seasonal:S"`` (the same phase one season back).
         ``spec`` sets the proposal length k.
         """
         folder = resolve(path)
         model = load_model(folder, device=device, dtype=dtype)
-        proposer = None if draft is None else make_proposer(str(draft), model, device=device, dtype=dtype)
+        proposer = None if draft is None else make_proposer(str(draft), model, device=device, dtype=dtype, k=(spec or SpecConfig()).k)
         return cls(model, name=Path(folder).resolve().name, proposer=proposer, spec=spec)  # "." -> its folder name
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
@@ -169,13 +170,18 @@ class Forecaster:
         return frame.future_frame(panel, h, columns)
 
 
-def make_proposer(draft: str, target, device="cpu", dtype=torch.float32):
-    """A proposer from its name: a checkpoint/bundled name, "early-exit:M", "seasonal" or "seasonal:S"."""
+def make_proposer(draft: str, target, device="cpu", dtype=torch.float32, k: int = 4):
+    """A proposer from its name: a checkpoint/bundled name, "early-exit[:M]", "seasonal" or "seasonal:S".
+
+    ``k``: the proposal length early-exit calibration plans for (M not given).
+    """
     if draft.startswith("early-exit"):
         _, _, m = draft.partition(":")
-        if not m.isdigit():
-            raise ValueError(f"`draft` {draft!r}: write early-exit:M with M the number of decoder layers, e.g. early-exit:2")
-        return EarlyExitProposer(target, int(m))
+        if m and not m.isdigit():
+            raise ValueError(f"`draft` {draft!r}: write early-exit:M with M the number of decoder layers, e.g. early-exit:2, or early-exit to calibrate M")
+        c = target.chronos
+        sampling = SamplingConfig(num_samples=1, temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
+        return EarlyExitProposer(target, int(m) if m else None, k=k, sampling=sampling)
     if draft.startswith("seasonal"):
         _, _, season = draft.partition(":")
         if season and not season.isdigit():

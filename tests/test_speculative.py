@@ -11,7 +11,7 @@ from leapcast import Forecaster, SpecConfig
 from leapcast.engine.sampling import draw
 from leapcast.engine.verify import Verdict, verify
 
-PROPOSERS = ["draft", "early-exit:1", "early-exit:2", "seasonal", "seasonal:5"]
+PROPOSERS = ["draft", "early-exit:1", "early-exit:2", "early-exit", "seasonal", "seasonal:5"]
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +239,24 @@ def test_a_draft_identical_to_the_target_is_always_accepted(pair, spec):
     fc = Forecaster.from_pretrained(pair[0], draft=str(pair[0]), spec=spec)
     fc.predict(contexts(), 30, num_samples=5, seed=0)
     assert fc.last_stats.accepted_steps == fc.last_stats.drafted_steps > 0
+
+
+def test_early_exit_calibration_picks_the_exit_that_matches_the_full_stack(tmp_path):
+    """Layers 3-4 made identities: exit 2 equals the full model (a = 1), exit 1 does not."""
+    from leapcast.models.loading import load_model
+    from leapcast.models.presets import save_chronos_t5
+
+    folder = make_checkpoint(tmp_path / "deep", d_model=48, d_kv=12, d_ff=96, layers=4, heads=4, seed=3)
+    model = load_model(folder)
+    with torch.no_grad():
+        for layer in model.net.dec_layers[2:]:
+            for dense in (layer.o, layer.cross_o, layer.ff.wo):
+                dense.weight.zero_()
+    save_chronos_t5(model, folder)
+    fc = Forecaster.from_pretrained(folder, draft="early-exit", spec=SpecConfig(k=4))
+    got = fc.predict(contexts(), 12, top_k=1, num_samples=2)
+    assert fc.proposer.name == "early-exit:2"
+    calibration = fc.proposer.calibration
+    assert calibration[2]["acceptance"] > 0.999 and calibration[3]["acceptance"] > 0.999
+    assert calibration[1]["acceptance"] < 0.9
+    assert torch.equal(got, Forecaster.from_pretrained(folder).predict(contexts(), 12, top_k=1, num_samples=2))

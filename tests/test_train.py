@@ -72,3 +72,21 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
     sampling = SamplingConfig(top_k=50)
     untrained = load_model(make_checkpoint(tmp_path / "untrained", vocab=256, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16, seed=0))
     assert expected_acceptance(target, draft, tokens, mask, inputs, sampling) > expected_acceptance(target, untrained, tokens, mask, inputs, sampling)
+
+
+def test_soft_labels_reduce_to_cross_entropy_and_prefer_near_bins():
+    import torch.nn.functional as F
+
+    from leapcast.train.pretrain import soft_label_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 60, generator=g)
+    labels = torch.randint(2, 60, (2, 5), generator=g)
+    labels[0, 0], labels[1, 4] = -100, 1  # ignored; a special token (EOS) stays one-hot
+    hard = F.cross_entropy(logits.reshape(-1, 60), labels.reshape(-1), ignore_index=-100)
+    assert torch.allclose(soft_label_loss(logits, labels, 0.01, 2), hard)
+    target = torch.tensor([[30]])
+    near, far = torch.full((1, 1, 60), -10.0), torch.full((1, 1, 60), -10.0)
+    near[0, 0, 31], far[0, 0, 45] = 10.0, 10.0  # both miss bin 30; one by a bin, one by 15
+    assert soft_label_loss(near, target, 2.0, 2) < soft_label_loss(far, target, 2.0, 2)
+    assert F.cross_entropy(near[0], target[0]) == F.cross_entropy(far[0], target[0])  # one-hot labels can't tell them apart

@@ -4,22 +4,90 @@ No second model: the draft reuses the target's encoder output and
 cross-attention keys and values, and keeps self-attention caches for its m
 layers (Draft & Verify, arXiv 2309.08168; Kangaroo, arXiv 2404.18911;
 LayerSkip, arXiv 2404.16710).
+
+m is the user's, or calibrated on the context (``num_layers=None``, the
+``early-exit`` draft name without ``:M``): the context's last tokens are read
+by the decoder as if they were its own past steps, once through each exit and
+once through the full stack; the agreement a_m = sum_x min(p_full, p_m) and
+the cost ratio c_m give the expected speedup bound
+(1 - a^(k+1)) / ((1 - a)(k c + 1)), and the best m wins. Calibration only
+chooses which proposer runs; the output distribution is the target's either way.
 """
 
 from __future__ import annotations
 
+import torch
+
 from leapcast.engine.proposers._autoregressive import DecoderProposer
+from leapcast.engine.sampling import SamplingConfig, probabilities
 from leapcast.models.base import DecoderState, Tokenized
+
+CALIBRATION_STEPS = 16
 
 
 class EarlyExitProposer(DecoderProposer):
-    def __init__(self, target, num_layers: int) -> None:
+    def __init__(self, target, num_layers: int | None, k: int = 4, sampling: SamplingConfig | None = None) -> None:
         total = len(target.net.dec_layers)
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers < total:
+        if total < 2:
+            raise ValueError(f"early-exit needs a target with at least 2 decoder layers; this one has {total}")
+        if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers < total):
             raise ValueError(f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}")
         self.target = self.model = target
         self.num_layers = num_layers
-        self.name = f"early-exit:{num_layers}"
+        self.calibrate_layers = num_layers is None
+        self.k = max(1, k)
+        self.sampling = sampling or SamplingConfig()
+        self.calibration: dict[int, dict[str, float]] = {}
+        self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
+        if self.calibrate_layers:
+            self.num_layers = self.calibrate(batch, target_state)
+            self.name = f"early-exit:{self.num_layers}"
         self._began(self.target.early_exit_state(target_state, self.num_layers))
+
+    @torch.inference_mode()
+    def calibrate(self, batch: Tokenized, target_state: DecoderState) -> int:
+        """The exit depth m with the best expected speedup on this batch's contexts."""
+        total = len(self.target.net.dec_layers)
+        inputs = _context_as_steps(batch, self.target.start_token, self.target.banned_tokens, target_state.max_steps - 1)  # [B, n + 1]
+        rows = inputs.repeat_interleave(target_state.rows_per_series, dim=0)  # [R, n]
+        valid = rows >= 0  # positions whose input is an observed step
+        rows = rows.clamp(min=0)
+        full = probabilities(self.target.decode(rows, 0, self.target.early_exit_state(target_state, total)), self.sampling, self.target.banned_tokens)
+        costs = _layer_costs(self.target)
+        best, best_speedup = 1, -1.0
+        for m in range(1, total):
+            q = probabilities(self.target.decode(rows, 0, self.target.early_exit_state(target_state, m)), self.sampling, self.target.banned_tokens)
+            a = float(torch.minimum(full, q).sum(-1)[valid].mean()) if valid.any() else 0.0
+            c = (m * costs[0] + costs[1]) / (total * costs[0] + costs[1])
+            speedup = _bound(min(a, 0.999), self.k, c)
+            self.calibration[m] = {"acceptance": a, "cost_ratio": c, "bound": speedup}
+            if speedup > best_speedup:
+                best, best_speedup = m, speedup
+        return best
+
+
+def _context_as_steps(batch: Tokenized, start_token: int, banned: tuple[int, ...], most: int) -> torch.Tensor:
+    """[B, n + 1] decoder inputs: the start token, then the context's last n <= most observed tokens; -1 where missing."""
+    tokens = batch.tokens.clone()
+    observed = batch.mask.clone()
+    for t in banned:  # the context's EOS is not a step
+        observed &= tokens != t
+    n = max(1, min(CALIBRATION_STEPS, most, tokens.shape[1] - 1))
+    tail, seen = tokens[:, -n - 1 :], observed[:, -n - 1 :]
+    tail = torch.where(seen, tail, torch.full_like(tail, -1))
+    tail = tail[:, :-1] if not seen[:, -1].any() else tail[:, 1:]  # drop the trailing EOS column when present
+    return torch.cat([torch.full_like(tail[:, :1], start_token), tail], dim=1)
+
+
+def _layer_costs(target) -> tuple[float, float]:
+    """(multiply-adds per decoder layer per step, of the head): cross-attention K/V are computed once, not per step."""
+    d = target.net.cfg.d_model
+    layer = target.net.dec_layers[0]
+    per_layer = sum(p.numel() for p in layer.parameters()) - 2 * d * target.net.cfg.num_heads * target.net.cfg.d_kv
+    return float(per_layer), float(target.net.embed.weight.numel())
+
+
+def _bound(a: float, k: int, c: float) -> float:
+    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + 1))
