@@ -14,36 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
-import warnings
 from datetime import date
 from pathlib import Path
 
 import torch
 
 from leapcast import Forecaster
+from leapcast.eval.forecasts import official_pipeline
+from leapcast.eval.timing import interleaved
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def official(folder: Path):
-    import transformers
-    from chronos import ChronosPipeline
-
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ChronosPipeline.from_pretrained(str(folder))
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -63,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             folder = save_chronos_t5(random_chronos_t5(chronos_t5_config(size), seed=0, name=size), Path(tmp) / size)
-            ours, ref = Forecaster.from_pretrained(folder), official(folder)
+            ours, ref = Forecaster.from_pretrained(folder), official_pipeline(folder)
             n_params = ours.model.num_parameters()
             for batch in args.batches:
                 ctx = torch.randn(batch, args.context, generator=torch.Generator().manual_seed(batch)).cumsum(-1)
@@ -72,15 +55,13 @@ def main() -> None:
                     ref.predict(ctx[:2], args.horizon, num_samples=2, top_k=1),
                 )
                 kw = dict(num_samples=args.samples)
-                ours_t, ref_t = [], []
-                for _ in range(args.repeats):
-                    ours_t.append(timed(lambda: ours.predict(ctx, args.horizon, batch_size=batch, progress=False, **kw)))
-                    ref_t.append(timed(lambda: ref.predict(ctx, args.horizon, **kw)))
+                timing = interleaved(lambda: ref.predict(ctx, args.horizon, **kw),
+                                     lambda: ours.predict(ctx, args.horizon, batch_size=batch, progress=False, **kw), args.repeats)
                 row = dict(
                     size=size, params=n_params, batch=batch, horizon=args.horizon, samples=args.samples,
                     context=args.context, threads=args.threads, repeats=args.repeats,
-                    leapcast_s=statistics.median(ours_t), official_s=statistics.median(ref_t),
-                    speedup=statistics.median(r / o for r, o in zip(ref_t, ours_t)), greedy_identical=greedy_same,
+                    leapcast_s=timing.other_median, official_s=timing.base_median,
+                    speedup=timing.speedup, greedy_identical=greedy_same,
                 )
                 rows.append(row)
                 print(

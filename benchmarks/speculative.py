@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 
 from leapcast import Forecaster, SpecConfig
+from leapcast.eval.plots import acceptance_per_position, figure, save, speedup_vs_k
+from leapcast.eval.timing import interleaved
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 
 RESULTS = Path(__file__).parent / "results"
@@ -100,20 +102,14 @@ def measure(args) -> list[dict]:
                 configs = [SpecConfig(k=k) for k in args.ks] + ([SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else [])
                 for spec in configs:
                     fc = Forecaster.from_pretrained(target, draft=name, spec=spec)
-                    t_plain, t_spec = [], []
-                    for _ in range(args.repeats):
-                        t0 = time.perf_counter()
-                        plain.predict(ctx, args.horizon, num_samples=args.samples, seed=0, batch_size=batch, progress=False)
-                        t_plain.append(time.perf_counter() - t0)
-                        t0 = time.perf_counter()
-                        fc.predict(ctx, args.horizon, num_samples=args.samples, seed=0, batch_size=batch, progress=False)
-                        t_spec.append(time.perf_counter() - t0)
+                    kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)
+                    timing = interleaved(lambda: plain.predict(ctx, args.horizon, **kw), lambda: fc.predict(ctx, args.horizon, **kw), args.repeats)
                     st = fc.last_stats
                     a = st.acceptance_rate
                     row = dict(
                         proposer=proposer, k=spec.k, adaptive=spec.adaptive, batch=batch, horizon=args.horizon,
-                        samples=args.samples, threads=args.threads, plain_s=statistics.median(t_plain),
-                        spec_s=statistics.median(t_spec), speedup=statistics.median(p / s for p, s in zip(t_plain, t_spec)),
+                        samples=args.samples, threads=args.threads, plain_s=timing.base_median,
+                        spec_s=timing.other_median, speedup=timing.speedup,
                         acceptance=a, mean_accepted_length=st.mean_accepted_length, cost_ratio=c,
                         bound=bound(a, spec.k, c), accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                     )
@@ -154,25 +150,12 @@ def _projected(a: float, k: int, c: float, v: float) -> float:
 
 
 def plots(rows: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for (proposer, batch) in sorted({(r["proposer"], r["batch"]) for r in rows if not r["adaptive"]}):
-        pts = sorted((r["k"], r["speedup"]) for r in rows if r["proposer"] == proposer and r["batch"] == batch and not r["adaptive"])
-        axes[0].plot(*zip(*pts), marker="o", label=f"{proposer}, batch {batch}")
-    axes[0].axhline(1.0, color="grey", lw=0.8, ls="--")
-    axes[0].set(xlabel="k (proposed steps per target pass)", ylabel="speedup over plain decoding", title="Speedup vs k")
-    axes[0].legend(fontsize=7)
-    for r in rows:
-        if r["batch"] == min(x["batch"] for x in rows) and not r["adaptive"] and r["k"] == max(x["k"] for x in rows):
-            axes[1].plot(range(1, r["k"] + 1), r["accepted_per_position"], marker="o", label=r["proposer"])
-    axes[1].set(xlabel="position in the proposal", ylabel="fraction of drafts kept", title="Acceptance per position", ylim=(0, 1))
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig, (a, b) = figure(2)
+    fixed = [r for r in rows if not r["adaptive"]]
+    speedup_vs_k(a, fixed, lambda r: f"{r['proposer']}, batch {r['batch']}")
+    smallest = min(r["batch"] for r in rows)
+    acceptance_per_position(b, [r for r in fixed if r["batch"] == smallest], lambda r: r["proposer"])
+    save(fig, out)
 
 
 def main() -> None:

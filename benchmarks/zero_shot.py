@@ -21,67 +21,15 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from leapcast import Forecaster
-from leapcast.data import ett_split, ett_stats, load
 from leapcast.eval import metrics as M
+from leapcast.eval.backtest import ett_windows, official_window
+from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
 
 RESULTS = Path(__file__).parent / "results"
-LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 COMPETITIONS = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other", "tourism-yearly", "tourism-quarterly", "tourism-monthly"]
-
-
-def windows(name: str, max_series: int | None):
-    """(histories list, actuals [N, h], season, h) for a competition data set's official test window."""
-    ds = load(name)
-    ids = sorted(ds.train["unique_id"].unique())[:max_series]
-    train = {k: g["y"].to_numpy(float) for k, g in ds.train.groupby("unique_id")}
-    test = {k: g["y"].to_numpy(float) for k, g in ds.test.groupby("unique_id")}
-    return [train[i] for i in ids], np.stack([test[i] for i in ids]), ds.season_length, ds.horizon
-
-
-def leapcast_forecast(fc: Forecaster, histories, h: int, samples: int, seed: int):
-    """-> median [N, h], quantiles [N, h, Q], samples [N, S, h]."""
-    s = fc.predict([torch.tensor(x, dtype=torch.float32) for x in histories], h, num_samples=samples, seed=seed, progress=False).double().numpy()
-    return np.median(s, axis=1), np.quantile(s, LEVELS, axis=1).transpose(1, 2, 0), s
-
-
-def stats_forecast(model: str, histories, h: int, season: int):
-    """statsforecast baseline -> median [N, h], quantiles [N, h, Q] (from its prediction intervals)."""
-    from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, AutoTheta, SeasonalNaive
-
-    make = {"SeasonalNaive": lambda: SeasonalNaive(season_length=season), "AutoETS": lambda: AutoETS(season_length=season),
-            "AutoTheta": lambda: AutoTheta(season_length=season)}[model]
-    df = pd.concat([pd.DataFrame({"unique_id": i, "ds": np.arange(len(x)), "y": x}) for i, x in enumerate(histories)])
-    levels = sorted({round(abs(1 - 2 * q) * 100) for q in LEVELS if q != 0.5})
-    sf = StatsForecast(models=[make()], freq=1, n_jobs=1)
-    out = sf.forecast(df=df, h=h, level=levels).sort_values(["unique_id", "ds"])
-    col = out.columns[2]
-    point = out[col].to_numpy().reshape(len(histories), h)
-    qs = []
-    for q in LEVELS:
-        if q == 0.5:
-            qs.append(point)
-        else:
-            lv = round(abs(1 - 2 * q) * 100)
-            side = "lo" if q < 0.5 else "hi"
-            qs.append(out[f"{col}-{side}-{lv}"].to_numpy().reshape(len(histories), h))
-    return point, np.stack(qs, axis=-1)
-
-
-def ett_windows(name: str, h: int):
-    """(contexts list, actuals [W, h]) in z-scored units: non-overlapping windows over the test span."""
-    ds = load(name)
-    y = ds.train.sort_values("ds")["y"].to_numpy(float) if ds.test is None else ds.full().sort_values("ds")["y"].to_numpy(float)
-    train_end, val_end, test_end = ett_split(name)
-    stats = ett_stats(name)
-    z = (y - float(stats["mean"].iloc[0])) / float(stats["std"].iloc[0])
-    starts = range(val_end, test_end - h + 1, h)
-    return [z[:s] for s in starts], np.stack([z[s : s + h] for s in starts])
 
 
 def main() -> None:
@@ -101,7 +49,8 @@ def main() -> None:
     forecasters = {Path(m).name if Path(m).name != "last" else Path(m).parent.name: Forecaster.from_pretrained(m) for m in args.models}
     rows = []
     for name in args.datasets:
-        histories, actual, season, h = windows(name, args.max_series)
+        win = official_window(name, args.max_series)
+        histories, actual, season, h = win.histories, win.actuals, win.season_length, win.h
         for model in list(forecasters) + args.baselines:
             t0 = time.perf_counter()
             if model in forecasters:

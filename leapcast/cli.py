@@ -199,10 +199,9 @@ def init(
     console.print(f"wrote random-weight chronos-t5-{size} to {folder} ({json.dumps({'seed': seed})})")
 
 
-
 @app.command()
 def bench(
-    suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~1 min smoke test) or full (M3 + Tourism, 100 series each)."),
+    suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 100 series each)."),
     models: Optional[list[str]] = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
     drafts: Optional[list[str]] = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
     out_dir: Path = typer.Option(Path("benchmarks/results"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go."),
@@ -210,6 +209,8 @@ def bench(
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."),
     max_series: Optional[int] = typer.Option(None, help="Override the suite's series per data set."),
     repeats: Optional[int] = typer.Option(None, help="Override the suite's interleaved timing repeats."),
+    ks: Optional[list[int]] = typer.Option(None, "--ks", help="Override the suite's proposal lengths k; repeat the option."),
+    batch_size: Optional[int] = typer.Option(None, help="Override series per batch (default: a data set's series in one batch)."),
 ) -> None:
     """Speed and accuracy of every decoding mode (official pipeline, plain, speculative) on official test windows."""
     import sys
@@ -221,11 +222,14 @@ def bench(
     if suite not in SUITES:
         console.print(f"[red]error:[/red] `--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
         raise typer.Exit(2)
-    overrides = {k: v for k, v in dict(datasets=tuple(datasets or ()) or None, max_series=max_series, repeats=repeats).items() if v is not None}
+    overrides = dict(datasets=tuple(datasets or ()) or None, max_series=max_series, repeats=repeats, ks=tuple(ks or ()) or None,
+                     batch_size=batch_size)
+    overrides = {name: value for name, value in overrides.items() if value is not None}
     try:
         chosen = replace(SUITES[suite], **overrides)
         result = run(chosen, models=models or None, drafts=drafts or None, out_dir=out_dir, threads=threads,
-                     log=console.print, command="leapcast " + " ".join(sys.argv[1:]))
+                     log=lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False),
+                     command="leapcast " + " ".join(sys.argv[1:]))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
