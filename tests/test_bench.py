@@ -75,6 +75,7 @@ def test_suite_and_model_arguments_are_checked(tmp_path):
 
 def test_default_models_use_the_bundled_pair_when_shipped(tmp_path, monkeypatch):
     notes = []
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "none")
     (only_random,) = bench.model_specs(None, None, tmp_path / "a", log=notes.append)
     assert only_random.random_weights and only_random.draft is not None and "bundles no house-target" in notes[0]
     bundled = tmp_path / "checkpoints"

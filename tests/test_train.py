@@ -90,3 +90,38 @@ def test_soft_labels_reduce_to_cross_entropy_and_prefer_near_bins():
     near[0, 0, 31], far[0, 0, 45] = 10.0, 10.0  # both miss bin 30; one by a bin, one by 15
     assert soft_label_loss(near, target, 2.0, 2) < soft_label_loss(far, target, 2.0, 2)
     assert F.cross_entropy(near[0], target[0]) == F.cross_entropy(far[0], target[0])  # one-hot labels can't tell them apart
+
+
+def test_stacking_doubles_the_depth_and_reuses_the_layers(tmp_path):
+    from conftest import make_checkpoint
+
+    from leapcast.models.loading import load_model
+    from leapcast.train.grow import stack_layers
+
+    small = load_model(make_checkpoint(tmp_path / "s", layers=2, d_model=32, d_kv=8))
+    grown = stack_layers(small, 2)
+    assert len(grown.net.enc_layers) == 4 and len(grown.net.dec_layers) == 4
+    assert grown.net.cfg.num_layers == 4 and grown.net.cfg.num_decoder_layers == 4
+    for i in range(4):
+        assert torch.equal(grown.net.dec_layers[i].qkv.weight, small.net.dec_layers[i % 2].qkv.weight)
+    grown.net.dec_layers[2].qkv.weight.data.add_(1.0)  # copies, not shared tensors
+    assert not torch.equal(grown.net.dec_layers[0].qkv.weight, grown.net.dec_layers[2].qkv.weight)
+    ctx = [torch.randn(40).cumsum(0)]
+    from leapcast import Forecaster
+
+    assert Forecaster(grown).predict(ctx, 5, num_samples=3, seed=0).shape == (1, 3, 5)
+
+
+def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path):
+    from leapcast.models.t5 import relative_position_bucket
+    from leapcast.train.pretrain import build_model
+
+    cfg = TrainConfig(out_dir=str(tmp_path / "m"), d_model=256, d_kv=16, d_ff=128, n_tokens=1024, context_length=32, prediction_length=8)
+    net = build_model(cfg).net
+    e = torch.nn.functional.normalize(net.embed.weight[3:], dim=-1)  # bin tokens, 0.03 of the scale apart
+    similarity = [float((e[540] * e[540 + d]).sum()) for d in (1, 5, 30)]
+    assert similarity[0] > 0.6 and similarity[0] > similarity[1] > similarity[2] and abs(similarity[2]) < 0.2
+    assert abs(e.norm(dim=-1).mean() - 1) < 1e-5 and 0.8 < net.embed.weight[3:].std() < 1.2  # T5's N(0, 1) scale
+    b = relative_position_bucket(torch.tensor([-1, 1, 0]), True, net.cfg.relative_attention_num_buckets, net.cfg.relative_attention_max_distance)
+    table = net.enc_bias.weight
+    assert table[b[0], 0] == table[:, 0].max() > 0 and table[b[1], 1] == table[:, 1].max() > 0 and table[b[2], 0] == 0

@@ -120,8 +120,8 @@ M3 = ("m3-yearly", "m3-quarterly", "m3-monthly", "m3-other")
 TOURISM = ("tourism-yearly", "tourism-quarterly", "tourism-monthly")
 SUITES = {
     "quick": Suite("quick", ("m3-monthly",), max_series=8, samples=8, ks=(2,), adaptive=False),
-    "full": Suite("full", M3 + TOURISM, max_series=100, samples=20, ks=tuple(range(1, 9)), adaptive=True,
-                  baselines=BASELINES, repeats=3),
+    "full": Suite("full", M3 + TOURISM, max_series=30, samples=20, ks=(2, 4, 8), adaptive=True,
+                  proposers=("draft", "early-exit", "seasonal"), baselines=BASELINES, repeats=2, batch_size=16),
 }
 
 

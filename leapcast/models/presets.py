@@ -52,6 +52,13 @@ def random_chronos_t5(cfg: T5Config, chronos: ChronosTokenizerConfig | None = No
             if pname.endswith("_bias.weight"):
                 std = cfg.d_model**-0.5
             p.copy_(torch.randn(p.shape, generator=gen) * std)
+        # T5 attention has no 1/sqrt(d_kv) scaling: queries start d_kv**-0.5 smaller instead,
+        # or the initial attention logits have std ~sqrt(d_kv), the softmax saturates and barely learns
+        inner = cfg.num_heads * cfg.d_kv
+        for layer in list(net.enc_layers) + list(net.dec_layers):
+            layer.qkv.weight[:, :inner] *= cfg.d_kv**-0.5
+        for layer in net.dec_layers:
+            layer.cross_q.weight *= cfg.d_kv**-0.5
     return ChronosT5(net, chronos, name=name)
 
 

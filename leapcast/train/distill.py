@@ -27,16 +27,16 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
-from leapcast.train.pretrain import CropSampler, TrainConfig, read_config, series_pool
+from leapcast.train.pretrain import CropSampler, TrainConfig, read_config, series_pool, starting_point
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     target: str
     out_dir: str
-    d_model: int = 64
-    d_kv: int = 16
-    d_ff: int = 256
+    d_model: int = 128
+    d_kv: int = 32
+    d_ff: int = 512
     num_layers: int = 1
     num_heads: int = 4
     steps: int = 1000
@@ -83,8 +83,9 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     t5 = T5Config(vocab_size=target.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers,
                   num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, decoder_start_token_id=target.start_token)
-    draft = random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name)
-    data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, context_length=chronos.context_length,
+    draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
+    data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
+                           context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,
                            kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seed=cfg.seed)
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))

@@ -29,7 +29,7 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.loading import load_model
 from leapcast.models.presets import save_chronos_t5
-from leapcast.models.t5 import T5, T5Config
+from leapcast.models.t5 import T5, T5Config, relative_position_bucket
 
 HELD_OUT = ("m3", "tourism", "etth", "fpp3-tourism")  # zero-shot evaluation data never trained on
 
@@ -43,6 +43,8 @@ class TrainConfig:
     num_layers: int = 2
     num_heads: int = 4
     n_tokens: int = 4096
+    low_limit: float = -15.0  # bin range of the mean-scaled value (Chronos: [-15, 15])
+    high_limit: float = 15.0
     context_length: int = 256
     prediction_length: int = 64
     min_context: int = 8
@@ -52,6 +54,11 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     label_sigma: float = 0.0  # > 0: Gaussian soft labels over neighbouring bins, sigma in bins (HL-Gauss)
+    first_step_weight: float = 1.0  # loss weight of the first horizon step relative to the others
+    embedding_init: str = "fourier"  # "fourier": bin embeddings smooth in the bin's value; "random": T5's N(0, 1)
+    position_heads: bool = True  # start two encoder heads as previous-/next-token heads (see neighbour_heads)
+    init_from: str | None = None  # start a fresh run from this checkpoint instead of random weights
+    stack: int = 1  # with init_from: stack its layers this many times (progressive stacking, train/grow.py)
     datasets: tuple[str, ...] = ("m1-yearly", "m1-quarterly", "m1-monthly", "fpp3-pbs", "fpp3-aus-retail", "fpp3-us-employment", "fpp3-aus-livestock", "fpp3-aus-production", "fpp3-vic-elec", "air-passengers", "sunspots", "nile", "co2")
     kernel_synth: int = 2000
     kernel_synth_length: int = 512
@@ -111,7 +118,7 @@ class CropSampler:
         self.cfg = cfg
         self.real, self.synthetic = real, synthetic
         self.rng = np.random.default_rng(cfg.seed)
-        self.tokenizer = ChronosTokenizer(ChronosTokenizerConfig(n_tokens=cfg.n_tokens, context_length=cfg.context_length, prediction_length=cfg.prediction_length))
+        self.tokenizer = ChronosTokenizer(tokenizer_config(cfg))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c, h = self.cfg.context_length, self.cfg.prediction_length
@@ -134,28 +141,105 @@ class CropSampler:
         return tok.tokens, tok.mask, torch.cat([label_tokens, eos], dim=1)
 
 
+def tokenizer_config(cfg: TrainConfig) -> ChronosTokenizerConfig:
+    return ChronosTokenizerConfig(n_tokens=cfg.n_tokens, low_limit=cfg.low_limit, high_limit=cfg.high_limit,
+                                  context_length=cfg.context_length, prediction_length=cfg.prediction_length)
+
+
 def build_model(cfg: TrainConfig) -> ChronosT5:
     from leapcast.models.presets import random_chronos_t5
 
+    if cfg.embedding_init not in ("fourier", "random"):
+        raise ValueError(f"train config `embedding_init` must be 'fourier' or 'random', got {cfg.embedding_init!r}")
     t5 = T5Config(vocab_size=cfg.n_tokens, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads)
-    chronos = ChronosTokenizerConfig(n_tokens=cfg.n_tokens, context_length=cfg.context_length, prediction_length=cfg.prediction_length)
-    return random_chronos_t5(t5, chronos, seed=cfg.seed, name=Path(cfg.out_dir).name)
+    chronos = tokenizer_config(cfg)
+    model = random_chronos_t5(t5, chronos, seed=cfg.seed, name=Path(cfg.out_dir).name)
+    return starting_point(model, cfg.embedding_init == "fourier", cfg.position_heads, cfg.seed)
 
 
-def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2) -> torch.Tensor:
+def starting_point(model: ChronosT5, fourier: bool = True, position_heads: bool = True, seed: int = 0) -> ChronosT5:
+    """Apply the initialisations that let a small CPU budget learn (in place; returns the model)."""
+    if fourier:
+        with torch.no_grad():
+            special = model.chronos.n_special_tokens
+            model.net.embed.weight[special:] = fourier_bin_embeddings(model.tokenizer.centers, model.net.cfg.d_model, seed)
+    if position_heads:
+        neighbour_heads(model.net)
+    return model
+
+
+def neighbour_heads(net: T5, strength: float = 8.0) -> None:
+    """Start encoder head 0 attending to the previous token and head 1 to the next one.
+
+    Mean scaling puts every context's average at 1, so a decoder that attends
+    evenly over the encoder learns nothing about where the series is now; it
+    must find the last observations, and T5 has only relative positions to
+    find them with. With a previous-token head the EOS token carries the last
+    value, and with a next-token head the last values know they sit next to
+    EOS: from the first step the decoder has content to find the end of the
+    context by. Training is free to change both (relative-bias init only).
+    """
+    cfg = net.cfg
+    if cfg.num_heads < 2:
+        return
+    rel = torch.tensor([-1, 1])
+    buckets = relative_position_bucket(rel, True, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
+    with torch.no_grad():
+        net.enc_bias.weight[:, :2] = 0.0
+        net.enc_bias.weight[buckets[0], 0] = strength
+        net.enc_bias.weight[buckets[1], 1] = strength
+
+
+def fourier_bin_embeddings(centers: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
+    """[len(centers) + 1, dim] embeddings of the bin tokens, smooth in the bin's value, entries of variance 1.
+
+    Random Fourier features, frequencies log-uniform over 0.5..100 per unit of
+    mean-scaled value: neighbouring bins start similar and far bins nearly
+    orthogonal, so the order of the bins is there from the first step rather
+    than learned from scratch (an initialisation only; the architecture is T5's).
+    The first bin token (below every boundary, never produced) reuses the first centre.
+    """
+    g = torch.Generator().manual_seed(seed + 7)
+    freq = torch.exp(torch.empty(dim).uniform_(math.log(0.5), math.log(100.0), generator=g))
+    phase = torch.empty(dim).uniform_(0, 2 * math.pi, generator=g)
+    values = torch.cat([centers[:1], centers]).float()
+    return math.sqrt(2.0) * torch.cos(values[:, None] * freq + phase)
+
+
+def initial_model(cfg: TrainConfig) -> ChronosT5:
+    """Random weights, or ``init_from`` grown ``stack`` times (the config's architecture fields are then ignored)."""
+    if cfg.init_from is None:
+        return build_model(cfg)
+    from leapcast.train.grow import stack_layers
+
+    return stack_layers(load_model(cfg.init_from), cfg.stack)
+
+
+def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2,
+            first_step_weight: float = 1.0) -> torch.Tensor:
     """Cross-entropy of the horizon tokens, teacher forced: decoder inputs = [start, labels[:-1]].
 
     sigma > 0: bin tokens (>= first_bin) get Gaussian soft targets of that width in bins.
+    first_step_weight: the first step is the only one the decoder cannot copy from its own
+    input, so its loss alone teaches reading the context; weighting it up speeds that up.
     """
     inputs = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1].clamp(min=0)], dim=1)
     logits = net(tokens, mask, inputs)  # [B, H+1, V]
+    weight = torch.ones(labels.shape[1])
+    weight[0] = first_step_weight
     if sigma <= 0:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-    return soft_label_loss(logits, labels, sigma, first_bin)
+        per_position = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # [B, H+1]
+    else:
+        per_position = soft_label_loss(logits, labels, sigma, first_bin, reduce=False)
+    weight = weight * (labels >= 0)
+    return (per_position * weight).sum() / weight.sum()
 
 
-def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, first_bin: int) -> torch.Tensor:
-    """Mean cross-entropy against Gaussian-smoothed targets; logits [B, T, V], labels [B, T] (-100 ignored)."""
+def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, first_bin: int, reduce: bool = True) -> torch.Tensor:
+    """Cross-entropy against Gaussian-smoothed targets; logits [B, T, V], labels [B, T] (-100 ignored).
+
+    The mean over valid positions, or (reduce=False) per position [B, T] with 0 where ignored.
+    """
     vocab = logits.shape[-1]
     valid = labels >= 0
     logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
@@ -169,8 +253,8 @@ def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, fi
     weight = torch.where(is_bin, weight, (offsets == 0).to(weight.dtype).expand_as(weight))  # special tokens: one-hot
     weight = weight / weight.sum(-1, keepdim=True)
     picked = logp.gather(-1, idx.clamp(0, vocab - 1))  # [B, T, W]
-    per_position = -(weight * picked).sum(-1)
-    return per_position[valid].mean()
+    per_position = -(weight * picked).sum(-1) * valid
+    return per_position[valid].mean() if reduce else per_position
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -181,7 +265,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     last = out / "last"
-    model = load_model(last) if (last / "config.json").is_file() else build_model(cfg)
+    model = load_model(last) if (last / "config.json").is_file() else initial_model(cfg)
     net = model.net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, log = 0, []
@@ -198,7 +282,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = cfg.lr * schedule(step)
-        loss = loss_on(net, *sampler.batch(), sigma=cfg.label_sigma, first_bin=sampler.tokenizer.config.n_special_tokens)
+        loss = loss_on(net, *sampler.batch(), sigma=cfg.label_sigma, first_bin=sampler.tokenizer.config.n_special_tokens, first_step_weight=cfg.first_step_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -1,0 +1,77 @@
+"""The models shipped inside the package: loadable by name, documented, small, and trained."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+from typer.testing import CliRunner
+
+from leapcast import Forecaster, SpecConfig
+from leapcast.cli import app
+from leapcast.models.loading import load_model
+from leapcast.registry import BUNDLED_DIR, DEFAULT_MODEL, bundled_models
+
+EXAMPLE = "leapcast/data/examples/monthly.csv"
+
+
+def test_the_pair_ships_with_cards_and_fits_the_size_budget():
+    assert {"house-target", "house-draft"} <= set(bundled_models()) and DEFAULT_MODEL == "house-target"
+    total = 0
+    for name in ("house-target", "house-draft"):
+        folder = BUNDLED_DIR / name
+        assert (folder / "MODEL_CARD.md").is_file() and (folder / "model.safetensors").is_file()
+        assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+        total += sum(f.stat().st_size for f in folder.iterdir())
+    assert total < 40 * 2**20
+
+
+def test_the_draft_shares_the_tokenizer_and_costs_at_most_a_tenth_per_step():
+    target, draft = load_model(BUNDLED_DIR / "house-target"), load_model(BUNDLED_DIR / "house-draft")
+    assert target.chronos == draft.chronos
+
+    def per_step(model):  # multiply-adds per decoding step: decoder layers (cross K/V once per series) and head
+        cfg = model.net.cfg
+        layers = sum(p.numel() for p in model.net.dec_layers.parameters()) - cfg.num_decoder_layers * 2 * cfg.d_model * cfg.num_heads * cfg.d_kv
+        return layers + model.net.embed.weight.numel()
+
+    assert per_step(draft) <= per_step(target) / 10
+
+
+def test_forecast_with_no_model_argument_uses_house_target(tmp_path):
+    out = tmp_path / "fcst.csv"
+    result = CliRunner().invoke(app, ["forecast", "--input", EXAMPLE, "--h", "12", "--level", "80", "--output", str(out), "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    fcst = pd.read_csv(out)
+    assert "house-target" in fcst.columns and np.isfinite(fcst["house-target"]).all()
+    assert len(fcst) == 12 * pd.read_csv(EXAMPLE)["unique_id"].nunique()
+    assert Forecaster.from_pretrained().name == "house-target"
+
+
+def test_house_target_continues_a_seasonal_pattern():
+    """A trained model, not noise: on a clean season-12 series its median beats the context mean by far."""
+    t = np.arange(120 + 24)
+    y = 100 + 20 * np.sin(2 * np.pi * t / 12) + 0.2 * t
+    fc = Forecaster.from_pretrained("house-target")
+    median = fc.predict_quantiles([torch.tensor(y[:120], dtype=torch.float32)], 24, quantile_levels=[0.5], seed=0)[0][0, :, 0].numpy()
+    err = np.abs(median - y[120:]).mean()
+    assert err < 0.3 * np.abs(y[96:120].mean() - y[120:]).mean()
+
+
+def test_house_draft_speculation_keeps_greedy_forecasts():
+    df = pd.read_csv(EXAMPLE)
+    series = [torch.tensor(g["y"].to_numpy(), dtype=torch.float32) for _, g in df.groupby("unique_id")]
+    plain = Forecaster.from_pretrained("house-target").predict(series, 24, top_k=1, num_samples=2)
+    fc = Forecaster.from_pretrained("house-target", draft="house-draft", spec=SpecConfig(k=4))
+    assert torch.equal(fc.predict(series, 24, top_k=1, num_samples=2), plain)
+    assert fc.last_stats.acceptance_rate > 0.3  # a distilled draft, not a random one
+
+
+def test_model_cards_state_data_steps_time_and_scores():
+    for name in ("house-target", "house-draft"):
+        card = (BUNDLED_DIR / name / "MODEL_CARD.md").read_text()
+        for word in ("Data", "Steps", "Wall time", "Evaluation", "leapcast "):
+            assert word in card, (name, word)
+    config = json.loads((BUNDLED_DIR / "house-target" / "config.json").read_text())
+    assert "auto_map" not in config
+
