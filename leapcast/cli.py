@@ -201,7 +201,7 @@ def init(
 
 @app.command()
 def bench(
-    suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 30 series each, k 2/4/8 and adaptive)."),
+    suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 20 series each, k 2/4/8 and adaptive)."),
     models: Optional[list[str]] = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
     drafts: Optional[list[str]] = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
     out_dir: Path = typer.Option(Path("benchmarks/results"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go."),

@@ -35,6 +35,7 @@ class Forecaster:
         self.proposer = proposer
         self.spec = spec or SpecConfig()
         self.last_stats: SpecStats | None = None
+        self._choosers: dict[tuple[int, int], KChooser] = {}  # adaptive k, per (batch rows, horizon): learned across calls
 
     @classmethod
     def from_pretrained(
@@ -104,7 +105,10 @@ class Forecaster:
         generators = series_generators(sampling.seed, list(range(len(series))))
         out = torch.empty(len(series), sampling.num_samples, h)
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
-        chooser = KChooser(self.spec.k) if self.spec.adaptive else None  # learns k across the batches of this call
+        chooser = None
+        if self.spec.adaptive:  # what one call learns about which k pays carries to the next call of the same shape
+            shape = (min(batch_size, len(series)) * sampling.num_samples, h)
+            chooser = self._choosers.setdefault(shape, KChooser(self.spec.k))
         starts = range(0, len(series), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:

@@ -260,3 +260,16 @@ def test_early_exit_calibration_picks_the_exit_that_matches_the_full_stack(tmp_p
     assert calibration[2]["acceptance"] > 0.999 and calibration[3]["acceptance"] > 0.999
     assert calibration[1]["acceptance"] < 0.9
     assert torch.equal(got, Forecaster.from_pretrained(folder).predict(contexts(), 12, top_k=1, num_samples=2))
+
+
+def test_adaptive_k_keeps_what_it_learned_for_the_next_call_of_the_same_shape(pair):
+    fc = Forecaster.from_pretrained(pair[0], draft="early-exit:1", spec=SpecConfig(k=4, adaptive=True))
+    first = fc.predict(contexts(), 12, num_samples=3, seed=0)
+    (chooser,) = fc._choosers.values()
+    seen = chooser.iteration
+    second = fc.predict(contexts(), 12, num_samples=3, seed=0)
+    assert list(fc._choosers.values()) == [chooser] and chooser.iteration > seen  # one chooser, still counting
+    assert chooser.cost  # it has measured something to choose by
+    assert first.shape == second.shape
+    fc.predict(contexts(), 5, num_samples=3, seed=0)  # another horizon: another chooser
+    assert len(fc._choosers) == 2

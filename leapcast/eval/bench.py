@@ -120,7 +120,7 @@ M3 = ("m3-yearly", "m3-quarterly", "m3-monthly", "m3-other")
 TOURISM = ("tourism-yearly", "tourism-quarterly", "tourism-monthly")
 SUITES = {
     "quick": Suite("quick", ("m3-monthly",), max_series=8, samples=8, ks=(2,), adaptive=False),
-    "full": Suite("full", M3 + TOURISM, max_series=30, samples=20, ks=(2, 4, 8), adaptive=True,
+    "full": Suite("full", M3 + TOURISM, max_series=20, samples=20, ks=(2, 4, 8), adaptive=True,
                   proposers=("draft", "early-exit", "seasonal"), baselines=BASELINES, repeats=2, batch_size=16),
 }
 
@@ -170,7 +170,7 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
         models = ["random:tiny"]
         if "house-target" in bundled_models():
             models.insert(0, "house-target")
-            drafts = drafts or ["house-draft" if "house-draft" in bundled_models() else "none", "none"]
+            drafts = drafts or ["house-draft" if "house-draft" in bundled_models() else "none", None]  # None: the random pair's own draft
         else:
             log("note: this build bundles no house-target/house-draft; benchmarking random weights only")
     drafts = list(drafts or [])

@@ -5,10 +5,11 @@ cross-attention keys and values, and keeps self-attention caches for its m
 layers (Draft & Verify, arXiv 2309.08168; Kangaroo, arXiv 2404.18911;
 LayerSkip, arXiv 2404.16710).
 
-m is the user's, or calibrated on the context (``num_layers=None``, the
-``early-exit`` draft name without ``:M``): the context's last tokens are read
-by the decoder as if they were its own past steps, once through each exit and
-once through the full stack; the agreement a_m = sum_x min(p_full, p_m) and
+m is the user's, or calibrated on the first batch's contexts
+(``num_layers=None``, the ``early-exit`` draft name without ``:M``) and kept
+for later windows and batches: the context's last tokens are read by the
+decoder as if they were its own past steps, once through each exit and once
+through the full stack; the agreement a_m = sum_x min(p_full, p_m) and
 the cost ratio c_m give the expected speedup bound
 (1 - a^(k+1)) / ((1 - a)(k c + 1)), and the best m wins. Calibration only
 chooses which proposer runs; the output distribution is the target's either way.
@@ -41,7 +42,7 @@ class EarlyExitProposer(DecoderProposer):
         self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
-        if self.calibrate_layers:
+        if self.calibrate_layers and not self.calibration:  # once: later windows and batches reuse the depth
             self.num_layers = self.calibrate(batch, target_state)
             self.name = f"early-exit:{self.num_layers}"
         self._began(self.target.early_exit_state(target_state, self.num_layers))
