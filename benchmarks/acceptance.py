@@ -24,10 +24,11 @@ import torch
 
 from leapcast.data import load
 from leapcast.engine.decode import decode_window
-from leapcast.engine.sampling import SamplingConfig, probabilities
+from leapcast.engine.sampling import SamplingConfig
 from leapcast.inputs import left_pad
 from leapcast.models.loading import load_model
 from leapcast.registry import resolve
+from leapcast.train.distill import acceptance_per_step
 
 RESULTS = Path(__file__).parent / "results"
 M3 = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other"]
@@ -42,10 +43,7 @@ def acceptance(target, draft, contexts: list[np.ndarray], sampling: SamplingConf
     g = torch.Generator().manual_seed(seed)
     steps = decode_window(target, batch, h, sampling, torch.rand(len(contexts), 1, h, generator=g))[:, 0]  # [N, H]
     inputs = torch.cat([torch.full_like(steps[:, :1], target.start_token), steps[:, :-1]], dim=1)
-    p = probabilities(target.net(batch.tokens, batch.mask, inputs), sampling, target.banned_tokens)
-    dbatch = draft.tokenize(ctx)
-    q = probabilities(draft.net(dbatch.tokens, dbatch.mask, inputs), sampling, draft.banned_tokens)
-    return torch.minimum(p, q).sum(-1).numpy()
+    return acceptance_per_step(target, draft, batch.tokens, batch.mask, inputs, sampling).numpy()  # same tokenizer: same tokens
 
 
 def main() -> None:
@@ -61,6 +59,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     target, draft = load_model(resolve(args.target)), load_model(resolve(args.draft))
+    if target.chronos != draft.chronos:
+        raise SystemExit(f"--draft {args.draft!r} tokenizes differently from --target {args.target!r}; a draft must share its target's tokenizer")
     c = target.chronos
     sampling = SamplingConfig(num_samples=1, temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
     per_dataset, all_rows = {}, []

@@ -65,11 +65,16 @@ def kl_loss(target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: S
 
 
 @torch.no_grad()
-def expected_acceptance(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> float:
-    """Mean over positions of sum_x min(p(x), q(x)), both warped as sampled: the acceptance rate of exact speculation."""
+def acceptance_per_step(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> torch.Tensor:
+    """[B, n] sum_x min(p(x), q(x)) at each decoder position, both warped as sampled: exact speculation's acceptance."""
     p = probabilities(target.net(tokens, mask, decoder_inputs), sampling, target.banned_tokens)
     q = probabilities(draft.net(tokens, mask, decoder_inputs), sampling, draft.banned_tokens)
-    return float(torch.minimum(p, q).sum(-1).mean())
+    return torch.minimum(p, q).sum(-1)
+
+
+def expected_acceptance(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> float:
+    """Mean over positions of ``acceptance_per_step``: the acceptance rate of exact speculation."""
+    return float(acceptance_per_step(target, draft, tokens, mask, decoder_inputs, sampling).mean())
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> Path:

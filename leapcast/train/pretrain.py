@@ -54,7 +54,6 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     label_sigma: float = 0.0  # > 0: Gaussian soft labels over neighbouring bins, sigma in bins (HL-Gauss)
-    first_step_weight: float = 1.0  # loss weight of the first horizon step relative to the others
     embedding_init: str = "fourier"  # "fourier": bin embeddings smooth in the bin's value; "random": T5's N(0, 1)
     position_heads: bool = True  # start two encoder heads as previous-/next-token heads (see neighbour_heads)
     init_from: str | None = None  # start a fresh run from this checkpoint instead of random weights
@@ -215,31 +214,20 @@ def initial_model(cfg: TrainConfig) -> ChronosT5:
     return stack_layers(load_model(cfg.init_from), cfg.stack)
 
 
-def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2,
-            first_step_weight: float = 1.0) -> torch.Tensor:
+def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2) -> torch.Tensor:
     """Cross-entropy of the horizon tokens, teacher forced: decoder inputs = [start, labels[:-1]].
 
     sigma > 0: bin tokens (>= first_bin) get Gaussian soft targets of that width in bins.
-    first_step_weight: the first step is the only one the decoder cannot copy from its own
-    input, so its loss alone teaches reading the context; weighting it up speeds that up.
     """
     inputs = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1].clamp(min=0)], dim=1)
     logits = net(tokens, mask, inputs)  # [B, H+1, V]
-    weight = torch.ones(labels.shape[1])
-    weight[0] = first_step_weight
     if sigma <= 0:
-        per_position = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # [B, H+1]
-    else:
-        per_position = soft_label_loss(logits, labels, sigma, first_bin, reduce=False)
-    weight = weight * (labels >= 0)
-    return (per_position * weight).sum() / weight.sum()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return soft_label_loss(logits, labels, sigma, first_bin)
 
 
-def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, first_bin: int, reduce: bool = True) -> torch.Tensor:
-    """Cross-entropy against Gaussian-smoothed targets; logits [B, T, V], labels [B, T] (-100 ignored).
-
-    The mean over valid positions, or (reduce=False) per position [B, T] with 0 where ignored.
-    """
+def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, first_bin: int) -> torch.Tensor:
+    """Mean cross-entropy against Gaussian-smoothed targets; logits [B, T, V], labels [B, T] (-100 ignored)."""
     vocab = logits.shape[-1]
     valid = labels >= 0
     logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
@@ -253,8 +241,7 @@ def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, fi
     weight = torch.where(is_bin, weight, (offsets == 0).to(weight.dtype).expand_as(weight))  # special tokens: one-hot
     weight = weight / weight.sum(-1, keepdim=True)
     picked = logp.gather(-1, idx.clamp(0, vocab - 1))  # [B, T, W]
-    per_position = -(weight * picked).sum(-1) * valid
-    return per_position[valid].mean() if reduce else per_position
+    return -(weight * picked).sum(-1)[valid].mean()
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -282,7 +269,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = cfg.lr * schedule(step)
-        loss = loss_on(net, *sampler.batch(), sigma=cfg.label_sigma, first_bin=sampler.tokenizer.config.n_special_tokens, first_step_weight=cfg.first_step_weight)
+        loss = loss_on(net, *sampler.batch(), sigma=cfg.label_sigma, first_bin=sampler.tokenizer.config.n_special_tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

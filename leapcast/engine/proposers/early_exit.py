@@ -35,14 +35,13 @@ class EarlyExitProposer(DecoderProposer):
             raise ValueError(f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}")
         self.target = self.model = target
         self.num_layers = num_layers
-        self.calibrate_layers = num_layers is None
         self.k = max(1, k)
         self.sampling = sampling or SamplingConfig()
         self.calibration: dict[int, dict[str, float]] = {}
         self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
-        if self.calibrate_layers and not self.calibration:  # once: later windows and batches reuse the depth
+        if self.num_layers is None:  # calibrated once: later windows and batches reuse the depth
             self.num_layers = self.calibrate(batch, target_state)
             self.name = f"early-exit:{self.num_layers}"
         self._began(self.target.early_exit_state(target_state, self.num_layers))
