@@ -32,7 +32,7 @@ import torch
 
 from leapcast import Forecaster, SpecConfig
 from leapcast.eval.plots import acceptance_per_position, figure, save, speedup_vs_k
-from leapcast.eval.timing import interleaved
+from leapcast.eval.timing import interleaved, timed
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 
 RESULTS = Path(__file__).parent / "results"
@@ -103,20 +103,23 @@ def measure(args) -> list[dict]:
                 for spec in configs:
                     fc = Forecaster.from_pretrained(target, draft=name, spec=spec)
                     kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)
-                    timing = interleaved(lambda: plain.predict(ctx, args.horizon, **kw), lambda: fc.predict(ctx, args.horizon, **kw), args.repeats)
+                    run_plain, run_spec = (lambda: plain.predict(ctx, args.horizon, **kw)), (lambda: fc.predict(ctx, args.horizon, **kw))
+                    first = timed(run_plain)[0] / timed(run_spec)[0] if args.warmup else None  # the call that explores k
+                    timing = interleaved(run_plain, run_spec, args.repeats)
                     st = fc.last_stats
                     a = st.acceptance_rate
                     row = dict(
                         proposer=proposer, k=spec.k, adaptive=spec.adaptive, batch=batch, horizon=args.horizon,
                         samples=args.samples, threads=args.threads, plain_s=timing.base_median,
-                        spec_s=timing.other_median, speedup=timing.speedup,
+                        spec_s=timing.other_median, speedup=timing.speedup, first_call_speedup=first,
                         acceptance=a, mean_accepted_length=st.mean_accepted_length, cost_ratio=c,
                         bound=bound(a, spec.k, c), accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                     )
                     rows.append(row)
                     print(
                         f"batch {batch:2d} {proposer:14s} k={spec.k}{' adaptive' if spec.adaptive else '':9s} speedup x{row['speedup']:.2f} "
-                        f"(bound x{row['bound']:.2f}) a={a:.2f} mean accepted length {st.mean_accepted_length:.2f} c={c:.2f}",
+                        + (f"(first call x{first:.2f}) " if first else "")
+                        + f"(bound x{row['bound']:.2f}) a={a:.2f} mean accepted length {st.mean_accepted_length:.2f} c={c:.2f}",
                         flush=True,
                     )
     return rows
@@ -169,6 +172,7 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=64)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", action="store_true", help="time one call of each first, reported apart (adaptive k explores in it), then the repeats")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--project", action="store_true", help="cost projection for official sizes instead of a measurement")
     p.add_argument("--project-sizes", nargs="+", default=["tiny", "mini", "small", "base"])

@@ -226,6 +226,24 @@ def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
     assert 8 not in tried and tried[4:] == [2, 2]
 
 
+def test_k_chooser_hands_whole_windows_to_the_plain_loop_once_k0_wins():
+    from leapcast.engine.speculative import KChooser
+
+    chooser = KChooser(4, recheck=4)
+    assert chooser.speculate()  # nothing measured yet
+    chooser.choose()
+    for _ in range(3):
+        k = chooser.choose()
+        chooser.record(k, seconds=1.0 + k, steps=1)  # every k > 0 costs more per step
+    assert chooser.choose() == 0 and chooser.off
+    plan = [chooser.speculate() for _ in range(8)]
+    assert plan == [False, False, True, False, False, False, True, False]  # windows 2..9: every 4th re-checks
+    for _ in range(3):
+        assert chooser.choose() == 1  # a re-check window tries k = 1 first
+        chooser.record(1, seconds=0.1, steps=1)  # and if it now pays, speculation is back on
+    assert not chooser.off and chooser.speculate()
+
+
 @pytest.mark.parametrize("field, value", [("k", 0), ("k", 40), ("stop_below", 1.5)])
 def test_spec_config_names_bad_fields(field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
@@ -266,9 +284,9 @@ def test_adaptive_k_keeps_what_it_learned_for_the_next_call_of_the_same_shape(pa
     fc = Forecaster.from_pretrained(pair[0], draft="early-exit:1", spec=SpecConfig(k=4, adaptive=True))
     first = fc.predict(contexts(), 12, num_samples=3, seed=0)
     (chooser,) = fc._choosers.values()
-    seen = chooser.iteration
+    seen = chooser.windows
     second = fc.predict(contexts(), 12, num_samples=3, seed=0)
-    assert list(fc._choosers.values()) == [chooser] and chooser.iteration > seen  # one chooser, still counting
+    assert list(fc._choosers.values()) == [chooser] and chooser.windows > seen  # one chooser, still counting
     assert chooser.cost  # it has measured something to choose by
     assert first.shape == second.shape
     fc.predict(contexts(), 5, num_samples=3, seed=0)  # another horizon: another chooser

@@ -59,6 +59,9 @@ def rollout(
         batch = model.tokenize(contexts)
         if proposer is None:
             steps = decode_window(model, batch, n, sampling, draw_uniforms(generators, sampling.num_samples, n))
+        elif chooser is not None and not chooser.speculate():  # adaptive k settled on 0: the plain loop, no overhead
+            steps = decode_window(model, batch, n, sampling, draw_uniforms(generators, sampling.num_samples, n))
+            stats.target_passes += n
         else:
             steps, window_stats = speculative_window(model, proposer, batch, n, sampling, spec, generators, chooser)
             stats.merge(window_stats)
