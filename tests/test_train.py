@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from leapcast import Forecaster
 from leapcast.train.pretrain import TrainConfig, loss_on, train
 
 CONFIG = Path(__file__).parents[1] / "leapcast" / "train" / "configs" / "tiny-smoke.json"
@@ -72,6 +73,10 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
     sampling = SamplingConfig(top_k=50)
     untrained = load_model(make_checkpoint(tmp_path / "untrained", vocab=256, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16, seed=0))
     assert expected_acceptance(target, draft, tokens, mask, inputs, sampling) > expected_acceptance(target, untrained, tokens, mask, inputs, sampling)
+    # a draft made for coarser bins is re-binned to the target's and trained on from there
+    coarse = make_checkpoint(tmp_path / "coarse", vocab=128, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16)
+    again = distill(DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "again"), "steps": 2, "save_every": 2, "init_from": str(coarse)}), progress=False)
+    assert load_model(again).vocab_size == 256 and load_model(again).net.cfg.d_model == 16
 
 
 def test_soft_labels_reduce_to_cross_entropy_and_prefer_near_bins():
@@ -110,6 +115,38 @@ def test_stacking_doubles_the_depth_and_reuses_the_layers(tmp_path):
     from leapcast import Forecaster
 
     assert Forecaster(grown).predict(ctx, 5, num_samples=3, seed=0).shape == (1, 3, 5)
+
+
+def test_rebinning_keeps_what_the_model_predicts_on_finer_bins(tmp_path):
+    from conftest import make_checkpoint
+
+    from leapcast.models.loading import load_model
+    from leapcast.train.grow import rebin
+    from leapcast.train.pretrain import starting_point
+
+    coarse = starting_point(load_model(make_checkpoint(tmp_path / "c", layers=1, d_model=64, d_kv=16)))  # smooth bin embeddings
+    fine = rebin(coarse, 2 * coarse.vocab_size - 4, coarse.chronos.low_limit, coarse.chronos.high_limit)  # halves the bin width
+    assert fine.net.cfg.vocab_size == fine.vocab_size == 2 * coarse.vocab_size - 4
+    old_centers, new_centers = coarse.tokenizer.centers, fine.tokenizer.centers
+    assert torch.allclose(new_centers[::2], old_centers, atol=1e-5)  # every old value is a new bin; one new bin between
+    assert torch.equal(fine.net.embed.weight[:3], coarse.net.embed.weight[:3])  # special tokens untouched
+    assert torch.allclose(fine.net.embed.weight[3::2], coarse.net.embed.weight[3:], atol=1e-4)  # old values keep their rows
+    between = (coarse.net.embed.weight[3:-1] + coarse.net.embed.weight[4:]) / 2
+    assert torch.allclose(fine.net.embed.weight[4::2], between, atol=1e-4)  # new ones interpolate
+    # tied embeddings: from the same decoder state, old-value bins keep their logits exactly
+    h = torch.randn(5, coarse.net.cfg.d_model)
+    with torch.no_grad():
+        assert torch.allclose(fine.net.head(h)[:, 3::2], coarse.net.head(h)[:, 3:], atol=1e-4)
+    x = 5 + torch.sin(torch.arange(60.0) / 3)
+    assert Forecaster(fine).predict([x], 4, num_samples=2, seed=0).shape == (1, 2, 4)
+    # a training config starting from a checkpoint with other bins re-bins it
+    from leapcast.train.pretrain import initial_model
+
+    folder = tmp_path / "c"
+    same = initial_model(TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=coarse.vocab_size))
+    assert same.vocab_size == coarse.vocab_size
+    moved = initial_model(TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=1024, low_limit=-10.0, high_limit=10.0))
+    assert moved.vocab_size == 1024 and moved.chronos.high_limit == 10.0
 
 
 def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path):

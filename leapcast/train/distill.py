@@ -27,6 +27,7 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
+from leapcast.train.grow import rebin
 from leapcast.train.pretrain import CropSampler, TrainConfig, read_config, series_pool, starting_point
 
 
@@ -50,6 +51,7 @@ class DistillConfig:
     save_every: int = 250
     seed: int = 0
     threads: int = 2
+    init_from: str | None = None  # start from this draft (re-binned to the target's bins where they differ) instead of random weights
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
@@ -88,7 +90,13 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     t5 = T5Config(vocab_size=target.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers,
                   num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, decoder_start_token_id=target.start_token)
-    draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
+    if cfg.init_from is None:
+        draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
+    else:
+        draft = load_model(cfg.init_from)
+        c = draft.chronos
+        if (c.n_tokens, c.low_limit, c.high_limit) != (chronos.n_tokens, chronos.low_limit, chronos.high_limit):
+            draft = rebin(draft, chronos.n_tokens, chronos.low_limit, chronos.high_limit)
     data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
                            context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,

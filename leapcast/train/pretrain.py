@@ -206,12 +206,17 @@ def fourier_bin_embeddings(centers: torch.Tensor, dim: int, seed: int) -> torch.
 
 
 def initial_model(cfg: TrainConfig) -> ChronosT5:
-    """Random weights, or ``init_from`` grown ``stack`` times (the config's architecture fields are then ignored)."""
+    """Random weights, or ``init_from`` grown ``stack`` times and re-binned to the config's
+    ``n_tokens``/``low_limit``/``high_limit`` where they differ (its other architecture fields are ignored)."""
     if cfg.init_from is None:
         return build_model(cfg)
-    from leapcast.train.grow import stack_layers
+    from leapcast.train.grow import rebin, stack_layers
 
-    return stack_layers(load_model(cfg.init_from), cfg.stack)
+    model = stack_layers(load_model(cfg.init_from), cfg.stack)
+    c = model.chronos
+    if (c.n_tokens, c.low_limit, c.high_limit) != (cfg.n_tokens, cfg.low_limit, cfg.high_limit):
+        model = rebin(model, cfg.n_tokens, cfg.low_limit, cfg.high_limit)
+    return model
 
 
 def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2) -> torch.Tensor:
