@@ -99,7 +99,7 @@ def measure(args) -> list[dict]:
                 elif proposer.startswith("early-exit"):
                     m = int(proposer.split(":")[1])
                     c = m / len(plain.model.net.dec_layers)
-                configs = [SpecConfig(k=k) for k in args.ks] + ([SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else [])
+                configs = [SpecConfig(k=k, adaptive=False) for k in args.ks] + ([SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else [])
                 for spec in configs:
                     fc = Forecaster.from_pretrained(target, draft=name, spec=spec)
                     kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)

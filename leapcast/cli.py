@@ -48,7 +48,7 @@ def forecast(
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
     k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
-    adaptive: bool = typer.Option(False, help="Choose k per batch from measured speed (k=0 turns speculation off)."),
+    adaptive: bool = typer.Option(True, "--adaptive/--fixed-k", help="Choose k up to --k from measured speed, k=0 turning speculation off (default), or always propose --k steps."),
     stop_below: Optional[float] = typer.Option(None, help="Draft stops proposing when its mean top probability falls below this."),
     stats_json: Optional[Path] = typer.Option(None, help="Write speculative-decoding stats here."),
 ) -> None:

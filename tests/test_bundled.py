@@ -48,6 +48,19 @@ def test_forecast_with_no_model_argument_uses_house_target(tmp_path):
     assert Forecaster.from_pretrained().name == "house-target"
 
 
+def test_forecast_with_the_bundled_draft_prints_and_writes_the_stats(tmp_path):
+    base = ["forecast", "--input", EXAMPLE, "--h", "12", "--seed", "0", "--top-k", "1"]
+    plain = CliRunner().invoke(app, base + ["--output", str(tmp_path / "plain.csv")])
+    stats = tmp_path / "stats.json"
+    spec = CliRunner().invoke(app, base + ["--output", str(tmp_path / "spec.csv"), "--draft", "house-draft", "--k", "2", "--fixed-k", "--stats-json", str(stats)])
+    assert plain.exit_code == 0 and spec.exit_code == 0, spec.output
+    assert "accept" in spec.output  # the stats table
+    written = json.loads(stats.read_text())
+    assert written["k"] == 2 and written["drafts"] > 0 and 0 < written["acceptance_rate"] <= 1
+    assert written["drafted_steps"] <= 2 * written["drafts"] and len(written["accepted_per_position"]) == 2
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "spec.csv"))  # greedy: identical
+
+
 def test_house_target_reads_where_the_series_is_now():
     """A trained model, not noise, and not the context's average: after a rising and a falling
     ramp with the same mean, it continues from each ramp's end (an untrained model gives both the same)."""
@@ -61,7 +74,7 @@ def test_house_draft_speculation_keeps_greedy_forecasts():
     df = pd.read_csv(EXAMPLE)
     series = [torch.tensor(g["y"].to_numpy(), dtype=torch.float32) for _, g in df.groupby("unique_id")]
     plain = Forecaster.from_pretrained("house-target").predict(series, 24, top_k=1, num_samples=2)
-    fc = Forecaster.from_pretrained("house-target", draft="house-draft", spec=SpecConfig(k=4))
+    fc = Forecaster.from_pretrained("house-target", draft="house-draft", spec=SpecConfig(k=4, adaptive=False))
     assert torch.equal(fc.predict(series, 24, top_k=1, num_samples=2), plain)
     assert fc.last_stats.acceptance_rate > 0.3  # a distilled draft, not a random one
 

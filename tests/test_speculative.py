@@ -33,7 +33,7 @@ def contexts():
 
 def spec_forecaster(pair, proposer, k):
     target, draft = pair
-    return Forecaster.from_pretrained(target, draft=str(draft) if proposer == "draft" else proposer, spec=SpecConfig(k=k))
+    return Forecaster.from_pretrained(target, draft=str(draft) if proposer == "draft" else proposer, spec=SpecConfig(k=k, adaptive=False))
 
 
 @pytest.mark.parametrize("proposer", PROPOSERS)
@@ -189,7 +189,7 @@ def test_bad_draft_names(pair, draft, match):
         Forecaster.from_pretrained(pair[0], draft=draft)
 
 
-@pytest.mark.parametrize("spec", [SpecConfig(k=6, adaptive=True), SpecConfig(k=5, stop_below=0.9), SpecConfig(k=8, adaptive=True, stop_below=0.5)])
+@pytest.mark.parametrize("spec", [SpecConfig(k=6, adaptive=True), SpecConfig(k=5, adaptive=False, stop_below=0.9), SpecConfig(k=8, adaptive=True, stop_below=0.5)])
 def test_adaptive_and_early_stop_keep_greedy_identical(pair, spec):
     plain = Forecaster.from_pretrained(pair[0])
     ctx = contexts()
@@ -250,7 +250,7 @@ def test_spec_config_names_bad_fields(field, value):
         SpecConfig(**{field: value})
 
 
-@pytest.mark.parametrize("spec", [SpecConfig(k=3), SpecConfig(k=4, adaptive=True), SpecConfig(k=4, stop_below=0.99)])
+@pytest.mark.parametrize("spec", [SpecConfig(k=3, adaptive=False), SpecConfig(k=4, adaptive=True), SpecConfig(k=4, adaptive=False, stop_below=0.99)])
 def test_a_draft_identical_to_the_target_is_always_accepted(pair, spec):
     """q == p up to float noise: any rejection means the draft's cache fell out of step
     (e.g. positions skipped while adaptive k was 0)."""
@@ -271,7 +271,7 @@ def test_early_exit_calibration_picks_the_exit_that_matches_the_full_stack(tmp_p
             for dense in (layer.o, layer.cross_o, layer.ff.wo):
                 dense.weight.zero_()
     save_chronos_t5(model, folder)
-    fc = Forecaster.from_pretrained(folder, draft="early-exit", spec=SpecConfig(k=4))
+    fc = Forecaster.from_pretrained(folder, draft="early-exit", spec=SpecConfig(k=4, adaptive=False))
     got = fc.predict(contexts(), 12, top_k=1, num_samples=2)
     assert fc.proposer.name == "early-exit:2"
     calibration = fc.proposer.calibration

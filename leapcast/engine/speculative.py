@@ -30,7 +30,8 @@ class SpecConfig:
     k: steps proposed per target pass (the most, when adaptive).
     adaptive: pick k in {0, 1, 2, 4, ..., k} per batch from the measured time
         per committed step (k = 0 is plain decoding: speculation switches itself
-        off where it does not pay, e.g. large batches on a CPU).
+        off where it does not pay, e.g. large batches on a CPU). The default,
+        so that a draft never makes a forecast much slower; False: always k.
     stop_below: the proposer stops early once the draft's own top probability,
         averaged over the rows, falls below this (SpecDec++-style); None: never.
     Neither choice changes the output distribution: both depend only on the
@@ -38,7 +39,7 @@ class SpecConfig:
     """
 
     k: int = 4
-    adaptive: bool = False
+    adaptive: bool = True
     stop_below: float | None = None
 
     def __post_init__(self) -> None:

@@ -197,7 +197,7 @@ def modes(suite: Suite, model: ModelSpec, official: bool) -> list[Mode]:
     for proposer in suite.proposers:
         if proposer == "draft" and model.draft is None:
             continue
-        specs = [SpecConfig(k=k) for k in suite.ks] + ([SpecConfig(k=max(suite.ks), adaptive=True)] if suite.adaptive else [])
+        specs = [SpecConfig(k=k, adaptive=False) for k in suite.ks] + ([SpecConfig(k=max(suite.ks), adaptive=True)] if suite.adaptive else [])
         out += [Mode("speculative", proposer, spec) for spec in specs]
     return out
 
