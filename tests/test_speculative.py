@@ -291,3 +291,29 @@ def test_adaptive_k_keeps_what_it_learned_for_the_next_call_of_the_same_shape(pa
     assert first.shape == second.shape
     fc.predict(contexts(), 5, num_samples=3, seed=0)  # another horizon: another chooser
     assert len(fc._choosers) == 2
+
+
+@pytest.mark.parametrize("first", [[], [2]])
+def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first):
+    """Once k = 0 has won, the rest of a window runs a plain loop; rows may stand at different
+    positions when it starts (first=[2]: one k = 2 pass before it). Greedy: identical to plain."""
+    from leapcast.engine.decode import decode_window
+    from leapcast.engine.proposers import DraftModelProposer
+    from leapcast.engine.speculative import KChooser, speculative_window
+    from leapcast.engine.sampling import SamplingConfig, draw_uniforms, series_generators
+    from leapcast.models.loading import load_model
+
+    target, draft = load_model(pair[0]), load_model(pair[1])
+    batch = target.tokenize(torch.nn.utils.rnn.pad_sequence([c.flip(0) for c in contexts()], batch_first=True, padding_value=float("nan")).flip(1))
+    greedy = SamplingConfig(num_samples=2, top_k=1)
+    chooser = KChooser(4)
+    chooser.exploring, chooser.cost, chooser.queue = False, {0: 1.0, 1: 2.0, 2: 3.0, 4: 4.0}, list(first)
+    chooser.iteration = 1  # past the warm-up pass
+    assert chooser.off
+    gens = series_generators(0, list(range(batch.tokens.shape[0])))
+    got, stats = speculative_window(target, DraftModelProposer(draft, target), batch, 20, greedy, SpecConfig(k=4), gens, chooser)
+    expected = decode_window(target, batch, 20, greedy, draw_uniforms(gens, 2, 20))
+    assert torch.equal(got, expected)
+    rows = 2 * batch.tokens.shape[0]
+    assert stats.drafts == (0 if not first else rows)  # one k = 2 pass for every row, then none
+    assert stats.target_passes == (20 if not first else 1 + 20 - 1)  # the k = 2 pass moved every row at least one step

@@ -134,6 +134,10 @@ def speculative_window(
             rows = len(rows_kept)
         active = n < num_steps  # [R]
         k = chooser.choose() if chooser else k_max
+        if k == 0 and chooser is not None and chooser.off:  # settled on plain decoding: finish the window without bookkeeping
+            stats.target_passes += _plain_tail(model, state, committed, n, pending, num_steps, sampling, generators, s)
+            result[alive] = committed.view(len(alive), s, -1)[:, :, :num_steps]
+            break
         u = _uniforms(generators, s, k)  # [R, 2k+1]
         at = n.clamp(max=num_steps)  # finished rows ride along in bounds; their results are dropped
         t0 = time.perf_counter()
@@ -189,8 +193,8 @@ class KChooser:
     ones only while each beats the one before; then the fastest so far is
     used, re-trying its neighbours every 32nd iteration. One chooser serves
     every forecast of one shape, so what it learns carries across windows,
-    batches and calls. Once k = 0 has won, whole windows run the plain decode
-    loop (no speculative bookkeeping at all), and every ``recheck``-th window
+    batches and calls. Once k = 0 has won, the rest of the window and then
+    whole windows run a plain decode loop (no speculative bookkeeping), and every ``recheck``-th window
     goes back to the speculative loop to try k = 1 again (three passes).
     """
 
@@ -245,6 +249,23 @@ class KChooser:
             return  # the first pass pays one-off costs (allocation, warm caches); it would flatter every later k
         per_step = seconds / max(steps, 1)
         self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step
+
+
+def _plain_tail(model, state, committed, n, pending, num_steps, sampling, generators, rows_per_series) -> int:
+    """Plain steps for every row until all reach ``num_steps``, writing into ``committed`` [R, T]
+    (in place); rows may stand at different positions. Returns the number of target passes."""
+    todo = int((num_steps - n).clamp(min=0).max())
+    u = torch.cat([torch.rand(rows_per_series, todo, generator=g) for g in generators])  # [R, todo]
+    for t in range(todo):
+        at = n.clamp(max=num_steps)  # finished rows ride along in bounds
+        uniform = bool((at == at[0]).all())
+        logits = model.decode(pending[:, None], int(at[0]) if uniform else at, state)[:, -1]  # [R, V]
+        step = sample(logits, sampling, u[:, t], model.banned_tokens)
+        committed.scatter_(1, at[:, None], step[:, None])  # a finished row writes at num_steps, which is never read
+        active = n < num_steps
+        pending = torch.where(active, step, pending)
+        n = n + active.long()
+    return todo
 
 
 def _uniforms(generators: list[torch.Generator], rows_per_series: int, k: int) -> torch.Tensor:
