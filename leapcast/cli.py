@@ -38,7 +38,7 @@ def forecast(
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: the checkpoint's)."),
     top_k: Optional[int] = typer.Option(None, help="Top-k (default: the checkpoint's); 1 = greedy."),
     top_p: Optional[float] = typer.Option(None, help="Top-p (default: the checkpoint's)."),
-    seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples."),
+    seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples (with --draft, add --fixed-k for exactly repeatable paths)."),
     batch_size: int = typer.Option(32, help="Series per batch."),
     id_col: str = typer.Option("unique_id", help="Id column."),
     time_col: str = typer.Option("ds", help="Time column."),

@@ -91,7 +91,8 @@ class Forecaster:
         a 2-D tensor/array [N, T] left-padded with NaN (see ``leapcast.inputs``).
         Unset sampling arguments take the checkpoint's defaults (Chronos: 20
         samples, temperature 1, top-k 50, top-p 1); ``top_k=1`` is greedy.
-        ``seed`` fixes every series' paths, whatever its batch mates.
+        ``seed`` fixes every series' paths, whatever its batch mates (with a draft
+        and adaptive k, which follows the clock, only their distribution).
 
         Returns samples [N, S, h] float32, h = prediction_length (default: the
         model's own prediction length; longer horizons roll out window by window).

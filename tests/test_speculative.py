@@ -238,8 +238,10 @@ def test_k_chooser_hands_whole_windows_to_the_plain_loop_once_k0_wins():
     assert chooser.choose() == 0 and chooser.off
     plan = [chooser.speculate() for _ in range(8)]
     assert plan == [False, False, True, False, False, False, True, False]  # windows 2..9: every 4th re-checks
+    assert chooser.choose() == 0  # a re-check window measures plain decoding afresh,
+    chooser.record(0, seconds=1.0, steps=1)
     for _ in range(3):
-        assert chooser.choose() == 1  # a re-check window tries k = 1 first
+        assert chooser.choose() == 1  # then tries k = 1
         chooser.record(1, seconds=0.1, steps=1)  # and if it now pays, speculation is back on
     assert not chooser.off and chooser.speculate()
 
@@ -317,3 +319,23 @@ def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first):
     rows = 2 * batch.tokens.shape[0]
     assert stats.drafts == (0 if not first else rows)  # one k = 2 pass for every row, then none
     assert stats.target_passes == (20 if not first else 1 + 20 - 1)  # the k = 2 pass moved every row at least one step
+
+
+def test_the_plain_tail_after_ragged_rows_keeps_the_sampled_distribution(small_vocab_pair):
+    """A re-check window runs k = 0 once and k = 1 three times (rows then stand at different
+    positions), finds k = 1 still slower, and the plain tail lets the rows behind catch up
+    before they step together. Per-position frequencies must still match plain decoding."""
+    from leapcast.engine.speculative import KChooser
+
+    plain = Forecaster.from_pretrained(small_vocab_pair[0])
+    expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]
+    fc = Forecaster.from_pretrained(small_vocab_pair[0], draft=str(small_vocab_pair[1]), spec=SpecConfig(k=3))
+    chooser = KChooser(3)
+    chooser.exploring, chooser.cost, chooser.iteration = False, {0: 1.0, 1: 100.0, 2: 100.0, 3: 100.0}, 1
+    chooser.windows = chooser.recheck - 1  # the next window re-checks
+    fc._choosers[(DRAWS, 4)] = chooser
+    got = fc.predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
+    st = fc.last_stats
+    assert st.drafts >= DRAWS and chooser.off  # a plain pass, three k = 1 passes, then plain steps
+    assert 0 < st.accepted_steps < st.drafted_steps
+    assert min(_pvalues(got, expected)) > 1e-3

@@ -28,10 +28,14 @@ class SpecConfig:
     """How speculation runs.
 
     k: steps proposed per target pass (the most, when adaptive).
-    adaptive: pick k in {0, 1, 2, 4, ..., k} per batch from the measured time
-        per committed step (k = 0 is plain decoding: speculation switches itself
+    adaptive: pick k in {0, 1, 2, 4, ..., k} per iteration from the measured time
+        per committed step (mean progress of the active rows: an optimistic
+        proxy, since a window lasts as long as its slowest row) (k = 0 is plain decoding: speculation switches itself
         off where it does not pay, e.g. large batches on a CPU). The default,
         so that a draft never makes a forecast much slower; False: always k.
+        Because k follows the clock, a seeded forecast is reproducible only
+        in distribution while k > 0 is being tried; use adaptive=False (or no
+        draft) for paths that repeat exactly.
     stop_below: the proposer stops early once the draft's own top probability,
         averaged over the rows, falls below this (SpecDec++-style); None: never.
     Neither choice changes the output distribution: both depend only on the
@@ -134,7 +138,7 @@ def speculative_window(
             rows = len(rows_kept)
         active = n < num_steps  # [R]
         k = chooser.choose() if chooser else k_max
-        if k == 0 and chooser is not None and chooser.off:  # settled on plain decoding: finish the window without bookkeeping
+        if k == 0 and chooser is not None and chooser.off and not chooser.queue:  # settled on plain: finish without bookkeeping
             stats.target_passes += _plain_tail(model, state, committed, n, pending, num_steps, sampling, generators, s)
             result[alive] = committed.view(len(alive), s, -1)[:, :, :num_steps]
             break
@@ -195,7 +199,7 @@ class KChooser:
     every forecast of one shape, so what it learns carries across windows,
     batches and calls. Once k = 0 has won, the rest of the window and then
     whole windows run a plain decode loop (no speculative bookkeeping), and every ``recheck``-th window
-    goes back to the speculative loop to try k = 1 again (three passes).
+    goes back to the speculative loop to re-measure k = 0 once and k = 1 three times.
     """
 
     def __init__(self, k_max: int, recheck: int = 8) -> None:
@@ -218,7 +222,7 @@ class KChooser:
         if not self.off:
             return True
         if self.windows % self.recheck == 0:
-            self.queue = [self.candidates[1]] * 3  # enough passes to move its running cost
+            self.queue = [0] + [self.candidates[1]] * 3  # a fresh plain cost, then enough passes to move k = 1's
             return True
         return False
 
@@ -252,20 +256,28 @@ class KChooser:
 
 
 def _plain_tail(model, state, committed, n, pending, num_steps, sampling, generators, rows_per_series) -> int:
-    """Plain steps for every row until all reach ``num_steps``, writing into ``committed`` [R, T]
-    (in place); rows may stand at different positions. Returns the number of target passes."""
-    todo = int((num_steps - n).clamp(min=0).max())
-    u = torch.cat([torch.rand(rows_per_series, todo, generator=g) for g in generators])  # [R, todo]
-    for t in range(todo):
-        at = n.clamp(max=num_steps)  # finished rows ride along in bounds
-        uniform = bool((at == at[0]).all())
-        logits = model.decode(pending[:, None], int(at[0]) if uniform else at, state)[:, -1]  # [R, V]
+    """Plain steps for every row until all reach ``num_steps``, written into ``committed`` [R, T]
+    in place. Returns the number of target passes.
+
+    Each pass, only the least advanced rows commit their step; rows ahead wait
+    (their step is dropped, by position, never by value), so after at most
+    k + 1 passes all rows stand together and take the cheaper slice path.
+    Every row keeps its own prefix and samples on from the target: exact.
+    Finished rows ride along at the common position; their caches are not read again.
+    """
+    passes = num_steps - int(n.min())
+    u = torch.cat([torch.rand(rows_per_series, passes, generator=g) for g in generators])  # [R, passes]
+    for t in range(passes):
+        cur = int(n.min())
+        pos = torch.where(n < num_steps, n, cur)
+        uniform = bool((pos == cur).all())
+        logits = model.decode(pending[:, None], cur if uniform else pos, state)[:, -1]  # [R, V]
         step = sample(logits, sampling, u[:, t], model.banned_tokens)
-        committed.scatter_(1, at[:, None], step[:, None])  # a finished row writes at num_steps, which is never read
-        active = n < num_steps
-        pending = torch.where(active, step, pending)
-        n = n + active.long()
-    return todo
+        move = n == cur
+        committed[:, cur] = torch.where(move, step, committed[:, cur])
+        pending = torch.where(move, step, pending)
+        n = n + move.long()
+    return passes
 
 
 def _uniforms(generators: list[torch.Generator], rows_per_series: int, k: int) -> torch.Tensor:

@@ -51,7 +51,7 @@ class DistillConfig:
     save_every: int = 250
     seed: int = 0
     threads: int = 2
-    init_from: str | None = None  # start from this draft (re-binned to the target's bins where they differ) instead of random weights
+    init_from: str | None = None  # start from this draft (re-binned to the target's bins where they differ; its own dims, not the ones above)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
@@ -97,6 +97,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         c = draft.chronos
         if (c.n_tokens, c.low_limit, c.high_limit) != (chronos.n_tokens, chronos.low_limit, chronos.high_limit):
             draft = rebin(draft, chronos.n_tokens, chronos.low_limit, chronos.high_limit)
+        draft = ChronosT5(draft.net, chronos, name=out.name)  # the target's tokenizer and sampling settings, whole
     data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
                            context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,

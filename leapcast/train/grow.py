@@ -54,20 +54,21 @@ def rebin(model: ChronosT5, n_tokens: int, low_limit: float, high_limit: float) 
     """
     chronos = replace(model.chronos, n_tokens=n_tokens, low_limit=low_limit, high_limit=high_limit)
     special = chronos.n_special_tokens
-    old_values = model.tokenizer.centers.double().numpy()  # old id special+1+i <-> old_values[i]
+    old_values = model.tokenizer.centers.double().cpu().numpy()  # old id special+1+i <-> old_values[i]
     new_values = ChronosTokenizer(chronos).centers.double().numpy()
     cfg = replace(model.net.cfg, vocab_size=n_tokens)
     net = T5(cfg)
     source = model.net
     state = {k: v for k, v in source.state_dict().items() if not k.startswith(("embed.", "lm_head."))}
-    net.load_state_dict(state, strict=False)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith(("embed.", "lm_head.")) for k in missing), (missing, unexpected)
 
     def remap(rows: torch.Tensor) -> torch.Tensor:  # [V_old, D] -> [V_new, D]
-        old = rows[special + 1 :].double().numpy()
+        old = rows[special + 1 :].detach().double().cpu().numpy()
         new = np.stack([np.interp(new_values, old_values, old[:, d]) for d in range(old.shape[1])], axis=1)
-        out = torch.empty(n_tokens, rows.shape[1], dtype=rows.dtype)
+        out = torch.empty(n_tokens, rows.shape[1], dtype=rows.dtype, device=rows.device)
         out[: special + 1] = rows[: special + 1]  # pad, EOS and the never-drawn first bin id
-        out[special + 1 :] = torch.from_numpy(new).to(rows.dtype)
+        out[special + 1 :] = torch.from_numpy(new).to(rows)
         return out
 
     with torch.no_grad():
