@@ -290,6 +290,8 @@ def test_adaptive_k_keeps_what_it_learned_for_the_next_call_of_the_same_shape(pa
     second = fc.predict(contexts(), 12, num_samples=3, seed=0)
     assert list(fc._choosers.values()) == [chooser] and chooser.windows > seen  # one chooser, still counting
     assert chooser.cost  # it has measured something to choose by
+    st = fc.last_stats
+    assert st.target_passes >= 12 and st.draft_s + st.verify_s + st.other_s > 0  # plain windows count too
     assert first.shape == second.shape
     fc.predict(contexts(), 5, num_samples=3, seed=0)  # another horizon: another chooser
     assert len(fc._choosers) == 2
