@@ -59,13 +59,13 @@ def rollout(
     while remaining > 0:
         n = min(remaining, model.prediction_length)
         batch = model.tokenize(contexts)
-        if proposer is None:
-            steps = decode_window(model, batch, n, sampling, draw_uniforms(generators, sampling.num_samples, n))
-        elif chooser is not None and not chooser.speculate():  # adaptive k settled on 0: the plain loop, no overhead
+        # adaptive k settled on 0 runs whole windows in the plain loop, with no speculative overhead
+        if proposer is None or (chooser is not None and not chooser.speculate()):
             started = time.perf_counter()
             steps = decode_window(model, batch, n, sampling, draw_uniforms(generators, sampling.num_samples, n))
-            stats.target_passes += n
-            stats.other_s += time.perf_counter() - started  # so that the stats' times still add up to the forecast
+            if stats is not None:  # so that the stats' passes and times still cover the forecast
+                stats.target_passes += n
+                stats.other_s += time.perf_counter() - started
         else:
             steps, window_stats = speculative_window(model, proposer, batch, n, sampling, spec, generators, chooser)
             stats.merge(window_stats)

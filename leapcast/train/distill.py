@@ -93,11 +93,8 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     if cfg.init_from is None:
         draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
     else:
-        draft = load_model(cfg.init_from)
-        c = draft.chronos
-        if (c.n_tokens, c.low_limit, c.high_limit) != (chronos.n_tokens, chronos.low_limit, chronos.high_limit):
-            draft = rebin(draft, chronos.n_tokens, chronos.low_limit, chronos.high_limit)
-        draft = ChronosT5(draft.net, chronos, name=out.name)  # the target's tokenizer and sampling settings, whole
+        net = rebin(load_model(cfg.init_from), chronos.n_tokens, chronos.low_limit, chronos.high_limit).net
+        draft = ChronosT5(net, chronos, name=out.name)  # the target's tokenizer and sampling settings, whole
     data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
                            context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,

@@ -46,12 +46,16 @@ def stack_layers(model: ChronosT5, times: int = 2) -> ChronosT5:
 
 
 def rebin(model: ChronosT5, n_tokens: int, low_limit: float, high_limit: float) -> ChronosT5:
-    """A copy of ``model`` whose tokenizer has ``n_tokens`` bins over [low_limit, high_limit].
+    """A copy of ``model`` whose tokenizer has ``n_tokens`` bins over [low_limit, high_limit]
+    (``model`` itself when its bins are those already).
 
     Special tokens keep their rows; a bin token's row is the old rows
     interpolated linearly at the new bin's value (values beyond the old range
     take the outermost old bin). Everything else is copied.
     """
+    c = model.chronos
+    if (c.n_tokens, c.low_limit, c.high_limit) == (n_tokens, low_limit, high_limit):
+        return model
     chronos = replace(model.chronos, n_tokens=n_tokens, low_limit=low_limit, high_limit=high_limit)
     special = chronos.n_special_tokens
     old_values = model.tokenizer.centers.double().cpu().numpy()  # old id special+1+i <-> old_values[i]

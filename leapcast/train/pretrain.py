@@ -212,11 +212,7 @@ def initial_model(cfg: TrainConfig) -> ChronosT5:
         return build_model(cfg)
     from leapcast.train.grow import rebin, stack_layers
 
-    model = stack_layers(load_model(cfg.init_from), cfg.stack)
-    c = model.chronos
-    if (c.n_tokens, c.low_limit, c.high_limit) != (cfg.n_tokens, cfg.low_limit, cfg.high_limit):
-        model = rebin(model, cfg.n_tokens, cfg.low_limit, cfg.high_limit)
-    return model
+    return rebin(stack_layers(load_model(cfg.init_from), cfg.stack), cfg.n_tokens, cfg.low_limit, cfg.high_limit)
 
 
 def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2) -> torch.Tensor:
