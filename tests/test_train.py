@@ -149,6 +149,37 @@ def test_rebinning_keeps_what_the_model_predicts_on_finer_bins(tmp_path):
     assert moved.vocab_size == 1024 and moved.chronos.high_limit == 10.0
 
 
+def test_rebucketing_keeps_the_function_and_makes_far_offsets_exact(tmp_path):
+    from conftest import make_checkpoint
+
+    from leapcast.models.loading import load_model
+    from leapcast.models.t5 import relative_position_bucket
+    from leapcast.train.grow import rebucket
+    from leapcast.train.pretrain import initial_model
+
+    folder = make_checkpoint(tmp_path / "c", layers=1, d_model=64, d_kv=16)
+    model = load_model(folder)
+    with torch.no_grad():  # distinct biases per bucket, so a wrong mapping shows
+        model.net.enc_bias.weight.copy_(torch.randn_like(model.net.enc_bias.weight))
+        model.net.dec_bias.weight.copy_(torch.randn_like(model.net.dec_bias.weight))
+    wide = rebucket(model, 128)
+    assert wide.net.cfg.relative_attention_num_buckets == 128 and wide.net.enc_bias.weight.shape[0] == 128
+    assert rebucket(model, 32) is model
+    tokens = torch.randint(3, model.vocab_size, (2, 150))  # offsets beyond max_distance too
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    dec = torch.randint(3, model.vocab_size, (2, 40))
+    with torch.no_grad():
+        assert torch.allclose(model.net(tokens, mask, dec), wide.net(tokens, mask, dec), atol=1e-5)
+    # offsets 12 and 13 shared a bucket before and have their own now
+    old = relative_position_bucket(torch.tensor([-12, -13]), True, 32, 128)
+    new = relative_position_bucket(torch.tensor([-12, -13]), True, 128, 128)
+    assert old[0] == old[1] and new[0] != new[1]
+    with pytest.raises(ValueError, match="num_buckets"):
+        rebucket(model, 7)
+    cfg = TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=model.vocab_size, relative_attention_num_buckets=64)
+    assert initial_model(cfg).net.cfg.relative_attention_num_buckets == 64
+
+
 def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path):
     from leapcast.models.t5 import relative_position_bucket
     from leapcast.train.pretrain import build_model

@@ -48,6 +48,7 @@ class DistillConfig:
     datasets: tuple[str, ...] = TrainConfig.__dataclass_fields__["datasets"].default
     kernel_synth: int = 500
     mixup: int = 500
+    seasonal_synth: int = 0
     save_every: int = 250
     seed: int = 0
     threads: int = 2
@@ -98,7 +99,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
                            context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,
-                           kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seed=cfg.seed)
+                           kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seasonal_synth=cfg.seasonal_synth, seed=cfg.seed)
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)

@@ -10,6 +10,13 @@ tokens, or a narrower range) by giving each new bin the embedding of its
 value interpolated between the old bins around it. With tied embeddings the
 output logits are interpolated the same way, so the re-binned model starts
 as a smoothed copy of the coarse one rather than from random bins.
+
+Re-bucketing: T5's relative position bias has 32 buckets, exact only for
+offsets below 8 in the encoder (16 in the decoder) and logarithmic beyond, so
+offsets 12..15 share one bias. A head that looks back one season finds a
+quarter's offset (4) exactly but not a month's (12). With more buckets the
+exact range grows (128: below 32 and 64); each new bucket starts with the bias
+its offsets had, so the re-bucketed model computes what it did before.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizer
-from leapcast.models.t5 import T5
+from leapcast.models.t5 import T5, relative_position_bucket
 
 
 def stack_layers(model: ChronosT5, times: int = 2) -> ChronosT5:
@@ -80,3 +87,36 @@ def rebin(model: ChronosT5, n_tokens: int, low_limit: float, high_limit: float) 
         if source.lm_head is not None:
             net.lm_head.weight.copy_(remap(source.lm_head.weight.t()).t())
     return ChronosT5(net, chronos, name=model.name)
+
+
+def rebucket(model: ChronosT5, num_buckets: int) -> ChronosT5:
+    """A copy of ``model`` with ``num_buckets`` relative-position buckets (``model`` itself if it has those).
+
+    A new bucket's bias is the old bias of the offsets it covers (averaged over
+    offsets up to twice the maximum distance, where buckets differ), so every
+    offset keeps the bias it had when the new buckets split old ones.
+    """
+    cfg = model.net.cfg
+    if cfg.relative_attention_num_buckets == num_buckets:
+        return model
+    if num_buckets < 2 or num_buckets % 2:
+        raise ValueError(f"`num_buckets` must be an even number >= 2, got {num_buckets}")
+    new_cfg = replace(cfg, relative_attention_num_buckets=num_buckets)
+    net = T5(new_cfg)
+    state = {k: v for k, v in model.net.state_dict().items() if not k.startswith(("enc_bias.", "dec_bias."))}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert not unexpected and sorted(missing) == ["dec_bias.weight", "enc_bias.weight"], (missing, unexpected)
+    reach = 2 * cfg.relative_attention_max_distance
+    rel = torch.arange(-reach, reach + 1)
+    with torch.no_grad():
+        for name, bidirectional in (("enc_bias", True), ("dec_bias", False)):
+            old_table = getattr(model.net, name).weight  # [B_old, H]
+            old = relative_position_bucket(rel, bidirectional, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
+            new = relative_position_bucket(rel, bidirectional, num_buckets, cfg.relative_attention_max_distance)
+            table = getattr(net, name).weight  # [B_new, H]
+            table.zero_()
+            for b in range(num_buckets):
+                hit = new == b
+                if hit.any():
+                    table[b] = old_table[old[hit]].mean(0)
+    return ChronosT5(net, model.chronos, name=model.name)

@@ -42,6 +42,7 @@ class TrainConfig:
     d_ff: int = 512
     num_layers: int = 2
     num_heads: int = 4
+    relative_attention_num_buckets: int = 32  # T5's 32 are exact only to 7 steps apart in the encoder (see grow.rebucket)
     n_tokens: int = 4096
     low_limit: float = -15.0  # bin range of the mean-scaled value (Chronos: [-15, 15])
     high_limit: float = 15.0
@@ -62,6 +63,7 @@ class TrainConfig:
     kernel_synth: int = 2000
     kernel_synth_length: int = 512
     mixup: int = 2000
+    seasonal_synth: int = 0  # seasonal structural series (data/structural.py), kernel_synth_length long
     synthetic_fraction: float = 0.5
     save_every: int = 500
     seed: int = 0
@@ -92,7 +94,7 @@ def read_config(path: str | Path, overrides: dict) -> dict:
 
 def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(real series, synthetic series), each a list of float64 arrays."""
-    from leapcast.data import kernel_synth, load, mixup_arrays
+    from leapcast.data import kernel_synth, load, mixup_arrays, seasonal_synth
 
     real = []
     for name in cfg.datasets:
@@ -105,6 +107,9 @@ def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if cfg.kernel_synth:
         ks = kernel_synth(cfg.kernel_synth, cfg.kernel_synth_length, seed=cfg.seed)
         synthetic += [g["y"].to_numpy() for _, g in ks.groupby("unique_id")]
+    if cfg.seasonal_synth:
+        ss = seasonal_synth(cfg.seasonal_synth, cfg.kernel_synth_length, seed=cfg.seed)
+        synthetic += [g["y"].to_numpy() for _, g in ss.groupby("unique_id")]
     if cfg.mixup and real:
         synthetic += [m.values for m in mixup_arrays(real, cfg.mixup, (cfg.min_context + cfg.prediction_length, cfg.context_length + cfg.prediction_length), seed=cfg.seed)]
     return real, synthetic
@@ -150,7 +155,8 @@ def build_model(cfg: TrainConfig) -> ChronosT5:
 
     if cfg.embedding_init not in ("fourier", "random"):
         raise ValueError(f"train config `embedding_init` must be 'fourier' or 'random', got {cfg.embedding_init!r}")
-    t5 = T5Config(vocab_size=cfg.n_tokens, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads)
+    t5 = T5Config(vocab_size=cfg.n_tokens, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                  relative_attention_num_buckets=cfg.relative_attention_num_buckets)
     chronos = tokenizer_config(cfg)
     model = random_chronos_t5(t5, chronos, seed=cfg.seed, name=Path(cfg.out_dir).name)
     return starting_point(model, cfg.embedding_init == "fourier", cfg.position_heads, cfg.seed)
@@ -206,13 +212,15 @@ def fourier_bin_embeddings(centers: torch.Tensor, dim: int, seed: int) -> torch.
 
 
 def initial_model(cfg: TrainConfig) -> ChronosT5:
-    """Random weights, or ``init_from`` grown ``stack`` times and re-binned to the config's
-    ``n_tokens``/``low_limit``/``high_limit`` where they differ (its other architecture fields are ignored)."""
+    """Random weights, or ``init_from`` grown ``stack`` times, re-binned to the config's
+    ``n_tokens``/``low_limit``/``high_limit`` and re-bucketed to its ``relative_attention_num_buckets``
+    where they differ (its other architecture fields are ignored)."""
     if cfg.init_from is None:
         return build_model(cfg)
-    from leapcast.train.grow import rebin, stack_layers
+    from leapcast.train.grow import rebin, rebucket, stack_layers
 
-    return rebin(stack_layers(load_model(cfg.init_from), cfg.stack), cfg.n_tokens, cfg.low_limit, cfg.high_limit)
+    grown = stack_layers(load_model(cfg.init_from), cfg.stack)
+    return rebucket(rebin(grown, cfg.n_tokens, cfg.low_limit, cfg.high_limit), cfg.relative_attention_num_buckets)
 
 
 def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2) -> torch.Tensor:
