@@ -10,10 +10,11 @@ from leapcast.models.t5 import T5Config
 
 
 def make_checkpoint(folder: Path, *, vocab=4096, d_model=32, d_kv=8, d_ff=64, layers=1, heads=4,
-                    ff="relu", context_length=64, prediction_length=8, seed=0, decoder_layers=None) -> Path:
+                    ff="relu", context_length=64, prediction_length=8, seed=0, decoder_layers=None, buckets=32) -> Path:
     """A tiny random-weight Chronos-T5 checkpoint in the official folder layout."""
     cfg = T5Config(vocab_size=vocab, d_model=d_model, d_kv=d_kv, d_ff=d_ff, num_layers=layers,
-                   num_decoder_layers=decoder_layers or layers, num_heads=heads, feed_forward_proj=ff)
+                   num_decoder_layers=decoder_layers or layers, num_heads=heads, feed_forward_proj=ff,
+                   relative_attention_num_buckets=buckets)
     chronos = ChronosTokenizerConfig(n_tokens=vocab, context_length=context_length, prediction_length=prediction_length)
     return save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed), folder)
 

@@ -14,6 +14,7 @@ CONFIGS = {
     "relu-wide": dict(d_model=64, d_kv=16, d_ff=96, layers=2, heads=2, ff="relu"),
     "gated-gelu": dict(d_model=48, d_kv=12, d_ff=80, layers=3, heads=4, ff="gated-gelu"),
     "many-heads": dict(d_model=32, d_kv=4, d_ff=64, layers=2, heads=8, ff="gated-gelu"),
+    "wide-buckets": dict(d_model=32, d_kv=8, d_ff=64, layers=2, heads=4, ff="relu", buckets=128),  # house-target's
 }
 
 
