@@ -8,6 +8,11 @@ the probability that exact speculative sampling accepts the draft's step
 (Leviathan et al., arXiv 2211.17192). Reported: its mean over all steps, per
 data set and overall, and per horizon position.
 
+Contexts are the ones the pair sees when forecasting: seasonally adjusted
+with the data set's season length when the target's checkpoint turns the
+adjustment on (``leapcast.seasonal``; the house models do), raw otherwise or
+with ``--no-seasonal-adjustment``.
+
     python benchmarks/acceptance.py --target house-target --draft house-draft
 """
 
@@ -26,8 +31,9 @@ from leapcast.data import load
 from leapcast.engine.decode import decode_window
 from leapcast.engine.sampling import SamplingConfig
 from leapcast.inputs import left_pad
-from leapcast.models.loading import load_model
+from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
+from leapcast.seasonal import seasonal_index
 from leapcast.train.distill import acceptance_per_step
 
 RESULTS = Path(__file__).parent / "results"
@@ -55,6 +61,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-seasonal-adjustment", action="store_true", help="raw contexts even where the target adjusts them")
     p.add_argument("--out", type=Path, default=RESULTS / "acceptance.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,12 +69,16 @@ def main() -> None:
     if target.chronos != draft.chronos:
         raise SystemExit(f"--draft {args.draft!r} tokenizes differently from --target {args.target!r}; a draft must share its target's tokenizer")
     c = target.chronos
+    adjust = leapcast_options(resolve(args.target)).get("seasonal_adjustment", False) and not args.no_seasonal_adjustment
     sampling = SamplingConfig(num_samples=1, temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
     per_dataset, all_rows = {}, []
     for name in args.datasets:
-        train = load(name).train
+        ds = load(name)
+        train = ds.train
         ids = set(sorted(train["unique_id"].unique())[: args.max_series])
         series = [g["y"].to_numpy(float) for key, g in train.groupby("unique_id") if key in ids]
+        if adjust:
+            series = [y if ix is None else ix.adjust(y) for y, ix in ((y, seasonal_index(y, ds.season_length)) for y in series)]
         rows = np.concatenate([acceptance(target, draft, series[i : i + args.batch_size], sampling, args.seed + i)
                                for i in range(0, len(series), args.batch_size)])
         per_dataset[name] = float(rows.mean())
@@ -75,6 +86,7 @@ def main() -> None:
         print(f"{name:16s} series {len(series):4d}  expected acceptance {per_dataset[name]:.3f}", flush=True)
     rows = np.concatenate(all_rows)
     result = dict(benchmark="acceptance", date=str(date.today()), command="python " + " ".join(sys.argv), target=args.target, draft=args.draft,
+                  seasonal_adjustment=bool(adjust),
                   sampling=dict(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p),
                   overall=float(rows.mean()), per_dataset=per_dataset, per_position=[float(v) for v in rows.mean(0)])
     print(f"overall expected acceptance {result['overall']:.3f} over {rows.size} steps")

@@ -10,6 +10,10 @@ over the test span (12/4/4-month split), MSE and MAE of the median.
 
     python benchmarks/zero_shot.py --models runs/house-target/last --max-series 200   # quick
     python benchmarks/zero_shot.py --models house-target house-draft                  # full
+
+Leapcast models get each data set's season length (ETT: 24), so a forecaster
+with seasonal adjustment on (house-target's default) uses it;
+``--also-unadjusted`` adds each model's score without it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from leapcast.eval.backtest import ett_windows, official_window
 from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
 
 RESULTS = Path(__file__).parent / "results"
+ETT_SEASON = 24  # hourly: one day, as leapcast.seasonal.season_length_of(freq="h")
 COMPETITIONS = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other", "tourism-yearly", "tourism-quarterly", "tourism-monthly"]
 
 
@@ -40,6 +45,8 @@ def main() -> None:
     p.add_argument("--ett", nargs="*", default=["etth1", "etth2"])
     p.add_argument("--ett-horizons", nargs="+", type=int, default=[96, 336])
     p.add_argument("--max-series", type=int, default=None)
+    p.add_argument("--also-unadjusted", action="store_true",
+                   help="also score each model without seasonal adjustment, as '<name> (no adjustment)'")
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -47,6 +54,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     forecasters = {Path(m).name if Path(m).name != "last" else Path(m).parent.name: Forecaster.from_pretrained(m) for m in args.models}
+    seasons = {name: True for name in forecasters}  # label -> pass the season length (the forecaster adjusts if it is set to)
+    if args.also_unadjusted:
+        for name in list(forecasters):
+            forecasters[f"{name} (no adjustment)"] = forecasters[name]
+            seasons[f"{name} (no adjustment)"] = False
     rows = []
     for name in args.datasets:
         win = official_window(name, args.max_series)
@@ -54,7 +66,7 @@ def main() -> None:
         for model in list(forecasters) + args.baselines:
             t0 = time.perf_counter()
             if model in forecasters:
-                point, quant, _ = leapcast_forecast(forecasters[model], histories, h, args.samples, args.seed)
+                point, quant, _ = leapcast_forecast(forecasters[model], histories, h, args.samples, args.seed, season_length=season if seasons[model] else None)
             else:
                 point, quant = stats_forecast(model, histories, h, season)
             rows.append(dict(dataset=name, model=model, series=len(histories), h=h, mase=M.mase(actual, point, histories, season),
@@ -64,7 +76,7 @@ def main() -> None:
         for h in args.ett_horizons:
             contexts, actual = ett_windows(name, h)
             for model in forecasters:
-                point, _, _ = leapcast_forecast(forecasters[model], contexts, h, args.samples, args.seed)
+                point, _, _ = leapcast_forecast(forecasters[model], contexts, h, args.samples, args.seed, season_length=ETT_SEASON if seasons[model] else None)
                 rows.append(dict(dataset=f"{name}-h{h}", model=model, series=len(contexts), h=h, mse=M.mse(actual, point), mae=M.mae(actual, point)))
                 print(f"{name}-h{h:<10d} {model:22s} MSE {rows[-1]['mse']:.3f}  MAE {rows[-1]['mae']:.3f}", flush=True)
     summary = {}

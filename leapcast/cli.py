@@ -44,6 +44,10 @@ def forecast(
     time_col: str = typer.Option("ds", help="Time column."),
     target_col: str = typer.Option("y", help="Target column."),
     freq: Optional[str] = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
+    season_length: Optional[int] = typer.Option(None, help="Season in steps for the seasonal adjustment; default: the frequency's (12 monthly, 4 quarterly, 24 hourly, ...)."),
+    seasonal_adjustment: Optional[bool] = typer.Option(
+        None, "--seasonal-adjustment/--no-seasonal-adjustment",
+        help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
@@ -63,10 +67,10 @@ def forecast(
     df = _read_table(input)
     try:
         spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
-        fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device)
+        fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device, seasonal_adjustment=seasonal_adjustment)
         result = fc.forecast(
             df, h, quantiles=quantiles or None, level=level or None, id_col=id_col, time_col=time_col,
-            target_col=target_col, freq=freq, num_samples=num_samples, temperature=temperature, top_k=top_k,
+            target_col=target_col, freq=freq, season_length=season_length, num_samples=num_samples, temperature=temperature, top_k=top_k,
             top_p=top_p, seed=seed, batch_size=batch_size, progress=True,
         )
     except (ValueError, TypeError, FileNotFoundError) as err:

@@ -16,8 +16,9 @@ from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, Sea
 from leapcast.engine.sampling import SamplingConfig, series_generators
 from leapcast.engine.speculative import KChooser, SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad
-from leapcast.models.loading import load_model
+from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
+from leapcast.seasonal import SeasonalIndex, check_season, season_length_of, seasonal_index
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -29,11 +30,14 @@ class Forecaster:
     >>> samples = fc.predict(torch.randn(100), prediction_length=12)   # [1, 20, 12]
     """
 
-    def __init__(self, model, name: str | None = None, proposer=None, spec: SpecConfig | None = None) -> None:
+    def __init__(
+        self, model, name: str | None = None, proposer=None, spec: SpecConfig | None = None, seasonal_adjustment: bool = False
+    ) -> None:
         self.model = model
         self.name = name or model.name
         self.proposer = proposer
         self.spec = spec or SpecConfig()
+        self.seasonal_adjustment = _check_flag(seasonal_adjustment, "seasonal_adjustment")
         self.last_stats: SpecStats | None = None
         self._choosers: dict[tuple[int, int], KChooser] = {}  # adaptive k, per (batch rows, horizon): learned across calls
 
@@ -45,6 +49,7 @@ class Forecaster:
         spec: SpecConfig | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        seasonal_adjustment: bool | None = None,
     ) -> "Forecaster":
         """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name
         (None: the default bundled model, house-target, where the build ships it).
@@ -55,11 +60,19 @@ class Forecaster:
         calibrates M on each batch's contexts), or
         ``"seasonal"`` / ``"seasonal:S"`` (the same phase one season back).
         ``spec`` sets the proposal length k.
+
+        ``seasonal_adjustment``: adjust seasonal histories before the model sees
+        them (``leapcast.seasonal``) whenever a season length is known; None takes
+        the checkpoint's choice (config.json ``leapcast.seasonal_adjustment``: on
+        for house-target, off where absent, as in official checkpoints).
         """
         folder = resolve(path)
         model = load_model(folder, device=device, dtype=dtype)
         proposer = None if draft is None else make_proposer(str(draft), model, device=device, dtype=dtype, k=(spec or SpecConfig()).k)
-        return cls(model, name=Path(folder).resolve().name, proposer=proposer, spec=spec)  # "." -> its folder name
+        if seasonal_adjustment is None:
+            seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
+        name = Path(folder).resolve().name  # "." -> its folder name
+        return cls(model, name=name, proposer=proposer, spec=spec, seasonal_adjustment=seasonal_adjustment)
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
@@ -84,6 +97,8 @@ class Forecaster:
         seed: int | None = None,
         batch_size: int = 32,
         progress: bool | None = None,
+        season_length: int | Sequence[int] | None = None,
+        seasonal_adjustment: bool | None = None,
     ) -> torch.Tensor:
         """Sample forecast paths.
 
@@ -93,6 +108,10 @@ class Forecaster:
         samples, temperature 1, top-k 50, top-p 1); ``top_k=1`` is greedy.
         ``seed`` fixes every series' paths, whatever its batch mates (with a draft
         and adaptive k, which follows the clock, only their distribution).
+        ``season_length`` (one int, or one per series; None: unknown) lets the
+        seasonal adjustment work when it is on (``seasonal_adjustment``, None:
+        this forecaster's setting): a seasonal history is adjusted, the model
+        forecasts it, and the paths get the season back (``leapcast.seasonal``).
 
         Returns samples [N, S, h] float32, h = prediction_length (default: the
         model's own prediction length; longer horizons roll out window by window).
@@ -103,6 +122,9 @@ class Forecaster:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
         series = as_series_list(inputs)
+        adjust = self.seasonal_adjustment if seasonal_adjustment is None else _check_flag(seasonal_adjustment, "seasonal_adjustment")
+        indices = _seasonal_indices(series, season_length, adjust)
+        series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         generators = series_generators(sampling.seed, list(range(len(series))))
         out = torch.empty(len(series), sampling.num_samples, h)
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
@@ -120,6 +142,9 @@ class Forecaster:
             if stats is not None:
                 total.merge(stats)
         self.last_stats = total if self.proposer is not None else None
+        for i, ix in enumerate(indices):
+            if ix is not None:
+                out[i] = torch.from_numpy(ix.restore(out[i].double().numpy())).float()
         return out
 
     def predict_quantiles(
@@ -151,6 +176,7 @@ class Forecaster:
         target_col: str = "y",
         freq=None,
         alias: str | None = None,
+        season_length: int | None = None,
         **predict_kwargs,
     ) -> pd.DataFrame:
         """Forecast every series of a long frame (statsforecast / TimeGPT layout).
@@ -159,6 +185,8 @@ class Forecaster:
         integer steps), ``<alias>`` (the ``point`` forecast: sample median by
         default, or mean), and ``<alias>-lo-80`` / ``-hi-80`` per ``level`` or
         ``<alias>-q-10`` per quantile. ``freq`` as in ``leapcast.frame.to_panel``.
+        ``season_length``: for the seasonal adjustment; default: the frequency's
+        usual season (``leapcast.seasonal.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
         """
         h = check_horizon(h, "h")
         if quantiles is not None and level is not None:
@@ -167,7 +195,8 @@ class Forecaster:
             raise ValueError(f"`point` must be 'median' or 'mean', got {point!r}")
         name = alias or self.name
         panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
-        samples = self.predict(panel.contexts, h, **predict_kwargs).double()  # [N, S, h]
+        season = season_length_of(panel.freq) if season_length is None else season_length
+        samples = self.predict(panel.contexts, h, season_length=season, **predict_kwargs).double()  # [N, S, h]
         # the median as np.median (mean of the two middle samples when S is even), so it equals `-q-50`
         columns = {name: (torch.quantile(samples, 0.5, dim=1) if point == "median" else samples.mean(dim=1)).numpy()}
         for label, q in _interval_columns(name, quantiles, level):
@@ -193,6 +222,29 @@ def make_proposer(draft: str, target, device="cpu", dtype=torch.float32, k: int 
             raise ValueError(f"`draft` {draft!r}: write seasonal or seasonal:S with S the season in steps, e.g. seasonal:12")
         return SeasonalProposer(int(season) if season else None, eos=target.chronos.use_eos_token)
     return DraftModelProposer(load_model(resolve(draft), device=device, dtype=dtype), target)
+
+
+def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool) -> list[SeasonalIndex | None]:
+    """One SeasonalIndex (or None: not adjusted) per series; ``season_length`` is checked even when not adjusting."""
+    if season_length is None:
+        return [None] * len(series)
+    if isinstance(season_length, (int, np.integer, bool)):
+        seasons = [season_length] * len(series)
+    elif isinstance(season_length, (Sequence, np.ndarray)) and not isinstance(season_length, str):
+        seasons = list(season_length)
+        if len(seasons) != len(series):
+            raise ValueError(f"`season_length` has {len(seasons)} entries for {len(series)} series; pass one int or one per series")
+    else:
+        raise ValueError(f"`season_length` must be an int or one int per series, got {season_length!r}")
+    for m in seasons:
+        check_season(m)
+    return [seasonal_index(x, m) if adjust else None for x, m in zip(series, seasons)]
+
+
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:

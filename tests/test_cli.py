@@ -212,3 +212,22 @@ def test_bundled_example_forecasts(model, tmp_path):
     assert sorted(got["unique_id"].unique()) == ids
     assert (got["ds"].dt.day == 1).all()  # monthly-start dates carry on
     assert np.isfinite(got[["tiny-t5", "tiny-t5-lo-80", "tiny-t5-hi-80"]].to_numpy()).all()
+
+
+def test_forecast_seasonal_adjustment_options(model, tmp_path):
+    """--seasonal-adjustment with the frequency's season (monthly example: 12) or --season-length, as the API."""
+    path = example_path()
+    df = pd.read_csv(path, parse_dates=["ds"])
+    outs = {}
+    for name, extra in {"on": ["--seasonal-adjustment"], "s4": ["--seasonal-adjustment", "--season-length", 4],
+                        "off": ["--no-seasonal-adjustment"]}.items():
+        outs[name] = tmp_path / f"{name}.csv"
+        result = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--output", outs[name], "--seed", 0,
+                        "--num-samples", 4, *extra)
+        assert result.exit_code == 0, result.output
+    got = {k: pd.read_csv(v, parse_dates=["ds"]) for k, v in outs.items()}
+    on = Forecaster.from_pretrained(model, seasonal_adjustment=True)
+    pd.testing.assert_frame_equal(got["on"], on.forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
+    pd.testing.assert_frame_equal(got["s4"], on.forecast(df, 6, seed=0, num_samples=4, season_length=4), check_dtype=False)
+    pd.testing.assert_frame_equal(got["off"], Forecaster.from_pretrained(model).forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
+    assert not np.allclose(got["on"]["tiny-t5"], got["off"]["tiny-t5"])

@@ -23,8 +23,10 @@ def test_tiny_pretraining_lowers_the_loss_and_resumes(tmp_path):
     # the checkpoint is an ordinary leapcast/Chronos folder
     from leapcast import Forecaster
 
-    samples = Forecaster.from_pretrained(last).predict(torch.arange(40.0), 5, num_samples=3)
+    fc = Forecaster.from_pretrained(last)
+    samples = fc.predict(torch.arange(40.0), 5, num_samples=3)
     assert samples.shape == (1, 3, 5) and torch.isfinite(samples).all()
+    assert fc.seasonal_adjustment is False  # trained on raw series: no leapcast block in config.json
     # resuming continues the step count instead of starting over
     cfg_more = TrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=70)
     train(cfg_more, progress=False)
@@ -193,3 +195,28 @@ def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path)
     b = relative_position_bucket(torch.tensor([-1, 1, 0]), True, net.cfg.relative_attention_num_buckets, net.cfg.relative_attention_max_distance)
     table = net.enc_bias.weight
     assert table[b[0], 0] == table[:, 0].max() > 0 and table[b[1], 1] == table[:, 1].max() > 0 and table[b[2], 0] == 0
+
+
+def test_seasonal_adjustment_of_the_training_series():
+    """Real series train as the forecaster adjusts them; TSMixup still mixes the raw series."""
+    import numpy as np
+
+    from leapcast.data import load
+    from leapcast.seasonal import seasonal_index
+    from leapcast.train.pretrain import series_pool
+
+    ds = load("air-passengers")
+    raw = ds.full()["y"].to_numpy(float)
+    base = dict(out_dir="unused", datasets=("air-passengers",), kernel_synth=0, mixup=0)
+    (plain,), _ = series_pool(TrainConfig(**base))
+    (adjusted,), _ = series_pool(TrainConfig(**base, seasonal_adjustment=True))
+    np.testing.assert_array_equal(plain, raw)
+    np.testing.assert_allclose(adjusted, seasonal_index(raw, ds.season_length).adjust(raw))
+    assert ds.season_length == 12 and not np.allclose(adjusted, raw)
+
+
+def test_a_model_trained_on_adjusted_series_forecasts_with_adjustment(tmp_path):
+    cfg = TrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=2, datasets=("air-passengers",), seasonal_adjustment=True)
+    last = train(cfg, progress=False)
+    assert json.loads((last / "config.json").read_text())["leapcast"] == {"seasonal_adjustment": True}
+    assert Forecaster.from_pretrained(last).seasonal_adjustment is True

@@ -9,7 +9,9 @@ the per-repeat ratios). Plain's own row times plain against itself: its
 "speedup" is the noise floor. Every run is scored on the data set's official
 test window (MASE of the median, WQL over 0.1..0.9), next to statsforecast
 baselines; relative scores are ratios to SeasonalNaive, aggregated as the
-geometric mean over data sets.
+geometric mean over data sets. leapcast rows forecast without seasonal
+adjustment (no season length is passed), as the official pipeline does, so
+every row scores the model itself; benchmarks/zero_shot.py scores both.
 
 Models: the bundled house-target (with house-draft) when this build ships
 them, and a RANDOM-weight chronos-t5 of an official size with a smaller random

@@ -18,10 +18,14 @@ LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta")
 
 
-def leapcast_forecast(fc, histories, h: int, samples: int, seed: int, batch_size: int = 32):
-    """A ``Forecaster`` -> median [N, h], quantiles [N, h, Q], samples [N, S, h]."""
+def leapcast_forecast(fc, histories, h: int, samples: int, seed: int, batch_size: int = 32, season_length: int | None = None):
+    """A ``Forecaster`` -> median [N, h], quantiles [N, h, Q], samples [N, S, h].
+
+    season_length: for the forecaster's seasonal adjustment (None: no adjustment).
+    """
     tensors = [torch.tensor(x, dtype=torch.float32) for x in histories]
-    s = fc.predict(tensors, h, num_samples=samples, seed=seed, batch_size=batch_size, progress=False).double().numpy()
+    s = fc.predict(tensors, h, num_samples=samples, seed=seed, batch_size=batch_size, progress=False, season_length=season_length)
+    s = s.double().numpy()
     return summarize(s)
 
 

@@ -138,3 +138,12 @@ def _consumed_names(hf: dict) -> list[str]:
         r"DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight)))$"
     )
     return [k for k in hf if pattern.match(k)]
+
+
+def leapcast_options(path: str | Path) -> dict:
+    """The ``leapcast`` block of a checkpoint's config.json (pipeline options, e.g. seasonal_adjustment); {} when absent."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    options = config.get("leapcast", {})
+    if not isinstance(options, dict):
+        raise CheckpointError(f"{Path(path) / 'config.json'}: `leapcast` must be an object, got {options!r}")
+    return options

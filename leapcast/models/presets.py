@@ -62,8 +62,11 @@ def random_chronos_t5(cfg: T5Config, chronos: ChronosTokenizerConfig | None = No
     return ChronosT5(net, chronos, name=name)
 
 
-def save_chronos_t5(model: ChronosT5, folder: str | Path) -> Path:
-    """Write config.json + model.safetensors in the layout chronos-forecasting and transformers read."""
+def save_chronos_t5(model: ChronosT5, folder: str | Path, options: dict | None = None) -> Path:
+    """Write config.json + model.safetensors in the layout chronos-forecasting and transformers read.
+
+    options: leapcast pipeline options for config.json's ``leapcast`` block (e.g. seasonal_adjustment).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.net.cfg
@@ -89,6 +92,8 @@ def save_chronos_t5(model: ChronosT5, folder: str | Path) -> Path:
         "is_encoder_decoder": True,
         "chronos_config": model.chronos.to_dict(),
     }
+    if options:
+        config["leapcast"] = dict(options)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(to_hf_t5(model.net), str(folder / "model.safetensors"))
     return folder

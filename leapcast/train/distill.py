@@ -28,7 +28,7 @@ from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
 from leapcast.train.grow import rebin
-from leapcast.train.pretrain import CropSampler, TrainConfig, read_config, series_pool, starting_point
+from leapcast.train.pretrain import CropSampler, TrainConfig, pipeline_options, read_config, series_pool, starting_point
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class DistillConfig:
     kernel_synth: int = 500
     mixup: int = 500
     seasonal_synth: int = 0
+    seasonal_adjustment: bool = False  # real series seasonally adjusted, as the target's forecaster sees them
     save_every: int = 250
     seed: int = 0
     threads: int = 2
@@ -99,7 +100,8 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
                            context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,
-                           kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seasonal_synth=cfg.seasonal_synth, seed=cfg.seed)
+                           kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seasonal_synth=cfg.seasonal_synth,
+                           seasonal_adjustment=cfg.seasonal_adjustment, seed=cfg.seed)
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)
@@ -128,7 +130,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         log.append({"step": step, "kl": loss.item()})
         if step % cfg.save_every == 0 or step == cfg.steps:
             draft.net.eval()
-            save_chronos_t5(draft, out / "last")
+            save_chronos_t5(draft, out / "last", pipeline_options(cfg))
             (out / "last" / "log.json").write_text(json.dumps(log) + "\n")
             draft.net.train()
     return out / "last"

@@ -30,6 +30,7 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizer
 from leapcast.models.loading import load_model
 from leapcast.models.presets import save_chronos_t5
 from leapcast.models.t5 import T5, T5Config, relative_position_bucket
+from leapcast.seasonal import seasonal_index
 
 HELD_OUT = ("m3", "tourism", "etth", "fpp3-tourism")  # zero-shot evaluation data never trained on
 
@@ -64,6 +65,7 @@ class TrainConfig:
     kernel_synth_length: int = 512
     mixup: int = 2000
     seasonal_synth: int = 0  # seasonal structural series (data/structural.py), kernel_synth_length long
+    seasonal_adjustment: bool = False  # train on real series seasonally adjusted as the forecaster adjusts them (leapcast.seasonal)
     synthetic_fraction: float = 0.5
     save_every: int = 500
     seed: int = 0
@@ -96,13 +98,15 @@ def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(real series, synthetic series), each a list of float64 arrays."""
     from leapcast.data import kernel_synth, load, mixup_arrays, seasonal_synth
 
-    real = []
+    real, raw = [], []  # raw: unadjusted, for TSMixup
     for name in cfg.datasets:
         ds = load(name)
         for _, g in ds.full().groupby("unique_id"):
             y = g["y"].to_numpy(dtype=np.float64)
             if np.isfinite(y).sum() >= cfg.min_context + 1:
-                real.append(y)
+                raw.append(y)
+                index = seasonal_index(y, ds.season_length) if cfg.seasonal_adjustment else None
+                real.append(y if index is None else index.adjust(y))
     synthetic = []
     if cfg.kernel_synth:
         ks = kernel_synth(cfg.kernel_synth, cfg.kernel_synth_length, seed=cfg.seed)
@@ -110,8 +114,8 @@ def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if cfg.seasonal_synth:
         ss = seasonal_synth(cfg.seasonal_synth, cfg.kernel_synth_length, seed=cfg.seed)
         synthetic += [g["y"].to_numpy() for _, g in ss.groupby("unique_id")]
-    if cfg.mixup and real:
-        synthetic += [m.values for m in mixup_arrays(real, cfg.mixup, (cfg.min_context + cfg.prediction_length, cfg.context_length + cfg.prediction_length), seed=cfg.seed)]
+    if cfg.mixup and raw:
+        synthetic += [m.values for m in mixup_arrays(raw, cfg.mixup, (cfg.min_context + cfg.prediction_length, cfg.context_length + cfg.prediction_length), seed=cfg.seed)]
     return real, synthetic
 
 
@@ -288,15 +292,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
         bar.update(1)
         if step % cfg.save_every == 0 or step == cfg.steps:
-            _save(model, opt, step, log, out, time.perf_counter() - started)
+            _save(model, opt, step, log, out, time.perf_counter() - started, pipeline_options(cfg))
     bar.close()
     return last
 
 
-def _save(model: ChronosT5, opt, step: int, log: list, out: Path, seconds: float) -> None:
+def pipeline_options(cfg) -> dict:
+    """What a forecaster must do around a model trained with ``cfg`` (config.json's ``leapcast`` block)."""
+    return {"seasonal_adjustment": True} if cfg.seasonal_adjustment else {}
+
+
+def _save(model: ChronosT5, opt, step: int, log: list, out: Path, seconds: float, options: dict) -> None:
     net = model.net.eval()
     for folder in (out / f"checkpoint-{step}", out / "last"):
-        save_chronos_t5(model, folder)
+        save_chronos_t5(model, folder, options)
         torch.save({"optimizer": opt.state_dict(), "step": step}, folder / "trainer_state.pt")
         (folder / "log.json").write_text(json.dumps(log) + "\n")
     (out / "last" / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")

@@ -1,0 +1,150 @@
+"""Seasonal adjustment (leapcast.seasonal): statsmodels' classical decomposition as the oracle, and its
+place around the model in ``Forecaster`` (plain and speculative decoding see the same adjusted history)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pandas.tseries.frequencies import to_offset
+
+from leapcast.engine.speculative import SpecConfig
+from leapcast.forecaster import Forecaster
+from leapcast.seasonal import autocorrelation, is_seasonal, season_length_of, seasonal_index
+from conftest import make_checkpoint
+
+
+def seasonal_series(n=120, m=12, level=100.0, amplitude=0.3, noise=0.02, trend=0.002, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    season = 1 + amplitude * np.sin(2 * np.pi * t / m)
+    return level * (1 + trend) ** t * season * np.exp(rng.normal(0, noise, n))
+
+
+@pytest.mark.parametrize("m, shift", [(12, 0.0), (4, 0.0), (7, 0.0), (12, -150.0)])
+def test_indices_match_statsmodels_seasonal_decompose(m, shift):
+    statsmodels = pytest.importorskip("statsmodels.tsa.seasonal")
+    y = seasonal_series(n=10 * m + 5, m=m) + shift  # shift: values <= 0 -> additive
+    ix = seasonal_index(y, m)
+    model = "multiplicative" if shift == 0 else "additive"
+    assert ix is not None and ix.multiplicative == (shift == 0)
+    expected = statsmodels.seasonal_decompose(y, model=model, period=m).seasonal  # [T], phase 0 = y[0]
+    np.testing.assert_allclose(ix.at(0, len(y)), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_autocorrelation_matches_statsmodels_acf():
+    stattools = pytest.importorskip("statsmodels.tsa.stattools")
+    y = seasonal_series()
+    np.testing.assert_allclose(autocorrelation(y, 24), stattools.acf(y, nlags=24), rtol=1e-10, atol=1e-12)
+
+
+def test_the_test_finds_seasons_and_leaves_the_rest_alone():
+    rng = np.random.default_rng(3)
+    assert is_seasonal(seasonal_series(), 12)
+    assert not is_seasonal(rng.normal(100, 1, 120), 12)  # white noise
+    assert not is_seasonal(seasonal_series(n=35), 12)  # fewer than three seasons
+    assert not is_seasonal(seasonal_series(), 1)
+    assert seasonal_index(np.full(60, 5.0), 12) is None  # constant: no season, no division by zero
+
+
+def test_adjusting_removes_the_season_and_restoring_puts_it_back():
+    m, n = 12, 96
+    pattern = np.array([0.7, 0.8, 1.0, 1.1, 1.3, 1.4, 1.3, 1.1, 1.0, 0.9, 0.8, 0.6])
+    y = 50.0 * pattern[np.arange(n) % m]
+    ix = seasonal_index(y, m)
+    np.testing.assert_allclose(ix.adjust(y), np.full(n, 50.0 * pattern.mean()), rtol=1e-12)
+    paths = np.full((3, 18), 50.0 * pattern.mean())  # [S, h] flat forecasts of the adjusted series
+    np.testing.assert_allclose(ix.restore(paths), np.tile(50.0 * pattern[np.arange(n, n + 18) % m], (3, 1)), rtol=1e-12)
+
+
+def test_missing_values_are_skipped_and_stay_missing():
+    y = seasonal_series()
+    y[[5, 40, 41, 77]] = np.nan
+    ix = seasonal_index(y, 12)
+    assert ix is not None and np.isfinite(ix.index).all()
+    adjusted = ix.adjust(y)
+    assert np.isnan(adjusted[[5, 40, 41, 77]]).all() and np.isfinite(np.delete(adjusted, [5, 40, 41, 77])).all()
+
+
+@pytest.mark.parametrize("bad", [0, -4, 2.5, True, "12"])
+def test_bad_season_length_names_the_parameter(bad):
+    with pytest.raises(ValueError, match="season_length"):
+        seasonal_index(seasonal_series(), bad)
+
+
+def test_season_of_a_frequency():
+    cases = {"h": 24, "30min": 48, "D": 7, "B": 5, "W": 52, "MS": 12, "ME": 12, "QS": 4, "QE-DEC": 4, "YS": 1, "2MS": 1}
+    assert {f: season_length_of(to_offset(f)) for f in cases} == cases
+    assert season_length_of(1) == 1  # integer steps: no known season
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", prediction_length=8)
+
+
+@pytest.fixture(scope="module")
+def histories():
+    return [seasonal_series(n=n, seed=i) for i, n in enumerate((96, 130, 40))]  # the third is not adjusted: < 3 seasons
+
+
+def test_forecaster_adjusts_then_restores(folder, histories):
+    fc = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+    got = fc.predict(histories, 10, season_length=12, seed=7, num_samples=5).double().numpy()
+    indices = [seasonal_index(y, 12) for y in histories]
+    assert indices[0] is not None and indices[1] is not None and indices[2] is None
+    adjusted = [y if ix is None else ix.adjust(y) for y, ix in zip(histories, indices)]
+    plain = fc.predict(adjusted, 10, seed=7, num_samples=5, seasonal_adjustment=False).double().numpy()
+    for i, ix in enumerate(indices):
+        np.testing.assert_allclose(got[i], plain[i] if ix is None else ix.restore(plain[i]), rtol=1e-6)
+    unadjusted = fc.predict(histories, 10, seed=7, num_samples=5, season_length=12, seasonal_adjustment=False)
+    assert not torch.allclose(unadjusted[0], torch.from_numpy(got[0]).float())
+    # no season length, no adjustment
+    torch.testing.assert_close(fc.predict(histories, 10, seed=7, num_samples=5), unadjusted)
+
+
+def test_speculative_decoding_keeps_greedy_forecasts_under_adjustment(folder, histories, tmp_path):
+    draft = make_checkpoint(tmp_path / "draft", prediction_length=8, seed=1)
+    plain = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+    spec = Forecaster.from_pretrained(folder, draft=draft, spec=SpecConfig(k=3, adaptive=False), seasonal_adjustment=True)
+    a = plain.predict(histories, 12, season_length=12, top_k=1, num_samples=2)
+    b = spec.predict(histories, 12, season_length=12, top_k=1, num_samples=2)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_checkpoint_sets_the_default(folder, tmp_path):
+    assert Forecaster.from_pretrained(folder).seasonal_adjustment is False  # official layout: no leapcast block
+    on = make_checkpoint(tmp_path / "on", prediction_length=8)
+    config = json.loads((on / "config.json").read_text())
+    config["leapcast"] = {"seasonal_adjustment": True}
+    (on / "config.json").write_text(json.dumps(config))
+    assert Forecaster.from_pretrained(on).seasonal_adjustment is True
+    assert Forecaster.from_pretrained(on, seasonal_adjustment=False).seasonal_adjustment is False
+    assert Forecaster.from_pretrained("house-target").seasonal_adjustment is True
+
+
+def test_forecast_takes_the_season_from_the_frequency(folder, histories):
+    fc = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+    df = pd.concat(
+        [pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2000-01-01", periods=len(y), freq="MS"), "y": y}) for i, y in enumerate(histories)]
+    )
+    got = fc.forecast(df, 6, seed=3, num_samples=4, quantiles=[0.5])
+    samples = fc.predict(histories, 6, season_length=12, seed=3, num_samples=4).double()
+    np.testing.assert_allclose(got["tiny-q-50"].to_numpy(), torch.quantile(samples, 0.5, dim=1).reshape(-1).numpy(), rtol=1e-6)
+    other = fc.forecast(df, 6, seed=3, num_samples=4, quantiles=[0.5], season_length=4)
+    assert not np.allclose(other["tiny-q-50"].to_numpy(), got["tiny-q-50"].to_numpy())
+
+
+def test_bad_arguments(folder, histories):
+    fc = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+    with pytest.raises(ValueError, match="season_length.*2 entries for 3 series"):
+        fc.predict(histories, 4, season_length=[12, 12])
+    with pytest.raises(ValueError, match="season_length"):
+        fc.predict(histories, 4, season_length=0)
+    with pytest.raises(ValueError, match="season_length"):
+        fc.predict(histories, 4, season_length=True, seasonal_adjustment=False)  # checked even when not adjusting
+    with pytest.raises(ValueError, match="season_length"):
+        fc.predict(histories, 4, season_length="12")
+    with pytest.raises(ValueError, match="seasonal_adjustment"):
+        fc.predict(histories, 4, season_length=12, seasonal_adjustment="yes")
