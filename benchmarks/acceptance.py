@@ -33,7 +33,7 @@ from leapcast.engine.sampling import SamplingConfig
 from leapcast.inputs import left_pad
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
-from leapcast.seasonal import seasonal_index
+from leapcast.seasonal import seasonally_adjusted
 from leapcast.train.distill import acceptance_per_step
 
 RESULTS = Path(__file__).parent / "results"
@@ -78,7 +78,7 @@ def main() -> None:
         ids = set(sorted(train["unique_id"].unique())[: args.max_series])
         series = [g["y"].to_numpy(float) for key, g in train.groupby("unique_id") if key in ids]
         if adjust:
-            series = [y if ix is None else ix.adjust(y) for y, ix in ((y, seasonal_index(y, ds.season_length)) for y in series)]
+            series = [seasonally_adjusted(y, ds.season_length) for y in series]
         rows = np.concatenate([acceptance(target, draft, series[i : i + args.batch_size], sampling, args.seed + i)
                                for i in range(0, len(series), args.batch_size)])
         per_dataset[name] = float(rows.mean())

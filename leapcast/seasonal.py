@@ -95,7 +95,6 @@ def seasonal_index(y, season_length: int) -> SeasonalIndex | None:
     middle = y[start : start + len(trend)]
     with np.errstate(divide="ignore", invalid="ignore"):
         detrended[start : start + len(trend)] = middle / trend if multiplicative else middle - trend
-    detrended[~np.isfinite(detrended)] = np.nan
     phases = [detrended[j::m][np.isfinite(detrended[j::m])] for j in range(m)]
     if any(len(p) == 0 for p in phases):
         return None  # too many gaps to estimate every phase
@@ -104,6 +103,13 @@ def seasonal_index(y, season_length: int) -> SeasonalIndex | None:
     if multiplicative and not (index > 0).all():
         return None
     return SeasonalIndex(index, multiplicative, len(y))
+
+
+def seasonally_adjusted(y, season_length: int) -> np.ndarray:
+    """The history [T] adjusted where it passes the test, else as it is (for callers that never restore)."""
+    y = np.asarray(y, dtype=np.float64)
+    index = seasonal_index(y, season_length)
+    return y if index is None else index.adjust(y)
 
 
 def season_length_of(freq) -> int:

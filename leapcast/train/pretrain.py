@@ -30,7 +30,7 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizer
 from leapcast.models.loading import load_model
 from leapcast.models.presets import save_chronos_t5
 from leapcast.models.t5 import T5, T5Config, relative_position_bucket
-from leapcast.seasonal import seasonal_index
+from leapcast.seasonal import seasonally_adjusted
 
 HELD_OUT = ("m3", "tourism", "etth", "fpp3-tourism")  # zero-shot evaluation data never trained on
 
@@ -105,8 +105,7 @@ def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
             y = g["y"].to_numpy(dtype=np.float64)
             if np.isfinite(y).sum() >= cfg.min_context + 1:
                 raw.append(y)
-                index = seasonal_index(y, ds.season_length) if cfg.seasonal_adjustment else None
-                real.append(y if index is None else index.adjust(y))
+                real.append(seasonally_adjusted(y, ds.season_length) if cfg.seasonal_adjustment else y)
     synthetic = []
     if cfg.kernel_synth:
         ks = kernel_synth(cfg.kernel_synth, cfg.kernel_synth_length, seed=cfg.seed)
