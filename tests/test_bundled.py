@@ -104,3 +104,16 @@ def test_house_target_keeps_a_monthly_season_through_its_seasonal_adjustment():
     median = fc.forecast(df, 12, seed=0)["house-target"].to_numpy()
     assert np.corrcoef(median, pattern)[0, 1] > 0.95
     assert np.abs(median / (100 * pattern) - 1).max() < 0.15
+
+
+def test_house_target_continues_a_steep_growth():
+    """A context that ends five times above its mean level (10% a step for 52 steps): the
+    forecast keeps growing from the last value (before trend augmentation, stage 5 gave
+    0.93 and 1.06 times the last value at steps 1 and 6; README, "Training the house models")."""
+    rng = np.random.default_rng(0)
+    t = np.arange(52)
+    series = [np.exp(0.1 * t + np.cumsum(rng.normal(0, 0.02, 52))) for _ in range(20)]
+    samples = Forecaster.from_pretrained("house-target").predict(series, 6, num_samples=50, seed=0)
+    ratio = (samples.median(dim=1).values / torch.tensor([y[-1] for y in series])[:, None].float()).mean(0)  # [6]
+    assert ratio[0] > 1.0 and ratio[5] > 1.15
+    assert (ratio.diff() > 0).all()

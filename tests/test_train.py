@@ -220,3 +220,38 @@ def test_a_model_trained_on_adjusted_series_forecasts_with_adjustment(tmp_path):
     last = train(cfg, progress=False)
     assert json.loads((last / "config.json").read_text())["leapcast"] == {"seasonal_adjustment": True}
     assert Forecaster.from_pretrained(last).seasonal_adjustment is True
+
+
+def test_trend_augmentation_lays_one_steady_trend_over_context_and_horizon():
+    """Growth is exp(trend) on positive crops and a ramp otherwise, damped in the horizon when asked; the horizon stops at e^2."""
+    import numpy as np
+
+    from leapcast.train.pretrain import CropSampler, with_trend
+
+    past, future = np.full(50, 3.0), np.full(64, 3.0)
+    grown, ahead = with_trend(past, future, np.random.default_rng(0), max_rate=0.12)
+    rate = np.log(ahead[0] / grown[-1])
+    assert 0.12 / 40 <= abs(rate) <= 0.12
+    np.testing.assert_allclose(np.diff(np.log(np.concatenate([grown, ahead]))), rate)
+    assert len(ahead) == min(64, int(2.0 / abs(rate)))
+    grown, ahead = with_trend(past, future, np.random.default_rng(0), max_rate=0.12, min_damping=0.8)
+    steps = np.diff(np.log(np.concatenate([grown, ahead])))
+    np.testing.assert_allclose(steps[: len(grown) - 1], rate)  # the same draw: the context keeps its full rate
+    phi = steps[len(grown)] / steps[len(grown) - 1]
+    assert 0.8 <= phi < 1.0
+    np.testing.assert_allclose(steps[len(grown) - 1 :], rate * phi ** np.arange(1, len(ahead) + 1))  # damped in the horizon
+    ramp, more = with_trend(np.linspace(-1.0, 1.0, 50), np.ones(10), np.random.default_rng(1), max_rate=0.12)
+    steps = np.diff(np.concatenate([ramp, more])) - np.diff(np.concatenate([np.linspace(-1.0, 1.0, 50), np.ones(10)]))[: len(ramp) + len(more) - 1]
+    np.testing.assert_allclose(steps, steps[0])  # one added slope throughout
+    assert steps[0] != 0
+    crops = [with_trend(past, future, np.random.default_rng(s), 0.12) for s in range(400)]
+    assert 0.7 < np.mean([a[0] > p[-1] for p, a in crops]) < 0.9  # four in five grow
+
+    def end_over_scale(augmentation):  # how far above its mean |y| a context ends, on average
+        cfg = TrainConfig(out_dir="unused", context_length=64, prediction_length=8, batch_size=64, n_tokens=512, trend_augmentation=augmentation)
+        sampler = CropSampler(cfg, [np.ones(400) + 0.01 * np.random.default_rng(2).standard_normal(400)], [])
+        tokens, mask, _ = sampler.batch()
+        values, valid = tokens[:, :-1].float(), mask[:, :-1].float()  # the context's last token is EOS
+        return (values[:, -1] - (values * valid).sum(1) / valid.sum(1)).abs().mean().item()
+
+    assert end_over_scale(1.0) > end_over_scale(0.0) + 10  # trended contexts end further from their mean, in bins

@@ -50,6 +50,8 @@ class DistillConfig:
     mixup: int = 500
     seasonal_synth: int = 0
     seasonal_adjustment: bool = False  # real series seasonally adjusted, as the target's forecaster sees them
+    trend_augmentation: float = 0.0  # share of crops given a random trend (pretrain.with_trend), as the target trained
+    min_trend_damping: float = 1.0
     save_every: int = 250
     seed: int = 0
     threads: int = 2
@@ -101,7 +103,8 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
                            context_length=chronos.context_length,
                            prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,
                            kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seasonal_synth=cfg.seasonal_synth,
-                           seasonal_adjustment=cfg.seasonal_adjustment, seed=cfg.seed)
+                           seasonal_adjustment=cfg.seasonal_adjustment, trend_augmentation=cfg.trend_augmentation,
+                           min_trend_damping=cfg.min_trend_damping, seed=cfg.seed)
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)

@@ -67,6 +67,9 @@ class TrainConfig:
     seasonal_synth: int = 0  # seasonal structural series (data/structural.py), kernel_synth_length long
     seasonal_adjustment: bool = False  # train on real series seasonally adjusted as the forecaster adjusts them (leapcast.seasonal)
     synthetic_fraction: float = 0.5
+    trend_augmentation: float = 0.0  # share of crops given a random growth or decline (see with_trend)
+    max_trend: float = 0.12  # largest growth rate per step of with_trend
+    min_trend_damping: float = 1.0  # with_trend's horizon damping phi ~ U(this, 1); 1: the trend goes on undamped
     save_every: int = 500
     seed: int = 0
     threads: int = 2
@@ -136,6 +139,8 @@ class CropSampler:
             y = pool[self.rng.integers(len(pool))]
             split = self.rng.integers(self.cfg.min_context, len(y)) if len(y) > self.cfg.min_context else len(y) - 1
             past, future = y[max(0, split - c) : split], y[split : split + h]
+            if self.rng.random() < self.cfg.trend_augmentation:
+                past, future = with_trend(past, future, self.rng, self.cfg.max_trend, self.cfg.min_trend_damping)
             ctx[i, c - len(past) :] = past
             fut[i, : len(future)] = future
         tok = self.tokenizer.tokenize(torch.from_numpy(ctx).float())
@@ -146,6 +151,36 @@ class CropSampler:
         label_tokens[torch.isnan(scaled)] = -100  # ignored by the loss
         eos = torch.full((self.cfg.batch_size, 1), special.eos_token_id)
         return tok.tokens, tok.mask, torch.cat([label_tokens, eos], dim=1)
+
+
+def with_trend(past: np.ndarray, future: np.ndarray, rng: np.random.Generator, max_rate: float,
+               min_damping: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A crop with a steady growth (or decline) laid over its context, going on (damped) into the horizon.
+
+    Mean scaling divides by the context's mean |y|, so a context that grew
+    10% a step ends near 5 (52 steps) or 10 (100 steps) times its scale; real
+    training series rarely get there, and a model that never saw it pulls its
+    forecast back toward the mean. The rate per step is log-uniform in
+    [max_rate / 40, max_rate], growing four times in five. In the horizon the
+    rate shrinks by phi ~ U(min_damping, 1) a step (damped trend: trends that
+    go on for ever are rarer than trends that fade). Positive crops are
+    multiplied by exp(trend), others get trend * mean|y| added. The horizon
+    stops where the trend has grown e^2 past the last context value, so the
+    labels stay inside the bins.
+    """
+    rate = float(np.exp(rng.uniform(np.log(max_rate / 40), np.log(max_rate)))) * (1.0 if rng.random() < 0.8 else -1.0)
+    phi = rng.uniform(min_damping, 1.0) if min_damping < 1.0 else 1.0
+    ahead = rate * np.cumsum(phi ** np.arange(1, len(future) + 1))  # the trend at horizon step j: rate * sum_{k<=j+1} phi^k
+    keep = max(1, int(np.sum(np.abs(ahead) <= 2.0)))
+    trend = np.concatenate([rate * np.arange(-len(past) + 1, 1, dtype=np.float64), ahead[:keep]])
+    crop = np.concatenate([past, future[:keep]])
+    if not np.isfinite(crop).any():
+        return past, future
+    if np.nanmin(crop) > 0:
+        crop = crop * np.exp(trend)
+    else:
+        crop = crop + np.nanmean(np.abs(crop)) * trend
+    return crop[: len(past)], crop[len(past) :]
 
 
 def tokenizer_config(cfg: TrainConfig) -> ChronosTokenizerConfig:

