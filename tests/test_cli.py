@@ -220,7 +220,7 @@ def test_forecast_seasonal_adjustment_options(model, tmp_path):
     df = pd.read_csv(path, parse_dates=["ds"])
     outs = {}
     for name, extra in {"on": ["--seasonal-adjustment"], "s4": ["--seasonal-adjustment", "--season-length", 4],
-                        "off": ["--no-seasonal-adjustment"]}.items():
+                        "all": ["--seasonal-adjustment", "--adjustment-seasons", 0], "off": ["--no-seasonal-adjustment"]}.items():
         outs[name] = tmp_path / f"{name}.csv"
         result = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--output", outs[name], "--seed", 0,
                         "--num-samples", 4, *extra)
@@ -229,5 +229,9 @@ def test_forecast_seasonal_adjustment_options(model, tmp_path):
     on = Forecaster.from_pretrained(model, seasonal_adjustment=True)
     pd.testing.assert_frame_equal(got["on"], on.forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
     pd.testing.assert_frame_equal(got["s4"], on.forecast(df, 6, seed=0, num_samples=4, season_length=4), check_dtype=False)
+    whole = Forecaster.from_pretrained(model, seasonal_adjustment=True, adjustment_seasons=None)
+    pd.testing.assert_frame_equal(got["all"], whole.forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
     pd.testing.assert_frame_equal(got["off"], Forecaster.from_pretrained(model).forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
     assert not np.allclose(got["on"]["tiny-t5"], got["off"]["tiny-t5"])
+    bad = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--adjustment-seasons", -1)
+    assert bad.exit_code == 2 and "adjustment_seasons" in bad.output and "-1" in bad.output

@@ -26,11 +26,36 @@ def seasonal_series(n=120, m=12, level=100.0, amplitude=0.3, noise=0.02, trend=0
 def test_indices_match_statsmodels_seasonal_decompose(m, shift):
     statsmodels = pytest.importorskip("statsmodels.tsa.seasonal")
     y = seasonal_series(n=10 * m + 5, m=m) + shift  # shift: values <= 0 -> additive
-    ix = seasonal_index(y, m)
+    ix = seasonal_index(y, m, seasons=None)
     model = "multiplicative" if shift == 0 else "additive"
     assert ix is not None and ix.multiplicative == (shift == 0)
     expected = statsmodels.seasonal_decompose(y, model=model, period=m).seasonal  # [T], phase 0 = y[0]
     np.testing.assert_allclose(ix.at(0, len(y)), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("m, shift", [(12, 0.0), (4, 0.0), (12, -150.0)])
+def test_recent_indices_average_statsmodels_ratios_over_the_last_seasons(m, shift):
+    statsmodels = pytest.importorskip("statsmodels.tsa.seasonal")
+    n = 20 * m + 3
+    drift = 0.4 * np.sin(2 * np.pi * (np.arange(n) % m) / m) * np.linspace(-1, 1, n)  # the season's shape changes
+    y = seasonal_series(n=n, m=m) * (1 + drift) + shift
+    model = "multiplicative" if shift == 0 else "additive"
+    d = statsmodels.seasonal_decompose(y, model=model, period=m)
+    ratio = y / d.trend if shift == 0 else y - d.trend  # [T], NaN where the centred trend is undefined
+    have = np.flatnonzero(np.isfinite(ratio))
+    keep = np.arange(n) > have[-1] - 8 * m
+    means = np.array([np.nanmean(np.where(keep, ratio, np.nan)[j::m]) for j in range(m)])
+    expected = means / means.mean() if shift == 0 else means - means.mean()
+    recent, whole = seasonal_index(y, m), seasonal_index(y, m, seasons=None)
+    np.testing.assert_allclose(recent.index, expected, rtol=1e-10, atol=1e-10)
+    assert np.abs(recent.index - whole.index).max() > 0.05 * np.abs(whole.index).max()  # it can differ from the whole history
+    np.testing.assert_allclose(seasonal_index(y, m, seasons=1000).index, whole.index, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
+def test_bad_seasons_names_the_parameter(bad):
+    with pytest.raises(ValueError, match="seasons"):
+        seasonal_index(seasonal_series(), 12, seasons=bad)
 
 
 def test_autocorrelation_matches_statsmodels_acf():
@@ -89,10 +114,11 @@ def histories():
     return [seasonal_series(n=n, seed=i) for i, n in enumerate((96, 130, 40))]  # the third is not adjusted: < 3 seasons
 
 
-def test_forecaster_adjusts_then_restores(folder, histories):
-    fc = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+@pytest.mark.parametrize("recent", [8, None, 3])
+def test_forecaster_adjusts_then_restores(folder, histories, recent):
+    fc = Forecaster.from_pretrained(folder, seasonal_adjustment=True, adjustment_seasons=recent)
     got = fc.predict(histories, 10, season_length=12, seed=7, num_samples=5).double().numpy()
-    indices = [seasonal_index(y, 12) for y in histories]
+    indices = [seasonal_index(y, 12, recent) for y in histories]
     assert indices[0] is not None and indices[1] is not None and indices[2] is None
     adjusted = [y if ix is None else ix.adjust(y) for y, ix in zip(histories, indices)]
     plain = fc.predict(adjusted, 10, seed=7, num_samples=5, seasonal_adjustment=False).double().numpy()
@@ -102,6 +128,18 @@ def test_forecaster_adjusts_then_restores(folder, histories):
     assert not torch.allclose(unadjusted[0], torch.from_numpy(got[0]).float())
     # no season length, no adjustment
     torch.testing.assert_close(fc.predict(histories, 10, seed=7, num_samples=5), unadjusted)
+
+
+def test_the_default_indices_are_the_last_eight_seasons(folder, histories):
+    default = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+    assert default.adjustment_seasons == 8
+    a = default.predict(histories, 10, season_length=12, seed=7, num_samples=5)
+    b = Forecaster.from_pretrained(folder, seasonal_adjustment=True, adjustment_seasons=None).predict(
+        histories, 10, season_length=12, seed=7, num_samples=5)
+    torch.testing.assert_close(a[0], b[0])  # 96 points: 7 seasons of ratios, all of them recent
+    assert not torch.allclose(a[1], b[1])  # 130 points: the whole history is more than 8 seasons
+    with pytest.raises(ValueError, match="adjustment_seasons"):
+        Forecaster.from_pretrained(folder, adjustment_seasons=0)
 
 
 def test_speculative_decoding_keeps_greedy_forecasts_under_adjustment(folder, histories, tmp_path):

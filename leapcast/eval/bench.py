@@ -22,15 +22,12 @@ Suites:
 - quick: m3-monthly, 8 series, 8 samples, k=2 per proposer, 2 repeats,
   SeasonalNaive + AutoETS. CI smoke test; ~20 s on 1 thread of a shared
   2-core Xeon (2026-11).
-- full: M3 (4 subsets) + Tourism (3 subsets), 100 series each, 20 samples,
-  k = 1..8 and adaptive, all series of a data set in one batch, 3 repeats,
-  SeasonalNaive + AutoETS + AutoTheta. Expected wall time, per model: about
-  5 hours for random chronos-t5-tiny on 1 thread of a shared 2-core Xeon
-  (measured 2026-11: one forecast of 100 series x 20 samples takes ~1.6 s
-  plain at h=4 and ~5.4 s at h=18; speculative calls cost 1.2 + 1.45 k times
-  plain with random weights, where almost nothing is accepted; 2 x 3 repeats
-  of 29 modes over 7 data sets). A trained pair accepts more and runs faster.
-  ``--ks 1 --ks 2 --ks 4 --ks 8`` halves it.
+- full: M3 (4 subsets) + Tourism (3 subsets), the first 20 series of each,
+  20 samples, k = 2, 4, 8 and adaptive for each proposer (draft,
+  early-exit, seasonal), batches of 16 series, 2 repeats, SeasonalNaive +
+  AutoETS + AutoTheta. About 13 minutes for the bundled pair on 2 threads
+  of a shared 2-core Xeon (2026-11); random-weight official sizes take far
+  longer, as almost nothing they propose is accepted.
 
 Reports (``leapcast.eval.report``): ``<out_dir>/<suite>-<YYYY-MM-DD>.json`` and
 ``.md``, and PNGs ``-speed`` (speedup vs k, acceptance per position),

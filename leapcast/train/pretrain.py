@@ -108,7 +108,8 @@ def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
             y = g["y"].to_numpy(dtype=np.float64)
             if np.isfinite(y).sum() >= cfg.min_context + 1:
                 raw.append(y)
-                real.append(seasonally_adjusted(y, ds.season_length) if cfg.seasonal_adjustment else y)
+                # whole-history indices: crops come from anywhere in the series (the bundled models were trained so)
+                real.append(seasonally_adjusted(y, ds.season_length, seasons=None) if cfg.seasonal_adjustment else y)
     synthetic = []
     if cfg.kernel_synth:
         ks = kernel_synth(cfg.kernel_synth, cfg.kernel_synth_length, seed=cfg.seed)
