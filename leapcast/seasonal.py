@@ -107,7 +107,8 @@ def seasonal_index(y, season_length: int, seasons: int | None = RECENT_SEASONS) 
     middle = y[start : start + len(trend)]
     with np.errstate(divide="ignore", invalid="ignore"):
         detrended[start : start + len(trend)] = middle / trend if multiplicative else middle - trend
-    phases = [detrended[j::m][np.isfinite(detrended[j::m])][-(seasons or 0):] for j in range(m)]  # [-0:] keeps all
+    recent = slice(-seasons if seasons else None, None)
+    phases = [p[np.isfinite(p)][recent] for p in (detrended[j::m] for j in range(m))]
     if any(len(p) == 0 for p in phases):
         return None  # too many gaps to estimate every phase
     index = np.array([p.mean() for p in phases])
