@@ -11,11 +11,12 @@ import torch
 from tqdm.auto import tqdm
 
 from leapcast import frame
+from leapcast.checks import param
 from leapcast.engine.decode import rollout
 from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, SeasonalProposer
-from leapcast.engine.sampling import SamplingConfig, series_generators
+from leapcast.engine.sampling import SamplingConfig, series_generators, stream_key
 from leapcast.engine.speculative import KChooser, SpecConfig, SpecStats
-from leapcast.inputs import as_series_list, check_horizon, left_pad
+from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
 from leapcast.seasonal import RECENT_SEASONS, SeasonalIndex, check_season, check_seasons, season_length_of, seasonal_index
@@ -110,6 +111,7 @@ class Forecaster:
         progress: bool | None = None,
         season_length: int | Sequence[int] | None = None,
         seasonal_adjustment: bool | None = None,
+        series_keys: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Sample forecast paths.
 
@@ -118,14 +120,19 @@ class Forecaster:
         Unset sampling arguments take the checkpoint's defaults (Chronos: 20
         samples, temperature 1, top-k 50, top-p 1); ``top_k=1`` is greedy.
         ``seed`` fixes every series' paths, whatever its batch mates (with a draft
-        and adaptive k, which follows the clock, only their distribution).
+        and adaptive k, which follows the clock, only their distribution): series
+        i draws from a stream keyed by (seed, ``series_keys[i]``), by default its
+        position i in ``inputs`` (``forecast`` keys streams by series id instead).
         ``season_length`` (one int, or one per series; None: unknown) lets the
         seasonal adjustment work when it is on (``seasonal_adjustment``, None:
         this forecaster's setting): a seasonal history is adjusted, the model
         forecasts it, and the paths get the season back (``leapcast.seasonal``).
 
-        Returns samples [N, S, h] float32, h = prediction_length (default: the
+        Returns samples [N, S, h] float64, h = prediction_length (default: the
         model's own prediction length; longer horizons roll out window by window).
+        Each series is scaled by a power of two in float64 before the float32
+        model and back after, so magnitudes up to 1e300 forecast correctly
+        (``leapcast.inputs``).
         With a draft, the speculative counts and timings land in ``self.last_stats``.
         """
         h = self.model.prediction_length if prediction_length is None else check_horizon(prediction_length)
@@ -133,11 +140,14 @@ class Forecaster:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
         series = as_series_list(inputs)
+        keys = _check_keys(series_keys, len(series))
+        factor = power_of_two_scale(series)  # [N] float64, exact: the model sees order-1 values
+        series = [x / f for x, f in zip(series, factor)]
         adjust = self.seasonal_adjustment if seasonal_adjustment is None else _check_flag(seasonal_adjustment, "seasonal_adjustment")
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
-        generators = series_generators(sampling.seed, list(range(len(series))))
-        out = torch.empty(len(series), sampling.num_samples, h)
+        generators = series_generators(sampling.seed, keys)
+        out = torch.empty(len(series), sampling.num_samples, h, dtype=torch.float64)
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
         chooser = None
         if self.spec.adaptive:  # what one call learns about which k pays carries to the next call of the same shape
@@ -147,15 +157,21 @@ class Forecaster:
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:
             chunk = slice(start, start + batch_size)
-            contexts, factor = left_pad(series[chunk])
-            samples, stats = rollout(self.model, contexts, h, sampling, generators[chunk], self.proposer, self.spec, chooser)
-            out[chunk] = (samples.double() * factor[:, None, None]).float()
+            samples, stats = rollout(self.model, left_pad(series[chunk]), h, sampling, generators[chunk], self.proposer, self.spec, chooser)
+            out[chunk] = samples.double()
             if stats is not None:
                 total.merge(stats)
         self.last_stats = total if self.proposer is not None else None
         for i, ix in enumerate(indices):
             if ix is not None:
-                out[i] = torch.from_numpy(ix.restore(out[i].double().numpy())).float()
+                out[i] = torch.from_numpy(ix.restore(out[i].numpy()))
+        out *= torch.from_numpy(factor)[:, None, None]
+        bad = ~torch.isfinite(out).all(dim=(1, 2))
+        if bad.any():  # a rollout that grew past float64: refused, never returned as inf
+            raise ValueError(
+                f"the forecasts of {int(bad.sum())} series (first: position {int(bad.nonzero()[0])} of `inputs`) "
+                f"overflow float64 at horizon {h}; forecast a shorter horizon or rescale the series"
+            )
         return out
 
     def predict_quantiles(
@@ -201,18 +217,21 @@ class Forecaster:
         """
         h = check_horizon(h, "h")
         if quantiles is not None and level is not None:
-            raise ValueError("pass either `quantiles` or `level`, not both")
+            raise ValueError(f"pass either {param('quantiles')} or {param('level')}, not both")
         if point not in ("median", "mean"):
-            raise ValueError(f"`point` must be 'median' or 'mean', got {point!r}")
+            raise ValueError(f"{param('point')} must be 'median' or 'mean', got {point!r}")
         name = alias or self.name
+        intervals = _interval_columns(name, quantiles, level)
         panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
+        times = frame.future_times(panel, h)  # a horizon past the calendar is refused before any forecasting
         season = season_length_of(panel.freq) if season_length is None else season_length
-        samples = self.predict(panel.contexts, h, season_length=season, **predict_kwargs).double()  # [N, S, h]
+        keys = [stream_key(i) for i in panel.ids]  # a series' paths follow its id, not its place in the frame
+        samples = self.predict(panel.contexts, h, season_length=season, series_keys=keys, **predict_kwargs)  # [N, S, h]
         # the median as np.median (mean of the two middle samples when S is even), so it equals `-q-50`
         columns = {name: (torch.quantile(samples, 0.5, dim=1) if point == "median" else samples.mean(dim=1)).numpy()}
-        for label, q in _interval_columns(name, quantiles, level):
+        for label, q in intervals:
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
-        return frame.future_frame(panel, h, columns)
+        return frame.future_frame(panel, h, columns, times)
 
 
 def make_proposer(draft: str, target, device="cpu", dtype=torch.float32, k: int = 4):
@@ -252,6 +271,19 @@ def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, rec
     return [seasonal_index(x, m, recent) if adjust else None for x, m in zip(series, seasons)]
 
 
+def _check_keys(keys, n: int) -> list[int]:
+    """Random-stream keys, one per series: positions by default."""
+    if keys is None:
+        return list(range(n))
+    keys = list(keys)
+    if len(keys) != n:
+        raise ValueError(f"`series_keys` has {len(keys)} entries for {n} series; pass one per series")
+    for key in keys:
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+            raise ValueError(f"`series_keys` must be non-negative integers, got {key!r}")
+    return [int(key) for key in keys]
+
+
 def _check_flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"`{name}` must be True or False, got {value!r}")
@@ -260,13 +292,15 @@ def _check_flag(value, name: str) -> bool:
 
 def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
     if quantiles is not None:
-        return [(f"{name}-q-{_pct(q)}", q) for q in _check_levels(quantiles)]
+        return [(f"{name}-q-{_pct(q)}", q) for q in _check_levels(quantiles, "quantiles")]
     if level is None:
         return []
+    if isinstance(level, (str, bytes)) or not isinstance(level, (Sequence, np.ndarray)):
+        raise ValueError(f"`level` must be a list of numbers in (0, 100), e.g. [80, 95], got {level!r}")
     cols = []
     for lv in level:
         if isinstance(lv, bool) or not isinstance(lv, (int, float)) or not 0 < lv < 100:
-            raise ValueError(f"`level` values must be numbers in (0, 100), got {lv!r}")
+            raise ValueError(f"{param('level')} values must be numbers in (0, 100), got {lv!r}")
         cols.append((f"{name}-lo-{_pct(lv / 100)}", 0.5 - lv / 200))
         cols.append((f"{name}-hi-{_pct(lv / 100)}", 0.5 + lv / 200))
     return cols
@@ -277,7 +311,9 @@ def _pct(q: float) -> str:
     return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:g}"
 
 
-def _check_levels(levels: Sequence[float]) -> list[float]:
+def _check_levels(levels: Sequence[float], name: str = "quantile_levels") -> list[float]:
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray)):
+        raise ValueError(f"{param(name)} must be a list of numbers in (0, 1), e.g. [0.1, 0.5, 0.9], got {levels!r}")
     levels = list(levels)
     if not levels:
         raise ValueError("`quantile_levels` is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")

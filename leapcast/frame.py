@@ -19,7 +19,12 @@ the column or parameter, the offending values, and what to do):
 - Duplicate ``(id, ds)`` pairs are rejected.
 - Frequency: ``freq`` if given, else inferred (see :func:`to_panel`). Every series
   must lie on the grid; grid steps with no row become NaN in the context, so the
-  model sees the missing steps.
+  model sees the missing steps. A series whose rows leave more than
+  ``MAX_MISSING_GRID`` (half) of its grid steps empty is refused: the frequency
+  is finer than the data (``freq="D"`` on monthly rows), or the missing steps
+  mean something (zero demand) that should be filled in (docs/limits.md).
+- The future timestamps must exist (pandas ends in 2262): a horizon that runs
+  past them is refused before any forecasting.
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset
 
+from leapcast.checks import arg, param
+
 _MAX_LISTED = 5
+MAX_MISSING_GRID = 0.5  # largest share of a series' grid steps (first to last row) that may have no row
+# Steps with no fixed length, tried coarsest first when too few timestamps let pandas infer one
+_CALENDAR_STEPS = ("YS", "YE", "QS", "QE", "MS", "ME")
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
     if missing:
         raise ValueError(
             f"columns {missing} are missing from `df` (it has {list(df.columns)}); "
-            f"rename them or pass id_col=, time_col=, target_col="
+            f"rename them or pass {arg('id_col')}, {arg('time_col')}, {arg('target_col')}"
         )
     if len(df) == 0:
         raise ValueError("`df` is empty: pass at least one row per series")
@@ -128,7 +138,15 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
             raise ValueError(
                 f"series {uniq[k]!r} has {time_col!r} {_show(s[np.argmax(off)])} off the "
                 f"{'inferred' if freq is None else 'given'} frequency {_show_freq(step)} grid "
-                f"starting at {_show(s[0])}; fix the timestamps or pass the right freq="
+                f"starting at {_show(s[0])}; fix the timestamps or pass the right {arg('freq')}"
+            )
+        empty = 1 - len(s) / (pos[-1] + 1)
+        if empty > MAX_MISSING_GRID:
+            raise ValueError(
+                f"series {uniq[k]!r} has rows at only {len(s)} of the {pos[-1] + 1} steps of the "
+                f"{'inferred' if freq is None else 'given'} frequency {_show_freq(step)} grid "
+                f"({empty:.0%} missing, more than {MAX_MISSING_GRID:.0%}); pass the data's own "
+                f"{arg('freq')}, or fill the missing steps (e.g. 0 where no row means no demand)"
             )
         ctx = np.full(pos[-1] + 1, np.nan)
         ctx[pos] = y[a:b]
@@ -137,14 +155,40 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
     return Panel(uniq, contexts, last_ds, step, id_col, time_col, target_col)
 
 
-def future_frame(panel: Panel, h: int, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+def future_times(panel: Panel, h: int):
+    """The forecast's timestamps ``[N*h]``: ``last_ds + freq * (1..h)`` per series, series in panel order.
+
+    Raises ``ValueError`` naming ``h`` when they run past what pandas (2262) or int64 holds.
+    """
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+        raise ValueError(f"{param('h')} must be a positive integer, got {h!r}")
+    h = int(h)
+    if not isinstance(panel.freq, BaseOffset):
+        last = np.asarray(panel.last_ds, dtype=np.int64)[:, None]  # [N, 1]
+        if int(last.max()) + panel.freq * h > np.iinfo(np.int64).max:
+            raise ValueError(f"{param('h')}={h} runs the integer {panel.time_col!r} past int64; shorten the horizon")
+        return (last + panel.freq * np.arange(1, h + 1)).reshape(-1)  # [N*h]
+    cache: dict = {}
+    for last in panel.last_ds:
+        if last not in cache:
+            try:
+                cache[last] = pd.date_range(start=last, periods=h + 1, freq=panel.freq)[1:]
+            except (OverflowError, pd.errors.OutOfBoundsDatetime):
+                raise ValueError(
+                    f"{param('h')}={h} steps of {_show_freq(panel.freq)} after {_show(last)} run past the last "
+                    f"timestamp pandas holds ({pd.Timestamp.max.date()}); shorten the horizon"
+                ) from None
+    times = [cache[last] for last in panel.last_ds]
+    return times[0].append(times[1:]) if times else pd.DatetimeIndex([])
+
+
+def future_frame(panel: Panel, h: int, columns: dict[str, np.ndarray], times=None) -> pd.DataFrame:
     """Long frame of forecasts: ``[N*h, (id_col, time_col, *columns)]``.
 
     ``columns`` maps a name to an array ``[N, h]`` (row i is series ``panel.ids[i]``).
-    Future ds are ``last_ds + freq * (1..h)``. Rows: series in panel order, time ascending.
+    Future ds are ``times`` (default: ``future_times(panel, h)``). Rows: series in panel order, time ascending.
     """
-    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
-        raise ValueError(f"`h` must be a positive integer, got {h!r}")
+    future = future_times(panel, h) if times is None else times
     h, n = int(h), panel.n_series
     for name, values in columns.items():
         if name in (panel.id_col, panel.time_col):
@@ -154,16 +198,6 @@ def future_frame(panel: Panel, h: int, columns: dict[str, np.ndarray]) -> pd.Dat
                 f"`columns[{name!r}]` must have shape [n_series, h] = {(n, h)}, "
                 f"got {np.shape(values)}"
             )
-    if isinstance(panel.freq, BaseOffset):
-        cache: dict = {}
-        for last in panel.last_ds:
-            if last not in cache:
-                cache[last] = pd.date_range(start=last, periods=h + 1, freq=panel.freq)[1:]
-        times = [cache[last] for last in panel.last_ds]
-        future = times[0].append(times[1:]) if times else pd.DatetimeIndex([])
-    else:
-        last = np.asarray(panel.last_ds, dtype=np.int64)[:, None]  # [N, 1]
-        future = (last + panel.freq * np.arange(1, h + 1)).reshape(-1)  # [N*h]
     out = {panel.id_col: pd.Index(panel.ids).repeat(h), panel.time_col: future}
     for name, values in columns.items():
         out[name] = np.asarray(values).reshape(-1)  # [N*h]
@@ -249,18 +283,18 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
         if is_dt:
             if isinstance(freq, (bool, int, np.integer)):
                 raise TypeError(
-                    f"`freq` {freq!r} is an int step but {name!r} holds datetimes; "
+                    f"{param('freq')} {freq!r} is an int step but {name!r} holds datetimes; "
                     f"pass an alias like 'D'"
                 )
             try:
                 return to_offset(freq)
             except (ValueError, TypeError):
                 raise ValueError(
-                    f"`freq` {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"
+                    f"{param('freq')} {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"
                 ) from None
         if isinstance(freq, bool) or not isinstance(freq, (int, np.integer)) or freq < 1:
             raise ValueError(
-                f"`freq` must be a positive int step for integer {name!r}, got {freq!r}"
+                f"{param('freq')} must be a positive int step for integer {name!r}, got {freq!r}"
             )
         return int(freq)
 
@@ -274,7 +308,7 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
         (a, fa), (b, fb) = [(i, _show_freq(f)) for f, i in list(distinct.items())[:2]]
         raise ValueError(
             f"series have different frequencies: {a!r} is {fa} but {b!r} is {fb}; "
-            f"split the frame by frequency or pass freq="
+            f"split the frame by frequency or pass {arg('freq')}"
         )
     if distinct:
         return next(iter(distinct))
@@ -284,16 +318,30 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
     if diffs:
         union = series[0].append(series[1:]).unique().sort_values()  # all timestamps together
         smallest = pd.Timedelta(min(d.min() for d in diffs))
-        days = smallest / pd.Timedelta("1D")
-        by_smallest = to_offset(f"{int(days)}D" if days == int(days) else smallest)
-        guesses = [_infer_step(union), by_smallest]
+        if smallest < pd.Timedelta(days=28):  # days, hours, ...: a step of fixed length, the smallest one seen
+            days = smallest / pd.Timedelta("1D")
+            guesses = [_infer_step(union), to_offset(f"{int(days)}D" if days == int(days) else smallest)]
+        else:  # months, quarters and years have no fixed length: only a calendar step that fits every series
+            guesses = [_infer_step(union), *(_calendar_step(series, alias) for alias in _CALENDAR_STEPS)]
         for guess in filter(None, guesses):
             if not any(_grid_positions(s, guess)[1].any() for s in series):
                 return guess
     raise ValueError(
         f"could not infer the frequency of {name!r} (series too short or irregular); "
-        f"pass freq=, e.g. freq='D' or freq='MS'"
+        f"pass {arg('freq')}, e.g. 'D' or 'MS'"
     )
+
+
+def _calendar_step(series: list, alias: str):
+    """The offset ``alias`` if every series lies on its grid and some pair of rows is one step apart, else None."""
+    step = to_offset(alias)
+    gaps = []
+    for s in series:
+        pos, off = _grid_positions(s, step)
+        if off.any():
+            return None
+        gaps.extend(np.diff(pos).tolist())
+    return step if gaps and min(gaps) == 1 else None
 
 
 def _infer_step(index: pd.DatetimeIndex):

@@ -10,9 +10,16 @@ Handling, documented rather than silent:
 - A constant series is fine (zeros are scaled by 1, other constants by |c|).
 - A series of one value is fine; the model reads at most its
   ``context_length`` last values of longer ones.
-- Values beyond 1e30 in magnitude are divided by a power of two (exact in
-  floating point) before the float32 tokenizer sees them, and forecasts are
-  multiplied back, so they neither overflow nor change the tokens.
+- Any magnitude float64 holds with room to forecast, up to ``MAX_ABS`` = 1e300
+  (and down to the smallest normal float64, 2.2e-308), is forecast correctly:
+  each series is divided by a power of two near its largest |value| in float64
+  (exact), the model sees values of order 1, and its float64 forecasts are
+  multiplied back. So ``forecast(c * y) == c * forecast(y)`` exactly when ``c``
+  is a power of two and to float32 rounding otherwise, and the model's tokens
+  are the ones it would give the unscaled series. Larger magnitudes are
+  refused: a forecast may reach several times a series' scale, and float64
+  ends at 1.8e308 (docs/limits.md).
+- Horizons are at most ``MAX_HORIZON`` steps (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-HUGE = 1e30
+MAX_ABS = 1e300  # largest |value| accepted: float64 ends at 1.8e308, and forecasts need headroom above the history
+MIN_NORMAL = float(np.finfo(np.float64).tiny)  # a series whose largest |value| is below this holds no float64 precision
+MAX_HORIZON = 10_000  # steps; about 160 rolled-out windows of a Chronos model, minutes per series on a CPU
 
 
 def as_series_list(inputs: object) -> list[np.ndarray]:
@@ -65,30 +74,50 @@ def as_series_list(inputs: object) -> list[np.ndarray]:
             raise ValueError(f"series {i} of `inputs` holds {int(np.isinf(s).sum())} infinite value(s); replace them with NaN (missing) or finite values")
         if np.isnan(s).all():
             raise ValueError(f"series {i} of `inputs` has no observed value (all {s.size} are NaN)")
+        peak = np.nanmax(np.abs(s))
+        if peak > MAX_ABS:
+            raise ValueError(
+                f"series {i} of `inputs` holds |value| {peak:.3g}, beyond the largest leapcast forecasts ({MAX_ABS:g}: "
+                "float64 ends at 1.8e308 and a forecast needs room above its history); rescale it, e.g. divide by 1e100"
+            )
+        if 0 < peak < MIN_NORMAL:
+            raise ValueError(
+                f"series {i} of `inputs` has largest |value| {peak:.3g}, below the smallest normal float64 "
+                f"({MIN_NORMAL:.3g}), where values lose their precision; rescale it, e.g. multiply by 1e100"
+            )
         out.append(s)
     return out
 
 
-def left_pad(series: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """series -> (contexts [N, T_max] float32 left-padded with NaN, factor [N] float64).
+def power_of_two_scale(series: list[np.ndarray]) -> np.ndarray:
+    """series (float64 [T_i] each) -> factor [N] float64: 2**floor(log2(largest |value|)), 1 for all-zero series.
 
-    ``factor`` is the exact power-of-two divisor applied to series beyond
-    ``HUGE``; forecasts are multiplied by it.
+    Dividing by it is exact, brings every series to largest |value| in [1, 2) for
+    the float32 model, and leaves the model's tokens as they were (the Chronos
+    scale is the mean |value|, which the same power of two divides).
     """
+    peaks = np.array([np.nanmax(np.abs(s)) for s in series])
+    exponents = np.floor(np.log2(np.where(peaks > 0, peaks, 1.0)))
+    return np.ldexp(1.0, exponents.astype(int))
+
+
+def left_pad(series: list[np.ndarray]) -> torch.Tensor:
+    """series (float64 [T_i] each, already scaled to order 1) -> contexts [N, T_max] float32 left-padded with NaN."""
     width = max(len(s) for s in series)
-    contexts = np.full((len(series), width), np.nan, dtype=np.float64)
-    factor = np.ones(len(series))
+    contexts = np.full((len(series), width), np.nan, dtype=np.float32)
     for i, s in enumerate(series):
-        peak = np.nanmax(np.abs(s))
-        if peak > HUGE:
-            factor[i] = 2.0 ** np.ceil(np.log2(peak / HUGE))
-        contexts[i, width - len(s) :] = s / factor[i]
-    return torch.from_numpy(contexts.astype(np.float32)), torch.from_numpy(factor)
+        contexts[i, width - len(s) :] = s
+    return torch.from_numpy(contexts)
 
 
 def check_horizon(prediction_length: object, name: str = "prediction_length") -> int:
     if isinstance(prediction_length, bool) or not isinstance(prediction_length, (int, np.integer)) or prediction_length < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {prediction_length!r}")
+    if prediction_length > MAX_HORIZON:
+        raise ValueError(
+            f"`{name}` is {prediction_length}, above the largest horizon leapcast runs ({MAX_HORIZON} steps); "
+            "forecast in shorter pieces (docs/limits.md)"
+        )
     return int(prediction_length)
 
 

@@ -37,7 +37,7 @@ def official_logits(pipe, ctx, decoder_steps):
 def native_logits(model, ctx, decoder_steps, chunks):
     from leapcast.inputs import left_pad
 
-    padded, _ = left_pad([c.double().numpy() for c in ctx])
+    padded = left_pad([c.double().numpy() for c in ctx])
     state = model.setup(model.tokenize(padded), rows_per_series=1, max_steps=decoder_steps.shape[1])
     out, pos = [], 0
     for n in chunks:

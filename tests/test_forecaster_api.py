@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from leapcast.engine.sampling import stream_key
 from leapcast.forecaster import Forecaster
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
@@ -51,7 +52,7 @@ def monthly_frame(id_col="unique_id", time_col="ds", target_col="y") -> pd.DataF
 @pytest.mark.parametrize("h", [1, 5, PREDICTION_LENGTH, 2 * PREDICTION_LENGTH + 3])
 def test_predict_shape(fc, abc, h):
     out = fc.predict(abc, h, num_samples=3, seed=0)
-    assert out.shape == (3, 3, h) and out.dtype == torch.float32
+    assert out.shape == (3, 3, h) and out.dtype == torch.float64  # float64: magnitudes up to 1e300 (leapcast.inputs)
     assert torch.isfinite(out).all()
 
 
@@ -145,10 +146,11 @@ def test_forecast_levels_on_monthly_dates(fc):
     for lv in (80, 95):
         assert (out[f"{m}-lo-{lv}"] <= out[m]).all() and (out[m] <= out[f"{m}-hi-{lv}"]).all()
     assert (out[f"{m}-lo-95"] <= out[f"{m}-lo-80"]).all() and (out[f"{m}-hi-80"] <= out[f"{m}-hi-95"]).all()
-    # oracle: the same draws through predict, series in sorted id order
+    # oracle: the same draws through predict, series in sorted id order, streams keyed by id
     ordered = df.sort_values(["unique_id", "ds"])
-    contexts = [g["y"].to_numpy() for _, g in ordered.groupby("unique_id")]
-    samples = fc.predict(contexts, h, num_samples=10, seed=0).double().numpy()  # [N, S, h]
+    ids, contexts = zip(*[(i, g["y"].to_numpy()) for i, g in ordered.groupby("unique_id")])
+    keys = [stream_key(i) for i in ids]
+    samples = fc.predict(list(contexts), h, num_samples=10, seed=0, series_keys=keys).double().numpy()  # [N, S, h]
     for column, q in ((m, 0.5), (f"{m}-lo-80", 0.1), (f"{m}-hi-95", 0.975)):
         expected = np.quantile(samples, q, axis=1).reshape(-1)  # [N*h]; q=0.5 is np.median
         np.testing.assert_allclose(out[column].to_numpy(), expected, rtol=1e-12, err_msg=column)
@@ -176,8 +178,8 @@ def test_forecast_point_mean_and_no_intervals(fc):
     out = fc.forecast(df, 4, point="mean", num_samples=6, seed=2)
     assert list(out.columns) == ["unique_id", "ds", "tiny-t5"]
     ordered = df.sort_values(["unique_id", "ds"])
-    contexts = [g["y"].to_numpy() for _, g in ordered.groupby("unique_id")]
-    samples = fc.predict(contexts, 4, num_samples=6, seed=2).double()
+    ids, contexts = zip(*[(i, g["y"].to_numpy()) for i, g in ordered.groupby("unique_id")])
+    samples = fc.predict(list(contexts), 4, num_samples=6, seed=2, series_keys=[stream_key(i) for i in ids]).double()
     np.testing.assert_allclose(out["tiny-t5"].to_numpy(), samples.mean(dim=1).reshape(-1).numpy(), rtol=1e-12)
 
 

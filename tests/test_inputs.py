@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from leapcast.forecaster import Forecaster
-from leapcast.inputs import HUGE, as_series_list, check_horizon, left_pad
+from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
@@ -54,12 +54,11 @@ def test_list_of_series_of_different_lengths():
     a, b, c = torch.arange(3.0), np.arange(5.0), [1, 2]
     out = as_series_list([a, b, c])
     assert [len(s) for s in out] == [3, 5, 2]
-    contexts, factor = left_pad(out)
+    contexts = left_pad(out)
     assert contexts.shape == (3, 5) and contexts.dtype == torch.float32
     assert torch.isnan(contexts[0, :2]).all() and torch.equal(contexts[0, 2:], torch.arange(3.0))
     assert torch.equal(contexts[1], torch.arange(5.0))
     assert torch.isnan(contexts[2, :3]).all() and torch.equal(contexts[2, 3:], torch.tensor([1.0, 2.0]))
-    assert torch.equal(factor, torch.ones(3, dtype=torch.float64))
 
 
 def test_two_dimensional_left_padded_array_strips_leading_nan_only():
@@ -77,18 +76,16 @@ def test_padded_tensor_and_list_forecast_the_same(fc):
     assert torch.equal(fc.predict(padded, 6, seed=3), fc.predict([a, b], 6, seed=3))
 
 
-def test_left_pad_divides_huge_series_by_a_power_of_two():
-    big, small = series(10) * 1e35, series(4)
+@pytest.mark.parametrize("magnitude", [1e-300, 1e-30, 1.0, 1e35, 1e300])
+def test_power_of_two_scale_brings_every_series_to_order_one(magnitude):
+    big, zeros = series(10) * magnitude, np.zeros(4)
     big[3] = NAN
-    contexts, factor = left_pad([big, small])
+    factor = power_of_two_scale([big, zeros])
     assert factor[1] == 1.0
-    exponent = np.log2(factor[0].item())
-    assert exponent == round(exponent) and exponent > 0
-    peak = np.nanmax(np.abs(big)) / factor[0].item()
-    assert HUGE / 2 < peak <= HUGE
-    assert torch.isfinite(contexts[0, [0, 1, 2, 4]]).all() and torch.isnan(contexts[0, 3])
-    ratio = contexts[0].double() * factor[0] / torch.from_numpy(big)
-    assert torch.allclose(ratio[~torch.isnan(ratio)], torch.ones(9, dtype=torch.float64), rtol=1e-6)
+    exponent = np.log2(factor[0])
+    assert exponent == round(exponent)
+    assert 1 <= np.nanmax(np.abs(big / factor[0])) < 2
+    np.testing.assert_array_equal(big / factor[0] * factor[0], big)  # exact both ways
 
 
 def test_check_horizon_accepts_numpy_integers():

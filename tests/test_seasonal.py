@@ -9,6 +9,7 @@ import pytest
 import torch
 from pandas.tseries.frequencies import to_offset
 
+from leapcast.engine.sampling import stream_key
 from leapcast.engine.speculative import SpecConfig
 from leapcast.forecaster import Forecaster
 from leapcast.seasonal import autocorrelation, is_seasonal, season_length_of, seasonal_index
@@ -138,7 +139,7 @@ def test_forecaster_adjusts_then_restores(folder, histories, recent):
     for i, ix in enumerate(indices):
         np.testing.assert_allclose(got[i], plain[i] if ix is None else ix.restore(plain[i]), rtol=1e-6)
     unadjusted = fc.predict(histories, 10, seed=7, num_samples=5, season_length=12, seasonal_adjustment=False)
-    assert not torch.allclose(unadjusted[0], torch.from_numpy(got[0]).float())
+    assert not torch.allclose(unadjusted[0], torch.from_numpy(got[0]))
     # no season length, no adjustment
     torch.testing.assert_close(fc.predict(histories, 10, seed=7, num_samples=5), unadjusted)
 
@@ -181,7 +182,8 @@ def test_forecast_takes_the_season_from_the_frequency(folder, histories):
         [pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2000-01-01", periods=len(y), freq="MS"), "y": y}) for i, y in enumerate(histories)]
     )
     got = fc.forecast(df, 6, seed=3, num_samples=4, quantiles=[0.5])
-    samples = fc.predict(histories, 6, season_length=12, seed=3, num_samples=4).double()
+    keys = [stream_key(f"s{i}") for i in range(len(histories))]  # forecast keys streams by series id
+    samples = fc.predict(histories, 6, season_length=12, seed=3, num_samples=4, series_keys=keys)
     np.testing.assert_allclose(got["tiny-q-50"].to_numpy(), torch.quantile(samples, 0.5, dim=1).reshape(-1).numpy(), rtol=1e-6)
     other = fc.forecast(df, 6, seed=3, num_samples=4, quantiles=[0.5], season_length=4)
     assert not np.allclose(other["tiny-q-50"].to_numpy(), got["tiny-q-50"].to_numpy())

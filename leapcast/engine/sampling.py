@@ -11,6 +11,7 @@ not depend on its batch mates.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,12 +123,27 @@ def sorted_probabilities(logits: torch.Tensor, cfg: SamplingConfig, banned: tupl
     return values.softmax(dim=-1), steps
 
 
-def series_generators(seed: int | None, indices: list[int]) -> list[torch.Generator]:
-    """One independent generator per series, keyed by (seed, the series' index in the request)."""
+def stream_key(series_id: object) -> int:
+    """A series id -> the 64-bit key of its random stream: a stable hash of ``str(series_id)``.
+
+    Stable across processes and machines (Python's ``hash`` is salted per
+    process), and the same for ``7``, ``np.int64(7)`` and ``"7"``, so a series
+    read from CSV or built in code gets the same paths.
+    """
+    digest = hashlib.blake2b(str(series_id).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def series_generators(seed: int | None, keys: list[int]) -> list[torch.Generator]:
+    """One independent generator per series, keyed by (seed, the series' key).
+
+    keys: non-negative ints, one per series: ``stream_key(id)`` in the frame APIs,
+    the position in the request in the array API.
+    """
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     generators = []
-    for i in indices:
+    for i in keys:
         state = np.random.SeedSequence([seed, i]).generate_state(2, dtype=np.uint32)
         generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
     return generators
