@@ -31,3 +31,27 @@ def cli_spelling() -> Iterator[None]:
         yield
     finally:
         _CLI.reset(token)
+
+
+def check_device(device: object) -> str:
+    """A torch device this build of torch can use, as a string; refused with what to do otherwise."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{param('device')} {device!r} is not a torch device; pass e.g. 'cpu', 'cuda' or 'cuda:1'") from None
+    if parsed.type == "cpu":
+        return str(parsed)
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
+            raise ValueError(f"{param('device')} {device!r}: this machine has {build}; pass 'cpu'")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{param('device')} {device!r}: there are {torch.cuda.device_count()} CUDA devices (0..{torch.cuda.device_count() - 1})")
+        return str(parsed)
+    if parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{param('device')} {device!r}: MPS is not available on this machine; pass 'cpu'")
+        return str(parsed)
+    raise ValueError(f"{param('device')} {device!r}: leapcast runs on 'cpu', 'cuda' or 'mps', got device type {parsed.type!r}")

@@ -3,37 +3,118 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fast autoregressive time-series foundation models.")
+from leapcast.checks import cli_spelling
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: rich cuts long option names
+                  help="Fast autoregressive time-series foundation models.")
 console = Console(stderr=True)
 
 
-def _read_table(path: Path):
-    import pandas as pd
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst", ".csv.zip")  # pandas infers the compression
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
+
+class Refused(Exception):
+    """Bad input found by an explicit check: printed as one line, exit code 2."""
+
+
+def _fail(message: str) -> None:
+    raise Refused(message)
+
+
+def _kind(path: Path) -> str | None:
+    """'csv' or 'parquet' by the file name's ending, None when neither."""
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    return "parquet" if name.endswith(PARQUET_SUFFIXES) else None
+
+
+def _read_table(path: Path, option: str = "--input"):
+    """A long table from a .csv (optionally compressed) or .parquet file; every way it can be unreadable is named."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if path.is_dir():
+        _fail(f"`{option}` {str(path)!r} is a folder; pass a .csv or .parquet file")
     if not path.is_file():
-        raise typer.BadParameter(f"no such file: {path}", param_hint="--input")
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    if path.suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise typer.BadParameter(f"expected a .csv or .parquet file, got {path.name!r}", param_hint="--input")
+        _fail(f"`{option}` {str(path)!r}: no such file")
+    kind = _kind(path)
+    if kind is None:
+        _fail(f"`{option}` {str(path)!r}: expected a file ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+    if path.stat().st_size == 0:
+        _fail(f"`{option}` {str(path)!r} is empty; it needs a header line and one row per observation")
+    try:
+        table = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        _fail(f"`{option}` {str(path)!r} has no columns; it needs a header line and one row per observation")
+    except UnicodeDecodeError:
+        _fail(f"`{option}` {str(path)!r} is not UTF-8 text, so not a CSV file")
+    except pd.errors.ParserError as err:
+        _fail(f"`{option}` {str(path)!r} is not a well-formed CSV file ({str(err).strip()})")
+    except (pa.ArrowException, OSError) as err:  # corrupt Parquet, bad compressed stream
+        _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200]})")
+    if table.empty:
+        _fail(f"`{option}` {str(path)!r} has columns {list(table.columns)} but no rows")
+    return table
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """path with its table ending (.csv, .csv.gz, .parquet, ...) replaced by ``suffix``."""
+    name = path.name
+    ending = next((e for e in sorted(CSV_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True) if name.lower().endswith(e)), path.suffix)
+    return path.with_name(name[: len(name) - len(ending)] + suffix)
+
+
+def _check_output(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output path before any work: its folder must exist, its ending must be one we write."""
+    if path is None:
+        return
+    if not path.name.lower().endswith(suffixes):
+        _fail(f"`{option}` {str(path)!r}: expected a file ending in {', '.join(suffixes)}")
+    if path.is_dir():
+        _fail(f"`{option}` {str(path)!r} is a folder; name a file inside it")
+    if not path.parent.is_dir():
+        _fail(f"`{option}` {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first")
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Run a command's work with CLI spellings in messages; bad input (raised by explicit checks,
+    here or in the library, as Refused, ValueError, TypeError, FileNotFoundError or ImportError) exits 2 with one line."""
+    with cli_spelling():
+        try:
+            yield
+        except (Refused, ValueError, TypeError, FileNotFoundError, ImportError) as err:
+            console.print("[red]error:[/red] " + escape(str(err)), soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        _fail(f"`--threads` must be >= 1, got {threads}")
 
 
 @app.command()
 def forecast(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target."),
-    input: Path = typer.Option(..., "--input", "-i", help="Long table (.csv or .parquet) with id, time and target columns."),
+    input: Path = typer.Option(..., "--input", "-i", help="Long table (.csv, .csv.gz or .parquet) with id, time and target columns."),
     h: int = typer.Option(..., "--h", help="Forecast horizon in steps."),
     quantiles: Optional[list[float]] = typer.Option(None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."),
     level: Optional[list[float]] = typer.Option(None, "--level", help="Prediction-interval levels in (0, 100); repeat the option."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write forecasts here (.csv or .parquet); default: print CSV."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write forecasts here (.csv, .csv.gz or .parquet; its folder must exist); default: print CSV."),
     num_samples: Optional[int] = typer.Option(None, help="Sample paths per series (default: the checkpoint's)."),
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: the checkpoint's)."),
     top_k: Optional[int] = typer.Option(None, help="Top-k (default: the checkpoint's); 1 = greedy."),
@@ -51,7 +132,7 @@ def forecast(
     adjustment_seasons: int = typer.Option(  # 8 = leapcast.seasonal.RECENT_SEASONS (a test checks), not imported: pandas is slow to load
         8, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+    device: str = typer.Option("cpu", help="torch device: cpu, or cuda / cuda:N / mps where this torch build has it."),
     draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
     k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-k", help="Choose k up to --k from measured speed, k=0 turning speculation off (default), or always propose --k steps."),
@@ -61,15 +142,22 @@ def forecast(
     """Forecast every series of a long table."""
     import torch
 
+    from leapcast.checks import check_device
     from leapcast.engine.speculative import SpecConfig
     from leapcast.forecaster import Forecaster
+    from leapcast.inputs import check_horizon
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    df = _read_table(input)
-    try:
+    with _refusals():
+        check_horizon(h, "h")
+        _check_threads(threads)
+        _check_output(output, "--output", CSV_SUFFIXES + PARQUET_SUFFIXES)
+        _check_output(stats_json, "--stats-json", (".json",))
         if adjustment_seasons < 0:
-            raise ValueError(f"`--adjustment-seasons` must be >= 0 (0: the whole history), got {adjustment_seasons}")
+            _fail(f"`--adjustment-seasons` must be >= 0 (0: the whole history), got {adjustment_seasons}")
+        device = check_device(device)
+        df = _read_table(input)
+        if threads is not None:
+            torch.set_num_threads(threads)
         spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
         fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device, seasonal_adjustment=seasonal_adjustment,
                                         adjustment_seasons=adjustment_seasons or None)
@@ -78,16 +166,13 @@ def forecast(
             target_col=target_col, freq=freq, season_length=season_length, num_samples=num_samples, temperature=temperature, top_k=top_k,
             top_p=top_p, seed=seed, batch_size=batch_size, progress=True,
         )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     if fc.last_stats is not None:
         _print_stats(fc.last_stats, fc.proposer.name)
         if stats_json is not None:
             stats_json.write_text(json.dumps(fc.last_stats.as_dict(), indent=2) + "\n")
     if output is None:
         typer.echo(result.to_csv(index=False), nl=False)
-    elif output.suffix in (".parquet", ".pq"):
+    elif _kind(output) == "parquet":
         result.to_parquet(output, index=False)
         console.print(f"wrote {len(result)} rows to {output}")
     else:
@@ -113,19 +198,18 @@ def info(
     list_models: bool = typer.Option(False, "--list", help="List bundled models."),
 ) -> None:
     """Configuration, parameter count and size of a checkpoint."""
-    from leapcast.models.loading import load_model
-    from leapcast.registry import bundled_models, resolve
+    from leapcast.models.loading import describe, load_model
+    from leapcast.registry import BUNDLED_DIR, bundled_models, resolve
 
     if list_models or model is None:
         names = bundled_models()
-        typer.echo("\n".join(names) if names else "no bundled models in this build")
+        with _refusals():
+            lines = [f"{name:<14} {describe(BUNDLED_DIR / name)}" for name in names]
+        typer.echo("\n".join(lines) if names else "no bundled models in this build")
         return
-    try:
+    with _refusals():
         folder = resolve(model)
         m = load_model(folder)
-    except (ValueError, FileNotFoundError) as err:  # CheckpointError, and bad config values, are ValueErrors
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     cfg, ch = m.net.cfg, m.chronos
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     table = Table(title=f"{folder}", show_header=False)
@@ -156,11 +240,8 @@ def train(
     from leapcast.train.pretrain import TrainConfig
     from leapcast.train.pretrain import train as run
 
-    try:
+    with _refusals():
         cfg = TrainConfig.from_file(config, out_dir=out_dir, steps=steps)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     folder = run(cfg)
     console.print(f"checkpoint: {folder}")
 
@@ -177,12 +258,9 @@ def distill(
     from leapcast.train.distill import DistillConfig
     from leapcast.train.distill import distill as run
 
-    try:
-        folder = str(resolve(target))
+    with _refusals():
+        folder = str(resolve(target, "target"))
         cfg = DistillConfig.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps) if draft_config else DistillConfig(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     console.print(f"draft: {run(cfg)}")
 
 
@@ -198,12 +276,9 @@ def init(
     from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
     from leapcast.models.presets import chronos_t5_config, random_chronos_t5, save_chronos_t5
 
-    try:
+    with _refusals():
         cfg = chronos_t5_config(size)
         chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length)
-    except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     folder = save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed), path)
     console.print(f"wrote random-weight chronos-t5-{size} to {folder} ({json.dumps({'seed': seed})})")
 
@@ -213,7 +288,7 @@ def bench(
     suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 20 series each, k 2/4/8 and adaptive)."),
     models: Optional[list[str]] = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
     drafts: Optional[list[str]] = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
-    out_dir: Path = typer.Option(Path("benchmarks/results"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go."),
+    out_dir: Path = typer.Option(Path("leapcast-bench"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go (created if missing)."),
     threads: int = typer.Option(2, help="torch CPU threads."),
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."),
     max_series: Optional[int] = typer.Option(None, help="Override the suite's series per data set."),
@@ -222,26 +297,24 @@ def bench(
     batch_size: Optional[int] = typer.Option(None, help="Override series per batch (default: a data set's series in one batch)."),
 ) -> None:
     """Speed and accuracy of every decoding mode (official pipeline, plain, speculative) on official test windows."""
-    import sys
     from dataclasses import replace
 
-    from leapcast.eval.bench import SUITES, run
+    from leapcast.eval.bench import SUITES, check_requirements, run
     from leapcast.eval.report import markdown
 
-    if suite not in SUITES:
-        console.print(f"[red]error:[/red] `--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
-        raise typer.Exit(2)
-    overrides = dict(datasets=tuple(datasets or ()) or None, max_series=max_series, repeats=repeats, ks=tuple(ks or ()) or None,
-                     batch_size=batch_size)
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    try:
+    with _refusals():
+        if suite not in SUITES:
+            _fail(f"`--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
+        if out_dir.exists() and not out_dir.is_dir():
+            _fail(f"`--out-dir` {str(out_dir)!r} is a file; name a folder")
+        check_requirements()
+        overrides = dict(datasets=tuple(datasets or ()) or None, max_series=max_series, repeats=repeats, ks=tuple(ks or ()) or None,
+                         batch_size=batch_size)
+        overrides = {name: value for name, value in overrides.items() if value is not None}
         chosen = replace(SUITES[suite], **overrides)
         result = run(chosen, models=models or None, drafts=drafts or None, out_dir=out_dir, threads=threads,
                      log=lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False),
                      command="leapcast " + " ".join(sys.argv[1:]))
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     typer.echo(markdown(result))
     console.print(f"wrote {out_dir / (result['suite'] + '-' + result['date'])}.json, .md and figures")
 
@@ -255,14 +328,10 @@ def report(
     """Rewrite the results section of README from the latest bench report."""
     from leapcast.eval.report import update_readme
 
-    if not readme.is_file():
-        console.print(f"[red]error:[/red] no such file: {readme}")
-        raise typer.Exit(2)
-    try:
+    with _refusals():
+        if not readme.is_file():
+            _fail(f"README {str(readme)!r}: no such file")
         source = update_readme(readme, results_dir, suite)
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     console.print(f"updated {readme} from {source}")
 
 
@@ -283,34 +352,61 @@ def plot(
 
     from leapcast.eval.plots import forecast_figure, point_columns, save
 
-    if not file.is_file() or file.suffix not in (".csv", ".parquet", ".pq"):
-        console.print(f"[red]error:[/red] FILE must be an existing .csv or .parquet file, got {file}")
-        raise typer.Exit(2)
-    forecasts = _read_table(file)
-    history = _read_table(input) if input is not None else None
-    for f, name, cols in ((forecasts, file.name, [id_col, time_col]), (history, "--input", [id_col, time_col, target_col])):
-        if f is None:
-            continue
-        missing = [c for c in cols if c not in f.columns]
-        if missing:
-            console.print(f"[red]error:[/red] {name} has no column(s) {missing}; pass --id-col/--time-col/--target-col")
-            raise typer.Exit(2)
-        if pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object:  # CSV dates come back as strings
-            f[time_col] = pd.to_datetime(f[time_col])
-        f[id_col] = f[id_col].astype(str)  # --ids arrive as strings
-    names = point_columns(list(forecasts.columns), [id_col, time_col])
-    model = model or (names[0] if names else None)
-    wanted = ids or list(dict.fromkeys(forecasts[id_col]))[:4]
-    unknown = [i for i in wanted if i not in set(forecasts[id_col])]
-    problem = (f"`--model` {model!r} is not a model column of {file.name}; its models: {names}" if model not in names
-               else f"`--ids` {unknown} are not in {file.name}" if unknown else None)
-    if problem:
-        console.print(f"[red]error:[/red] {problem}")
-        raise typer.Exit(2)
+    with _refusals():
+        if _kind(file) is None and not file.is_dir():
+            _fail(f"FILE {str(file)!r}: expected a forecast file ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+        out = out or _beside(file, ".png")
+        _check_output(out, "--out", (".png",))
+        _check_requirements_plot()
+        forecasts = _read_table(file, "FILE")
+        history = _read_table(input, "--input") if input is not None else None
+        for f, name, cols in ((forecasts, file.name, [id_col, time_col]), (history, "--input", [id_col, time_col, target_col])):
+            if f is None:
+                continue
+            missing = [c for c in cols if c not in f.columns]
+            if missing:
+                _fail(f"{name} has no column(s) {missing}; pass --id-col/--time-col/--target-col")
+            if pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object:  # CSV dates come back as strings
+                f[time_col] = pd.to_datetime(f[time_col])
+            f[id_col] = f[id_col].astype(str)  # --ids arrive as strings
+        names = point_columns(list(forecasts.columns), [id_col, time_col, target_col])
+        if not names:
+            _fail(f"FILE {file.name} has no forecast columns, only {list(forecasts.columns)}: is it the history? "
+                  "Pass the history as --input and a file written by `leapcast forecast --output` as FILE")
+        model = model or names[0]
+        wanted = ids or list(dict.fromkeys(forecasts[id_col]))[:4]
+        unknown = [i for i in wanted if i not in set(forecasts[id_col])]
+        if model not in names:
+            _fail(f"`--model` {model!r} is not a model column of {file.name}; its models: {names}")
+        if unknown:
+            _fail(f"`--ids` {unknown} are not in {file.name}")
     fig = forecast_figure(forecasts, model, wanted, history, id_col=id_col, time_col=time_col, target_col=target_col, last=last)
-    out = save(fig, out or file.with_suffix(".png"))
+    out = save(fig, out)
     console.print(f"wrote {out}")
 
 
+def _check_requirements_plot() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        _fail("`leapcast plot` draws with matplotlib, which is not installed: pip install matplotlib")
+
+
+def main() -> None:
+    """The `leapcast` command: the app, and a last resort for what no check foresaw (a bug, not bad input)."""
+    try:
+        app()
+    except Exception as err:  # bad input exits 2 from explicit checks; anything reaching here is a leapcast bug
+        if os.environ.get("LEAPCAST_TRACEBACK"):
+            raise
+        console.print(
+            f"[red]internal error[/red] ({type(err).__name__}): {escape(str(err))}\n"
+            "This is a bug in leapcast, not in your input: please report it with the command you ran "
+            "(LEAPCAST_TRACEBACK=1 shows the traceback).",
+            soft_wrap=True, highlight=False,
+        )
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -251,7 +251,7 @@ def make_proposer(draft: str, target, device="cpu", dtype=torch.float32, k: int 
         if season and not season.isdigit():
             raise ValueError(f"`draft` {draft!r}: write seasonal or seasonal:S with S the season in steps, e.g. seasonal:12")
         return SeasonalProposer(int(season) if season else None, eos=target.chronos.use_eos_token)
-    return DraftModelProposer(load_model(resolve(draft), device=device, dtype=dtype), target)
+    return DraftModelProposer(load_model(resolve(draft, "draft"), device=device, dtype=dtype), target)
 
 
 def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, recent: int | None) -> list[SeasonalIndex | None]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.offsets import BaseOffset, Tick
+from pandas.tseries.offsets import BaseOffset, Day, Tick
 
 Z_90 = 1.645  # the M4 test: |acf_m| above 1.645 standard errors (Bartlett's formula)
 MIN_SEASONS = 3
@@ -130,12 +130,12 @@ def season_length_of(freq) -> int:
     7 daily, 5 business-daily, 52 weekly, 12 monthly, 4 quarterly, 1 otherwise (yearly, integer steps)."""
     if not isinstance(freq, BaseOffset):
         return 1
-    if isinstance(freq, Tick):
+    if isinstance(freq, (Tick, Day)):  # pandas 3: Day is a calendar day, no longer a Tick
         per_day = pd.Timedelta(days=1) / pd.Timedelta(freq)
         return int(per_day) if per_day > 1 and per_day == int(per_day) else (7 if per_day == 1 else 1)
     if freq.n != 1:
         return 1
-    base = freq.name.split("-")[0].rstrip("SE")  # "MS" / "ME" -> "M", "QS-JAN" -> "Q", "W-SUN" -> "W"
+    base = freq.rule_code.split("-")[0].rstrip("SE")  # "MS" / "ME" -> "M", "QS-JAN" -> "Q", "W-SUN" -> "W"
     return {"B": 5, "W": 52, "M": 12, "BM": 12, "Q": 4, "BQ": 4}.get(base, 1)
 
 

@@ -96,7 +96,8 @@ def test_info_list_and_forecast_by_bundled_name(monkeypatch, tmp_path, model, cs
     (tmp_path / "bundled" / "not-a-model").mkdir()  # no config.json: not listed
     result = invoke("info", "--list")
     assert result.exit_code == 0
-    assert result.output.split() == ["tiny-bundled"]
+    n = load_model(model).num_parameters()
+    assert result.output.split()[:4] == ["tiny-bundled", "chronos-t5,", f"{n / 1e6:.2f}M", "parameters"]  # one line each
     out = tmp_path / "out.csv"
     result = invoke("forecast", "--model", "tiny-bundled", "--input", csv, "--h", 2, "--output", out, "--seed", 0)
     assert result.exit_code == 0, result.output
@@ -179,7 +180,7 @@ def test_forecast_unsupported_input_suffix(model, tmp_path):
     src.write_text("unique_id,ds,y\n")
     result = invoke("forecast", "--model", model, "--input", src, "--h", 3)
     assert result.exit_code == 2
-    assert "expected a .csv or .parquet file" in result.output
+    assert "expected a file ending in .csv, .csv.gz" in result.output
 
 
 def test_forecast_nonexistent_model(csv, tmp_path):
@@ -187,16 +188,16 @@ def test_forecast_nonexistent_model(csv, tmp_path):
     result = invoke("forecast", "--model", missing, "--input", csv, "--h", 3)
     assert result.exit_code == 2
     assert str(missing) in squeeze(result.output)
-    assert "leapcastinit" in squeeze(result.output)  # says how to build one
+    assert "passafolderholdingconfig.jsonandmodel.safetensors" in squeeze(result.output)  # says what to pass
 
 
 def test_forecast_bad_arguments_exit_2(model, csv):
     result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, "--level", 150)
     assert result.exit_code == 2
-    assert squeeze("`level` values must be numbers in (0, 100), got 150.0") in squeeze(result.output)
+    assert squeeze("`--level` values must be numbers in (0, 100), got 150.0") in squeeze(result.output)
     result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, "--top-p", 0)
     assert result.exit_code == 2
-    assert "`top_p`" in result.output
+    assert "`--top-p`" in result.output
 
 
 def test_bundled_example_forecasts(model, tmp_path):

