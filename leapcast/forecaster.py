@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leapcast import frame
-from leapcast.checks import param
+from leapcast.checks import check_device, param
 from leapcast.engine.decode import rollout
 from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, SeasonalProposer
 from leapcast.engine.sampling import SamplingConfig, series_generators, stream_key
@@ -77,6 +77,7 @@ class Forecaster:
         ``adjustment_seasons``: the seasonal indices average the last this many
         seasons (None: the whole history; ``leapcast.seasonal``).
         """
+        device = check_device(device)
         folder = resolve(path)
         model = load_model(folder, device=device, dtype=dtype)
         proposer = None if draft is None else make_proposer(str(draft), model, device=device, dtype=dtype, k=(spec or SpecConfig()).k)
@@ -131,7 +132,7 @@ class Forecaster:
         Returns samples [N, S, h] float64, h = prediction_length (default: the
         model's own prediction length; longer horizons roll out window by window).
         Each series is scaled by a power of two in float64 before the float32
-        model and back after, so magnitudes up to 1e300 forecast correctly
+        model and back after, so magnitudes up to 1e305 forecast correctly
         (``leapcast.inputs``).
         With a draft, the speculative counts and timings land in ``self.last_stats``.
         """

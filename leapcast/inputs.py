@@ -10,7 +10,7 @@ Handling, documented rather than silent:
 - A constant series is fine (zeros are scaled by 1, other constants by |c|).
 - A series of one value is fine; the model reads at most its
   ``context_length`` last values of longer ones.
-- Any magnitude float64 holds with room to forecast, up to ``MAX_ABS`` = 1e300
+- Any magnitude float64 holds with room to forecast, up to ``MAX_ABS`` = 1e305
   (and down to the smallest normal float64, 2.2e-308), is forecast correctly:
   each series is divided by a power of two near its largest |value| in float64
   (exact), the model sees values of order 1, and its float64 forecasts are
@@ -29,7 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-MAX_ABS = 1e300  # largest |value| accepted: float64 ends at 1.8e308, and forecasts need headroom above the history
+from leapcast.checks import param
+
+MAX_ABS = 1e305  # largest |value| accepted: float64 ends at 1.8e308; a forecast may reach 15x its scale (Chronos bins)
 MIN_NORMAL = float(np.finfo(np.float64).tiny)  # a series whose largest |value| is below this holds no float64 precision
 MAX_HORIZON = 10_000  # steps; about 160 rolled-out windows of a Chronos model, minutes per series on a CPU
 
@@ -112,10 +114,10 @@ def left_pad(series: list[np.ndarray]) -> torch.Tensor:
 
 def check_horizon(prediction_length: object, name: str = "prediction_length") -> int:
     if isinstance(prediction_length, bool) or not isinstance(prediction_length, (int, np.integer)) or prediction_length < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {prediction_length!r}")
+        raise ValueError(f"{param(name)} must be a positive integer, got {prediction_length!r}")
     if prediction_length > MAX_HORIZON:
         raise ValueError(
-            f"`{name}` is {prediction_length}, above the largest horizon leapcast runs ({MAX_HORIZON} steps); "
+            f"{param(name)} is {prediction_length}, above the largest horizon leapcast runs ({MAX_HORIZON} steps); "
             "forecast in shorter pieces (docs/limits.md)"
         )
     return int(prediction_length)
