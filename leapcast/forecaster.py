@@ -14,7 +14,8 @@ from leapcast import frame
 from leapcast.checks import check_device, param
 from leapcast.engine.decode import rollout
 from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, SeasonalProposer
-from leapcast.engine.sampling import SamplingConfig, series_generators, stream_key
+from leapcast.engine.sampling import SamplingConfig, stream_key
+from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.engine.speculative import KChooser, SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
 from leapcast.models.loading import leapcast_options, load_model
@@ -147,7 +148,7 @@ class Forecaster:
         adjust = self.seasonal_adjustment if seasonal_adjustment is None else _check_flag(seasonal_adjustment, "seasonal_adjustment")
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
-        generators = series_generators(sampling.seed, keys)
+        seed = random_seed() if sampling.seed is None else sampling.seed
         out = torch.empty(len(series), sampling.num_samples, h, dtype=torch.float64)
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
         chooser = None
@@ -158,7 +159,8 @@ class Forecaster:
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:
             chunk = slice(start, start + batch_size)
-            samples, stats = rollout(self.model, left_pad(series[chunk]), h, sampling, generators[chunk], self.proposer, self.spec, chooser)
+            streams = RowStreams.for_series(seed, keys[chunk], sampling.num_samples, device=self.model.device)
+            samples, stats = rollout(self.model, left_pad(series[chunk]), h, sampling, streams, self.proposer, self.spec, chooser)
             out[chunk] = samples.double()
             if stats is not None:
                 total.merge(stats)

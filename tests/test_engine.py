@@ -76,16 +76,16 @@ def test_rollout_appends_the_lower_median_of_each_window(tmp_path):
     median of the window's samples (torch's lower median, as chronos-forecasting)
     and is re-tokenized with a new scale."""
     from leapcast.engine.decode import rollout
-    from leapcast.engine.sampling import series_generators
+    from leapcast.engine.streams import RowStreams
 
     model = _model(tmp_path)
     ctx = torch.randn(2, 30, generator=torch.Generator().manual_seed(0)).cumsum(-1)
     cfg = SamplingConfig(num_samples=6)
-    full, _ = rollout(model, ctx, 11, cfg, series_generators(5, [0, 1]))
-    gens = series_generators(5, [0, 1])
-    first, _ = rollout(model, ctx, 8, cfg, gens)
+    streams = RowStreams.for_series(5, [0, 1], 6)
+    full, _ = rollout(model, ctx, 11, cfg, streams)
+    first, _ = rollout(model, ctx, 8, cfg, streams)
     grown = torch.cat([ctx, first.sort(dim=1).values[:, 2]], dim=-1)  # lower median of 6 = 3rd smallest
-    second, _ = rollout(model, grown, 3, cfg, gens)
+    second, _ = rollout(model, grown, 3, cfg, streams, first_step=8)
     assert torch.equal(full, torch.cat([first, second], dim=-1))
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from leapcast.engine.sampling import SamplingConfig, draw, draw_uniforms, probabilities, sample, series_generators, warp
+from leapcast.engine.sampling import SamplingConfig, draw, probabilities, sample, warp
+from leapcast.engine.streams import ACCEPT, RowStreams
 
 
 def hf_warp(logits, temperature, top_k, top_p, eos):
@@ -61,13 +62,29 @@ def test_probabilities_sum_to_one_over_the_kept_set():
     assert ((p > 0).sum(-1) <= 10).all() and (p[:, 1] == 0).all()
 
 
-def test_series_generators_depend_on_seed_and_index_only():
-    a = draw_uniforms(series_generators(7, [0, 1, 2]), 4, 5)
-    b = draw_uniforms(series_generators(7, [2]), 4, 5)
-    c = draw_uniforms(series_generators(8, [2]), 4, 5)
-    assert a.shape == (3, 4, 5)
-    assert torch.equal(a[2], b[0]) and not torch.equal(b, c)
-    assert not torch.equal(a[0], a[1])
+def test_streams_depend_on_seed_key_path_step_and_stream_only():
+    a = RowStreams.for_series(7, [0, 1, 2], 4).window(0, 5)  # [12, 5]
+    b = RowStreams.for_series(7, [2], 2).window(0, 5)  # fewer paths, alone
+    c = RowStreams.for_series(8, [2], 4).window(0, 5)
+    assert a.shape == (12, 5) and a.dtype == torch.float32
+    assert torch.equal(a[8:10], b) and not torch.equal(a[8:12], c)
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a[0], a[4])  # other path, other key
+    later = RowStreams.for_series(7, [2], 4).window(3, 2)
+    assert torch.equal(later, a[8:12, 3:5])  # a step's number does not depend on where the window starts
+    accept = RowStreams.for_series(7, [0, 1, 2], 4).window(0, 5, stream=ACCEPT)
+    assert not torch.equal(accept, a)
+    big = RowStreams.for_series(2**64 - 1, [2**64 - 1, 2**63], 1).window(0, 3)
+    assert not torch.equal(big[0], big[1])
+
+
+def test_stream_uniforms_are_uniform():
+    from scipy.stats import kstest
+
+    u = RowStreams.for_series(0, list(range(50)), 20).window(0, 64).reshape(-1).double().numpy()  # 64,000 numbers
+    assert 0 <= u.min() and u.max() < 1
+    assert kstest(u, "uniform").pvalue > 1e-3
+    pairs = np.corrcoef(u[:-1], u[1:])[0, 1]
+    assert abs(pairs) < 0.02
 
 
 @pytest.mark.parametrize("field, value", [("num_samples", 0), ("temperature", 0.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("seed", -1)])

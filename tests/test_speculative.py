@@ -85,11 +85,12 @@ def test_sampled_same_distribution_as_plain(small_vocab_pair, proposer, settings
     assert min(_pvalues(got, expected)) > 1e-3
 
 
-def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, residual_uniforms):
+def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms):
     """The classic bug: after a rejection, redraw from p instead of norm(max(0, p - q))."""
-    right = verify(proposal, draft_probs, target_probs, accept_uniforms, residual_uniforms)
+    right = verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms)
     at = right.accepted.clamp(max=proposal.shape[1] - 1)
-    redraw = draw(target_probs[torch.arange(len(at)), at], residual_uniforms)
+    rows = torch.arange(len(at))
+    redraw = draw(target_probs[rows, at], residual_uniforms[rows, at])
     return Verdict(right.accepted, torch.where(right.accepted == proposal.shape[1], right.next_step, redraw))
 
 
@@ -111,7 +112,7 @@ def _verdicts(p_rows, q_rows, proposal, n=20000):
     p = torch.stack(p_rows)[None].expand(n, k + 1, -1)
     q = None if q_rows is None else torch.stack(q_rows)[None].expand(n, k, -1)
     g = torch.Generator().manual_seed(0)
-    v = verify(proposal[None].expand(n, k), q, p, torch.rand(n, k, generator=g), torch.rand(n, generator=g))
+    v = verify(proposal[None].expand(n, k), q, p, torch.rand(n, k, generator=g), torch.rand(n, generator=g), torch.rand(n, k, generator=g))
     return v.accepted, v.next_step
 
 
@@ -138,7 +139,8 @@ def test_proposals_drawn_from_q_give_steps_distributed_as_p():
     n, q = 40000, torch.tensor([0.7, 0.1, 0.1, 0.1])
     g = torch.Generator().manual_seed(1)
     proposal = torch.multinomial(q, n, replacement=True, generator=g)[:, None]  # [n, 1]
-    v = verify(proposal, q.expand(n, 1, 4), P.expand(n, 2, 4), torch.rand(n, 1, generator=g), torch.rand(n, generator=g))
+    v = verify(proposal, q.expand(n, 1, 4), P.expand(n, 2, 4), torch.rand(n, 1, generator=g), torch.rand(n, generator=g),
+               torch.rand(n, 1, generator=g))
     first = torch.where(v.accepted == 1, proposal[:, 0], v.next_step)
     assert torch.allclose(torch.bincount(first, minlength=4).float() / n, P, atol=0.01)
 
@@ -297,26 +299,29 @@ def test_adaptive_k_keeps_what_it_learned_for_the_next_call_of_the_same_shape(pa
     assert len(fc._choosers) == 2
 
 
-@pytest.mark.parametrize("first", [[], [2]])
-def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first):
+@pytest.mark.parametrize("first, top_k", [([], 1), ([2], 1), ([], 50)])
+def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first, top_k):
     """Once k = 0 has won, the rest of a window runs a plain loop; rows may stand at different
-    positions when it starts (first=[2]: one k = 2 pass before it). Greedy: identical to plain."""
+    positions when it starts (first=[2]: one k = 2 pass before it). Greedy: identical to plain;
+    sampled with no speculative pass: identical too, as every k = 0 route reads the same numbers."""
     from leapcast.engine.decode import decode_window
     from leapcast.engine.proposers import DraftModelProposer
     from leapcast.engine.speculative import KChooser, speculative_window
-    from leapcast.engine.sampling import SamplingConfig, draw_uniforms, series_generators
+    from leapcast.engine.sampling import SamplingConfig
+    from leapcast.engine.streams import RowStreams
     from leapcast.models.loading import load_model
 
     target, draft = load_model(pair[0]), load_model(pair[1])
     batch = target.tokenize(torch.nn.utils.rnn.pad_sequence([c.flip(0) for c in contexts()], batch_first=True, padding_value=float("nan")).flip(1))
-    greedy = SamplingConfig(num_samples=2, top_k=1)
+    cfg = SamplingConfig(num_samples=2, top_k=top_k)
     chooser = KChooser(4)
     chooser.exploring, chooser.cost, chooser.queue = False, {0: 1.0, 1: 2.0, 2: 3.0, 4: 4.0}, list(first)
     chooser.iteration = 1  # past the warm-up pass
     assert chooser.off
-    gens = series_generators(0, list(range(batch.tokens.shape[0])))
-    got, stats = speculative_window(target, DraftModelProposer(draft, target), batch, 20, greedy, SpecConfig(k=4), gens, chooser)
-    expected = decode_window(target, batch, 20, greedy, draw_uniforms(gens, 2, 20))
+    b = batch.tokens.shape[0]
+    streams = RowStreams.for_series(0, list(range(b)), 2)
+    got, stats = speculative_window(target, DraftModelProposer(draft, target), batch, 20, cfg, SpecConfig(k=4), streams, 0, chooser)
+    expected = decode_window(target, batch, 20, cfg, streams.window(0, 20).view(b, 2, 20))
     assert torch.equal(got, expected)
     rows = 2 * batch.tokens.shape[0]
     assert stats.drafts == (0 if not first else rows)  # one k = 2 pass for every row, then none

@@ -134,23 +134,3 @@ def stream_key(series_id: object) -> int:
     """
     digest = hashlib.blake2b(str(series_id).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
-
-
-def series_generators(seed: int | None, keys: list[int]) -> list[torch.Generator]:
-    """One independent generator per series, keyed by (seed, the series' key).
-
-    keys: non-negative ints, one per series: ``stream_key(id)`` in the frame APIs,
-    the position in the request in the array API.
-    """
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    generators = []
-    for i in keys:
-        state = np.random.SeedSequence([seed, i]).generate_state(2, dtype=np.uint32)
-        generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
-    return generators
-
-
-def draw_uniforms(generators: list[torch.Generator], rows_per_series: int, steps: int) -> torch.Tensor:
-    """[B, S, n] uniforms in [0, 1), series b from generators[b]."""
-    return torch.stack([torch.rand(rows_per_series, steps, generator=g) for g in generators])

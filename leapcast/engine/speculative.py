@@ -19,6 +19,7 @@ import torch
 
 from leapcast.engine.proposers.base import ProposalInput, Proposer
 from leapcast.engine.sampling import SamplingConfig, probabilities, sample
+from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams
 from leapcast.engine.verify import verify
 from leapcast.models.base import StepModel, Tokenized
 
@@ -99,15 +100,21 @@ def speculative_window(
     num_steps: int,
     sampling: SamplingConfig,
     spec: SpecConfig,
-    generators: list[torch.Generator],
+    streams: RowStreams,
+    step_offset: int = 0,
     chooser: "KChooser | None" = None,
 ) -> tuple[torch.Tensor, SpecStats]:
     """Sample ``num_steps`` steps for every row -> (steps [B, S, num_steps] long, stats).
 
+    ``streams``: the B * S rows' random streams; window step t is horizon step
+    ``step_offset + t``. Random numbers by role (``leapcast.engine.streams``):
+    the proposal for step t and the bonus step at t read SAMPLE at t, the
+    acceptance test of step t ACCEPT at t, the step recovered at t RESIDUAL at t,
+    so k = 0 and a draft identical to the target give the plain forecast.
     ``chooser`` picks k per iteration when ``spec.adaptive`` (a fresh one if None).
     """
     t_start = time.perf_counter()
-    b, s, k_max = len(generators), sampling.num_samples, spec.k
+    b, s, k_max = batch.tokens.shape[0], sampling.num_samples, spec.k
     rows = b * s
     capacity = num_steps + k_max + 1
     state = model.setup(batch, rows_per_series=s, max_steps=capacity)
@@ -133,20 +140,21 @@ def speculative_window(
             state = model.select_series(state, keep)
             proposer.select(keep, rows_kept)
             committed, n, pending = committed[rows_kept], n[rows_kept], pending[rows_kept]
-            generators = [generators[i] for i in keep.tolist()]
+            streams = streams.select(rows_kept)
             alive = alive[keep]
             rows = len(rows_kept)
         active = n < num_steps  # [R]
         k = chooser.choose() if chooser else k_max
         if k == 0 and chooser is not None and chooser.off and not chooser.queue:  # settled on plain: finish without bookkeeping
-            stats.target_passes += _plain_tail(model, state, committed, n, pending, num_steps, sampling, generators, s)
+            stats.target_passes += _plain_tail(model, state, committed, n, pending, num_steps, sampling, streams, step_offset)
             result[alive] = committed.view(len(alive), s, -1)[:, :, :num_steps]
             break
-        u = _uniforms(generators, s, k)  # [R, 2k+1]
         at = n.clamp(max=num_steps)  # finished rows ride along in bounds; their results are dropped
+        ahead = step_offset + at[:, None] + torch.arange(k + 1)  # [R, k+1] horizon steps of this pass
+        u_sample = streams.uniforms(ahead, SAMPLE)  # proposals at 0..k-1, the bonus at k
         t0 = time.perf_counter()
         if k > 0:
-            proposal = proposer.propose(ProposalInput(pending, at, committed, k, u[:, :k], sampling, spec.stop_below))
+            proposal = proposer.propose(ProposalInput(pending, at, committed, k, u_sample[:, :k], sampling, spec.stop_below))
             steps, draft_probs = proposal.steps, proposal.probs
         else:
             steps, draft_probs = torch.zeros(rows, 0, dtype=torch.long), None
@@ -156,10 +164,11 @@ def speculative_window(
         logits = model.decode(torch.cat([pending[:, None], steps], dim=1), int(at[0]) if uniform else at, state)  # [R, kp+1, V]
         if kp > 0:
             target_probs = probabilities(logits, sampling, model.banned_tokens)
-            verdict = verify(steps, draft_probs, target_probs, u[:, k : k + kp], u[:, 2 * k])
+            u_accept = streams.uniforms(ahead[:, :kp], ACCEPT)
+            verdict = verify(steps, draft_probs, target_probs, u_accept, u_sample[:, kp], streams.uniforms(ahead[:, :kp], RESIDUAL))
             accepted, next_step = verdict.accepted, verdict.next_step
         else:  # speculation off: a plain step
-            accepted, next_step = torch.zeros(rows, dtype=torch.long), sample(logits[:, 0], sampling, u[:, 0], model.banned_tokens)
+            accepted, next_step = torch.zeros(rows, dtype=torch.long), sample(logits[:, 0], sampling, u_sample[:, 0], model.banned_tokens)
         t2 = time.perf_counter()
 
         new = torch.cat([steps, torch.zeros_like(pending[:, None])], dim=1).scatter_(1, accepted[:, None], next_step[:, None])
@@ -255,7 +264,7 @@ class KChooser:
         self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step
 
 
-def _plain_tail(model, state, committed, n, pending, num_steps, sampling, generators, rows_per_series) -> int:
+def _plain_tail(model, state, committed, n, pending, num_steps, sampling, streams: RowStreams, step_offset: int) -> int:
     """Plain steps for every row until all reach ``num_steps``, written into ``committed`` [R, T]
     in place. Returns the number of target passes.
 
@@ -266,23 +275,15 @@ def _plain_tail(model, state, committed, n, pending, num_steps, sampling, genera
     Finished rows ride along at the common position; their caches are not read again.
     """
     passes = num_steps - int(n.min())
-    u = torch.cat([torch.rand(rows_per_series, passes, generator=g) for g in generators])  # [R, passes]
+    u = streams.window(step_offset, num_steps)  # [R, num_steps]: a row's step t reads SAMPLE at t
     for t in range(passes):
         cur = int(n.min())
         pos = torch.where(n < num_steps, n, cur)
         uniform = bool((pos == cur).all())
         logits = model.decode(pending[:, None], cur if uniform else pos, state)[:, -1]  # [R, V]
-        step = sample(logits, sampling, u[:, t], model.banned_tokens)
+        step = sample(logits, sampling, u[:, cur], model.banned_tokens)
         move = n == cur
         committed[:, cur] = torch.where(move, step, committed[:, cur])
         pending = torch.where(move, step, pending)
         n = n + move.long()
     return passes
-
-
-def _uniforms(generators: list[torch.Generator], rows_per_series: int, k: int) -> torch.Tensor:
-    """[R, 2k+1]: k for the proposer, k for acceptance, 1 for the recovered or bonus step.
-
-    Each series draws one block per iteration from its own generator.
-    """
-    return torch.cat([torch.rand(rows_per_series, 2 * k + 1, generator=g) for g in generators])

@@ -40,10 +40,12 @@ def verify(
     draft_probs: torch.Tensor | None,
     target_probs: torch.Tensor,
     accept_uniforms: torch.Tensor,
+    bonus_uniforms: torch.Tensor,
     residual_uniforms: torch.Tensor,
 ) -> Verdict:
-    """proposal [R, k] long; draft_probs [R, k, V] or None (point masses);
-    target_probs [R, k+1, V]; accept_uniforms [R, k] and residual_uniforms [R] in [0, 1)."""
+    """proposal [R, k] long; draft_probs [R, k, V] or None (point masses); target_probs [R, k+1, V];
+    uniforms in [0, 1): accept [R, k] (one per proposed step), bonus [R] (the step after all k),
+    residual [R, k] (the step recovered at position i reads column i)."""
     rows, k = proposal.shape
     arange = torch.arange(rows, device=proposal.device)
     p_x = target_probs[:, :k].gather(-1, proposal[..., None]).squeeze(-1)  # [R, k]
@@ -61,4 +63,5 @@ def verify(
     # p == q leaves no residual mass; a rejection is then impossible, the fallback only keeps draw() defined.
     residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_at)
     dist = torch.where((accepted == k)[:, None], target_probs[:, k], residual)  # [R, V]
-    return Verdict(accepted=accepted, next_step=draw(dist, residual_uniforms))
+    u = torch.where(accepted == k, bonus_uniforms, residual_uniforms[arange, at])
+    return Verdict(accepted=accepted, next_step=draw(dist, u))

@@ -1,0 +1,81 @@
+"""Counter-based random numbers: every uniform is a function of (seed, series key, sample path, step, stream).
+
+Nothing is drawn from a stateful generator, so which numbers a row gets does
+not depend on its batch mates, on how many rows its series has, on the order
+in which the engine asks, or on which decode loop runs: plain decoding,
+speculative decoding at k = 0 and the plain tail of adaptive k all read
+``SAMPLE`` at the step they commit, so they give the same seeded forecast;
+a draft that samples with the same numbers and agrees with the target
+reproduces it too. The series key is the id's stable hash in the frame APIs
+and the position in the array API (``leapcast.engine.sampling.stream_key``).
+
+Uniforms have 24 random bits (float32's mantissa, as ``torch.rand``), from a
+32-bit integer hash (Wellons' ``lowbias32``) chained over the five coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SAMPLE = 0  # the step drawn at a position: plain sampling, a draft's proposal, the bonus step
+ACCEPT = 1  # the acceptance test of a proposed step
+RESIDUAL = 2  # the step drawn from the residual after a rejection
+_MASK = 0xFFFFFFFF
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 on int64 tensors holding 32-bit values (products wrap mod 2**64; the low 32 bits are exact)."""
+    x = x & _MASK
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK
+    return x ^ (x >> 16)
+
+
+@dataclass(frozen=True)
+class RowStreams:
+    """The random streams of R rows; row r is sample path ``path[r]`` of series key ``key[r]``.
+
+    base: [R] int64, the hash of (seed, key, path) that every uniform of the row starts from.
+    """
+
+    base: torch.Tensor
+
+    @classmethod
+    def for_series(cls, seed: int, keys: list[int], rows_per_series: int, device: str | torch.device = "cpu") -> "RowStreams":
+        """Rows series-major: ``rows_per_series`` paths (0..S-1) of each key in ``keys`` (64-bit non-negative ints)."""
+        keys_t = torch.tensor([k & ((1 << 63) - 1) for k in keys], dtype=torch.int64).repeat_interleave(rows_per_series)
+        high = torch.tensor([k >> 63 for k in keys], dtype=torch.int64).repeat_interleave(rows_per_series)  # the 64th bit
+        paths = torch.arange(rows_per_series, dtype=torch.int64).repeat(len(keys))
+        h = _mix(torch.full_like(keys_t, seed & _MASK))
+        h = _mix(h ^ ((seed >> 32) & _MASK))
+        h = _mix(h ^ (keys_t & _MASK))
+        h = _mix(h ^ ((keys_t >> 32) | (high << 31)))
+        h = _mix(h ^ paths)
+        return cls(base=h.to(device))
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def select(self, rows: torch.Tensor) -> "RowStreams":
+        return RowStreams(base=self.base[rows.to(self.base.device)])
+
+    def uniforms(self, steps: torch.Tensor, stream: int) -> torch.Tensor:
+        """steps [R, n] long (absolute step indices of each row) -> uniforms [R, n] float32 in [0, 1)."""
+        h = _mix(self.base[:, None] ^ _mix(steps.to(self.base.device) + 0x9E3779B9))
+        h = _mix(h ^ _mix(torch.full_like(h, stream + 0x632BE5AB)))
+        return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+    def window(self, start: int, n: int, stream: int = SAMPLE) -> torch.Tensor:
+        """[R, n] uniforms of steps start..start+n-1 for every row."""
+        steps = torch.arange(start, start + n, dtype=torch.int64, device=self.base.device)
+        return self.uniforms(steps.expand(len(self), n), stream)
+
+
+def random_seed() -> int:
+    """A fresh seed for an unseeded call (numpy's OS entropy)."""
+    return int(np.random.SeedSequence().generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
