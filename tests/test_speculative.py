@@ -263,6 +263,31 @@ def test_a_draft_identical_to_the_target_is_always_accepted(pair, spec):
     assert fc.last_stats.accepted_steps == fc.last_stats.drafted_steps > 0
 
 
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_a_draft_identical_to_the_target_with_fixed_k_gives_the_plain_seeded_forecast(pair, k):
+    """Sampled, not greedy: the draft proposes step t with the number plain decoding draws step t
+    with, the target keeps it, and the bonus step reads the plain number of its own step."""
+    ctx = contexts()
+    expected = Forecaster.from_pretrained(pair[0]).predict(ctx, 19, num_samples=5, seed=4, batch_size=2)
+    fc = Forecaster.from_pretrained(pair[0], draft=str(pair[0]), spec=SpecConfig(k=k, adaptive=False))
+    got = fc.predict(ctx, 19, num_samples=5, seed=4, batch_size=2)
+    assert fc.last_stats.drafts > 0
+    assert torch.equal(got, expected)
+
+
+def test_every_plain_route_gives_the_same_seeded_forecast(pair):
+    """No draft; a draft whose adaptive k has settled on 0 (windows handed to the plain loop)."""
+    from leapcast.engine.speculative import KChooser
+
+    ctx = contexts()
+    expected = Forecaster.from_pretrained(pair[0]).predict(ctx, 19, num_samples=5, seed=4)
+    fc = Forecaster.from_pretrained(pair[0], draft=str(pair[1]), spec=SpecConfig(k=4))
+    chooser = KChooser(4)
+    chooser.exploring, chooser.cost, chooser.iteration = False, {0: 1.0, 1: 9.0, 2: 9.0, 4: 9.0}, 1
+    fc._choosers[(3 * 5, 19)] = chooser
+    assert torch.equal(fc.predict(ctx, 19, num_samples=5, seed=4), expected)
+
+
 def test_early_exit_calibration_picks_the_exit_that_matches_the_full_stack(tmp_path):
     """Layers 3-4 made identities: exit 2 equals the full model (a = 1), exit 1 does not."""
     from leapcast.models.loading import load_model

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from leapcast.engine.sampling import draw
+from leapcast.engine.sampling import draw_sorted
 
 
 @dataclass(frozen=True)
@@ -64,4 +64,4 @@ def verify(
     residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_at)
     dist = torch.where((accepted == k)[:, None], target_probs[:, k], residual)  # [R, V]
     u = torch.where(accepted == k, bonus_uniforms, residual_uniforms[arange, at])
-    return Verdict(accepted=accepted, next_step=draw(dist, u))
+    return Verdict(accepted=accepted, next_step=draw_sorted(dist, u))

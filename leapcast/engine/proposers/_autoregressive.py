@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from leapcast.engine.proposers.base import Proposal, ProposalInput
-from leapcast.engine.sampling import draw, probabilities
+from leapcast.engine.sampling import draw_sorted, probabilities
 from leapcast.models.base import DecoderState
 
 
@@ -51,7 +51,7 @@ def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) 
     steps, probs = [], []
     for i in range(x.k):
         q = probabilities(logits, x.sampling, model.banned_tokens)  # [R, V]
-        step = draw(q, x.uniforms[:, i])
+        step = draw_sorted(q, x.uniforms[:, i])
         steps.append(step)
         probs.append(q)
         if x.stop_below is not None and q.max(dim=-1).values.mean() < x.stop_below:
