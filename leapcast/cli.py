@@ -210,21 +210,10 @@ def info(
     with _refusals():
         folder = resolve(model)
         m = load_model(folder)
-    cfg, ch = m.net.cfg, m.chronos
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     table = Table(title=f"{folder}", show_header=False)
-    rows = {
-        "family": "chronos-t5",
-        "parameters": f"{m.num_parameters():,}",
-        "weights on disk": f"{size / 2**20:.1f} MiB",
-        "d_model / d_ff / d_kv": f"{cfg.d_model} / {cfg.d_ff} / {cfg.d_kv}",
-        "layers (encoder + decoder)": f"{cfg.num_layers} + {cfg.num_decoder_layers}",
-        "heads": str(cfg.num_heads),
-        "feed-forward": cfg.feed_forward_proj,
-        "vocabulary": str(cfg.vocab_size),
-        "context / prediction length": f"{ch.context_length} / {ch.prediction_length}",
-        "default sampling": f"{ch.num_samples} samples, temperature {ch.temperature}, top-k {ch.top_k}, top-p {ch.top_p}",
-    }
+    rows = m.describe()
+    rows = {**dict(list(rows.items())[:2]), "weights on disk": f"{size / 2**20:.1f} MiB", **dict(list(rows.items())[2:])}
     for key, value in rows.items():
         table.add_row(key, value)
     Console().print(table)
@@ -273,13 +262,10 @@ def init(
     context_length: int = typer.Option(512, help="Longest context read."),
 ) -> None:
     """Write a RANDOM-weight Chronos-T5 checkpoint of an official size (for speed tests; it forecasts noise)."""
-    from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
-    from leapcast.models.presets import chronos_t5_config, random_chronos_t5, save_chronos_t5
+    from leapcast.models.zoo import write_random
 
     with _refusals():
-        cfg = chronos_t5_config(size)
-        chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length)
-    folder = save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed), path)
+        folder = write_random(path, size, seed=seed, prediction_length=prediction_length, context_length=context_length)
     console.print(f"wrote random-weight chronos-t5-{size} to {folder} ({json.dumps({'seed': seed})})")
 
 

@@ -12,11 +12,12 @@ from tqdm.auto import tqdm
 
 from leapcast import frame
 from leapcast.checks import check_device, param
-from leapcast.engine.decode import rollout
-from leapcast.engine.proposers import DraftModelProposer, EarlyExitProposer, SeasonalProposer
+from leapcast.engine.rollout import rollout
+from leapcast.engine.proposers import make_proposer
 from leapcast.engine.sampling import SamplingConfig, stream_key
 from leapcast.engine.streams import RowStreams, random_seed
-from leapcast.engine.speculative import KChooser, SpecConfig, SpecStats
+from leapcast.engine.adaptive import KChooser
+from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
@@ -81,7 +82,12 @@ class Forecaster:
         device = check_device(device)
         folder = resolve(path)
         model = load_model(folder, device=device, dtype=dtype)
-        proposer = None if draft is None else make_proposer(str(draft), model, device=device, dtype=dtype, k=(spec or SpecConfig()).k)
+        proposer = None
+        if draft is not None:
+            def load_draft(name: str):
+                return load_model(resolve(name, "draft"), device=device, dtype=dtype)
+
+            proposer = make_proposer(str(draft), model, k=(spec or SpecConfig()).k, load_draft=load_draft)
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
         name = Path(folder).resolve().name  # "." -> its folder name
@@ -90,14 +96,9 @@ class Forecaster:
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
-        c = self.model.chronos
-        return SamplingConfig(
-            num_samples=c.num_samples if num_samples is None else num_samples,
-            temperature=c.temperature if temperature is None else temperature,
-            top_k=c.top_k if top_k is None else top_k,
-            top_p=c.top_p if top_p is None else top_p,
-            seed=seed,
-        )
+        given = {"num_samples": num_samples, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+        settings = {name: value for name, value in given.items() if value is not None}
+        return SamplingConfig(**{**self.model.default_sampling(), **settings}, seed=seed)
 
     def predict(
         self,
@@ -235,26 +236,6 @@ class Forecaster:
         for label, q in intervals:
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
         return frame.future_frame(panel, h, columns, times)
-
-
-def make_proposer(draft: str, target, device="cpu", dtype=torch.float32, k: int = 4):
-    """A proposer from its name: a checkpoint/bundled name, "early-exit[:M]", "seasonal" or "seasonal:S".
-
-    ``k``: the proposal length early-exit calibration plans for (M not given).
-    """
-    if draft.startswith("early-exit"):
-        _, _, m = draft.partition(":")
-        if m and not m.isdigit():
-            raise ValueError(f"`draft` {draft!r}: write early-exit:M with M the number of decoder layers, e.g. early-exit:2, or early-exit to calibrate M")
-        c = target.chronos
-        sampling = SamplingConfig(num_samples=1, temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
-        return EarlyExitProposer(target, int(m) if m else None, k=k, sampling=sampling)
-    if draft.startswith("seasonal"):
-        _, _, season = draft.partition(":")
-        if season and not season.isdigit():
-            raise ValueError(f"`draft` {draft!r}: write seasonal or seasonal:S with S the season in steps, e.g. seasonal:12")
-        return SeasonalProposer(int(season) if season else None, eos=target.chronos.use_eos_token)
-    return DraftModelProposer(load_model(resolve(draft, "draft"), device=device, dtype=dtype), target)
 
 
 def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, recent: int | None) -> list[SeasonalIndex | None]:

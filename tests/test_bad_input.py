@@ -276,17 +276,14 @@ def test_bench_without_matplotlib_is_refused_first(monkeypatch, tmp_path):
     (100_000, ["`--h` is 100000", f"largest horizon leapcast runs ({MAX_HORIZON} steps)"]),
 ])
 def test_long_horizons_are_refused_before_work(model, tmp_path, monkeypatch, h, needles):
-    from leapcast.engine import decode
-
-    monkeypatch.setattr(decode, "decode_window", _no_work)
     monkeypatch.setattr(Forecaster, "predict", _no_work)
     refused(invoke("forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", h), *needles)
 
 
 def test_api_refuses_long_horizons_before_work(fc, monkeypatch):
-    from leapcast.engine import decode
+    import leapcast.forecaster
 
-    monkeypatch.setattr(decode, "rollout", _no_work)
+    monkeypatch.setattr(leapcast.forecaster, "rollout", _no_work)
     with pytest.raises(ValueError, match="`prediction_length` is 100000, above the largest horizon"):
         fc.predict(np.arange(20.0), 100_000)
     with pytest.raises(ValueError, match="`h`=4000 steps of 'MS' after 2017-12-01 00:00:00 run past"):

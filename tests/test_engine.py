@@ -75,7 +75,7 @@ def test_rollout_appends_the_lower_median_of_each_window(tmp_path):
     """Past prediction_length (8 here) the context grows by the per-series
     median of the window's samples (torch's lower median, as chronos-forecasting)
     and is re-tokenized with a new scale."""
-    from leapcast.engine.decode import rollout
+    from leapcast.engine.rollout import rollout
     from leapcast.engine.streams import RowStreams
 
     model = _model(tmp_path)

@@ -9,7 +9,7 @@ from scipy.stats import chi2_contingency
 import leapcast.engine.speculative as speculative
 from leapcast import Forecaster, SpecConfig
 from leapcast.engine.sampling import draw
-from leapcast.engine.verify import Verdict, verify
+from leapcast.engine.verifiers import Verdict, verify
 
 PROPOSERS = ["draft", "early-exit:1", "early-exit:2", "early-exit", "seasonal", "seasonal:5"]
 
@@ -212,7 +212,7 @@ def test_adaptive_and_early_stop_keep_the_sampled_distribution(small_vocab_pair)
 
 
 def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
-    from leapcast.engine.speculative import KChooser
+    from leapcast.engine.adaptive import KChooser
 
     chooser = KChooser(8)
     assert chooser.candidates == [0, 1, 2, 4, 8]
@@ -229,7 +229,7 @@ def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
 
 
 def test_k_chooser_hands_whole_windows_to_the_plain_loop_once_k0_wins():
-    from leapcast.engine.speculative import KChooser
+    from leapcast.engine.adaptive import KChooser
 
     chooser = KChooser(4, recheck=4)
     assert chooser.speculate()  # nothing measured yet
@@ -277,7 +277,7 @@ def test_a_draft_identical_to_the_target_with_fixed_k_gives_the_plain_seeded_for
 
 def test_every_plain_route_gives_the_same_seeded_forecast(pair):
     """No draft; a draft whose adaptive k has settled on 0 (windows handed to the plain loop)."""
-    from leapcast.engine.speculative import KChooser
+    from leapcast.engine.adaptive import KChooser
 
     ctx = contexts()
     expected = Forecaster.from_pretrained(pair[0]).predict(ctx, 19, num_samples=5, seed=4)
@@ -331,7 +331,8 @@ def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first, top
     sampled with no speculative pass: identical too, as every k = 0 route reads the same numbers."""
     from leapcast.engine.decode import decode_window
     from leapcast.engine.proposers import DraftModelProposer
-    from leapcast.engine.speculative import KChooser, speculative_window
+    from leapcast.engine.adaptive import KChooser
+    from leapcast.engine.speculative import speculative_window
     from leapcast.engine.sampling import SamplingConfig
     from leapcast.engine.streams import RowStreams
     from leapcast.models.loading import load_model
@@ -357,7 +358,7 @@ def test_the_plain_tail_after_ragged_rows_keeps_the_sampled_distribution(small_v
     """A re-check window runs k = 0 once and k = 1 three times (rows then stand at different
     positions), finds k = 1 still slower, and the plain tail lets the rows behind catch up
     before they step together. Per-position frequencies must still match plain decoding."""
-    from leapcast.engine.speculative import KChooser
+    from leapcast.engine.adaptive import KChooser
 
     plain = Forecaster.from_pretrained(small_vocab_pair[0])
     expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]

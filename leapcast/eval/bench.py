@@ -52,10 +52,10 @@ from leapcast.eval.backtest import Window, official_window
 from leapcast.eval.forecasts import BASELINES, LEVELS, leapcast_forecast, official_forecast, official_pipeline, stats_forecast
 from leapcast.eval.report import write_report
 from leapcast.eval.timing import interleaved, timed
-from leapcast.forecaster import Forecaster, make_proposer
-from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
-from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
-from leapcast.models.t5 import T5Config
+from leapcast.engine.proposers import make_proposer, parse
+from leapcast.forecaster import Forecaster
+from leapcast.models.loading import load_model
+from leapcast.models.zoo import SIZES, write_random_pair
 from leapcast.registry import bundled_models, resolve
 
 RESULTS = Path("leapcast-bench")  # under the current folder; the repository keeps its own in benchmarks/results
@@ -109,10 +109,9 @@ class Suite:
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"`baselines` {unknown} unknown; choose from {', '.join(BASELINES)}")
-        known = ("draft", "early-exit", "seasonal")
-        bad = [p for p in self.proposers if p not in known and not p.startswith(("early-exit:", "seasonal:"))]
-        if bad:
-            raise ValueError(f"`proposers` {bad} unknown; use draft, early-exit, early-exit:M, seasonal or seasonal:S")
+        for p in self.proposers:  # "draft": each model's own draft; the rest as the registry reads them
+            if p != "draft" and parse(p).kind == "model":
+                raise ValueError(f"`proposers` entry {p!r} unknown; use draft, early-exit, early-exit:M, seasonal or seasonal:S")
 
 
 M3 = ("m3-yearly", "m3-quarterly", "m3-monthly", "m3-other")
@@ -151,11 +150,7 @@ class Mode:
 
 def random_pair(size: str, folder: Path) -> ModelSpec:
     """A random-weight chronos-t5 of an official size and a 1-layer random draft with the same tokenizer."""
-    chronos = ChronosTokenizerConfig()
-    big = random_chronos_t5(chronos_t5_config(size), chronos, seed=0, name=f"random-{size}")
-    small = T5Config(vocab_size=chronos.n_tokens, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4)
-    target = save_chronos_t5(big, folder / f"random-{size}")
-    draft = save_chronos_t5(random_chronos_t5(small, chronos, seed=1, name="random-draft"), folder / f"random-{size}-draft")
+    target, draft = write_random_pair(folder, size)
     return ModelSpec(f"random chronos-t5-{size}", target, draft, random_weights=True)
 
 
@@ -180,8 +175,8 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
         draft = drafts[0] if len(drafts) == 1 else drafts[i] if drafts else None
         if name.startswith("random:"):
             size = name.partition(":")[2]
-            if size not in CHRONOS_T5_SIZES:
-                raise ValueError(f"`models` entry {name!r}: write random:SIZE with SIZE one of {', '.join(CHRONOS_T5_SIZES)}")
+            if size not in SIZES:
+                raise ValueError(f"`models` entry {name!r}: write random:SIZE with SIZE one of {', '.join(SIZES)}")
             spec = random_pair(size, folder)
             specs.append(spec if draft is None else replace(spec, draft=None if draft == "none" else resolve(draft)))
             continue
@@ -303,7 +298,7 @@ def _proposer(mode: Mode, model: ModelSpec, target, loaded: dict):
     if mode.proposer != "draft":
         return make_proposer(mode.proposer, target, k=mode.spec.k)  # calibrated early-exit plans for its k
     if "draft" not in loaded:
-        loaded["draft"] = make_proposer(str(model.draft), target)
+        loaded["draft"] = make_proposer(str(model.draft), target, load_draft=load_model)
     return loaded["draft"]
 
 

@@ -14,6 +14,10 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizer
 from leapcast.models.t5 import T5, LayerCache
 
 
+# Fields that must agree for draft tokens to mean the same values as the target's.
+TOKENIZER_FIELDS = ("n_tokens", "n_special_tokens", "pad_token_id", "eos_token_id", "use_eos_token", "low_limit", "high_limit", "context_length")
+
+
 class ChronosT5:
     """A Chronos-T5 checkpoint ready for the engine (see ``base.StepModel``)."""
 
@@ -26,6 +30,8 @@ class ChronosT5:
         self.context_length = chronos.context_length
         self.prediction_length = chronos.prediction_length
         self.start_token = net.cfg.decoder_start_token_id
+        self.patch_size = 1
+        self.num_decoder_layers = net.cfg.num_decoder_layers
         # Chronos generates with min_new_tokens = max_new_tokens, so EOS is never sampled.
         self.banned_tokens = (chronos.eos_token_id,)
         self._bias_table: torch.Tensor | None = None
@@ -42,6 +48,48 @@ class ChronosT5:
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+    def default_sampling(self) -> dict:
+        c = self.chronos
+        return {"num_samples": c.num_samples, "temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p}
+
+    def check_draft(self, draft: "ChronosT5") -> None:
+        if not isinstance(draft, ChronosT5):
+            raise ValueError(f"draft {draft.name!r} is not a Chronos-T5 model; a draft must share the target's steps")
+        for field in TOKENIZER_FIELDS:
+            a, b = getattr(draft.chronos, field), getattr(self.chronos, field)
+            if a != b:
+                raise ValueError(
+                    f"draft {draft.name!r} and target {self.name!r} tokenize differently: `{field}` is {a!r} "
+                    f"in the draft and {b!r} in the target; a draft must share the target's vocabulary, bins and scaling"
+                )
+        if draft.start_token != self.start_token:
+            raise ValueError("draft and target use different decoder start tokens")
+
+    def describe(self) -> dict[str, str]:
+        cfg, ch = self.net.cfg, self.chronos
+        return {
+            "family": "chronos-t5",
+            "parameters": f"{self.num_parameters():,}",
+            "d_model / d_ff / d_kv": f"{cfg.d_model} / {cfg.d_ff} / {cfg.d_kv}",
+            "layers (encoder + decoder)": f"{cfg.num_layers} + {cfg.num_decoder_layers}",
+            "heads": str(cfg.num_heads),
+            "feed-forward": cfg.feed_forward_proj,
+            "vocabulary": str(cfg.vocab_size),
+            "context / prediction length": f"{ch.context_length} / {ch.prediction_length}",
+            "default sampling": f"{ch.num_samples} samples, temperature {ch.temperature}, top-k {ch.top_k}, top-p {ch.top_p}",
+        }
+
+    def context_steps(self, batch: Tokenized) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.chronos.use_eos_token:  # the appended EOS is not a step
+            return batch.tokens[:, :-1], batch.mask[:, :-1]
+        return batch.tokens, batch.mask
+
+    def layer_costs(self) -> tuple[float, float]:
+        cfg = self.net.cfg
+        layer = self.net.dec_layers[0]  # cross-attention K/V are computed once per series, not per step
+        per_layer = sum(p.numel() for p in layer.parameters()) - 2 * cfg.d_model * cfg.num_heads * cfg.d_kv
+        return float(per_layer), float(self.net.embed.weight.numel())
 
     def tokenize(self, contexts: torch.Tensor) -> Tokenized:
         return self.tokenizer.tokenize(contexts)

@@ -21,14 +21,16 @@ import torch
 
 from leapcast.engine.proposers._autoregressive import DecoderProposer
 from leapcast.engine.sampling import SamplingConfig, probabilities
-from leapcast.models.base import DecoderState, Tokenized
+from leapcast.models.base import DecoderState, EarlyExitModel, Tokenized
 
 CALIBRATION_STEPS = 16
 
 
 class EarlyExitProposer(DecoderProposer):
     def __init__(self, target, num_layers: int | None, k: int = 4, sampling: SamplingConfig | None = None) -> None:
-        total = len(target.net.dec_layers)
+        if not isinstance(target, EarlyExitModel):
+            raise ValueError(f"model {target.name!r} offers no early exit; use a draft model or the seasonal proposer")
+        total = target.num_decoder_layers
         if total < 2:
             raise ValueError(f"early-exit needs a target with at least 2 decoder layers; this one has {total}")
         if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers < total):
@@ -49,13 +51,13 @@ class EarlyExitProposer(DecoderProposer):
     @torch.inference_mode()
     def calibrate(self, batch: Tokenized, target_state: DecoderState) -> int:
         """The exit depth m with the best expected speedup on this batch's contexts."""
-        total = len(self.target.net.dec_layers)
-        inputs = _context_as_steps(batch, self.target.start_token, self.target.banned_tokens, target_state.max_steps - 1)  # [B, n + 1]
+        total = self.target.num_decoder_layers
+        inputs = _context_as_steps(self.target, batch, target_state.max_steps - 1)  # [B, n + 1]
         rows = inputs.repeat_interleave(target_state.rows_per_series, dim=0)  # [R, n]
         valid = rows >= 0  # positions whose input is an observed step
         rows = rows.clamp(min=0)
         full = probabilities(self.target.decode(rows, 0, self.target.early_exit_state(target_state, total)), self.sampling, self.target.banned_tokens)
-        costs = _layer_costs(self.target)
+        costs = self.target.layer_costs()
         best, best_speedup = 1, -1.0
         for m in range(1, total):
             q = probabilities(self.target.decode(rows, 0, self.target.early_exit_state(target_state, m)), self.sampling, self.target.banned_tokens)
@@ -68,25 +70,12 @@ class EarlyExitProposer(DecoderProposer):
         return best
 
 
-def _context_as_steps(batch: Tokenized, start_token: int, banned: tuple[int, ...], most: int) -> torch.Tensor:
-    """[B, n + 1] decoder inputs: the start token, then the context's last n <= most observed tokens; -1 where missing."""
-    tokens = batch.tokens.clone()
-    observed = batch.mask.clone()
-    for t in banned:  # the context's EOS is not a step
-        observed &= tokens != t
-    n = max(1, min(CALIBRATION_STEPS, most, tokens.shape[1] - 1))
-    tail, seen = tokens[:, -n - 1 :], observed[:, -n - 1 :]
-    tail = torch.where(seen, tail, torch.full_like(tail, -1))
-    tail = tail[:, :-1] if not seen[:, -1].any() else tail[:, 1:]  # drop the trailing EOS column when present
-    return torch.cat([torch.full_like(tail[:, :1], start_token), tail], dim=1)
-
-
-def _layer_costs(target) -> tuple[float, float]:
-    """(multiply-adds per decoder layer per step, of the head): cross-attention K/V are computed once, not per step."""
-    d = target.net.cfg.d_model
-    layer = target.net.dec_layers[0]
-    per_layer = sum(p.numel() for p in layer.parameters()) - 2 * d * target.net.cfg.num_heads * target.net.cfg.d_kv
-    return float(per_layer), float(target.net.embed.weight.numel())
+def _context_as_steps(target, batch: Tokenized, most: int) -> torch.Tensor:
+    """[B, n + 1] decoder inputs: the start token, then the context's last n <= most steps; -1 where missing."""
+    steps, observed = target.context_steps(batch)
+    n = max(1, min(CALIBRATION_STEPS, most, steps.shape[1]))
+    tail = torch.where(observed[:, -n:], steps[:, -n:], torch.full_like(steps[:, -n:], -1))
+    return torch.cat([torch.full_like(tail[:, :1], target.start_token), tail], dim=1)
 
 
 def _bound(a: float, k: int, c: float) -> float:

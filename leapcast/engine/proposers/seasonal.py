@@ -18,17 +18,17 @@ from leapcast.models.base import DecoderState, Tokenized
 
 
 class SeasonalProposer:
-    def __init__(self, season: int | None = None, eos: bool = True, min_autocorrelation: float = 0.3) -> None:
+    def __init__(self, target, season: int | None = None, min_autocorrelation: float = 0.3) -> None:
         if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
             raise ValueError(f"`season` must be a positive integer or None (detect), got {season!r}")
         self.season = season
-        self.eos = eos
+        self.target = target
         self.min_autocorrelation = min_autocorrelation
         self.name = "seasonal" if season is None else f"seasonal:{season}"
 
     def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
         s = target_state.rows_per_series
-        tokens, mask = (batch.tokens[:, :-1], batch.mask[:, :-1]) if self.eos else (batch.tokens, batch.mask)
+        tokens, mask = self.target.context_steps(batch)
         lags = torch.full((tokens.shape[0],), self.season or 1, dtype=torch.long)
         if self.season is None:
             lags = detect_season(tokens.float(), mask, self.min_autocorrelation)

@@ -1,0 +1,57 @@
+"""Proposer names -> proposers: the one parser, used by the forecaster, the CLI and the bench.
+
+Names: ``early-exit`` (depth calibrated on the contexts) or ``early-exit:M``;
+``seasonal`` (season detected per series) or ``seasonal:S``; anything else
+names a draft model (a checkpoint folder or a bundled name), which the caller
+loads (``load_draft``): the engine reads no files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from leapcast.checks import param
+from leapcast.engine.proposers.base import Proposer
+from leapcast.engine.proposers.draft_model import DraftModelProposer
+from leapcast.engine.proposers.early_exit import EarlyExitProposer
+from leapcast.engine.proposers.seasonal import SeasonalProposer
+from leapcast.engine.sampling import SamplingConfig
+
+KINDS = ("early-exit", "seasonal")  # model-free or target-made proposers; any other name is a draft model
+
+
+@dataclass(frozen=True)
+class ProposerName:
+    """kind: "early-exit", "seasonal" or "model"; number: M or S (None: calibrated or detected); model: the draft's name."""
+
+    kind: str
+    number: int | None = None
+    model: str | None = None
+
+
+def parse(name: str) -> ProposerName:
+    """A proposer name -> its parts; ValueError naming the value when it is malformed."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{param('draft')} must be a non-empty name, got {name!r}")
+    kind, colon, number = name.partition(":")
+    if kind not in KINDS:
+        return ProposerName("model", model=name)
+    if colon and not (number.isdigit() and int(number) >= 1):
+        what = "early-exit:M with M the number of decoder layers, e.g. early-exit:2" if kind == "early-exit" else "seasonal:S with S the season in steps, e.g. seasonal:12"
+        raise ValueError(f"{param('draft')} {name!r}: write {kind} or {what}")
+    return ProposerName(kind, int(number) if colon else None)
+
+
+def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], object] | None = None) -> Proposer:
+    """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for."""
+    parsed = parse(name)
+    if parsed.kind == "early-exit":
+        defaults = target.default_sampling()
+        sampling = SamplingConfig(num_samples=1, temperature=defaults["temperature"], top_k=defaults["top_k"], top_p=defaults["top_p"])
+        return EarlyExitProposer(target, parsed.number, k=k, sampling=sampling)
+    if parsed.kind == "seasonal":
+        return SeasonalProposer(target, parsed.number)
+    if load_draft is None:
+        raise ValueError(f"{param('draft')} {name!r} names a draft model, and no loader was given to read it")
+    return DraftModelProposer(load_draft(parsed.model), target)

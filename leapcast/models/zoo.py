@@ -1,0 +1,41 @@
+"""Random-weight checkpoints of a family's official sizes, for speed tests (they forecast noise).
+
+The family-agnostic door for the CLI (`leapcast init`) and the bench (`random:SIZE`):
+callers name a family and a size, never a family's classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
+from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
+from leapcast.models.t5 import T5Config
+
+FAMILIES = ("chronos-t5",)
+SIZES = tuple(CHRONOS_T5_SIZES)
+
+
+def write_random(folder: str | Path, size: str = "tiny", *, seed: int = 0, prediction_length: int = 64,
+                 context_length: int = 512, family: str = "chronos-t5", name: str | None = None) -> Path:
+    """A random-weight checkpoint of an official size, written to ``folder`` (config.json + model.safetensors)."""
+    _check_family(family)
+    cfg = chronos_t5_config(size)  # names the size when it is unknown
+    chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length)
+    return save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed, name=name or f"random-{size}"), folder)
+
+
+def write_random_pair(folder: str | Path, size: str, family: str = "chronos-t5") -> tuple[Path, Path]:
+    """A random target of an official size and a 1-layer random draft with the same steps -> (target, draft) folders."""
+    _check_family(family)
+    folder = Path(folder)
+    chronos = ChronosTokenizerConfig()
+    target = write_random(folder / f"random-{size}", size, seed=0, name=f"random-{size}")
+    small = T5Config(vocab_size=chronos.n_tokens, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4)
+    draft = save_chronos_t5(random_chronos_t5(small, chronos, seed=1, name="random-draft"), folder / f"random-{size}-draft")
+    return target, draft
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"`family` must be one of {', '.join(FAMILIES)}, got {family!r}")
