@@ -65,10 +65,22 @@ class RowStreams:
         return RowStreams(base=self.base[rows.to(self.base.device)])
 
     def uniforms(self, steps: torch.Tensor, stream: int) -> torch.Tensor:
-        """steps [R, n] long (absolute step indices of each row) -> uniforms [R, n] float32 in [0, 1)."""
+        """steps [R, n] long (absolute step indices of each row) -> uniforms [R, n] float32 in [0, 1):
+        column 0 of ``block``, the number a categorical step is drawn with."""
+        return self.block(steps, stream, 1)[..., 0]
+
+    def block(self, steps: torch.Tensor, stream: int, count: int, offset: int = 0) -> torch.Tensor:
+        """steps [R, n] -> [R, n, count] uniforms: columns offset..offset+count-1 of each (row, step, stream),
+        for heads that need several numbers per step (a patch of values, rejection tries)."""
         h = _mix(self.base[:, None] ^ _mix(steps.to(self.base.device) + 0x9E3779B9))
         h = _mix(h ^ _mix(torch.full_like(h, stream + 0x632BE5AB)))
+        columns = torch.arange(offset, offset + count, dtype=torch.int64, device=h.device)
+        h = _mix(h[..., None] ^ _mix(columns + 0x5BD1E995))
         return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+    def rand(self, steps: torch.Tensor, stream: int):
+        """The ``Rand`` a head draws from at ``steps`` [R, n]: (count, offset) -> [R, n, count]."""
+        return lambda count, offset=0: self.block(steps, stream, count, offset)
 
     def window(self, start: int, n: int, stream: int = SAMPLE) -> torch.Tensor:
         """[R, n] uniforms of steps start..start+n-1 for every row."""

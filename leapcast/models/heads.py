@@ -1,0 +1,149 @@
+"""Heads: the distribution a model gives for its next step, as objects the engine samples and scores.
+
+A model's ``step`` returns one head for a batch of positions ``[R, n]``; the
+engine and the verifiers talk to the head, never to logits or mixture
+parameters. Each head draws from the numbers it is handed (``Rand``: counter-
+based uniforms from ``leapcast.engine.streams``, so a draw is a function of
+(seed, series, path, step) and nothing else), gives log-densities or
+probabilities where they are defined, and its mean.
+
+- ``Categorical``: one token per step over a vocabulary (Chronos-T5's bins);
+  warped by temperature, top-k and top-p, drawn by inverse CDF.
+- ``StudentTMixture``: a patch of P values per step, each value a mixture of
+  Student-T components (Toto's output); ``gaussian`` is its special case
+  (one component, infinite degrees of freedom).
+- ``Point``: a patch of P values with no distribution (point heads); sampling
+  returns the values.
+
+Greedy decoding (``top_k=1``) takes a categorical head's most likely token and
+a continuous head's mean: the deterministic forecast of each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from leapcast.models.sampling import SamplingConfig, probabilities, sample
+
+# rand(count, offset) -> [R, n, count] uniforms in [0, 1), independent columns; offset starts a fresh block
+Rand = Callable[[int, int], torch.Tensor]
+BAILEY_BLOCK = 4  # tries per value per block of the polar method; a value left undecided takes another block
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """logits [R, n, V]; ``banned`` tokens are never drawn. Steps are token ids [R, n] long."""
+
+    logits: torch.Tensor
+    banned: tuple[int, ...] = ()
+
+    def probs(self, sampling: SamplingConfig) -> torch.Tensor:
+        """The warped distribution steps are drawn from: [R, n, V] float32."""
+        return probabilities(self.logits, sampling, self.banned)
+
+    def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
+        r, n, v = self.logits.shape
+        u = rand(1, 0)[..., 0].reshape(r * n)
+        return sample(self.logits.reshape(r * n, v), sampling, u, self.banned).view(r, n)
+
+    def log_prob(self, steps: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
+        """steps [R, n] long -> log-probabilities [R, n] under the warped distribution."""
+        return self.probs(sampling).gather(-1, steps[..., None]).squeeze(-1).log()
+
+
+@dataclass(frozen=True)
+class StudentTMixture:
+    """A mixture of Student-T components per value: every parameter [R, n, P, C].
+
+    weights: mixture logits; loc, scale (> 0), df (> 0, ``inf`` for a Gaussian).
+    Steps are patches of values [R, n, P] float32.
+    """
+
+    weights: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
+    df: torch.Tensor
+
+    @classmethod
+    def gaussian(cls, loc: torch.Tensor, scale: torch.Tensor) -> "StudentTMixture":
+        """loc, scale [R, n, P] -> one Gaussian component per value."""
+        loc, scale = loc[..., None], scale[..., None]
+        return cls(torch.zeros_like(loc), loc, scale, torch.full_like(loc, math.inf))
+
+    @property
+    def patch_size(self) -> int:
+        return self.loc.shape[2]
+
+    def mean(self) -> torch.Tensor:
+        """[R, n, P]: the mixture mean (components with df <= 1 have none; their location stands in)."""
+        return (self.weights.softmax(dim=-1) * self.loc).sum(dim=-1)
+
+    def log_prob(self, values: torch.Tensor) -> torch.Tensor:
+        """values [R, n, P] -> log-density of each whole patch [R, n] (the sum over its values), float32."""
+        x = values.float()[..., None]  # [R, n, P, 1]
+        loc, scale, df = self.loc.float(), self.scale.float(), self.df.float()
+        z = (x - loc) / scale
+        finite = torch.isfinite(df)
+        nu = torch.where(finite, df, torch.ones_like(df))  # placeholder where Gaussian
+        student = (torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi)
+                   - (nu + 1) / 2 * torch.log1p(z * z / nu))
+        normal = -0.5 * z * z - 0.5 * math.log(2 * math.pi)
+        per_component = torch.where(finite, student, normal) - torch.log(scale)
+        return torch.logsumexp(self.weights.float().log_softmax(dim=-1) + per_component, dim=-1).sum(dim=-1)
+
+    def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
+        """[R, n, P] values: a component by inverse CDF, then a Student-T draw by Bailey's polar method
+        (Bailey 1994; Marsaglia's polar method for Gaussians), which needs no inverse CDF. Greedy: the mean."""
+        if sampling.greedy:
+            return self.mean()
+        p = self.patch_size
+        cdf = self.weights.float().softmax(dim=-1).cumsum(dim=-1)  # [R, n, P, C]
+        u = rand(p, 0)[..., None] * cdf[..., -1:]
+        component = torch.searchsorted(cdf, u.contiguous(), right=True).clamp_(max=cdf.shape[-1] - 1)  # [R, n, P, 1]
+        loc, scale, df = (t.gather(-1, component).squeeze(-1).float() for t in (self.loc, self.scale, self.df))
+        return loc + scale * _student_t(df, rand, offset=p)
+
+
+def _student_t(df: torch.Tensor, rand: Rand, offset: int) -> torch.Tensor:
+    """Standard Student-T draws with ``df`` [R, n, P] degrees of freedom (inf: standard normal).
+
+    Bailey's polar method: (U, V) uniform on the square [-1, 1]^2 until W = U^2 + V^2 lies in (0, 1),
+    then T = U * sqrt(df (W^(-2/df) - 1) / W). Tries come in blocks of ``BAILEY_BLOCK`` per value from
+    fresh columns of ``rand``; a value whose tries all miss (probability 0.215^4 per block) takes the next block.
+    """
+    shape = df.shape
+    p = shape[-1]
+    out = torch.empty(shape, dtype=torch.float32, device=df.device)
+    todo = torch.ones(shape, dtype=torch.bool, device=df.device)
+    block = 0
+    while bool(todo.any()):
+        uv = rand(2 * p * BAILEY_BLOCK, offset + block * 2 * p * BAILEY_BLOCK).view(*shape, BAILEY_BLOCK, 2) * 2 - 1
+        w = (uv * uv).sum(dim=-1)  # [R, n, P, B]
+        ok = (w > 0) & (w < 1)
+        first = ok.float().argmax(dim=-1, keepdim=True)  # the first try that landed
+        found = ok.any(dim=-1) & todo
+        w1, u1 = w.gather(-1, first).squeeze(-1), uv[..., 0].gather(-1, first).squeeze(-1)
+        gaussian = -2 * torch.log(w1) / w1
+        student = df * (torch.pow(w1, -2 / df) - 1) / w1
+        t = u1 * torch.sqrt(torch.where(torch.isfinite(df), student, gaussian))
+        out = torch.where(found, t, out)
+        todo &= ~found
+        block += 1
+    return out
+
+
+@dataclass(frozen=True)
+class Point:
+    """values [R, n, P]: a point head (no distribution); sampling and the mean return the values."""
+
+    values: torch.Tensor
+
+    def mean(self) -> torch.Tensor:
+        return self.values
+
+    def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
+        return self.values
