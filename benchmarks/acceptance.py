@@ -28,13 +28,12 @@ import numpy as np
 import torch
 
 from leapcast.data import load
-from leapcast.engine.decode import decode_window
 from leapcast.engine.sampling import SamplingConfig
 from leapcast.inputs import left_pad
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
 from leapcast.seasonal import seasonally_adjusted
-from leapcast.train.distill import acceptance_per_step
+from leapcast.train.distill import acceptance_per_step, sample_tokens
 
 RESULTS = Path(__file__).parent / "results"
 M3 = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other"]
@@ -47,7 +46,7 @@ def acceptance(target, draft, contexts: list[np.ndarray], sampling: SamplingConf
     batch = target.tokenize(ctx)
     h = target.prediction_length
     g = torch.Generator().manual_seed(seed)
-    steps = decode_window(target, batch, h, sampling, torch.rand(len(contexts), 1, h, generator=g))[:, 0]  # [N, H]
+    steps = sample_tokens(target, batch, h, sampling, torch.rand(len(contexts), 1, h, generator=g))[:, 0]  # [N, H]
     inputs = torch.cat([torch.full_like(steps[:, :1], target.start_token), steps[:, :-1]], dim=1)
     return acceptance_per_step(target, draft, batch.tokens, batch.mask, inputs, sampling).numpy()  # same tokenizer: same tokens
 

@@ -3,7 +3,7 @@
 import torch
 from conftest import make_checkpoint
 
-from leapcast.engine.decode import decode_window
+from leapcast.engine.loop import Decoder
 from leapcast.engine.sampling import SamplingConfig
 from leapcast.models.loading import load_model
 
@@ -61,14 +61,19 @@ def test_sample_rows_share_their_series_encoding(tmp_path):
     assert torch.allclose(grouped, alone[:, None].expand_as(grouped), atol=1e-5)
 
 
-def test_decode_window_is_independent_of_batch_mates(tmp_path):
+def test_a_series_decodes_the_same_alone_and_among_others(tmp_path):
+    from leapcast.engine.streams import RowStreams
+
     model = _model(tmp_path)
-    batch = _batch(model)
+    ctx = torch.randn(3, 30, generator=torch.Generator().manual_seed(0)).cumsum(-1)
     cfg = SamplingConfig(num_samples=4)
-    u = torch.rand(3, 4, 6, generator=torch.Generator().manual_seed(3))
-    all_rows = decode_window(model, batch, 6, cfg, u)
-    single = type(batch)(tokens=batch.tokens[1:2], mask=batch.mask[1:2], scale=batch.scale[1:2])
-    assert torch.equal(decode_window(model, single, 6, cfg, u[1:2])[0], all_rows[1])
+    together = Decoder(model)
+    ids = together.add(ctx, 6, cfg, RowStreams.for_series(3, [0, 1, 2], 4))
+    all_rows = together.run()
+    alone = Decoder(model)
+    padded = torch.cat([torch.full((1, 5), float("nan")), ctx[1:2]], dim=1)  # another padding width too
+    one = alone.add(padded, 6, cfg, RowStreams.for_series(3, [1], 4))
+    assert torch.allclose(alone.run()[one[0]], all_rows[ids[1]], rtol=1e-5)
 
 
 def test_rollout_appends_the_lower_median_of_each_window(tmp_path):

@@ -6,7 +6,7 @@ import torch
 from conftest import make_checkpoint
 from scipy.stats import chi2_contingency
 
-import leapcast.engine.speculative as speculative
+import leapcast.engine.loop as loop
 from leapcast import Forecaster, SpecConfig
 from leapcast.engine.sampling import draw
 from leapcast.engine.verifiers import Verdict, verify
@@ -97,7 +97,7 @@ def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_un
 def test_distribution_test_rejects_a_wrong_residual(small_vocab_pair, monkeypatch):
     plain = Forecaster.from_pretrained(small_vocab_pair[0])
     expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]
-    monkeypatch.setattr(speculative, "verify", _wrong_verify)
+    monkeypatch.setattr(loop, "verify", _wrong_verify)
     got = spec_forecaster(small_vocab_pair, "draft", 3).predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
     assert min(_pvalues(got, expected)) < 1e-3
 
@@ -329,26 +329,29 @@ def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first, top
     """Once k = 0 has won, the rest of a window runs a plain loop; rows may stand at different
     positions when it starts (first=[2]: one k = 2 pass before it). Greedy: identical to plain;
     sampled with no speculative pass: identical too, as every k = 0 route reads the same numbers."""
-    from leapcast.engine.decode import decode_window
-    from leapcast.engine.proposers import DraftModelProposer
     from leapcast.engine.adaptive import KChooser
-    from leapcast.engine.speculative import speculative_window
+    from leapcast.engine.loop import Decoder
+    from leapcast.engine.proposers import DraftModelProposer
     from leapcast.engine.sampling import SamplingConfig
     from leapcast.engine.streams import RowStreams
     from leapcast.models.loading import load_model
 
     target, draft = load_model(pair[0]), load_model(pair[1])
-    batch = target.tokenize(torch.nn.utils.rnn.pad_sequence([c.flip(0) for c in contexts()], batch_first=True, padding_value=float("nan")).flip(1))
+    ctx = torch.nn.utils.rnn.pad_sequence([c.flip(0) for c in contexts()], batch_first=True, padding_value=float("nan")).flip(1)
     cfg = SamplingConfig(num_samples=2, top_k=top_k)
     chooser = KChooser(4)
     chooser.exploring, chooser.cost, chooser.queue = False, {0: 1.0, 1: 2.0, 2: 3.0, 4: 4.0}, list(first)
     chooser.iteration = 1  # past the warm-up pass
     assert chooser.off
-    b = batch.tokens.shape[0]
+    b = ctx.shape[0]
     streams = RowStreams.for_series(0, list(range(b)), 2)
-    got, stats = speculative_window(target, DraftModelProposer(draft, target), batch, 20, cfg, SpecConfig(k=4), streams, 0, chooser)
-    expected = decode_window(target, batch, 20, cfg, streams.window(0, 20).view(b, 2, 20))
-    assert torch.equal(got, expected)
+    spec_decoder = Decoder(target, DraftModelProposer(draft, target), SpecConfig(k=4), chooser)
+    ids = spec_decoder.add(ctx, 20, cfg, streams)
+    got, stats = spec_decoder.run(), spec_decoder.stats
+    plain = Decoder(target)
+    expected = plain.run() if plain.add(ctx, 20, cfg, streams) else None
+    assert all(torch.equal(got[i], expected[j]) for i, j in zip(ids, range(b)))
+    batch = target.tokenize(ctx)
     rows = 2 * batch.tokens.shape[0]
     assert stats.drafts == (0 if not first else rows)  # one k = 2 pass for every row, then none
     assert stats.target_passes == (20 if not first else 1 + 20 - 1)  # the k = 2 pass moved every row at least one step

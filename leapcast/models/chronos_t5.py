@@ -7,9 +7,12 @@ sampled before it, exactly as Hugging Face ``generate`` does for Chronos.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from leapcast.models.base import DecoderState, Tokenized
+from leapcast.models.heads import Categorical
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.t5 import T5, LayerCache
 
@@ -80,7 +83,7 @@ class ChronosT5:
             "default sampling": f"{ch.num_samples} samples, temperature {ch.temperature}, top-k {ch.top_k}, top-p {ch.top_p}",
         }
 
-    def context_steps(self, batch: Tokenized) -> tuple[torch.Tensor, torch.Tensor]:
+    def context_steps(self, batch: "Tokenized | ChronosState") -> tuple[torch.Tensor, torch.Tensor]:
         if self.chronos.use_eos_token:  # the appended EOS is not a step
             return batch.tokens[:, :-1], batch.mask[:, :-1]
         return batch.tokens, batch.mask
@@ -96,6 +99,73 @@ class ChronosT5:
 
     def detokenize(self, steps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.detokenize(steps.cpu(), scale.cpu())
+
+    # --- the engine's contract: prefix, step, values, extend, select, merge --------------------------
+
+    @torch.inference_mode()
+    def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> "ChronosState":
+        """contexts [B, T] float32 (NaN: missing) -> the state of B series x ``rows_per_series`` rows
+        (series-major): the encoder pass once per series, self-attention caches of ``capacity`` positions."""
+        batch = self.tokenize(contexts)
+        state = self.setup(batch, rows_per_series, capacity)
+        row_series = torch.arange(batch.tokens.shape[0]).repeat_interleave(rows_per_series)
+        return ChronosState(state.caches, batch.tokens, batch.mask, batch.scale, row_series, rows_per_series, capacity)
+
+    def start_inputs(self, state: "ChronosState") -> torch.Tensor:
+        """The input at decoder position 0 of every row: the start token, [R] long."""
+        return torch.full((state.num_rows,), self.start_token, dtype=torch.long)
+
+    def step(self, state: "ChronosState", inputs: torch.Tensor, positions: int | torch.Tensor) -> Categorical:
+        """inputs [R, n] long (the step before each position) at ``positions`` (int, or [R] long) + 0..n-1
+        -> the head of the next step at each, [R, n] over the vocabulary."""
+        return Categorical(self.decode(inputs, positions, state), self.banned_tokens)
+
+    def values(self, state: "ChronosState", steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """steps [R', n] long of the state's rows ``rows`` [R'] -> values [R', n] float32 (bin centres x scale)."""
+        scale = state.scale[state.row_series[rows]]  # [R']
+        return self.tokenizer.detokenize(steps.cpu()[:, None], scale.cpu())[:, 0]
+
+    def extend(self, contexts: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """The rollout rule of chronos-forecasting: contexts [B, T] grow by the per-series (lower) median
+        of the window's samples [B, S, n] -> [B, T + n]."""
+        return torch.cat([contexts, samples.median(dim=1).values], dim=-1)
+
+    def select(self, state: "ChronosState", rows: torch.Tensor) -> "ChronosState":
+        """Keep ``rows`` [R'] (in that order); series left with no row are dropped."""
+        series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
+        c: _ChronosCaches = state.caches
+        rows_d, series_d = rows.to(self.device), series.to(self.device)
+        layers = [LayerCache(k=lc.k[rows_d], v=lc.v[rows_d], cross_k=lc.cross_k[series_d], cross_v=lc.cross_v[series_d])
+                  for lc in c.layers]
+        grouped = _grouped(row_series)
+        caches = _ChronosCaches(layers, c.cross_mask[series_d], c.bias_table, None if grouped else row_series.to(self.device))
+        return ChronosState(caches, state.tokens[series], state.mask[series], state.scale[series], row_series, grouped, state.capacity)
+
+    def merge(self, a: "ChronosState", b: "ChronosState") -> "ChronosState":
+        """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
+        capacity = max(a.capacity, b.capacity)
+        length = max(a.tokens.shape[1], b.tokens.shape[1])
+        ca, cb = a.caches, b.caches
+        layers = []
+        for la, lb in zip(ca.layers, cb.layers):
+            layers.append(LayerCache(
+                k=torch.cat([_pad_positions(la.k, capacity), _pad_positions(lb.k, capacity)]),
+                v=torch.cat([_pad_positions(la.v, capacity), _pad_positions(lb.v, capacity)]),
+                cross_k=torch.cat([_left_pad(la.cross_k, length, 2), _left_pad(lb.cross_k, length, 2)]),
+                cross_v=torch.cat([_left_pad(la.cross_v, length, 2), _left_pad(lb.cross_v, length, 2)]),
+            ))
+        masked = torch.finfo(self.dtype).min
+        cross_mask = torch.cat([_left_pad(ca.cross_mask, length, 3, masked), _left_pad(cb.cross_mask, length, 3, masked)])
+        tokens = torch.cat([_left_pad(a.tokens, length, 1, self.chronos.pad_token_id), _left_pad(b.tokens, length, 1, self.chronos.pad_token_id)])
+        mask = torch.cat([_left_pad(a.mask, length, 1, False), _left_pad(b.mask, length, 1, False)])
+        row_series = torch.cat([a.row_series, b.row_series + a.num_series])
+        grouped = _grouped(row_series)
+        if self._bias_table.shape[-1] < capacity:
+            self._bias_table = self.net.decoder_bias_table(capacity)
+        caches = _ChronosCaches(layers, cross_mask, self._bias_table, None if grouped else row_series.to(self.device))
+        return ChronosState(caches, tokens, mask, torch.cat([a.scale, b.scale]), row_series, grouped, capacity)
+
+    # --- the engine's working parts (also used by training and the tests) ---------------------------
 
     @torch.inference_mode()
     def setup(self, batch: Tokenized, rows_per_series: int, max_steps: int) -> DecoderState:
@@ -132,7 +202,7 @@ class ChronosT5:
         caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask[series], bias_table=c.bias_table)
         return DecoderState(caches=caches, num_series=len(series), rows_per_series=s, max_steps=state.max_steps)
 
-    def early_exit_state(self, state: DecoderState, num_layers: int) -> DecoderState:
+    def early_exit_state(self, state, num_layers: int):
         """Fresh self-attention caches for the first ``num_layers`` decoder layers,
         sharing the target state's cross-attention keys and values (no encoder rerun)."""
         c: _ChronosCaches = state.caches
@@ -140,11 +210,13 @@ class ChronosT5:
             LayerCache(k=torch.zeros_like(lc.k), v=torch.zeros_like(lc.v), cross_k=lc.cross_k, cross_v=lc.cross_v)
             for lc in c.layers[:num_layers]
         ]
-        caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask, bias_table=c.bias_table)
+        caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask, bias_table=c.bias_table, row_series=c.row_series)
+        if isinstance(state, ChronosState):
+            return ChronosState(caches, state.tokens, state.mask, state.scale, state.row_series, state.grouped, state.capacity)
         return DecoderState(caches=caches, num_series=state.num_series, rows_per_series=state.rows_per_series, max_steps=state.max_steps)
 
     @torch.inference_mode()
-    def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state: DecoderState) -> torch.Tensor:
+    def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state) -> torch.Tensor:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
         c: _ChronosCaches = state.caches
         n = steps.shape[1]
@@ -152,6 +224,7 @@ class ChronosT5:
             used = start + n
             self_bias = c.bias_table[None, :, start:used, :used]  # [1, H, n, used]
         else:
+            start = start.to(self.device)
             used = int(start.max()) + n
             query_pos = start[:, None] + torch.arange(n, device=start.device)  # [R, n]
             self_bias = c.bias_table[:, query_pos, :used].transpose(0, 1)  # [R, H, n, used]
@@ -159,12 +232,74 @@ class ChronosT5:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
-            x = layer(x, cache, start, self_bias, c.cross_mask, used)
+            x = layer(x, cache, start, self_bias, c.cross_mask, used, c.row_series)
         return self.net.head(x, self._head_t)
 
 
 class _ChronosCaches:
-    def __init__(self, layers: list[LayerCache], cross_mask: torch.Tensor, bias_table: torch.Tensor) -> None:
+    def __init__(self, layers: list[LayerCache], cross_mask: torch.Tensor, bias_table: torch.Tensor,
+                 row_series: torch.Tensor | None = None) -> None:
         self.layers = layers
         self.cross_mask = cross_mask  # [B, 1, 1, L]
         self.bias_table = bias_table  # [H, T, T]
+        self.row_series = row_series  # [R] on the model's device when rows are ragged; None: series-major, equal counts
+
+
+@dataclass
+class ChronosState:
+    """The engine's state of a batch of rows.
+
+    caches: KV buffers (self-attention per row, cross-attention per series); tokens, mask [B, L]
+    and scale [B] of the tokenized contexts; row_series [R] (CPU) the series of each row;
+    grouped: rows per series when rows are series-major with equal counts (the fast
+    cross-attention), else None; capacity: decoder positions per row.
+    """
+
+    caches: _ChronosCaches
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    scale: torch.Tensor
+    row_series: torch.Tensor
+    grouped: int | None
+    capacity: int
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.row_series)
+
+    @property
+    def num_series(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def max_steps(self) -> int:
+        return self.capacity
+
+    @property
+    def rows_per_series(self) -> int | None:
+        return self.grouped
+
+
+def _grouped(row_series: torch.Tensor) -> int | None:
+    """Rows per series when ``row_series`` [R] is series-major with equal counts (0,0,1,1,...), else None."""
+    counts = torch.bincount(row_series)
+    if len(counts) == 0 or bool((counts != counts[0]).any()):
+        return None
+    s = int(counts[0])
+    return s if torch.equal(row_series, torch.arange(len(counts)).repeat_interleave(s)) else None
+
+
+def _pad_positions(cache: torch.Tensor, capacity: int) -> torch.Tensor:
+    """[R, H, T, dk] -> [R, H, capacity, dk] (positions past T are never read before written)."""
+    extra = capacity - cache.shape[2]
+    return cache if extra == 0 else torch.cat([cache, cache.new_zeros(*cache.shape[:2], extra, cache.shape[3])], dim=2)
+
+
+def _left_pad(x: torch.Tensor, length: int, dim: int, value=0) -> torch.Tensor:
+    """Pad ``dim`` on the left to ``length`` with ``value`` (context positions: left-padded, masked)."""
+    extra = length - x.shape[dim]
+    if extra == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = extra
+    return torch.cat([torch.full(shape, value, dtype=x.dtype, device=x.device), x], dim=dim)

@@ -208,8 +208,13 @@ class DecoderLayer(nn.Module):
         self_bias: torch.Tensor,
         cross_mask: torch.Tensor,
         used: int,
+        row_series: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [R, n, D]; self_bias [1|R, H, n, used]; cross_mask [B, 1, 1, L]."""
+        """x [R, n, D]; self_bias [1|R, H, n, used]; cross_mask [B, 1, 1, L].
+
+        ``row_series`` [R]: the series of each row when the rows of a series are not
+        R / B consecutive rows (series joined or rows left); None: series-major, equal counts.
+        """
         r, n, _ = x.shape
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
@@ -217,9 +222,14 @@ class DecoderLayer(nn.Module):
         out = F.scaled_dot_product_attention(q, cache.k[:, :, :used], cache.v[:, :, :used], attn_mask=self_bias, scale=1.0)
         x = x + self.o(out.transpose(1, 2).reshape(r, n, -1))
 
-        b = cache.cross_k.shape[0]
-        q = self.cross_q(self.norm_cross(x)).view(b, (r // b) * n, self.heads, self.d_kv).transpose(1, 2)  # [B, H, S*n, dk]
-        out = F.scaled_dot_product_attention(q, cache.cross_k, cache.cross_v, attn_mask=cross_mask, scale=1.0)
+        if row_series is None:  # rows share their series' keys and values without a copy
+            b = cache.cross_k.shape[0]
+            q = self.cross_q(self.norm_cross(x)).view(b, (r // b) * n, self.heads, self.d_kv).transpose(1, 2)  # [B, H, S*n, dk]
+            out = F.scaled_dot_product_attention(q, cache.cross_k, cache.cross_v, attn_mask=cross_mask, scale=1.0)
+        else:  # ragged rows: each row gathers its series' keys and values
+            q = self.cross_q(self.norm_cross(x)).view(r, n, self.heads, self.d_kv).transpose(1, 2)  # [R, H, n, dk]
+            out = F.scaled_dot_product_attention(q, cache.cross_k[row_series], cache.cross_v[row_series],
+                                                 attn_mask=cross_mask[row_series], scale=1.0)
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
         return x + self.ff(self.norm_ff(x))
 

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from leapcast.engine.decode import decode_window
-from leapcast.engine.sampling import SamplingConfig, probabilities
+from leapcast.engine.sampling import SamplingConfig, probabilities, sample
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
@@ -117,7 +116,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
 
             batch = Tokenized(tokens=tokens, mask=mask, scale=torch.ones(len(tokens)))
             u = torch.rand(len(tokens), 1, labels.shape[1] - 1)
-            continuation = decode_window(target, batch, labels.shape[1] - 1, sampling, u)[:, 0].clone()  # [B, H], out of inference mode
+            continuation = sample_tokens(target, batch, labels.shape[1] - 1, sampling, u)[:, 0].clone()  # [B, H], out of inference mode
             inputs = torch.cat([torch.full_like(continuation[:, :1], target.start_token), continuation], dim=1)[:, :-1]
         else:
             inputs = torch.cat([torch.full_like(labels[:, :1], target.start_token), labels[:, :-1].clamp(min=0)], dim=1)
@@ -137,3 +136,23 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
             (out / "last" / "log.json").write_text(json.dumps(log) + "\n")
             draft.net.train()
     return out / "last"
+
+
+@torch.inference_mode()
+def sample_tokens(model: ChronosT5, batch, num_steps: int, sampling: SamplingConfig, uniforms: torch.Tensor) -> torch.Tensor:
+    """The target's own sampled continuation of tokenized contexts, for on-policy distillation and the
+    acceptance benchmark: batch of B, uniforms [B, S, num_steps] -> steps [B, S, num_steps] long.
+
+    Forecasts go through the engine (``leapcast.engine.loop``); this is training's direct use of the decoder.
+    """
+    b, s = uniforms.shape[:2]
+    state = model.setup(batch, rows_per_series=s, max_steps=num_steps)
+    rows = b * s
+    u = uniforms.reshape(rows, num_steps)  # [R, n], series-major rows
+    step = torch.full((rows, 1), model.start_token, dtype=torch.long)
+    out = torch.empty(rows, num_steps, dtype=torch.long)
+    for t in range(num_steps):
+        logits = model.decode(step, t, state)[:, -1]  # [R, V]
+        step = sample(logits, sampling, u[:, t], model.banned_tokens)[:, None].cpu()
+        out[:, t] = step[:, 0]
+    return out.view(b, s, num_steps)

@@ -5,31 +5,39 @@ from __future__ import annotations
 import torch
 
 from leapcast.engine.proposers.base import Proposal, ProposalInput
-from leapcast.engine.sampling import draw_sorted, probabilities
-from leapcast.models.base import DecoderState
+from leapcast.engine.sampling import draw_sorted
 
 
 class DecoderProposer:
-    """A proposer that runs a decoder of its own (``model`` on ``state``); subclasses set up ``state`` in ``start``."""
+    """A proposer that runs a decoder of its own (``model`` on ``state``); subclasses say how to build
+    the state for new rows (``_state_for``)."""
 
     model = None
-    state: DecoderState | None = None
+    state = None
 
-    def _began(self, state: DecoderState) -> None:
-        self.state = state
-        self.fed = torch.zeros(state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
+    def _state_for(self, contexts: torch.Tensor, rows_per_series: int, target_state, capacity: int):
+        raise NotImplementedError
+
+    def start(self, contexts, rows_per_series, target_state, capacity) -> None:
+        self.state = self._state_for(contexts, rows_per_series, target_state, capacity)
+        self.fed = torch.zeros(self.state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
+
+    def join(self, contexts, rows_per_series, target_state, capacity) -> None:
+        new = self._state_for(contexts, rows_per_series, target_state, capacity)
+        self.state = self.model.merge(self.state, new)
+        self.fed = torch.cat([self.fed, torch.zeros(new.num_rows, dtype=torch.long)])
 
     def propose(self, x: ProposalInput) -> Proposal:
         proposal, self.fed = propose_autoregressively(self.model, self.state, x, self.fed)
         return proposal
 
-    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
-        self.state = self.model.select_series(self.state, series)
+    def select(self, rows: torch.Tensor) -> None:
+        self.state = self.model.select(self.state, rows)
         self.fed = self.fed[rows]
 
 
 def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) -> tuple[Proposal, torch.Tensor]:
-    """Run ``model.decode`` on ``state``: one catch-up call, then k-1 single steps.
+    """Run ``model.step`` on ``state``: one catch-up call, then k-1 single steps.
 
     ``fed[r]``: decoder positions 0..fed[r]-1 of row r hold committed inputs in
     the draft's cache. The catch-up call feeds positions fed..n (the steps
@@ -45,17 +53,16 @@ def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) 
     previous = x.committed.gather(1, (pos - 1).clamp(min=0, max=x.committed.shape[1] - 1))
     inputs = torch.where(pos == 0, x.pending.new_full((), -1), previous)  # -1: placeholder for the start token
     inputs = torch.where(pos == n[:, None], x.pending[:, None], inputs)
-    inputs = torch.where(inputs < 0, x.pending.new_full((), model.start_token), inputs)
-    logits = model.decode(inputs, start, state)  # [R, width, V]
-    logits = logits[torch.arange(len(n)), n - start]  # [R, V] at position n
+    inputs = torch.where(inputs < 0, model.start_inputs(state)[:, None], inputs)
+    probs_all = model.step(state, inputs, start).probs(x.sampling)  # [R, width, V]
+    q = probs_all[torch.arange(len(n)), n - start]  # [R, V] at position n
     steps, probs = [], []
     for i in range(x.k):
-        q = probabilities(logits, x.sampling, model.banned_tokens)  # [R, V]
         step = draw_sorted(q, x.uniforms[:, i])
         steps.append(step)
         probs.append(q)
         if x.stop_below is not None and q.max(dim=-1).values.mean() < x.stop_below:
             break  # the draft is unsure: verify what we have
         if i + 1 < x.k:
-            logits = model.decode(step[:, None], n + i + 1, state)[:, -1]
+            q = model.step(state, step[:, None], n + i + 1).probs(x.sampling)[:, -1]
     return Proposal(steps=torch.stack(steps, dim=1), probs=torch.stack(probs, dim=1)), n + 1

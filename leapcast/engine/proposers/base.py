@@ -8,7 +8,6 @@ from typing import Protocol
 import torch
 
 from leapcast.engine.sampling import SamplingConfig
-from leapcast.models.base import DecoderState, Tokenized
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,19 @@ class Proposal:
 
 
 class Proposer(Protocol):
+    """Proposes k steps per row; keeps whatever state it needs for the rows now decoding."""
+
     name: str
 
-    def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
-        """Prepare for one window of the rows of ``target_state`` (called once per window)."""
+    def start(self, contexts: torch.Tensor, rows_per_series: int, target_state, capacity: int) -> None:
+        """Prepare for new rows: contexts [B, T], B * rows_per_series rows of ``target_state`` (the target's
+        state of exactly these rows), ``capacity`` positions each. Forgets rows from before."""
+
+    def join(self, contexts: torch.Tensor, rows_per_series: int, target_state, capacity: int) -> None:
+        """As ``start``, for rows added after the rows already held (series joining a running batch)."""
 
     def propose(self, x: ProposalInput) -> Proposal:
         """k proposed steps per row."""
 
-    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
-        """Keep only these series [B'] and rows [R'] (finished series left the batch)."""
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only these rows [R'] (in that order): finished series left."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from leapcast.engine.proposers._autoregressive import DecoderProposer
-from leapcast.models.base import DecoderState, Tokenized
 
 class DraftModelProposer(DecoderProposer):
     def __init__(self, draft, target) -> None:
@@ -11,5 +10,5 @@ class DraftModelProposer(DecoderProposer):
         self.draft = self.model = draft
         self.name = f"draft:{draft.name}"
 
-    def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
-        self._began(self.draft.setup(batch, target_state.rows_per_series, capacity))
+    def _state_for(self, contexts, rows_per_series, target_state, capacity):
+        return self.draft.prefix(contexts, rows_per_series, capacity)

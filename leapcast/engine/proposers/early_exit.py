@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from leapcast.engine.proposers._autoregressive import DecoderProposer
-from leapcast.engine.sampling import SamplingConfig, probabilities
-from leapcast.models.base import DecoderState, EarlyExitModel, Tokenized
+from leapcast.engine.sampling import SamplingConfig
+from leapcast.models.base import EarlyExitModel
 
 CALIBRATION_STEPS = 16
 
@@ -42,25 +42,25 @@ class EarlyExitProposer(DecoderProposer):
         self.calibration: dict[int, dict[str, float]] = {}
         self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
-    def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
+    def _state_for(self, contexts, rows_per_series, target_state, capacity):
         if self.num_layers is None:  # calibrated once: later windows and batches reuse the depth
-            self.num_layers = self.calibrate(batch, target_state)
+            self.num_layers = self.calibrate(target_state)
             self.name = f"early-exit:{self.num_layers}"
-        self._began(self.target.early_exit_state(target_state, self.num_layers))
+        return self.target.early_exit_state(target_state, self.num_layers)
 
     @torch.inference_mode()
-    def calibrate(self, batch: Tokenized, target_state: DecoderState) -> int:
-        """The exit depth m with the best expected speedup on this batch's contexts."""
+    def calibrate(self, target_state) -> int:
+        """The exit depth m with the best expected speedup on these rows' contexts."""
         total = self.target.num_decoder_layers
-        inputs = _context_as_steps(self.target, batch, target_state.max_steps - 1)  # [B, n + 1]
-        rows = inputs.repeat_interleave(target_state.rows_per_series, dim=0)  # [R, n]
+        inputs = _context_as_steps(self.target, target_state, target_state.capacity - 1)  # [B, n + 1]
+        rows = inputs[target_state.row_series]  # [R, n + 1]
         valid = rows >= 0  # positions whose input is an observed step
         rows = rows.clamp(min=0)
-        full = probabilities(self.target.decode(rows, 0, self.target.early_exit_state(target_state, total)), self.sampling, self.target.banned_tokens)
+        full = self.target.step(self.target.early_exit_state(target_state, total), rows, 0).probs(self.sampling)
         costs = self.target.layer_costs()
         best, best_speedup = 1, -1.0
         for m in range(1, total):
-            q = probabilities(self.target.decode(rows, 0, self.target.early_exit_state(target_state, m)), self.sampling, self.target.banned_tokens)
+            q = self.target.step(self.target.early_exit_state(target_state, m), rows, 0).probs(self.sampling)
             a = float(torch.minimum(full, q).sum(-1)[valid].mean()) if valid.any() else 0.0
             c = (m * costs[0] + costs[1]) / (total * costs[0] + costs[1])
             speedup = _bound(min(a, 0.999), self.k, c)
@@ -70,7 +70,7 @@ class EarlyExitProposer(DecoderProposer):
         return best
 
 
-def _context_as_steps(target, batch: Tokenized, most: int) -> torch.Tensor:
+def _context_as_steps(target, batch, most: int) -> torch.Tensor:
     """[B, n + 1] decoder inputs: the start token, then the context's last n <= most steps; -1 where missing."""
     steps, observed = target.context_steps(batch)
     n = max(1, min(CALIBRATION_STEPS, most, steps.shape[1]))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from leapcast.engine.proposers.base import Proposal, ProposalInput
-from leapcast.models.base import DecoderState, Tokenized
 
 
 class SeasonalProposer:
@@ -26,17 +25,26 @@ class SeasonalProposer:
         self.min_autocorrelation = min_autocorrelation
         self.name = "seasonal" if season is None else f"seasonal:{season}"
 
-    def start(self, batch: Tokenized, target_state: DecoderState, capacity: int) -> None:
-        s = target_state.rows_per_series
-        tokens, mask = self.target.context_steps(batch)
+    def _history(self, target_state, rows_per_series: int):
+        tokens, mask = self.target.context_steps(target_state)  # [B, L]
         lags = torch.full((tokens.shape[0],), self.season or 1, dtype=torch.long)
         if self.season is None:
             lags = detect_season(tokens.float(), mask, self.min_autocorrelation)
-        self.history = tokens.repeat_interleave(s, dim=0)  # [R, Lc]
-        self.first_valid = (mask.long().argmax(dim=1)).repeat_interleave(s)  # [R]
-        self.lags = lags.repeat_interleave(s)  # [R]
+        rows = target_state.row_series  # [R]
+        return tokens[rows], mask.long().argmax(dim=1)[rows], lags[rows]
 
-    def select(self, series: torch.Tensor, rows: torch.Tensor) -> None:
+    def start(self, contexts, rows_per_series, target_state, capacity) -> None:
+        self.history, self.first_valid, self.lags = self._history(target_state, rows_per_series)  # [R, Lc], [R], [R]
+
+    def join(self, contexts, rows_per_series, target_state, capacity) -> None:
+        history, first_valid, lags = self._history(target_state, rows_per_series)
+        width = max(history.shape[1], self.history.shape[1])  # left-pad the narrower histories; first_valid moves along
+        pad_old, pad_new = width - self.history.shape[1], width - history.shape[1]
+        self.history = torch.cat([torch.nn.functional.pad(self.history, (pad_old, 0)), torch.nn.functional.pad(history, (pad_new, 0))])
+        self.first_valid = torch.cat([self.first_valid + pad_old, first_valid + pad_new])
+        self.lags = torch.cat([self.lags, lags])
+
+    def select(self, rows: torch.Tensor) -> None:
         self.history, self.first_valid, self.lags = self.history[rows], self.first_valid[rows], self.lags[rows]
 
     def propose(self, x: ProposalInput) -> Proposal:

@@ -1,0 +1,316 @@
+"""The decode loop: propose -> verify -> commit, per row; plain decoding is its k = 0 case.
+
+Rows (series x sample paths) step together with their own positions. Each
+iteration the proposer offers k steps (k = 0: none), the model scores k + 1
+positions for every row in one pass and returns their heads, the verifier
+keeps a prefix of the proposal and adds one step of its own (the recovered
+or bonus step; at k = 0, the plainly sampled step), and positions move on.
+A rejection only moves a position back: the stale cache entries past it are
+masked by causality and overwritten by the next pass.
+
+Series join (``add``) and leave (when all their rows reach their goal)
+between iterations, each with its own number of rows, sampling settings and
+horizon: what continuous batching needs. Random numbers come from the rows'
+counter-based streams (``leapcast.engine.streams``) at the horizon step they
+commit, so every k = 0 route gives the same seeded forecast, and a draft equal
+to the target with fixed k gives it too.
+
+Steps keep the head's own type ([R] token ids for a categorical head,
+[R, P] values for a patch head); the model turns them into values when a
+series leaves (``model.values``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from leapcast.engine.adaptive import KChooser
+from leapcast.engine.proposers.base import ProposalInput, Proposer
+from leapcast.engine.speculative import SpecConfig, SpecStats
+from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams
+from leapcast.engine.verifiers import verify
+from leapcast.models.sampling import SamplingConfig
+
+
+class Decoder:
+    """Rows of many series decoding together; see the module docstring.
+
+    >>> dec = Decoder(model)
+    >>> ids = dec.add(contexts, num_steps=12, sampling=SamplingConfig(), streams=RowStreams.for_series(0, [0, 1], 20))
+    >>> values = dec.run()  # {series id: [S, 12 * patch_size] float32}
+    """
+
+    def __init__(self, model, proposer: Proposer | None = None, spec: SpecConfig | None = None, chooser: KChooser | None = None) -> None:
+        self.model = model
+        self.proposer = proposer
+        self.spec = spec or SpecConfig()
+        self.chooser = chooser if (proposer is not None and self.spec.adaptive) else None
+        if proposer is not None and self.spec.adaptive and chooser is None:
+            self.chooser = KChooser(self.spec.k)
+        self.k_max = self.spec.k if proposer is not None else 0
+        self.stats = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
+        self.samplings: list[SamplingConfig] = []
+        self.rows: _Rows | None = None
+        self.state = None
+        self._next_id = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.rows is not None
+
+    def add(self, contexts: torch.Tensor, num_steps: int, sampling: SamplingConfig, streams: RowStreams, first_step: int = 0) -> list[int]:
+        """Series join: contexts [B, T] float32, ``sampling.num_samples`` rows each, ``num_steps`` steps from
+        horizon step ``first_step`` (<= the model's prediction_length); ``streams`` for their B * S rows.
+        Returns the series' ids, the keys of ``run`` / ``step``'s results."""
+        b, s = contexts.shape[0], sampling.num_samples
+        if len(streams) != b * s:
+            raise ValueError(f"`streams` has {len(streams)} rows for {b} series x {s} samples")
+        capacity = num_steps + self.k_max + 1
+        state = self.model.prefix(contexts, s, capacity)
+        if self.proposer is not None:
+            if self.rows is None:
+                self.proposer.start(contexts, s, state, capacity)
+            else:
+                self.proposer.join(contexts, s, state, capacity)
+        ids = list(range(self._next_id, self._next_id + b))
+        self._next_id += b
+        if sampling not in self.samplings:
+            self.samplings.append(sampling)
+        rows = _Rows.new(self.model.start_inputs(state), streams, torch.tensor(ids).repeat_interleave(s), num_steps, first_step,
+                         self.samplings.index(sampling), capacity, self.k_max)
+        if self.rows is None:
+            self.rows, self.state = rows, state
+        else:
+            self.rows, self.state = self.rows.merge(rows), self.model.merge(self.state, state)
+        return ids
+
+    def run(self) -> dict[int, torch.Tensor]:
+        """Iterate until every series has left -> {series id: values [S, num_steps * patch_size]}."""
+        out: dict[int, torch.Tensor] = {}
+        while self.busy:
+            out.update(self.step())
+        return out
+
+    def step(self) -> dict[int, torch.Tensor]:
+        """One iteration (one target pass) -> the series that finished in it, as in ``run``."""
+        rows = self.rows
+        t0 = time.perf_counter()
+        k = self._choose_k()
+        active = rows.n < rows.goal  # [R]
+        at = torch.minimum(rows.n, rows.goal)  # finished rows of a running series ride along in bounds
+        lockstep = bool((at == at[0]).all())
+        positions = int(at[0]) if lockstep else at
+        if k == 0:
+            head = self.model.step(self.state, rows.pending[:, None], positions)  # [R, 1]
+            new = self._sample(head, at)  # [R, 1, *shape]
+            accepted = torch.zeros_like(at)
+            t1 = t0
+        else:
+            new, accepted, t1 = self._speculate(k, at, positions)
+        t2 = time.perf_counter()
+        rows.commit(new, accepted, active, lockstep and bool(active.all()))
+        gained = torch.where(active, accepted + 1, 0)
+        self._record(k, new.shape[1] - 1, active, accepted, gained, t0, t1, t2)
+        return self._finished()
+
+    def _choose_k(self) -> int:
+        if self.chooser is None:
+            return self.k_max
+        if self.chooser.off and not self.chooser.queue:  # settled on plain decoding: no timing either
+            return 0
+        return self.chooser.choose()
+
+    def _sample(self, head, at: torch.Tensor) -> torch.Tensor:
+        """The step each row draws from ``head`` [R, 1] with its SAMPLE numbers at its position -> [R, 1, *shape]."""
+        rows = self.rows
+        rand = _Rand(rows, at[:, None], SAMPLE)
+        groups = rows.group
+        if len(self.samplings) == 1 or bool((groups == groups[0]).all()):
+            return head.sample(self.samplings[int(groups[0])], rand)
+        out = None
+        for g in groups.unique().tolist():  # rows with other sampling settings draw apart
+            idx = (groups == g).nonzero().squeeze(1)
+            part = _head_rows(head, idx).sample(self.samplings[g], rand.rows(idx))
+            out = part.new_zeros((len(groups), *part.shape[1:])) if out is None else out
+            out[idx] = part
+        return out
+
+    def _speculate(self, k: int, at: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor, float]:
+        rows = self.rows
+        sampling = self._one_sampling("speculative decoding")
+        window = at[:, None] + torch.arange(k + 1)  # [R, k+1] window steps of this pass
+        u_sample = rows.u(SAMPLE).gather(1, window)  # proposals at 0..k-1, the bonus at k
+        proposal = self.proposer.propose(ProposalInput(rows.pending, at, rows.committed, k, u_sample[:, :k], sampling, self.spec.stop_below))
+        steps, kp = proposal.steps, proposal.steps.shape[1]  # kp <= k when the proposer stopped early
+        t1 = time.perf_counter()
+        head = self.model.step(self.state, torch.cat([rows.pending[:, None], steps], dim=1), positions)  # [R, kp+1]
+        verdict = verify(steps, proposal.probs, head.probs(sampling), rows.u(ACCEPT).gather(1, window[:, :kp]), u_sample[:, kp],
+                         rows.u(RESIDUAL).gather(1, window[:, :kp]))
+        new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1).scatter_(1, verdict.accepted[:, None], verdict.next_step[:, None])
+        return new, verdict.accepted, t1
+
+    def _one_sampling(self, what: str) -> SamplingConfig:
+        if len(self.samplings) > 1 and bool((self.rows.group != self.rows.group[0]).any()):
+            raise ValueError(f"{what} runs rows of one sampling setting at a time; these rows have {len(self.samplings)}")
+        return self.samplings[int(self.rows.group[0])]
+
+    def _record(self, k, kp, active, accepted, gained, t0, t1, t2) -> None:
+        st = self.stats
+        st.target_passes += 1
+        if kp > 0:
+            n_active = int(active.sum())
+            kept = torch.where(active, accepted, 0)
+            st.drafts += n_active
+            st.drafted_steps += n_active * kp
+            st.accepted_steps += int(kept.sum())
+            for i in range(kp):
+                st.accepted_per_position[i] += int((kept > i).sum())
+            st.draft_s += t1 - t0
+            st.verify_s += t2 - t1
+        else:
+            st.other_s += t2 - t0
+        if self.chooser is not None and not (self.chooser.off and not self.chooser.queue):
+            # The mean over active rows, not the least: with 20+ rows some row nearly always
+            # rejects at once, and the least would make every k > 0 look like one step a pass.
+            self.chooser.record(k, time.perf_counter() - t0, float(gained[active].float().mean()))
+
+    def _finished(self) -> dict[int, torch.Tensor]:
+        """Series whose rows all reached their goal leave: their values out, their rows and caches dropped."""
+        rows = self.rows
+        done_row = rows.n >= rows.goal
+        if not bool(done_row.any()):
+            return {}
+        ids, inverse = rows.series.unique(return_inverse=True)
+        left = torch.bincount(inverse, weights=(~done_row).double(), minlength=len(ids)) == 0  # [series]: no row still going
+        if not bool(left.any()):
+            return {}
+        leaving = left[inverse]  # [R]
+        idx = leaving.nonzero().squeeze(1)
+        out = {}
+        for sid in ids[left].tolist():
+            mine = idx[rows.series[idx] == sid]
+            goal = int(rows.goal[mine[0]])
+            out[sid] = self.model.values(self.state, rows.committed[mine, :goal], mine).reshape(len(mine), -1)
+        keep = (~leaving).nonzero().squeeze(1)
+        if len(keep) == 0:
+            self.rows, self.state = None, None
+        else:
+            self.rows, self.state = rows.select(keep), self.model.select(self.state, keep)
+            if self.proposer is not None:
+                self.proposer.select(keep)
+        return out
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The engine's bookkeeping of the rows decoding, each field [R, ...].
+
+    committed [R, C, *shape] steps so far; n [R] how many; goal [R] how many wanted;
+    pending [R, *shape] the input at position n (the start input, then the last step);
+    series [R] the id of each row's series; group [R] its sampling setting; first [R]
+    the horizon step of its window step 0; streams its random streams; uniforms: the
+    SAMPLE / ACCEPT / RESIDUAL numbers of window steps 0..C-1, made once per row.
+    """
+
+    committed: torch.Tensor
+    n: torch.Tensor
+    goal: torch.Tensor
+    pending: torch.Tensor
+    series: torch.Tensor
+    group: torch.Tensor
+    first: torch.Tensor
+    streams: RowStreams
+    uniforms: dict[int, torch.Tensor]
+
+    @classmethod
+    def new(cls, start: torch.Tensor, streams: RowStreams, series: torch.Tensor, num_steps: int, first_step: int,
+            group: int, capacity: int, k_max: int) -> "_Rows":
+        r = len(series)
+        window = torch.arange(capacity).expand(r, capacity)
+        kinds = (SAMPLE, ACCEPT, RESIDUAL) if k_max > 0 else (SAMPLE,)
+        uniforms = {kind: streams.uniforms(first_step + window, kind).cpu() for kind in kinds}
+        return cls(
+            committed=start.new_zeros((r, capacity, *start.shape[1:])),
+            n=torch.zeros(r, dtype=torch.long),
+            goal=torch.full((r,), num_steps, dtype=torch.long),
+            pending=start.cpu(),
+            series=series,
+            group=torch.full((r,), group, dtype=torch.long),
+            first=torch.full((r,), first_step, dtype=torch.long),
+            streams=streams,
+            uniforms=uniforms,
+        )
+
+    def u(self, kind: int) -> torch.Tensor:
+        return self.uniforms[kind]
+
+    def commit(self, new: torch.Tensor, accepted: torch.Tensor, active: torch.Tensor, lockstep: bool) -> None:
+        """new [R, m, *shape]: proposed steps then the verifier's; row r keeps new[r, :accepted[r] + 1] if active."""
+        new = new.to(self.committed.device)
+        if lockstep and new.shape[1] == 1:  # every row at one position, one step each: plain decoding's path
+            t = int(self.n[0])
+            self.committed[:, t] = new[:, 0]
+            self.pending = new[:, 0]
+            self.n += 1
+            return
+        m = new.shape[1]
+        cap = self.committed.shape[1]
+        offsets = torch.arange(m)
+        write = active[:, None] & (offsets[None, :] <= accepted[:, None])  # [R, m]
+        where = (self.n[:, None] + offsets).clamp(max=cap - 1)  # [R, m]
+        extra = (1,) * (new.dim() - 2)
+        where_x = where.view(*where.shape, *extra).expand_as(new)
+        current = self.committed.gather(1, where_x)
+        self.committed.scatter_(1, where_x, torch.where(write.view(*write.shape, *extra), new, current))
+        last = new.gather(1, accepted.view(-1, 1, *extra).expand(-1, 1, *new.shape[2:])).squeeze(1)
+        self.pending = torch.where(active.view(-1, *extra), last, self.pending)
+        self.n = self.n + torch.where(active, accepted + 1, 0)
+
+    def select(self, keep: torch.Tensor) -> "_Rows":
+        return _Rows(self.committed[keep], self.n[keep], self.goal[keep], self.pending[keep], self.series[keep], self.group[keep],
+                     self.first[keep], self.streams.select(keep), {kind: u[keep] for kind, u in self.uniforms.items()})
+
+    def merge(self, other: "_Rows") -> "_Rows":
+        cap = max(self.committed.shape[1], other.committed.shape[1])
+        return _Rows(
+            torch.cat([_pad_dim1(self.committed, cap), _pad_dim1(other.committed, cap)]),
+            torch.cat([self.n, other.n]), torch.cat([self.goal, other.goal]), torch.cat([self.pending, other.pending]),
+            torch.cat([self.series, other.series]), torch.cat([self.group, other.group]), torch.cat([self.first, other.first]),
+            RowStreams(torch.cat([self.streams.base, other.streams.base])),
+            {kind: torch.cat([_pad_dim1(u, cap), _pad_dim1(other.uniforms[kind], cap)]) for kind, u in self.uniforms.items()
+             if kind in other.uniforms},
+        )
+
+
+def _pad_dim1(x: torch.Tensor, size: int) -> torch.Tensor:
+    extra = size - x.shape[1]
+    return x if extra == 0 else torch.cat([x, x.new_zeros((x.shape[0], extra, *x.shape[2:]))], dim=1)
+
+
+class _Rand:
+    """The ``Rand`` of a head at the rows' positions: column 0 of count 1 is the precomputed SAMPLE number
+    (what a categorical draw reads); more numbers per step come from the streams."""
+
+    def __init__(self, rows: _Rows, window: torch.Tensor, kind: int, index: torch.Tensor | None = None) -> None:
+        self.rows_, self.window, self.kind, self.index = rows, window, kind, index
+
+    def rows(self, index: torch.Tensor) -> "_Rand":
+        return _Rand(self.rows_, self.window[index], self.kind, index if self.index is None else self.index[index])
+
+    def __call__(self, count: int, offset: int = 0) -> torch.Tensor:
+        rows = self.rows_
+        pick = slice(None) if self.index is None else self.index
+        if count == 1 and offset == 0:
+            return rows.u(self.kind)[pick].gather(1, self.window)[..., None]  # [R, n, 1]
+        streams = rows.streams if self.index is None else rows.streams.select(self.index)
+        steps = rows.first[pick][:, None] + self.window
+        return streams.block(steps, self.kind, count, offset)
+
+
+def _head_rows(head, index: torch.Tensor):
+    """The head of rows ``index`` only: every tensor field indexed on its first dimension."""
+    fields = {f.name: getattr(head, f.name) for f in dataclasses.fields(head)}
+    return type(head)(**{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()})
