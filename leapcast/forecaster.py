@@ -131,14 +131,16 @@ class Forecaster:
         this forecaster's setting): a seasonal history is adjusted, the model
         forecasts it, and the paths get the season back (``leapcast.seasonal``).
 
-        Returns samples [N, S, h] float64, h = prediction_length (default: the
+        Returns samples [N, S, h] float64, h = prediction_length in values (default: the
         model's own prediction length; longer horizons roll out window by window).
         Each series is scaled by a power of two in float64 before the float32
         model and back after, so magnitudes up to 1e305 forecast correctly
         (``leapcast.inputs``).
         With a draft, the speculative counts and timings land in ``self.last_stats``.
         """
-        h = self.model.prediction_length if prediction_length is None else check_horizon(prediction_length)
+        patch = self.model.patch_size
+        h = self.model.prediction_length * patch if prediction_length is None else check_horizon(prediction_length)
+        steps = -(-h // patch)  # a step is a patch of values: whole patches, cut to h after
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
@@ -161,8 +163,8 @@ class Forecaster:
         for start in bar:
             chunk = slice(start, start + batch_size)
             streams = RowStreams.for_series(seed, keys[chunk], sampling.num_samples, device=self.model.device)
-            samples, stats = rollout(self.model, left_pad(series[chunk]), h, sampling, streams, self.proposer, self.spec, chooser)
-            out[chunk] = samples.double()
+            samples, stats = rollout(self.model, left_pad(series[chunk]), steps, sampling, streams, self.proposer, self.spec, chooser)
+            out[chunk] = samples[..., :h].double()
             if stats is not None:
                 total.merge(stats)
         self.last_stats = total if self.proposer is not None else None

@@ -85,9 +85,9 @@ def test_sampled_same_distribution_as_plain(small_vocab_pair, proposer, settings
     assert min(_pvalues(got, expected)) > 1e-3
 
 
-def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms):
+def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms, bonus=None):
     """The classic bug: after a rejection, redraw from p instead of norm(max(0, p - q))."""
-    right = verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms)
+    right = verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms, bonus)
     at = right.accepted.clamp(max=proposal.shape[1] - 1)
     rows = torch.arange(len(at))
     redraw = draw(target_probs[rows, at], residual_uniforms[rows, at])

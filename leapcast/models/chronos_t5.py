@@ -57,10 +57,11 @@ class ChronosT5:
         return {"num_samples": c.num_samples, "temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p}
 
     def check_draft(self, draft: "ChronosT5") -> None:
-        if not isinstance(draft, ChronosT5):
+        theirs = getattr(draft, "chronos", None)
+        if not isinstance(theirs, ChronosTokenizerConfig):
             raise ValueError(f"draft {draft.name!r} is not a Chronos-T5 model; a draft must share the target's steps")
         for field in TOKENIZER_FIELDS:
-            a, b = getattr(draft.chronos, field), getattr(self.chronos, field)
+            a, b = getattr(theirs, field), getattr(self.chronos, field)
             if a != b:
                 raise ValueError(
                     f"draft {draft.name!r} and target {self.name!r} tokenize differently: `{field}` is {a!r} "

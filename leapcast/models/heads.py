@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from leapcast.models.sampling import SamplingConfig, probabilities, sample
+from leapcast.models.sampling import SamplingConfig, sample, sorted_probabilities
 
 # rand(count, offset) -> [R, n, count] uniforms in [0, 1), independent columns; offset starts a fresh block
 Rand = Callable[[int, int], torch.Tensor]
@@ -41,9 +41,26 @@ class Categorical:
     logits: torch.Tensor
     banned: tuple[int, ...] = ()
 
-    def probs(self, sampling: SamplingConfig) -> torch.Tensor:
-        """The warped distribution steps are drawn from: [R, n, V] float32."""
-        return probabilities(self.logits, sampling, self.banned)
+    @property
+    def vocab_size(self) -> int:
+        return self.logits.shape[-1]
+
+    def pick(self, index: torch.Tensor) -> "Categorical":
+        """One position per row: index [R] long into n -> a head [R, 1]."""
+        return Categorical(self.logits[torch.arange(len(index)), index][:, None], self.banned)
+
+    def sorted(self, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warped distribution over its candidate steps, most likely first, in the order every draw
+        uses: (probs [R, n, K], steps [R, n, K]); K = top_k unless ties make it V."""
+        r, n, v = self.logits.shape
+        probs, steps = sorted_probabilities(self.logits.reshape(r * n, v), sampling, self.banned)
+        return probs.view(r, n, -1), steps.view(r, n, -1)
+
+    def probs(self, sampling: SamplingConfig, ordered: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The warped distribution steps are drawn from: [R, n, V] float32 (from ``ordered``, ``sorted``'s
+        result, when the caller has it)."""
+        probs, steps = ordered if ordered is not None else self.sorted(sampling)
+        return probs.new_zeros(self.logits.shape).scatter_(-1, steps, probs)
 
     def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
         r, n, v = self.logits.shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from leapcast.engine.proposers.base import Proposal, ProposalInput
-from leapcast.engine.sampling import draw_sorted
+from leapcast.engine.sampling import draw
 
 
 class DecoderProposer:
@@ -54,15 +54,16 @@ def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) 
     inputs = torch.where(pos == 0, x.pending.new_full((), -1), previous)  # -1: placeholder for the start token
     inputs = torch.where(pos == n[:, None], x.pending[:, None], inputs)
     inputs = torch.where(inputs < 0, model.start_inputs(state)[:, None], inputs)
-    probs_all = model.step(state, inputs, start).probs(x.sampling)  # [R, width, V]
-    q = probs_all[torch.arange(len(n)), n - start]  # [R, V] at position n
+    head = model.step(state, inputs, start).pick(n - start)  # [R, 1] at position n
     steps, probs = [], []
     for i in range(x.k):
-        step = draw_sorted(q, x.uniforms[:, i])
+        ordered = head.sorted(x.sampling)  # the order plain sampling draws in: one number, one step
+        step = ordered[1][:, 0].gather(1, draw(ordered[0][:, 0], x.uniforms[:, i])[:, None]).squeeze(1)
+        q = head.probs(x.sampling, ordered)[:, 0]  # [R, V]
         steps.append(step)
         probs.append(q)
-        if x.stop_below is not None and q.max(dim=-1).values.mean() < x.stop_below:
+        if x.stop_below is not None and ordered[0][:, 0, 0].mean() < x.stop_below:  # the top probability
             break  # the draft is unsure: verify what we have
         if i + 1 < x.k:
-            q = model.step(state, step[:, None], n + i + 1).probs(x.sampling)[:, -1]
+            head = model.step(state, step[:, None], n + i + 1)
     return Proposal(steps=torch.stack(steps, dim=1), probs=torch.stack(probs, dim=1)), n + 1

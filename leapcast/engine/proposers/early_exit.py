@@ -52,8 +52,7 @@ class EarlyExitProposer(DecoderProposer):
     def calibrate(self, target_state) -> int:
         """The exit depth m with the best expected speedup on these rows' contexts."""
         total = self.target.num_decoder_layers
-        inputs = _context_as_steps(self.target, target_state, target_state.capacity - 1)  # [B, n + 1]
-        rows = inputs[target_state.row_series]  # [R, n + 1]
+        rows = _context_as_steps(self.target, target_state, target_state.capacity - 1)  # [R, n + 1]
         valid = rows >= 0  # positions whose input is an observed step
         rows = rows.clamp(min=0)
         full = self.target.step(self.target.early_exit_state(target_state, total), rows, 0).probs(self.sampling)
@@ -70,12 +69,12 @@ class EarlyExitProposer(DecoderProposer):
         return best
 
 
-def _context_as_steps(target, batch, most: int) -> torch.Tensor:
-    """[B, n + 1] decoder inputs: the start token, then the context's last n <= most steps; -1 where missing."""
-    steps, observed = target.context_steps(batch)
+def _context_as_steps(target, state, most: int) -> torch.Tensor:
+    """[R, n + 1] decoder inputs per row: its start input, then its series' last n <= most context steps; -1 where missing."""
+    steps, observed = target.context_steps(state)  # [B, L]
     n = max(1, min(CALIBRATION_STEPS, most, steps.shape[1]))
-    tail = torch.where(observed[:, -n:], steps[:, -n:], torch.full_like(steps[:, -n:], -1))
-    return torch.cat([torch.full_like(tail[:, :1], target.start_token), tail], dim=1)
+    tail = torch.where(observed[:, -n:], steps[:, -n:], torch.full_like(steps[:, -n:], -1))[state.row_series]  # [R, n]
+    return torch.cat([target.start_inputs(state)[:, None], tail], dim=1)
 
 
 def _bound(a: float, k: int, c: float) -> float:

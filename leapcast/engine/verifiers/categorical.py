@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from leapcast.engine.sampling import draw_sorted
+from leapcast.engine.sampling import draw, draw_sorted
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,14 @@ def verify(
     accept_uniforms: torch.Tensor,
     bonus_uniforms: torch.Tensor,
     residual_uniforms: torch.Tensor,
+    bonus: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Verdict:
     """proposal [R, k] long; draft_probs [R, k, V] or None (point masses); target_probs [R, k+1, V];
     uniforms in [0, 1): accept [R, k] (one per proposed step), bonus [R] (the step after all k),
-    residual [R, k] (the step recovered at position i reads column i)."""
+    residual [R, k] (the step recovered at position i reads column i).
+    bonus: the last position's distribution in the order plain sampling draws in (probs [R, K], steps [R, K],
+    ``Categorical.sorted``), so a bonus step is the step plain decoding would draw with the same number;
+    None: ``target_probs[:, k]`` by falling probability. Recovered steps draw in vocabulary order."""
     rows, k = proposal.shape
     arange = torch.arange(rows, device=proposal.device)
     p_x = target_probs[:, :k].gather(-1, proposal[..., None]).squeeze(-1)  # [R, k]
@@ -62,6 +66,9 @@ def verify(
     residual = (p_at - q_at).clamp(min=0)
     # p == q leaves no residual mass; a rejection is then impossible, the fallback only keeps draw() defined.
     residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_at)
-    dist = torch.where((accepted == k)[:, None], target_probs[:, k], residual)  # [R, V]
-    u = torch.where(accepted == k, bonus_uniforms, residual_uniforms[arange, at])
-    return Verdict(accepted=accepted, next_step=draw_sorted(dist, u))
+    recovered = draw(residual, residual_uniforms[arange, at])
+    if bonus is None:
+        extra = draw_sorted(target_probs[:, k], bonus_uniforms)
+    else:
+        extra = bonus[1].gather(1, draw(bonus[0], bonus_uniforms)[:, None]).squeeze(1)
+    return Verdict(accepted=accepted, next_step=torch.where(accepted == k, extra, recovered))
