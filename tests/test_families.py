@@ -178,3 +178,51 @@ def test_the_engine_reaches_nothing_outside_the_contract(tmp_path, draft):
     fc.predict(list(ragged_contexts()), 19, num_samples=3, seed=0)
     assert target.seen <= CONTRACT, target.seen - CONTRACT
     assert other.seen <= CONTRACT, other.seen - CONTRACT
+
+
+# --- forecasts did not change -----------------------------------------------------------------------------
+
+PINNED = Path(__file__).parent / "data" / "greedy_pinned.json"
+
+
+@pytest.mark.parametrize("label", ["house-target", "random-t5"])
+def test_greedy_forecasts_are_the_ones_before_the_rewrite(tmp_path, label):
+    """Greedy paths written by the engine before this contract (tests/data/greedy_pinned.json, its ``made_by``)."""
+    import json
+
+    import pandas as pd
+
+    from leapcast.data import example_path
+
+    pinned = json.loads(PINNED.read_text())
+    if label == "house-target":
+        df = pd.read_csv(example_path())
+        contexts = [df[df.unique_id == i].y.to_numpy()[-120:] for i in pinned["contexts_example_ids"]]
+        path, h = "house-target", 24
+    else:
+        path = make_checkpoint(tmp_path / "pin", d_model=32, d_kv=8, d_ff=64, layers=2, heads=4, prediction_length=8,
+                               context_length=64, seed=0)
+        g = torch.Generator().manual_seed(0)
+        contexts = [torch.randn(n, generator=g).cumsum(0).numpy() + 5 for n in (50, 23, 9)]
+        h = 19
+    got = Forecaster.from_pretrained(path, seasonal_adjustment=False).predict(contexts, h, top_k=1, num_samples=2)
+    assert torch.equal(got[:, 0], torch.tensor(pinned["greedy"][label], dtype=torch.float64))
+    assert torch.equal(got[:, 1], got[:, 0])
+
+
+def test_a_draft_with_rows_of_other_settings_decodes_them_plainly_until_they_part(tmp_path):
+    from leapcast.engine.proposers import DraftModelProposer
+    from leapcast.engine.speculative import SpecConfig
+
+    target = load_model(make_checkpoint(tmp_path / "t", layers=2, prediction_length=8))
+    draft = load_model(make_checkpoint(tmp_path / "d", prediction_length=8, seed=3))
+    ctx = ragged_contexts()
+    greedy, sampled = SamplingConfig(num_samples=2, top_k=1), SamplingConfig(num_samples=3)
+    plain = Decoder(target)
+    want = plain.run() if plain.add(ctx[:2], 8, greedy, RowStreams.for_series(0, [0, 1], 2)) else None
+    dec = Decoder(target, DraftModelProposer(draft, target), SpecConfig(k=3, adaptive=False))
+    ids = dec.add(ctx[:2], 8, greedy, RowStreams.for_series(0, [0, 1], 2))
+    dec.add(ctx[2:], 3, sampled, RowStreams.for_series(0, [2], 3))  # leaves after 3 plain passes
+    got = dec.run()
+    assert all(torch.equal(got[i], want[j]) for i, j in zip(ids, range(2)))
+    assert 0 < dec.stats.drafts and dec.stats.target_passes < 3 + 8  # speculation resumed once the sampled rows left

@@ -10,7 +10,9 @@ masked by causality and overwritten by the next pass.
 
 Series join (``add``) and leave (when all their rows reach their goal)
 between iterations, each with its own number of rows, sampling settings and
-horizon: what continuous batching needs. Random numbers come from the rows'
+horizon: what continuous batching needs. Rows with different sampling
+settings decode plainly while they share the loop (a draft proposes under
+one setting); speculation resumes once they have parted. Random numbers come from the rows'
 counter-based streams (``leapcast.engine.streams``) at the horizon step they
 commit, so every k = 0 route gives the same seeded forecast, and a draft equal
 to the target with fixed k gives it too.
@@ -117,6 +119,8 @@ class Decoder:
         return self._finished()
 
     def _choose_k(self) -> int:
+        if self.k_max and len(self.samplings) > 1 and bool((self.rows.group != self.rows.group[0]).any()):
+            return 0  # rows with other sampling settings decode together plainly; speculation resumes when they part
         if self.chooser is None:
             return self.k_max
         if self.chooser.off and not self.chooser.queue:  # settled on plain decoding: no timing either
@@ -140,7 +144,7 @@ class Decoder:
 
     def _speculate(self, k: int, at: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor, float]:
         rows = self.rows
-        sampling = self._one_sampling("speculative decoding")
+        sampling = self._one_sampling()
         window = at[:, None] + torch.arange(k + 1)  # [R, k+1] window steps of this pass
         u_sample = rows.u(SAMPLE).gather(1, window)  # proposals at 0..k-1, the bonus at k
         proposal = self.proposer.propose(ProposalInput(rows.pending, at, rows.committed, k, u_sample[:, :k], sampling, self.spec.stop_below))
@@ -153,10 +157,8 @@ class Decoder:
         new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1).scatter_(1, verdict.accepted[:, None], verdict.next_step[:, None])
         return new, verdict.accepted, t1
 
-    def _one_sampling(self, what: str) -> SamplingConfig:
-        if len(self.samplings) > 1 and bool((self.rows.group != self.rows.group[0]).any()):
-            raise ValueError(f"{what} runs rows of one sampling setting at a time; these rows have {len(self.samplings)}")
-        return self.samplings[int(self.rows.group[0])]
+    def _one_sampling(self) -> SamplingConfig:
+        return self.samplings[int(self.rows.group[0])]  # one setting: _choose_k keeps mixed rows at k = 0
 
     def _record(self, k, kp, active, accepted, gained, t0, t1, t2) -> None:
         st = self.stats

@@ -47,9 +47,8 @@ def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], 
     """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for."""
     parsed = parse(name)
     if parsed.kind == "early-exit":
-        defaults = target.default_sampling()
-        sampling = SamplingConfig(num_samples=1, temperature=defaults["temperature"], top_k=defaults["top_k"], top_p=defaults["top_p"])
-        return EarlyExitProposer(target, parsed.number, k=k, sampling=sampling)
+        # the depth is calibrated on the checkpoint's own warping (the forecast's may differ; the output is exact either way)
+        return EarlyExitProposer(target, parsed.number, k=k, sampling=SamplingConfig(**target.default_sampling()))
     if parsed.kind == "seasonal":
         return SeasonalProposer(target, parsed.number)
     if load_draft is None:
