@@ -1,82 +1,88 @@
-"""Seconds per forecast of one checkout of leapcast, for before/after comparisons of the engine.
+"""Speed of this checkout's engine against an earlier commit's, interleaved in one process.
 
-Runs against the leapcast found at ``--repo`` (a git worktree of another commit, or this one), so two
-commits can be timed in turn, interleaved, by a driver (``--pairs``). Prints one JSON line per
-configuration with the median of ``--repeats`` calls:
+The earlier commit is exported with ``git archive`` into a temporary folder and
+its package renamed ``leapcast_before`` (imports rewritten), so both versions
+load side by side; each configuration then runs before, after, before, after,
+... (the pair's order alternating) and the ratio before/after is taken pair
+by pair (> 1: this checkout is faster). Configurations: house-target plain, house-target + house-draft with
+k = 4 fixed and adaptive, batch 1 and 16 (synthetic monthly-like series of
+60-140 values), h 64, the checkpoint's 20 samples, float32:
 
-    python benchmarks/before_after.py --repo /tmp/base --vs . --pairs 5
-
-Configurations: house-target plain, house-target + house-draft (k = 4 fixed, and adaptive), batch 1
-and 16, h 64, 20 samples, 2 threads, float32; contexts are the first M3-monthly-like synthetic series.
+    python benchmarks/before_after.py --before c93197e --repeats 7 --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import io
+import re
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(repeats: int) -> dict:
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(2)
-    from leapcast.forecaster import Forecaster
-    from leapcast.engine.speculative import SpecConfig
-
-    rng = np.random.default_rng(0)
-    series = [100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 12) + rng.normal(0, 2, n).cumsum() for n in rng.integers(60, 140, 16)]
-    plain = Forecaster.from_pretrained("house-target", seasonal_adjustment=False)
-    fixed = Forecaster.from_pretrained("house-target", draft="house-draft", spec=SpecConfig(k=4, adaptive=False), seasonal_adjustment=False)
-    adaptive = Forecaster.from_pretrained("house-target", draft="house-draft", spec=SpecConfig(k=4), seasonal_adjustment=False)
-    out = {}
-    for batch in (1, 16):
-        ctx = series[:batch]
-        for name, fc in (("plain", plain), ("draft k=4", fixed), ("draft adaptive", adaptive)):
-            fc.predict(ctx, 64, seed=0, batch_size=batch, progress=False)  # warm-up (and adaptive k's exploration)
-            times = []
-            for r in range(repeats):
-                t = time.perf_counter()
-                fc.predict(ctx, 64, seed=r, batch_size=batch, progress=False)
-                times.append(time.perf_counter() - t)
-            out[f"batch {batch}, {name}"] = statistics.median(times)
-    return out
+def export(commit: str, folder: Path) -> None:
+    """``leapcast`` at ``commit`` -> ``folder/leapcast_before`` with every import renamed."""
+    archive = subprocess.run(["git", "archive", commit, "leapcast"], cwd=ROOT, capture_output=True, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder, filter="data")
+    (folder / "leapcast").rename(folder / "leapcast_before")
+    for path in (folder / "leapcast_before").rglob("*.py"):
+        text = re.sub(r"\bleapcast(\.|\b(?= import))", r"leapcast_before\1", path.read_text())
+        path.write_text(text)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repo", required=True, help="checkout whose leapcast is timed (A)")
-    p.add_argument("--vs", help="a second checkout (B); with --pairs, A and B run in turn and A/B is reported per pair")
-    p.add_argument("--pairs", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--before", required=True, help="the earlier commit")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    if args.worker:
-        sys.path.insert(0, args.repo)
-        print(json.dumps(measure(args.repeats)))
-        return
-    if args.vs is None:
-        print(json.dumps(_run(args.repo, args.repeats)))
-        return
-    ratios: dict[str, list[float]] = {}
-    for i in range(args.pairs):
-        a, b = _run(args.repo, args.repeats), _run(args.vs, args.repeats)
-        for key in a:
-            ratios.setdefault(key, []).append(a[key] / b[key])  # B's speed relative to A: > 1, B is faster
-        print(f"pair {i + 1}: " + ", ".join(f"{k}: A {a[k]:.3f}s B {b[k]:.3f}s" for k in a), flush=True)
-    print("\n| configuration | A time / B time (B's speed relative to A): median (min-max) of pairs |\n|---|---|")
-    for key, r in ratios.items():
-        print(f"| {key} | {statistics.median(r):.3f} ({min(r):.3f}-{max(r):.3f}) |")
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        export(args.before, Path(tmp))
+        sys.path.insert(0, tmp)
+        from leapcast_before.engine.speculative import SpecConfig as BeforeSpec
+        from leapcast_before.forecaster import Forecaster as Before
 
+        from leapcast.engine.speculative import SpecConfig
+        from leapcast.forecaster import Forecaster
 
-def _run(repo: str, repeats: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", "--repo", repo, "--repeats", str(repeats)],
-                          capture_output=True, text=True, check=True, cwd=repo)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        rng = np.random.default_rng(0)
+        series = [100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 12) + rng.normal(0, 2, n).cumsum() for n in rng.integers(60, 140, 16)]
+        versions = {}
+        for tag, fc_cls, spec_cls in (("before", Before, BeforeSpec), ("after", Forecaster, SpecConfig)):
+            versions[tag] = {
+                "plain": fc_cls.from_pretrained("house-target", seasonal_adjustment=False),
+                "draft k=4": fc_cls.from_pretrained("house-target", draft="house-draft", spec=spec_cls(k=4, adaptive=False), seasonal_adjustment=False),
+                "draft adaptive": fc_cls.from_pretrained("house-target", draft="house-draft", spec=spec_cls(k=4), seasonal_adjustment=False),
+            }
+        print(f"before {args.before}, after: this checkout; torch {torch.__version__}, {args.threads} threads, h 64, 20 samples, "
+              f"{args.repeats} interleaved pairs per row\n")
+        print("| batch, mode | before s (median) | after s (median) | before / after: median (min-max) |\n|---|---|---|---|")
+        for batch in (1, 16):
+            ctx = series[:batch]
+            for name in ("plain", "draft k=4", "draft adaptive"):
+                for tag in versions:  # warm-up, and adaptive k's first exploration
+                    versions[tag][name].predict(ctx, 64, seed=0, batch_size=batch, progress=False)
+                before, after = [], []
+                for r in range(args.repeats):
+                    order = (("before", before), ("after", after))
+                    for tag, out in order if r % 2 == 0 else order[::-1]:  # alternate who goes first
+                        started = time.perf_counter()
+                        versions[tag][name].predict(ctx, 64, seed=r, batch_size=batch, progress=False)
+                        out.append(time.perf_counter() - started)
+                ratios = [b / a for b, a in zip(before, after)]
+                print(f"| {batch}, {name} | {statistics.median(before):.3f} | {statistics.median(after):.3f} | "
+                      f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ class Decoder:
         rows = self.rows
         t0 = time.perf_counter()
         k = self._choose_k()
+        if k == 0 and rows.together is not None:
+            return self._plain_together(t0)
         active = rows.n < rows.goal  # [R]
         at = torch.minimum(rows.n, rows.goal)  # finished rows of a running series ride along in bounds
         lockstep = bool((at == at[0]).all())
@@ -117,6 +119,23 @@ class Decoder:
         gained = torch.where(active, accepted + 1, 0)
         self._record(k, new.shape[1] - 1, active, accepted, gained, t0, t1, t2)
         return self._finished()
+
+    def _plain_together(self, t0: float) -> dict[int, torch.Tensor]:
+        """k = 0 with every row at one position, all going to one goal, one sampling setting: the same
+        step as the general path, without its per-row bookkeeping (plain decoding's hot loop)."""
+        rows = self.rows
+        t = rows.together
+        head = self.model.step(self.state, rows.pending[:, None], t)  # [R, 1]
+        new = head.sample(self.samplings[int(rows.group[0])], _Rand(rows, None, SAMPLE, at=t))  # [R, 1, *shape]
+        rows.pending = new[:, 0].to(rows.committed.device)  # its own memory: a strided view would change the next product's rounding
+        rows.committed[:, t] = rows.pending
+        rows.n += 1
+        rows.together = t + 1
+        self.stats.target_passes += 1
+        self.stats.other_s += time.perf_counter() - t0
+        if self.chooser is not None and not (self.chooser.off and not self.chooser.queue):
+            self.chooser.record(0, time.perf_counter() - t0, 1.0)  # every row moved one step
+        return self._finished() if t + 1 == rows.together_goal else {}
 
     def _choose_k(self) -> int:
         if self.k_max and len(self.samplings) > 1 and bool((self.rows.group != self.rows.group[0]).any()):
@@ -227,6 +246,8 @@ class _Rows:
     first: torch.Tensor
     streams: RowStreams
     uniforms: dict[int, torch.Tensor]
+    together: int | None = None  # the one position of every row while all stand together, none finished, one setting
+    together_goal: int | None = None
 
     @classmethod
     def new(cls, start: torch.Tensor, streams: RowStreams, series: torch.Tensor, num_steps: int, first_step: int,
@@ -245,6 +266,8 @@ class _Rows:
             first=torch.full((r,), first_step, dtype=torch.long),
             streams=streams,
             uniforms=uniforms,
+            together=0,
+            together_goal=num_steps,
         )
 
     def u(self, kind: int) -> torch.Tensor:
@@ -252,6 +275,7 @@ class _Rows:
 
     def commit(self, new: torch.Tensor, accepted: torch.Tensor, active: torch.Tensor, lockstep: bool) -> None:
         """new [R, m, *shape]: proposed steps then the verifier's; row r keeps new[r, :accepted[r] + 1] if active."""
+        self.together = None  # rows may stand apart from here on
         new = new.to(self.committed.device)
         if lockstep and new.shape[1] == 1:  # every row at one position, one step each: plain decoding's path
             t = int(self.n[0])
@@ -274,7 +298,8 @@ class _Rows:
 
     def select(self, keep: torch.Tensor) -> "_Rows":
         return _Rows(self.committed[keep], self.n[keep], self.goal[keep], self.pending[keep], self.series[keep], self.group[keep],
-                     self.first[keep], self.streams.select(keep), {kind: u[keep] for kind, u in self.uniforms.items()})
+                     self.first[keep], self.streams.select(keep), {kind: u[keep] for kind, u in self.uniforms.items()},
+                     self.together, self.together_goal)
 
     def merge(self, other: "_Rows") -> "_Rows":
         cap = max(self.committed.shape[1], other.committed.shape[1])
@@ -285,6 +310,10 @@ class _Rows:
             RowStreams(torch.cat([self.streams.base, other.streams.base])),
             {kind: torch.cat([_pad_dim1(u, cap), _pad_dim1(other.uniforms[kind], cap)]) for kind, u in self.uniforms.items()
              if kind in other.uniforms},
+            # joined rows stand together only when they start where the others stand, for as long, in one setting
+            self.together if (self.together == other.together and self.together_goal == other.together_goal
+                              and bool((self.group == other.group[0]).all()) and bool((other.group == other.group[0]).all())) else None,
+            self.together_goal,
         )
 
 
@@ -297,14 +326,18 @@ class _Rand:
     """The ``Rand`` of a head at the rows' positions: column 0 of count 1 is the precomputed SAMPLE number
     (what a categorical draw reads); more numbers per step come from the streams."""
 
-    def __init__(self, rows: _Rows, window: torch.Tensor, kind: int, index: torch.Tensor | None = None) -> None:
-        self.rows_, self.window, self.kind, self.index = rows, window, kind, index
+    def __init__(self, rows: _Rows, window: torch.Tensor | None, kind: int, index: torch.Tensor | None = None, at: int | None = None) -> None:
+        self.rows_, self.window, self.kind, self.index, self.at = rows, window, kind, index, at  # at: every row's window step
 
     def rows(self, index: torch.Tensor) -> "_Rand":
         return _Rand(self.rows_, self.window[index], self.kind, index if self.index is None else self.index[index])
 
     def __call__(self, count: int, offset: int = 0) -> torch.Tensor:
         rows = self.rows_
+        if self.at is not None:
+            if count == 1 and offset == 0:
+                return rows.u(self.kind)[:, self.at : self.at + 1, None]  # [R, 1, 1], a view
+            return rows.streams.block(rows.first[:, None] + self.at, self.kind, count, offset)
         pick = slice(None) if self.index is None else self.index
         if count == 1 and offset == 0:
             return rows.u(self.kind)[pick].gather(1, self.window)[..., None]  # [R, n, 1]
