@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 from leapcast.engine.streams import SAMPLE, RowStreams
-from leapcast.models.heads import Categorical, Point, StudentTMixture
+from leapcast.models.heads import Categorical, Point, Quantiles, StudentTMixture
 from leapcast.models.sampling import SamplingConfig
 
 N = 20000
@@ -87,3 +87,12 @@ def test_categorical_head_draws_as_the_sampler_and_point_returns_its_values():
     assert torch.equal(head.sample(GREEDY, rand_for(3, 2)), logits.masked_fill(torch.arange(16) == 1, -1e9).argmax(-1))
     values = torch.randn(3, 2, 4)
     assert torch.equal(Point(values).sample(SAMPLED, rand_for(3, 2)), values) and torch.equal(Point(values).mean(), values)
+
+
+def test_quantile_heads_decode_their_point_and_read_their_levels():
+    point, q = torch.randn(2, 1, 4), torch.randn(2, 1, 4, 3).sort(dim=-1).values
+    head = Quantiles(point, q, (0.1, 0.5, 0.9))
+    assert torch.equal(head.sample(SAMPLED, rand_for(2, 1)), point) and torch.equal(head.mean(), point)
+    assert torch.equal(head.quantile(0.9), q[..., 2])
+    with pytest.raises(ValueError, match="`level` 0.3 is not one of"):
+        head.quantile(0.3)

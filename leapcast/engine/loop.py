@@ -81,8 +81,9 @@ class Decoder:
         self._next_id += b
         if sampling not in self.samplings:
             self.samplings.append(sampling)
-        rows = _Rows.new(self.model.start_inputs(state), streams, torch.tensor(ids).repeat_interleave(s), num_steps, first_step,
-                         self.samplings.index(sampling), capacity, self.k_max)
+        device = self.model.device  # every tensor of the loop lives there; probabilities and uniforms in float32
+        rows = _Rows.new(self.model.start_inputs(state).to(device), streams, torch.tensor(ids, device=device).repeat_interleave(s),
+                         num_steps, first_step, self.samplings.index(sampling), capacity, self.k_max)
         if self.rows is None:
             self.rows, self.state = rows, state
         else:
@@ -164,7 +165,7 @@ class Decoder:
     def _speculate(self, k: int, at: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor, float]:
         rows = self.rows
         sampling = self._one_sampling()
-        window = at[:, None] + torch.arange(k + 1)  # [R, k+1] window steps of this pass
+        window = at[:, None] + torch.arange(k + 1, device=at.device)  # [R, k+1] window steps of this pass
         u_sample = rows.u(SAMPLE).gather(1, window)  # proposals at 0..k-1, the bonus at k
         proposal = self.proposer.propose(ProposalInput(rows.pending, at, rows.committed, k, u_sample[:, :k], sampling, self.spec.stop_below))
         steps, kp = proposal.steps, proposal.steps.shape[1]  # kp <= k when the proposer stopped early
@@ -206,7 +207,7 @@ class Decoder:
         if not bool(done_row.any()):
             return {}
         ids, inverse = rows.series.unique(return_inverse=True)
-        left = torch.bincount(inverse, weights=(~done_row).double(), minlength=len(ids)) == 0  # [series]: no row still going
+        left = torch.bincount(inverse, weights=(~done_row).float(), minlength=len(ids)) == 0  # [series]: no row still going
         if not bool(left.any()):
             return {}
         leaving = left[inverse]  # [R]
@@ -252,18 +253,19 @@ class _Rows:
     @classmethod
     def new(cls, start: torch.Tensor, streams: RowStreams, series: torch.Tensor, num_steps: int, first_step: int,
             group: int, capacity: int, k_max: int) -> "_Rows":
-        r = len(series)
-        window = torch.arange(capacity).expand(r, capacity)
+        r, device = len(series), start.device
+        streams = RowStreams(streams.base.to(device))
+        window = torch.arange(capacity, device=device).expand(r, capacity)
         kinds = (SAMPLE, ACCEPT, RESIDUAL) if k_max > 0 else (SAMPLE,)
-        uniforms = {kind: streams.uniforms(first_step + window, kind).cpu() for kind in kinds}
+        uniforms = {kind: streams.uniforms(first_step + window, kind) for kind in kinds}
         return cls(
             committed=start.new_zeros((r, capacity, *start.shape[1:])),
-            n=torch.zeros(r, dtype=torch.long),
-            goal=torch.full((r,), num_steps, dtype=torch.long),
-            pending=start.cpu(),
+            n=torch.zeros(r, dtype=torch.long, device=device),
+            goal=torch.full((r,), num_steps, dtype=torch.long, device=device),
+            pending=start,
             series=series,
-            group=torch.full((r,), group, dtype=torch.long),
-            first=torch.full((r,), first_step, dtype=torch.long),
+            group=torch.full((r,), group, dtype=torch.long, device=device),
+            first=torch.full((r,), first_step, dtype=torch.long, device=device),
             streams=streams,
             uniforms=uniforms,
             together=0,
@@ -285,7 +287,7 @@ class _Rows:
             return
         m = new.shape[1]
         cap = self.committed.shape[1]
-        offsets = torch.arange(m)
+        offsets = torch.arange(m, device=new.device)
         write = active[:, None] & (offsets[None, :] <= accepted[:, None])  # [R, m]
         where = (self.n[:, None] + offsets).clamp(max=cap - 1)  # [R, m]
         extra = (1,) * (new.dim() - 2)

@@ -114,7 +114,7 @@ class ChronosT5:
 
     def start_inputs(self, state: "ChronosState") -> torch.Tensor:
         """The input at decoder position 0 of every row: the start token, [R] long."""
-        return torch.full((state.num_rows,), self.start_token, dtype=torch.long)
+        return torch.full((state.num_rows,), self.start_token, dtype=torch.long, device=self.device)
 
     def step(self, state: "ChronosState", inputs: torch.Tensor, positions: int | torch.Tensor) -> Categorical:
         """inputs [R, n] long (the step before each position) at ``positions`` (int, or [R] long) + 0..n-1
@@ -123,7 +123,7 @@ class ChronosT5:
 
     def values(self, state: "ChronosState", steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """steps [R', n] long of the state's rows ``rows`` [R'] -> values [R', n] float32 (bin centres x scale)."""
-        scale = state.scale[state.row_series[rows]]  # [R']
+        scale = state.scale[state.row_series[rows.cpu()]]  # [R']
         return self.tokenizer.detokenize(steps.cpu()[:, None], scale.cpu())[:, 0]
 
     def extend(self, contexts: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
@@ -133,6 +133,7 @@ class ChronosT5:
 
     def select(self, state: "ChronosState", rows: torch.Tensor) -> "ChronosState":
         """Keep ``rows`` [R'] (in that order); series left with no row are dropped."""
+        rows = rows.cpu()  # the state's row map and context tokens stay on the CPU
         series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
         c: _ChronosCaches = state.caches
         rows_d, series_d = rows.to(self.device), series.to(self.device)

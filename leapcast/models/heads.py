@@ -13,7 +13,8 @@ probabilities where they are defined, and its mean.
   Student-T components (Toto's output); ``gaussian`` is its special case
   (one component, infinite degrees of freedom).
 - ``Point``: a patch of P values with no distribution (point heads); sampling
-  returns the values.
+  returns the values. ``Quantiles``: a point patch with quantiles beside it
+  (TimesFM); decoding follows the point.
 
 Greedy decoding (``top_k=1``) takes a categorical head's most likely token and
 a continuous head's mean: the deterministic forecast of each.
@@ -47,7 +48,7 @@ class Categorical:
 
     def pick(self, index: torch.Tensor) -> "Categorical":
         """One position per row: index [R] long into n -> a head [R, 1]."""
-        return Categorical(self.logits[torch.arange(len(index)), index][:, None], self.banned)
+        return Categorical(self.logits[torch.arange(len(index), device=self.logits.device), index.to(self.logits.device)][:, None], self.banned)
 
     def sorted(self, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """The warped distribution over its candidate steps, most likely first, in the order every draw
@@ -164,3 +165,27 @@ class Point:
 
     def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
         return self.values
+
+
+@dataclass(frozen=True)
+class Quantiles:
+    """A point patch with quantiles beside it (TimesFM): point [R, n, P], quantiles [R, n, P, Q] at ``levels``.
+
+    Decoding follows the point (as TimesFM rolls its point forecast out); the quantiles are read, not sampled.
+    """
+
+    point: torch.Tensor
+    quantiles: torch.Tensor
+    levels: tuple[float, ...]
+
+    def mean(self) -> torch.Tensor:
+        return self.point
+
+    def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
+        return self.point
+
+    def quantile(self, level: float) -> torch.Tensor:
+        """[R, n, P] at one of ``levels``."""
+        if level not in self.levels:
+            raise ValueError(f"`level` {level!r} is not one of this head's levels {self.levels}")
+        return self.quantiles[..., self.levels.index(level)]

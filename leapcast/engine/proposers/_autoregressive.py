@@ -20,12 +20,12 @@ class DecoderProposer:
 
     def start(self, contexts, rows_per_series, target_state, capacity) -> None:
         self.state = self._state_for(contexts, rows_per_series, target_state, capacity)
-        self.fed = torch.zeros(self.state.num_rows, dtype=torch.long)  # cache positions holding committed inputs
+        self.fed = torch.zeros(self.state.num_rows, dtype=torch.long, device=self.model.device)  # cache positions holding committed inputs
 
     def join(self, contexts, rows_per_series, target_state, capacity) -> None:
         new = self._state_for(contexts, rows_per_series, target_state, capacity)
         self.state = self.model.merge(self.state, new)
-        self.fed = torch.cat([self.fed, torch.zeros(new.num_rows, dtype=torch.long)])
+        self.fed = torch.cat([self.fed, torch.zeros(new.num_rows, dtype=torch.long, device=self.fed.device)])
 
     def propose(self, x: ProposalInput) -> Proposal:
         proposal, self.fed = propose_autoregressively(self.model, self.state, x, self.fed)
@@ -49,7 +49,7 @@ def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) 
     n = x.n
     width = int((n + 1 - fed).max())
     start = (n + 1 - width).clamp(min=0)  # [R]
-    pos = start[:, None] + torch.arange(width)  # [R, width] decoder positions
+    pos = start[:, None] + torch.arange(width, device=n.device)  # [R, width] decoder positions
     previous = x.committed.gather(1, (pos - 1).clamp(min=0, max=x.committed.shape[1] - 1))
     inputs = torch.where(pos == 0, x.pending.new_full((), -1), previous)  # -1: placeholder for the start token
     inputs = torch.where(pos == n[:, None], x.pending[:, None], inputs)

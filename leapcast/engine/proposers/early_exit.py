@@ -74,7 +74,8 @@ def _context_as_steps(target, state, most: int) -> torch.Tensor:
     steps, observed = target.context_steps(state)  # [B, L]
     n = max(1, min(CALIBRATION_STEPS, most, steps.shape[1]))
     tail = torch.where(observed[:, -n:], steps[:, -n:], torch.full_like(steps[:, -n:], -1))[state.row_series]  # [R, n]
-    return torch.cat([target.start_inputs(state)[:, None], tail], dim=1)
+    start = target.start_inputs(state)
+    return torch.cat([start[:, None], tail.to(start.device)], dim=1)
 
 
 def _bound(a: float, k: int, c: float) -> float:

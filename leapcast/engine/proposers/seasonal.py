@@ -31,7 +31,8 @@ class SeasonalProposer:
         if self.season is None:
             lags = detect_season(tokens.float(), mask, self.min_autocorrelation)
         rows = target_state.row_series  # [R]
-        return tokens[rows], mask.long().argmax(dim=1)[rows], lags[rows]
+        device = self.target.device
+        return tokens[rows].to(device), mask.long().argmax(dim=1)[rows].to(device), lags[rows].to(device)
 
     def start(self, contexts, rows_per_series, target_state, capacity) -> None:
         self.history, self.first_valid, self.lags = self._history(target_state, rows_per_series)  # [R, Lc], [R], [R]
@@ -50,7 +51,7 @@ class SeasonalProposer:
     def propose(self, x: ProposalInput) -> Proposal:
         lc = self.history.shape[1]
         full = torch.cat([self.history, x.committed, torch.zeros_like(x.committed[:, : x.k])], dim=1)  # [R, Lc + cap + k]
-        rows = torch.arange(full.shape[0])
+        rows = torch.arange(full.shape[0], device=full.device)
         steps = []
         for i in range(x.k):
             target = lc + x.n + i
