@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import lzma
 import os
 import sys
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,8 +68,8 @@ def _read_table(path: Path, option: str = "--input"):
         _fail(f"`{option}` {str(path)!r} is not UTF-8 text, so not a CSV file")
     except pd.errors.ParserError as err:
         _fail(f"`{option}` {str(path)!r} is not a well-formed CSV file ({str(err).strip()})")
-    except (pa.ArrowException, OSError) as err:  # corrupt Parquet, bad compressed stream
-        _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200]})")
+    except (pa.ArrowException, OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error) as err:  # corrupt or truncated
+        _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200] or type(err).__name__})")
     if table.empty:
         _fail(f"`{option}` {str(path)!r} has columns {list(table.columns)} but no rows")
     return table
@@ -88,6 +92,8 @@ def _check_output(path: Path | None, option: str, suffixes: tuple[str, ...]) -> 
         _fail(f"`{option}` {str(path)!r} is a folder; name a file inside it")
     if not path.parent.is_dir():
         _fail(f"`{option}` {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first")
+    if path.name.lower().endswith(".zst") and importlib.util.find_spec("zstandard") is None:
+        _fail(f"`{option}` {str(path)!r}: writing .zst needs the zstandard package (pip install zstandard)")
 
 
 @contextmanager
@@ -166,18 +172,28 @@ def forecast(
             target_col=target_col, freq=freq, season_length=season_length, num_samples=num_samples, temperature=temperature, top_k=top_k,
             top_p=top_p, seed=seed, batch_size=batch_size, progress=True,
         )
+    with _refusals():
+        _write(result, output)
     if fc.last_stats is not None:
         _print_stats(fc.last_stats, fc.proposer.name)
         if stats_json is not None:
-            stats_json.write_text(json.dumps(fc.last_stats.as_dict(), indent=2) + "\n")
+            try:
+                stats_json.write_text(json.dumps(fc.last_stats.as_dict(), indent=2) + "\n")
+            except OSError as err:
+                with _refusals():
+                    _fail(f"`--stats-json` {str(stats_json)!r} could not be written ({err.strerror or err})")
+
+
+def _write(result, output: Path | None) -> None:
+    """The forecast frame to stdout or ``output``; a write the system refuses is named."""
     if output is None:
         typer.echo(result.to_csv(index=False), nl=False)
-    elif _kind(output) == "parquet":
-        result.to_parquet(output, index=False)
-        console.print(f"wrote {len(result)} rows to {output}")
-    else:
-        result.to_csv(output, index=False)
-        console.print(f"wrote {len(result)} rows to {output}")
+        return
+    try:
+        result.to_parquet(output, index=False) if _kind(output) == "parquet" else result.to_csv(output, index=False)
+    except OSError as err:
+        _fail(f"`--output` {str(output)!r} could not be written ({err.strerror or err})")
+    console.print(f"wrote {len(result)} rows to {output}")
 
 
 def _print_stats(stats, proposer: str) -> None:

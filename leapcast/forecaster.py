@@ -265,8 +265,8 @@ def _check_keys(keys, n: int) -> list[int]:
     if len(keys) != n:
         raise ValueError(f"`series_keys` has {len(keys)} entries for {n} series; pass one per series")
     for key in keys:
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
-            raise ValueError(f"`series_keys` must be non-negative integers, got {key!r}")
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < 2**64:
+            raise ValueError(f"`series_keys` must be integers in [0, 2**64), got {key!r}")
     return [int(key) for key in keys]
 
 

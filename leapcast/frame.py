@@ -321,8 +321,11 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
         if smallest < pd.Timedelta(days=28):  # days, hours, ...: a step of fixed length, the smallest one seen
             days = smallest / pd.Timedelta("1D")
             guesses = [_infer_step(union), to_offset(f"{int(days)}D" if days == int(days) else smallest)]
-        else:  # months, quarters and years have no fixed length: only a calendar step that fits every series
-            guesses = [_infer_step(union), *(_calendar_step(series, alias) for alias in _CALENDAR_STEPS)]
+        else:  # months, quarters and years have no fixed length: a calendar step that fits every series,
+            # else whole weeks (a 4-weekly cadence); 31 days from mid-month is no step at all
+            days = smallest / pd.Timedelta("1D")
+            fixed = to_offset(f"{int(days)}D") if days == int(days) and int(days) % 7 == 0 else None
+            guesses = [_infer_step(union), *(_calendar_step(series, alias) for alias in _CALENDAR_STEPS), fixed]
         for guess in filter(None, guesses):
             if not any(_grid_positions(s, guess)[1].any() for s in series):
                 return guess

@@ -416,3 +416,25 @@ def test_last_resort_handler_reports_a_bug(monkeypatch, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "internal error (ZeroDivisionError)" in err and "bug in leapcast" in err and "Traceback" not in err
+
+
+def test_four_weekly_pairs_keep_their_fixed_step():
+    df = pd.DataFrame({"unique_id": ["a", "a", "b", "b"], "ds": pd.to_datetime(["2020-01-01", "2020-01-29"] * 2), "y": 1.0})
+    assert to_panel(df).freq == pd.tseries.frequencies.to_offset("28D")
+
+
+def test_truncated_and_corrupt_compressed_inputs(model, tmp_path):
+    good = tmp_path / "m.csv.gz"
+    with gzip.open(good, "wt") as f:
+        monthly().to_csv(f, index=False)
+    (tmp_path / "cut.csv.gz").write_bytes(good.read_bytes()[:60])
+    refused(invoke("forecast", "--model", model, "--input", tmp_path / "cut.csv.gz", "--h", 3), "cut.csv.gz", "could not be read as csv")
+    (tmp_path / "bad.csv.xz").write_bytes(b"not xz at all" * 10)
+    refused(invoke("forecast", "--model", model, "--input", tmp_path / "bad.csv.xz", "--h", 3), "bad.csv.xz", "could not be read as csv")
+
+
+def test_stream_keys_and_seeds_beyond_64_bits_are_refused(fc):
+    with pytest.raises(ValueError, match=r"`series_keys` must be integers in \[0, 2\*\*64\)"):
+        fc.predict([np.arange(10.0)], 3, series_keys=[2**64])
+    with pytest.raises(ValueError, match=r"`seed` must be an integer in \[0, 2\*\*64\)"):
+        fc.predict([np.arange(10.0)], 3, seed=2**64)

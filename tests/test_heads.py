@@ -96,3 +96,16 @@ def test_quantile_heads_decode_their_point_and_read_their_levels():
     assert torch.equal(head.quantile(0.9), q[..., 2])
     with pytest.raises(ValueError, match="`level` 0.3 is not one of"):
         head.quantile(0.3)
+
+
+def test_huge_degrees_of_freedom_draw_as_a_gaussian():
+    x = mixture(N, [1.0], [0.0], [1.0], [1e8]).sample(SAMPLED, rand_for(N, 1)).reshape(-1).double().numpy()
+    assert (x != 0).all() and stats.kstest(x, "norm").pvalue > 1e-3
+
+
+def test_greedy_sorted_draws_take_the_argmax_even_on_ties():
+    from leapcast.models.sampling import sample, sorted_probabilities
+
+    logits = torch.tensor([[0.0, 3.0, 3.0, 1.0]])
+    probs, steps = sorted_probabilities(logits, GREEDY)
+    assert probs.tolist() == [[1.0]] and steps.tolist() == [[int(sample(logits, GREEDY, torch.tensor([0.7])))]]

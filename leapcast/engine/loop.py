@@ -65,9 +65,11 @@ class Decoder:
 
     def add(self, contexts: torch.Tensor, num_steps: int, sampling: SamplingConfig, streams: RowStreams, first_step: int = 0) -> list[int]:
         """Series join: contexts [B, T] float32, ``sampling.num_samples`` rows each, ``num_steps`` steps from
-        horizon step ``first_step`` (<= the model's prediction_length); ``streams`` for their B * S rows.
+        horizon step ``first_step`` (rollout keeps windows within the model's prediction_length); ``streams`` for their B * S rows.
         Returns the series' ids, the keys of ``run`` / ``step``'s results."""
         b, s = contexts.shape[0], sampling.num_samples
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}")
         if len(streams) != b * s:
             raise ValueError(f"`streams` has {len(streams)} rows for {b} series x {s} samples")
         capacity = num_steps + self.k_max + 1
@@ -79,11 +81,13 @@ class Decoder:
                 self.proposer.join(contexts, s, state, capacity)
         ids = list(range(self._next_id, self._next_id + b))
         self._next_id += b
-        if sampling not in self.samplings:
+        warping = _warping(sampling)  # rows differing only in sample count or seed draw alike
+        if warping not in [_warping(known) for known in self.samplings]:
             self.samplings.append(sampling)
+        group = [_warping(known) for known in self.samplings].index(warping)
         device = self.model.device  # every tensor of the loop lives there; probabilities and uniforms in float32
         rows = _Rows.new(self.model.start_inputs(state).to(device), streams, torch.tensor(ids, device=device).repeat_interleave(s),
-                         num_steps, first_step, self.samplings.index(sampling), capacity, self.k_max)
+                         num_steps, first_step, group, capacity, self.k_max)
         if self.rows is None:
             self.rows, self.state = rows, state
         else:
@@ -352,3 +356,8 @@ def _head_rows(head, index: torch.Tensor):
     """The head of rows ``index`` only: every tensor field indexed on its first dimension."""
     fields = {f.name: getattr(head, f.name) for f in dataclasses.fields(head)}
     return type(head)(**{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()})
+
+
+def _warping(sampling: SamplingConfig) -> tuple:
+    """What decides how a step is drawn: rows that agree on it may decode (and speculate) together."""
+    return (sampling.temperature, sampling.top_k, sampling.top_p)

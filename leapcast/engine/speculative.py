@@ -20,6 +20,8 @@ class SpecConfig:
         draft) for paths that repeat exactly.
     stop_below: the proposer stops early once the draft's own top probability,
         averaged over the rows, falls below this (SpecDec++-style); None: never.
+        The average is over the batch, so like adaptive k it ties a seeded forecast
+        to its batch mates: reproducible in distribution, not path for path.
     Neither choice changes the output distribution: both depend only on the
     draft and the clock, never on the target's verdict for the current steps.
     """

@@ -40,7 +40,9 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 class RowStreams:
     """The random streams of R rows; row r is sample path ``path[r]`` of series key ``key[r]``.
 
-    base: [R] int64, the hash of (seed, key, path) that every uniform of the row starts from.
+    base: [R, 2] int64, two 32-bit hashes of (seed, key, path) with different salts that every
+    uniform of the row starts from: 64 bits, so two rows of a large batch share a stream with
+    probability ~R^2 / 2^65, not R^2 / 2^33.
     """
 
     base: torch.Tensor
@@ -48,15 +50,20 @@ class RowStreams:
     @classmethod
     def for_series(cls, seed: int, keys: list[int], rows_per_series: int, device: str | torch.device = "cpu") -> "RowStreams":
         """Rows series-major: ``rows_per_series`` paths (0..S-1) of each key in ``keys`` (64-bit non-negative ints)."""
-        keys_t = torch.tensor([k & ((1 << 63) - 1) for k in keys], dtype=torch.int64).repeat_interleave(rows_per_series)
-        high = torch.tensor([k >> 63 for k in keys], dtype=torch.int64).repeat_interleave(rows_per_series)  # the 64th bit
+        for name, value in [("seed", seed), *(("series key", k) for k in keys)]:
+            if not 0 <= value < 2**64:
+                raise ValueError(f"a {name} must be in [0, 2**64), got {value!r}")
+        low = torch.tensor([k & _MASK for k in keys], dtype=torch.int64).repeat_interleave(rows_per_series)
+        high = torch.tensor([k >> 32 for k in keys], dtype=torch.int64).repeat_interleave(rows_per_series)
         paths = torch.arange(rows_per_series, dtype=torch.int64).repeat(len(keys))
-        h = _mix(torch.full_like(keys_t, seed & _MASK))
-        h = _mix(h ^ ((seed >> 32) & _MASK))
-        h = _mix(h ^ (keys_t & _MASK))
-        h = _mix(h ^ ((keys_t >> 32) | (high << 31)))
-        h = _mix(h ^ paths)
-        return cls(base=h.to(device))
+        lanes = []
+        for salt in (0x243F6A88, 0x85A308D3):  # two independent chains
+            h = _mix(torch.full_like(low, (seed & _MASK) ^ salt))
+            h = _mix(h ^ ((seed >> 32) & _MASK))
+            h = _mix(h ^ low)
+            h = _mix(h ^ high)
+            lanes.append(_mix(h ^ paths))
+        return cls(base=torch.stack(lanes, dim=1).to(device))
 
     def __len__(self) -> int:
         return len(self.base)
@@ -72,7 +79,10 @@ class RowStreams:
     def block(self, steps: torch.Tensor, stream: int, count: int, offset: int = 0) -> torch.Tensor:
         """steps [R, n] -> [R, n, count] uniforms: columns offset..offset+count-1 of each (row, step, stream),
         for heads that need several numbers per step (a patch of values, rejection tries)."""
-        h = _mix(self.base[:, None] ^ _mix(steps.to(self.base.device) + 0x9E3779B9))
+        steps = steps.to(self.base.device)
+        a = _mix(self.base[:, None, 0] ^ _mix(steps + 0x9E3779B9))
+        b = _mix(self.base[:, None, 1] ^ _mix(steps + 0x7F4A7C15))
+        h = _mix(a ^ _mix(b ^ 0x1B873593))
         h = _mix(h ^ _mix(torch.full_like(h, stream + 0x632BE5AB)))
         columns = torch.arange(offset, offset + count, dtype=torch.int64, device=h.device)
         h = _mix(h[..., None] ^ _mix(columns + 0x5BD1E995))

@@ -146,7 +146,7 @@ def _student_t(df: torch.Tensor, rand: Rand, offset: int) -> torch.Tensor:
         found = ok.any(dim=-1) & todo
         w1, u1 = w.gather(-1, first).squeeze(-1), uv[..., 0].gather(-1, first).squeeze(-1)
         gaussian = -2 * torch.log(w1) / w1
-        student = df * (torch.pow(w1, -2 / df) - 1) / w1
+        student = df * torch.expm1(-2 / df * torch.log(w1)) / w1  # expm1: exact for large df, where pow(w, -2/df) - 1 cancels
         t = u1 * torch.sqrt(torch.where(torch.isfinite(df), student, gaussian))
         out = torch.where(found, t, out)
         todo &= ~found

@@ -39,8 +39,8 @@ class SamplingConfig:
             raise ValueError(f"{param('top_k')} must be an integer >= 1 (or 0/None for no limit), got {self.top_k!r}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ValueError(f"{param('top_p')} must be in (0, 1], got {self.top_p!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"{param('seed')} must be a non-negative integer or None, got {self.seed!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64):
+            raise ValueError(f"{param('seed')} must be an integer in [0, 2**64) or None, got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:
@@ -121,6 +121,8 @@ def sorted_probabilities(logits: torch.Tensor, cfg: SamplingConfig, banned: tupl
     if banned:
         logits = logits.clone()
         logits[:, list(banned)] = -float("inf")
+    if cfg.greedy:  # the argmax alone, as ``sample`` takes it (warping would keep exact ties and split them)
+        return torch.ones(logits.shape[0], 1, device=logits.device), logits.argmax(dim=-1, keepdim=True)
     if cfg.temperature != 1.0:
         logits = logits / cfg.temperature
     k, vocab = cfg.top_k, logits.shape[-1]
