@@ -109,20 +109,35 @@ class Decoder:
         if k == 0 and rows.together is not None:
             return self._plain_together(t0)
         active = rows.n < rows.goal  # [R]
+        if k == 0:
+            return self._plain_apart(active, t0)
         at = torch.minimum(rows.n, rows.goal)  # finished rows of a running series ride along in bounds
         lockstep = bool((at == at[0]).all())
         positions = int(at[0]) if lockstep else at
-        if k == 0:
-            head = self.model.step(self.state, rows.pending[:, None], positions)  # [R, 1]
-            new = self._sample(head, at)  # [R, 1, *shape]
-            accepted = torch.zeros_like(at)
-            t1 = t0
-        else:
-            new, accepted, t1 = self._speculate(k, at, positions)
+        new, accepted, t1 = self._speculate(k, at, positions)
         t2 = time.perf_counter()
         rows.commit(new, accepted, active, lockstep and bool(active.all()))
         gained = torch.where(active, accepted + 1, 0)
         self._record(k, new.shape[1] - 1, active, accepted, gained, t0, t1, t2)
+        return self._finished()
+
+    def _plain_apart(self, active: torch.Tensor, t0: float) -> dict[int, torch.Tensor]:
+        """k = 0 with rows at different positions (after speculative passes, or joined later): only the least
+        advanced rows take their step; the others wait, so that within a few passes every row stands at one
+        position and plain decoding takes its fast path again. Waiting is exact: a row's numbers follow its steps."""
+        rows = self.rows
+        cur = int(torch.where(active, rows.n, rows.n.max()).min())  # the least advanced active row
+        at = torch.where(active, rows.n, cur)  # finished rows ride along at cur; their steps are dropped
+        together = bool((at == cur).all())
+        head = self.model.step(self.state, rows.pending[:, None], cur if together else at)  # [R, 1]
+        new = self._sample(head, at)  # [R, 1, *shape]
+        move = active & (rows.n == cur)
+        rows.commit(new, torch.zeros_like(at), move, together and bool(move.all()))
+        goal = int(rows.goal[0])
+        if together and bool(move.all()) and cur + 1 < goal and bool((rows.goal == goal).all()) and bool((rows.group == rows.group[0]).all()):
+            rows.together, rows.together_goal = cur + 1, goal  # from here on: the fast path
+        # a plain pass moves the slowest rows a step, and the slowest set the window's length: one step a pass for the chooser
+        self._record(0, 0, active, torch.zeros_like(at), active.long(), t0, t0, time.perf_counter())
         return self._finished()
 
     def _plain_together(self, t0: float) -> dict[int, torch.Tensor]:
