@@ -33,6 +33,11 @@ class KChooser:
         """Exploration is over and plain decoding (k = 0) is the fastest."""
         return not self.exploring and min(self.cost, key=self.cost.get) == 0
 
+    @property
+    def settled(self) -> bool:
+        """Plain decoding won and no re-check is queued: k = 0, and nothing to time."""
+        return self.off and not self.queue
+
     def speculate(self) -> bool:
         """Whether the next window runs the speculative loop (False: the plain loop)."""
         self.windows += 1

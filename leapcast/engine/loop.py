@@ -81,10 +81,11 @@ class Decoder:
                 self.proposer.join(contexts, s, state, capacity)
         ids = list(range(self._next_id, self._next_id + b))
         self._next_id += b
-        warping = _warping(sampling)  # rows differing only in sample count or seed draw alike
-        if warping not in [_warping(known) for known in self.samplings]:
+        known = [_warping(k) for k in self.samplings]  # rows differing only in sample count or seed draw alike
+        if _warping(sampling) not in known:
             self.samplings.append(sampling)
-        group = [_warping(known) for known in self.samplings].index(warping)
+            known.append(_warping(sampling))
+        group = known.index(_warping(sampling))
         device = self.model.device  # every tensor of the loop lives there; probabilities and uniforms in float32
         rows = _Rows.new(self.model.start_inputs(state).to(device), streams, torch.tensor(ids, device=device).repeat_interleave(s),
                          num_steps, first_step, group, capacity, self.k_max)
@@ -153,7 +154,7 @@ class Decoder:
         rows.together = t + 1
         self.stats.target_passes += 1
         self.stats.other_s += time.perf_counter() - t0
-        if self.chooser is not None and not (self.chooser.off and not self.chooser.queue):
+        if self.chooser is not None and not self.chooser.settled:
             self.chooser.record(0, time.perf_counter() - t0, 1.0)  # every row moved one step
         return self._finished() if t + 1 == rows.together_goal else {}
 
@@ -162,7 +163,7 @@ class Decoder:
             return 0  # rows with other sampling settings decode together plainly; speculation resumes when they part
         if self.chooser is None:
             return self.k_max
-        if self.chooser.off and not self.chooser.queue:  # settled on plain decoding: no timing either
+        if self.chooser.settled:  # plain decoding won: no timing either
             return 0
         return self.chooser.choose()
 
@@ -214,7 +215,7 @@ class Decoder:
             st.verify_s += t2 - t1
         else:
             st.other_s += t2 - t0
-        if self.chooser is not None and not (self.chooser.off and not self.chooser.queue):
+        if self.chooser is not None and not self.chooser.settled:
             # The mean over active rows, not the least: with 20+ rows some row nearly always
             # rejects at once, and the least would make every k > 0 look like one step a pass.
             self.chooser.record(k, time.perf_counter() - t0, float(gained[active].float().mean()))

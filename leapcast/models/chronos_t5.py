@@ -204,7 +204,7 @@ class ChronosT5:
         caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask[series], bias_table=c.bias_table)
         return DecoderState(caches=caches, num_series=len(series), rows_per_series=s, max_steps=state.max_steps)
 
-    def early_exit_state(self, state, num_layers: int):
+    def early_exit_state(self, state: "ChronosState", num_layers: int) -> "ChronosState":
         """Fresh self-attention caches for the first ``num_layers`` decoder layers,
         sharing the target state's cross-attention keys and values (no encoder rerun)."""
         c: _ChronosCaches = state.caches
@@ -213,9 +213,7 @@ class ChronosT5:
             for lc in c.layers[:num_layers]
         ]
         caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask, bias_table=c.bias_table, row_series=c.row_series)
-        if isinstance(state, ChronosState):
-            return ChronosState(caches, state.tokens, state.mask, state.scale, state.row_series, state.grouped, state.capacity)
-        return DecoderState(caches=caches, num_series=state.num_series, rows_per_series=state.rows_per_series, max_steps=state.max_steps)
+        return ChronosState(caches, state.tokens, state.mask, state.scale, state.row_series, state.grouped, state.capacity)
 
     @torch.inference_mode()
     def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state) -> torch.Tensor:
