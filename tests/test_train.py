@@ -9,7 +9,7 @@ import torch
 from leapcast import Forecaster
 from leapcast.train.pretrain import TrainConfig, loss_on, train
 
-CONFIG = Path(__file__).parents[1] / "leapcast" / "train" / "configs" / "tiny-smoke.json"
+CONFIG = Path(__file__).parent / "data" / "tiny-smoke.json"
 
 
 def test_tiny_pretraining_lowers_the_loss_and_resumes(tmp_path):
