@@ -10,7 +10,7 @@ data set and overall, and per horizon position.
 
 Contexts are the ones the pair sees when forecasting: seasonally adjusted
 with the data set's season length when the target's checkpoint turns the
-adjustment on (``leapcast.seasonal``; the house models do), raw otherwise or
+adjustment on (``leapcast.deseason``; the house models do), raw otherwise or
 with ``--no-seasonal-adjustment``.
 
     python benchmarks/acceptance.py --target house-target --draft house-draft
@@ -32,7 +32,7 @@ from leapcast.engine.sampling import SamplingConfig
 from leapcast.inputs import left_pad
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
-from leapcast.seasonal import seasonally_adjusted
+from leapcast.deseason import seasonally_adjusted
 from leapcast.train.distill import acceptance_per_step, sample_tokens
 
 RESULTS = Path(__file__).parent / "results"

@@ -52,7 +52,7 @@ import torch
 from leapcast import Forecaster
 from leapcast.eval import metrics as M
 from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
-from leapcast.seasonal import RECENT_SEASONS
+from leapcast.deseason import RECENT_SEASONS
 
 RESULTS = Path(__file__).parent / "results"
 

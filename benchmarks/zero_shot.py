@@ -33,7 +33,7 @@ from leapcast.eval.backtest import ett_windows, official_window
 from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
 
 RESULTS = Path(__file__).parent / "results"
-ETT_SEASON = 24  # hourly: one day, as leapcast.seasonal.season_length_of(freq="h")
+ETT_SEASON = 24  # hourly: one day, as leapcast.deseason.season_length_of(freq="h")
 COMPETITIONS = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other", "tourism-yearly", "tourism-quarterly", "tourism-monthly"]
 
 

@@ -1,15 +1,19 @@
-"""How an error message names an argument: ``freq=`` in Python, ``--freq`` on the command line.
+"""Argument checks, and how their messages name an argument: ``freq=`` in Python, ``--freq`` on the command line.
 
 Library code builds its messages with ``arg("freq")`` / ``param("freq")``;
 the CLI runs its work inside ``cli_spelling()``, so the same check speaks
-to each caller in the words it typed.
+to each caller in the words it typed. The checks every module shares live
+here (``check_int``, ``check_flag``, ``check_levels``, ``check_device``);
+a check that needs a module's own limit stays beside it, built on these
+(``leapcast.inputs.check_horizon``).
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from numbers import Integral, Real
 
 _CLI = contextvars.ContextVar("leapcast_cli_spelling", default=False)
 
@@ -31,6 +35,46 @@ def cli_spelling() -> Iterator[None]:
         yield
     finally:
         _CLI.reset(token)
+
+
+def is_int(value: object) -> bool:
+    """An integer, Python's or numpy's; never a bool, though Python counts True as 1."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_int(value: object, name: str, *, low: int = 1, high: int | None = None, none: bool = False,
+              must: str = "a positive integer") -> int | None:
+    """``value`` as an int in ``low .. high - 1`` (None passes through when ``none``);
+    otherwise ``ValueError``: "`name` must be <must>, got <value!r>", the name as the caller spells it."""
+    if value is None and none:
+        return None
+    if not is_int(value) or value < low or (high is not None and value >= high):
+        raise ValueError(f"{param(name)} must be {must}, got {value!r}")
+    return int(value)
+
+
+def check_flag(value: object, name: str) -> bool:
+    """True or False (numpy's too) as a bool; anything else refused by name."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{param(name)} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_levels(levels: object, name: str = "quantile_levels") -> list[float]:
+    """A non-empty list of quantile levels in (0, 1) -> [Q] floats."""
+    import numpy as np
+
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray)):
+        raise ValueError(f"{param(name)} must be a list of numbers in (0, 1), e.g. [0.1, 0.5, 0.9], got {levels!r}")
+    levels = list(levels)
+    if not levels:
+        raise ValueError("`quantile_levels` is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")
+    for q in levels:
+        if isinstance(q, bool) or not isinstance(q, Real) or not 0 < q < 1:
+            raise ValueError(f"quantile levels must be numbers in (0, 1), got {q!r}")
+    return [float(q) for q in levels]
 
 
 def check_device(device: object) -> str:

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leapcast import frame
-from leapcast.checks import check_device, param
+from leapcast.checks import check_device, check_flag, check_int, check_levels, param
 from leapcast.engine.rollout import rollout
 from leapcast.engine.proposers import make_proposer
 from leapcast.engine.sampling import SamplingConfig, stream_key
@@ -21,7 +21,7 @@ from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
-from leapcast.seasonal import RECENT_SEASONS, SeasonalIndex, check_season, check_seasons, season_length_of, seasonal_index
+from leapcast.deseason import RECENT_SEASONS, SeasonalIndex, season_length_of, seasonal_index
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -46,8 +46,8 @@ class Forecaster:
         self.name = name or model.name
         self.proposer = proposer
         self.spec = spec or SpecConfig()
-        self.seasonal_adjustment = _check_flag(seasonal_adjustment, "seasonal_adjustment")
-        self.adjustment_seasons = check_seasons(adjustment_seasons, "adjustment_seasons")
+        self.seasonal_adjustment = check_flag(seasonal_adjustment, "seasonal_adjustment")
+        self.adjustment_seasons = check_int(adjustment_seasons, "adjustment_seasons", none=True, must="a positive integer or None (the whole history)")
         self.last_stats: SpecStats | None = None
         self._choosers: dict[tuple[int, int], KChooser] = {}  # adaptive k, per (batch rows, horizon): learned across calls
 
@@ -73,11 +73,11 @@ class Forecaster:
         ``spec`` sets the proposal length k.
 
         ``seasonal_adjustment``: adjust seasonal histories before the model sees
-        them (``leapcast.seasonal``) whenever a season length is known; None takes
+        them (``leapcast.deseason``) whenever a season length is known; None takes
         the checkpoint's choice (config.json ``leapcast.seasonal_adjustment``: on
         for house-target, off where absent, as in official checkpoints).
         ``adjustment_seasons``: the seasonal indices average the last this many
-        seasons (None: the whole history; ``leapcast.seasonal``).
+        seasons (None: the whole history; ``leapcast.deseason``).
         """
         device = check_device(device)
         folder = resolve(path)
@@ -129,7 +129,7 @@ class Forecaster:
         ``season_length`` (one int, or one per series; None: unknown) lets the
         seasonal adjustment work when it is on (``seasonal_adjustment``, None:
         this forecaster's setting): a seasonal history is adjusted, the model
-        forecasts it, and the paths get the season back (``leapcast.seasonal``).
+        forecasts it, and the paths get the season back (``leapcast.deseason``).
 
         Returns samples [N, S, h] float64, h = prediction_length in values (default: the
         model's own prediction length; longer horizons roll out window by window).
@@ -142,13 +142,12 @@ class Forecaster:
         h = self.model.prediction_length * patch if prediction_length is None else check_horizon(prediction_length)
         steps = -(-h // patch)  # a step is a patch of values: whole patches, cut to h after
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+        check_int(batch_size, "batch_size")
         series = as_series_list(inputs)
         keys = _check_keys(series_keys, len(series))
         factor = power_of_two_scale(series)  # [N] float64, exact: the model sees order-1 values
         series = [x / f for x, f in zip(series, factor)]
-        adjust = self.seasonal_adjustment if seasonal_adjustment is None else _check_flag(seasonal_adjustment, "seasonal_adjustment")
+        adjust = self.seasonal_adjustment if seasonal_adjustment is None else check_flag(seasonal_adjustment, "seasonal_adjustment")
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         seed = random_seed() if sampling.seed is None else sampling.seed
@@ -191,7 +190,7 @@ class Forecaster:
 
         Returns (quantiles [N, h, Q], mean [N, h]); keyword arguments go to ``predict``.
         """
-        levels = _check_levels(quantile_levels)
+        levels = check_levels(quantile_levels)
         samples = self.predict(inputs, prediction_length, **predict_kwargs).swapaxes(1, 2)  # [N, h, S]
         quantiles = torch.quantile(samples, torch.tensor(levels, dtype=samples.dtype), dim=-1).permute(1, 2, 0)
         return quantiles, samples.mean(dim=-1)
@@ -219,7 +218,7 @@ class Forecaster:
         default, or mean), and ``<alias>-lo-80`` / ``-hi-80`` per ``level`` or
         ``<alias>-q-10`` per quantile. ``freq`` as in ``leapcast.frame.to_panel``.
         ``season_length``: for the seasonal adjustment; default: the frequency's
-        usual season (``leapcast.seasonal.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
+        usual season (``leapcast.deseason.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
         """
         h = check_horizon(h, "h")
         if quantiles is not None and level is not None:
@@ -253,7 +252,7 @@ def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, rec
     else:
         raise ValueError(f"`season_length` must be an int or one int per series, got {season_length!r}")
     for m in seasons:
-        check_season(m)
+        check_int(m, "season_length", must="a positive integer (1: no season)")
     return [seasonal_index(x, m, recent) if adjust else None for x, m in zip(series, seasons)]
 
 
@@ -265,20 +264,13 @@ def _check_keys(keys, n: int) -> list[int]:
     if len(keys) != n:
         raise ValueError(f"`series_keys` has {len(keys)} entries for {n} series; pass one per series")
     for key in keys:
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < 2**64:
-            raise ValueError(f"`series_keys` must be integers in [0, 2**64), got {key!r}")
+        check_int(key, "series_keys", low=0, high=2**64, must="integers in [0, 2**64)")
     return [int(key) for key in keys]
-
-
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
     if quantiles is not None:
-        return [(f"{name}-q-{_pct(q)}", q) for q in _check_levels(quantiles, "quantiles")]
+        return [(f"{name}-q-{_pct(q)}", q) for q in check_levels(quantiles, "quantiles")]
     if level is None:
         return []
     if isinstance(level, (str, bytes)) or not isinstance(level, (Sequence, np.ndarray)):
@@ -295,18 +287,6 @@ def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
 def _pct(q: float) -> str:
     value = q * 100
     return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:g}"
-
-
-def _check_levels(levels: Sequence[float], name: str = "quantile_levels") -> list[float]:
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray)):
-        raise ValueError(f"{param(name)} must be a list of numbers in (0, 1), e.g. [0.1, 0.5, 0.9], got {levels!r}")
-    levels = list(levels)
-    if not levels:
-        raise ValueError("`quantile_levels` is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")
-    for q in levels:
-        if isinstance(q, bool) or not isinstance(q, (int, float, np.floating)) or not 0 < q < 1:
-            raise ValueError(f"quantile levels must be numbers in (0, 1), got {q!r}")
-    return [float(q) for q in levels]
 
 
 def _no_bar(progress: bool | None, batches: int) -> bool | None:

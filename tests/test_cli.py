@@ -242,6 +242,6 @@ def test_the_cli_default_indices_window_is_the_library_default():
     import inspect
 
     from leapcast import cli
-    from leapcast.seasonal import RECENT_SEASONS
+    from leapcast.deseason import RECENT_SEASONS
 
     assert inspect.signature(cli.forecast).parameters["adjustment_seasons"].default.default == RECENT_SEASONS

@@ -267,23 +267,23 @@ def test_kernel_synth_periodic_kernel_shows_its_period():
         np.testing.assert_allclose(y[24:], y[:-24], atol=1e-3 * np.abs(y).max())  # exactly periodic, up to jitter
 
 
-def test_seasonal_synth_shape_determinism_and_season():
-    from leapcast.data import seasonal_synth
-    from leapcast.data.structural import seasonal_series
+def test_structural_synth_shape_determinism_and_season():
+    from leapcast.data import structural_synth
+    from leapcast.data.structural import structural_series
     from leapcast.data.synthetic import _rngs
 
-    frame = seasonal_synth(5, 96, seed=3)
+    frame = structural_synth(5, 96, seed=3)
     assert list(frame.columns) == ["unique_id", "ds", "y"] and frame.shape == (5 * 96, 3)
     assert np.isfinite(frame["y"]).all()
-    pd.testing.assert_frame_equal(frame, seasonal_synth(5, 96, seed=3))
-    np.testing.assert_array_equal(seasonal_synth(2, 96, seed=3)["y"], frame["y"][: 2 * 96])
+    pd.testing.assert_frame_equal(frame, structural_synth(5, 96, seed=3))
+    np.testing.assert_array_equal(structural_synth(2, 96, seed=3)["y"], frame["y"][: 2 * 96])
     with pytest.raises(ValueError, match="n_series"):
-        seasonal_synth(0)
+        structural_synth(0)
     # the season is there: last year's value beats last month's as a forecast for most series
     # (white noise of this size would give a ratio near 1 everywhere)
     ratios = []
     for rng in _rngs(0, 100):
-        y = seasonal_series(240, rng, period=12, seasonal=True)
+        y = structural_series(240, rng, period=12, seasonal=True)
         ratios.append(np.abs(y[12:] - y[:-12]).mean() / np.abs(np.diff(y)).mean())
     assert np.mean(np.array(ratios) < 1) > 0.8 and np.median(ratios) < 0.6
 

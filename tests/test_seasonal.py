@@ -1,4 +1,4 @@
-"""Seasonal adjustment (leapcast.seasonal): statsmodels' classical decomposition as the oracle, and its
+"""Seasonal adjustment (leapcast.deseason): statsmodels' classical decomposition as the oracle, and its
 place around the model in ``Forecaster`` (plain and speculative decoding see the same adjusted history)."""
 
 import json
@@ -12,7 +12,7 @@ from pandas.tseries.frequencies import to_offset
 from leapcast.engine.sampling import stream_key
 from leapcast.engine.speculative import SpecConfig
 from leapcast.forecaster import Forecaster
-from leapcast.seasonal import autocorrelation, is_seasonal, season_length_of, seasonal_index
+from leapcast.deseason import autocorrelation, is_seasonal, season_length_of, seasonal_index
 from conftest import make_checkpoint
 
 

@@ -202,7 +202,7 @@ def test_seasonal_adjustment_of_the_training_series():
     import numpy as np
 
     from leapcast.data import load
-    from leapcast.seasonal import seasonal_index
+    from leapcast.deseason import seasonal_index
     from leapcast.train.pretrain import series_pool
 
     ds = load("air-passengers")

@@ -9,7 +9,7 @@ from pathlib import Path
 from leapcast.data.catalog import list_datasets, load
 from leapcast.data.dataset import Dataset
 from leapcast.data.ett import ett_split, ett_stats
-from leapcast.data.structural import seasonal_synth
+from leapcast.data.structural import structural_synth
 from leapcast.data.synthetic import Mixture, kernel_synth, mixup_arrays, ts_mixup
 
 __all__ = [
@@ -23,7 +23,7 @@ __all__ = [
     "list_datasets",
     "load",
     "mixup_arrays",
-    "seasonal_synth",
+    "structural_synth",
     "ts_mixup",
 ]
 

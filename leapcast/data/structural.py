@@ -26,7 +26,7 @@ from leapcast.data.synthetic import _ids, _rngs
 PERIODS = (4, 12, 4, 12, 7, 24, 52, 2, 3, 5, 6, 10, 13, 26)  # quarterly and monthly twice as likely
 
 
-def seasonal_series(length: int, rng: np.random.Generator, period: int | None = None, seasonal: bool | None = None) -> np.ndarray:
+def structural_series(length: int, rng: np.random.Generator, period: int | None = None, seasonal: bool | None = None) -> np.ndarray:
     """One series ``[length]`` (float64): a trend with, unless ``seasonal`` is False, a season.
 
     ``period``/``seasonal`` left None are drawn: a period from ``PERIODS``, a season in 3 of 4 series.
@@ -56,7 +56,7 @@ def seasonal_series(length: int, rng: np.random.Generator, period: int | None = 
     return y * np.exp(rng.uniform(0.0, 8.0))
 
 
-def seasonal_synth(n_series: int, length: int = 512, seed: int = 0) -> pd.DataFrame:
+def structural_synth(n_series: int, length: int = 512, seed: int = 0) -> pd.DataFrame:
     """Seasonal synthetic series as a long frame ``[n_series * length, 3]``.
 
     ``unique_id`` "ss-0", "ss-1", ... (zero-padded), integer ``ds`` 0..length-1, float64 ``y``.
@@ -65,7 +65,7 @@ def seasonal_synth(n_series: int, length: int = 512, seed: int = 0) -> pd.DataFr
         raise ValueError(f"`n_series` must be >= 1, got {n_series}")
     if length < 2:
         raise ValueError(f"`length` must be >= 2, got {length}")
-    paths = [seasonal_series(length, rng) for rng in _rngs(seed, n_series)]
+    paths = [structural_series(length, rng) for rng in _rngs(seed, n_series)]
     return pd.DataFrame({
         "unique_id": np.repeat(_ids("ss", n_series), length),
         "ds": np.tile(np.arange(length, dtype=np.int64), n_series),

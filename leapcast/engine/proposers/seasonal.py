@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
+from leapcast.checks import check_int
+from leapcast.deseason import autocorrelation
 from leapcast.engine.proposers.base import Proposal, ProposalInput
 
 
 class SeasonalProposer:
     def __init__(self, target, season: int | None = None, min_autocorrelation: float = 0.3) -> None:
-        if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
-            raise ValueError(f"`season` must be a positive integer or None (detect), got {season!r}")
-        self.season = season
+        self.season = check_int(season, "season", none=True, must="a positive integer or None (detect)")
         self.target = target
         self.min_autocorrelation = min_autocorrelation
         self.name = "seasonal" if season is None else f"seasonal:{season}"
@@ -66,13 +66,8 @@ class SeasonalProposer:
 def detect_season(values: torch.Tensor, mask: torch.Tensor, min_autocorrelation: float) -> torch.Tensor:
     """values, mask [B, L] -> season [B] long: argmax autocorrelation over lags 2..L/2, or 1."""
     b, length = values.shape
-    count = mask.sum(dim=1).clamp(min=1)
-    mean = (values * mask).sum(dim=1) / count
-    centred = torch.where(mask, values - mean[:, None], 0.0)
-    spectrum = torch.fft.rfft(centred, n=2 * length)
-    acf = torch.fft.irfft(spectrum * spectrum.conj(), n=2 * length)[:, :length]  # [B, L] lag 0..L-1
-    acf = acf / acf[:, :1].clamp(min=1e-12)
-    max_lag = max(2, int(count.min()) // 2)
+    acf = autocorrelation(values, length - 1, mask)  # [B, L] lag 0..L-1
+    max_lag = max(2, int(mask.sum(dim=1).clamp(min=1).min()) // 2)
     seasons = torch.ones(b, dtype=torch.long)
     if max_lag > 2:
         best, lag = acf[:, 2:max_lag].max(dim=1)

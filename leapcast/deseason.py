@@ -27,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from pandas.tseries.offsets import BaseOffset, Day, Tick
+
+from leapcast.checks import check_int
 
 Z_90 = 1.645  # the M4 test: |acf_m| above 1.645 standard errors (Bartlett's formula)
 MIN_SEASONS = 3
@@ -65,14 +68,26 @@ class SeasonalIndex:
         return paths * future if self.multiplicative else paths + future
 
 
-def autocorrelation(y: np.ndarray, max_lag: int) -> np.ndarray:
-    """Sample autocorrelation at lags 0..max_lag -> [max_lag + 1] (statsmodels' ``acf``; NaN pairs skipped)."""
-    ok = np.isfinite(y)
-    dev = np.where(ok, y - y[ok].mean(), 0.0)
-    denom = (dev * dev).sum()
-    if denom == 0:
-        return np.r_[1.0, np.zeros(max_lag)]
-    return np.array([1.0] + [(dev[: len(y) - k] * dev[k:]).sum() / denom for k in range(1, max_lag + 1)])
+def autocorrelation(values, max_lag: int, observed: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample autocorrelation of each row at lags 0..max_lag (statsmodels' ``acf``; pairs with a missing value skipped).
+
+    values [..., L] (a tensor or an array), observed [..., L] bool (default: the finite values)
+    -> [..., max_lag + 1] in values' dtype; a row that never varies gets 1, 0, 0, ...
+    The sums over lags come from one FFT of length 2L, so all rows and lags cost O(L log L).
+    """
+    values = torch.as_tensor(values)
+    observed = torch.isfinite(values) if observed is None else observed
+    length = values.shape[-1]
+    zero = torch.zeros((), dtype=values.dtype, device=values.device)
+    mean = torch.where(observed, values, zero).sum(-1, keepdim=True) / observed.sum(-1, keepdim=True).clamp(min=1)
+    dev = torch.where(observed, values - mean, zero)  # [..., L], 0 where missing
+    spectrum = torch.fft.rfft(dev, n=2 * length)
+    sums = torch.fft.irfft(spectrum * spectrum.conj(), n=2 * length)[..., : min(max_lag + 1, length)]  # lags 0..
+    sums = torch.nn.functional.pad(sums, (0, max_lag + 1 - sums.shape[-1]))  # [..., max_lag + 1]; no pairs past L - 1
+    denom = (dev * dev).sum(-1, keepdim=True)  # [..., 1], exact
+    unit = torch.zeros_like(sums)
+    unit[..., 0] = 1
+    return torch.where(denom > 0, sums / torch.where(denom > 0, denom, 1), unit)
 
 
 def is_seasonal(y: np.ndarray, season_length: int) -> bool:
@@ -81,7 +96,7 @@ def is_seasonal(y: np.ndarray, season_length: int) -> bool:
     n = int(np.isfinite(y).sum())
     if m < 2 or n < MIN_SEASONS * m:
         return False
-    r = autocorrelation(y, m)
+    r = autocorrelation(y, m).numpy()
     return bool(abs(r[m]) > Z_90 * np.sqrt((1 + 2 * (r[1:m] ** 2).sum()) / n))
 
 
@@ -92,8 +107,8 @@ def seasonal_index(y, season_length: int, seasons: int | None = RECENT_SEASONS) 
     half a season before the history does; gaps are skipped); None: all.
     """
     y = np.asarray(y, dtype=np.float64)
-    m = check_season(season_length)
-    seasons = check_seasons(seasons)
+    m = check_int(season_length, "season_length", must="a positive integer (1: no season)")
+    seasons = check_int(seasons, "seasons", none=True, must="a positive integer or None (the whole history)")
     if y.ndim != 1:
         raise ValueError(f"`y` must be one series [T], got shape {tuple(y.shape)}")
     if not is_seasonal(y, m):
@@ -138,14 +153,3 @@ def season_length_of(freq) -> int:
     base = freq.rule_code.split("-")[0].rstrip("SE")  # "MS" / "ME" -> "M", "QS-JAN" -> "Q", "W-SUN" -> "W"
     return {"B": 5, "W": 52, "M": 12, "BM": 12, "Q": 4, "BQ": 4}.get(base, 1)
 
-
-def check_season(season_length) -> int:
-    if isinstance(season_length, bool) or not isinstance(season_length, (int, np.integer)) or season_length < 1:
-        raise ValueError(f"`season_length` must be a positive integer (1: no season), got {season_length!r}")
-    return int(season_length)
-
-
-def check_seasons(seasons, name: str = "seasons") -> int | None:
-    if seasons is not None and (isinstance(seasons, bool) or not isinstance(seasons, (int, np.integer)) or seasons < 1):
-        raise ValueError(f"`{name}` must be a positive integer or None (the whole history), got {seasons!r}")
-    return None if seasons is None else int(seasons)
