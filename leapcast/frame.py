@@ -38,7 +38,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset
 
-from leapcast.checks import arg, param
+from leapcast.checks import arg, check_int, param
 
 _MAX_LISTED = 5
 MAX_MISSING_GRID = 0.5  # largest share of a series' grid steps (first to last row) that may have no row
@@ -160,9 +160,7 @@ def future_times(panel: Panel, h: int):
 
     Raises ``ValueError`` naming ``h`` when they run past what pandas (2262) or int64 holds.
     """
-    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
-        raise ValueError(f"{param('h')} must be a positive integer, got {h!r}")
-    h = int(h)
+    h = check_int(h, "h")
     if not isinstance(panel.freq, BaseOffset):
         last = np.asarray(panel.last_ds, dtype=np.int64)[:, None]  # [N, 1]
         if int(last.max()) + panel.freq * h > np.iinfo(np.int64).max:
@@ -292,11 +290,7 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
                 raise ValueError(
                     f"{param('freq')} {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"
                 ) from None
-        if isinstance(freq, bool) or not isinstance(freq, (int, np.integer)) or freq < 1:
-            raise ValueError(
-                f"{param('freq')} must be a positive int step for integer {name!r}, got {freq!r}"
-            )
-        return int(freq)
+        return check_int(freq, "freq", must=f"a positive int step for integer {name!r}")
 
     distinct = {}  # step -> first id voting for it; series of >= 3 points vote
     for k, s in enumerate(series):

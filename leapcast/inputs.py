@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from leapcast.checks import param
+from leapcast.checks import check_int, param
 
 MAX_ABS = 1e305  # largest |value| accepted: float64 ends at 1.8e308; a forecast may reach 15x its scale (Chronos bins)
 MIN_NORMAL = float(np.finfo(np.float64).tiny)  # a series whose largest |value| is below this holds no float64 precision
@@ -113,14 +113,13 @@ def left_pad(series: list[np.ndarray]) -> torch.Tensor:
 
 
 def check_horizon(prediction_length: object, name: str = "prediction_length") -> int:
-    if isinstance(prediction_length, bool) or not isinstance(prediction_length, (int, np.integer)) or prediction_length < 1:
-        raise ValueError(f"{param(name)} must be a positive integer, got {prediction_length!r}")
+    prediction_length = check_int(prediction_length, name)
     if prediction_length > MAX_HORIZON:
         raise ValueError(
             f"{param(name)} is {prediction_length}, above the largest horizon leapcast runs ({MAX_HORIZON} steps); "
             "forecast in shorter pieces (docs/limits.md)"
         )
-    return int(prediction_length)
+    return prediction_length
 
 
 def _strip_left_nan(row: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from leapcast.checks import check_int
 from leapcast.engine.adaptive import KChooser
 from leapcast.engine.proposers.base import ProposalInput, Proposer
 from leapcast.engine.speculative import SpecConfig, SpecStats
@@ -68,8 +69,7 @@ class Decoder:
         horizon step ``first_step`` (rollout keeps windows within the model's prediction_length); ``streams`` for their B * S rows.
         Returns the series' ids, the keys of ``run`` / ``step``'s results."""
         b, s = contexts.shape[0], sampling.num_samples
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}")
+        num_steps = check_int(num_steps, "num_steps")
         if len(streams) != b * s:
             raise ValueError(f"`streams` has {len(streams)} rows for {b} series x {s} samples")
         capacity = num_steps + self.k_max + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from leapcast.checks import check_int
+
 
 @dataclass(frozen=True)
 class SpecConfig:
@@ -31,8 +33,7 @@ class SpecConfig:
     stop_below: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= 32:
-            raise ValueError(f"`k` must be an integer in 1..32, got {self.k!r}")
+        check_int(self.k, "k", high=33, must="an integer in 1..32")
         if self.stop_below is not None and not 0 < self.stop_below < 1:
             raise ValueError(f"`stop_below` must be in (0, 1) or None, got {self.stop_below!r}")
 

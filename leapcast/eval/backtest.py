@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leapcast.checks import check_int
 from leapcast.data import ett_split, ett_stats, load
 
 ForecastFn = Callable[[pd.DataFrame, int], pd.DataFrame]
@@ -51,7 +52,7 @@ def cross_validation(
     Windows count rows, not calendar steps: a series with missing timestamps
     is windowed over the rows it has.
     """
-    h, n_windows, step_size = (_positive(v, name) for v, name in ((h, "h"), (n_windows, "n_windows"), (step_size, "step_size")))
+    h, n_windows, step_size = (check_int(v, name, must="an integer >= 1") for v, name in ((h, "h"), (n_windows, "n_windows"), (step_size, "step_size")))
     missing = [c for c in (id_col, time_col, target_col) if c not in df.columns]
     if missing:
         raise ValueError(f"`df` has no column(s) {missing}; pass id_col=, time_col=, target_col=")
@@ -135,8 +136,7 @@ def official_window(name: str, max_series: int | None = None) -> Window:
         raise ValueError(
             f"data set {name!r} has no official test window; backtest it with cross_validation(...) instead"
         )
-    if max_series is not None and (isinstance(max_series, bool) or not isinstance(max_series, int) or max_series < 1):
-        raise ValueError(f"`max_series` must be a positive integer or None, got {max_series!r}")
+    check_int(max_series, "max_series", none=True, must="a positive integer or None")
     ids = sorted(ds.train["unique_id"].unique())[:max_series]
     train = {k: g["y"].to_numpy(float) for k, g in ds.train.groupby("unique_id")}
     test = {k: g["y"].to_numpy(float) for k, g in ds.test.groupby("unique_id")}
@@ -145,7 +145,7 @@ def official_window(name: str, max_series: int | None = None) -> Window:
 
 def ett_windows(name: str, h: int) -> tuple[list[np.ndarray], np.ndarray]:
     """(contexts: W arrays, actuals [W, h]) in z-scored units: non-overlapping windows over the test span."""
-    h = _positive(h, "h")
+    h = check_int(h, "h", must="an integer >= 1")
     ds = load(name)
     y = (ds.train if ds.test is None else ds.full()).sort_values("ds")["y"].to_numpy(float)
     _, val_end, test_end = ett_split(name)
@@ -155,9 +155,3 @@ def ett_windows(name: str, h: int) -> tuple[list[np.ndarray], np.ndarray]:
     if not starts:
         raise ValueError(f"`h` = {h} is longer than {name!r}'s test span ({test_end - val_end} rows)")
     return [z[:s] for s in starts], np.stack([z[s : s + h] for s in starts])
-
-
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
-    return int(value)

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from leapcast.checks import check_int, is_int
 from leapcast.engine.speculative import SpecConfig
 from leapcast.eval import metrics as M
 from leapcast.eval.backtest import Window, official_window
@@ -95,16 +96,12 @@ class Suite:
 
     def __post_init__(self) -> None:
         for name in ("samples", "repeats", "fan_series"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
+            check_int(getattr(self, name), name, must="an integer >= 1")
         for name in ("max_series", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be an integer >= 1 or None, got {value!r}")
+            check_int(getattr(self, name), name, none=True, must="an integer >= 1 or None")
         if not self.datasets:
             raise ValueError("`datasets` is empty; name at least one, e.g. ('m3-monthly',)")
-        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32 for k in self.ks):
+        if not self.ks or not all(is_int(k) and 1 <= k <= 32 for k in self.ks):
             raise ValueError(f"`ks` must be integers in 1..32, got {self.ks!r}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
@@ -211,8 +208,7 @@ def check_requirements() -> None:
 def run(suite: Suite, models: list[str] | None = None, drafts: list[str] | None = None, out_dir: Path = RESULTS,
         threads: int = 2, log=print, command: str | None = None) -> dict:
     """Run a suite, write its report (json, md, png) into ``out_dir``, and return the report dict."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"`threads` must be an integer >= 1, got {threads!r}")
+    check_int(threads, "threads", must="an integer >= 1")
     torch.set_num_threads(threads)
     rows, fans = [], []
     with tempfile.TemporaryDirectory() as tmp:

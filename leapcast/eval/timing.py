@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from leapcast.checks import check_int
+
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """(seconds, fn's result)."""
@@ -44,8 +46,7 @@ class Interleaved:
 
 def interleaved(base: Callable[[], object], other: Callable[[], object], repeats: int, warmup: bool = False) -> Interleaved:
     """Time ``base`` and ``other`` alternately ``repeats`` times (after one untimed call of each when ``warmup``)."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"`repeats` must be an integer >= 1, got {repeats!r}")
+    check_int(repeats, "repeats", must="an integer >= 1")
     if warmup:
         base(), other()
     base_s, other_s, last = [], [], None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from leapcast.checks import param
+from leapcast.checks import check_int, param
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,13 @@ class SamplingConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ValueError(f"{param('num_samples')} must be an integer >= 1, got {self.num_samples!r}")
+        check_int(self.num_samples, "num_samples", must="an integer >= 1")
         if not (isinstance(self.temperature, (int, float)) and np.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"{param('temperature')} must be a finite number > 0, got {self.temperature!r}; use top_k=1 for greedy decoding")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0):
-            raise ValueError(f"{param('top_k')} must be an integer >= 1 (or 0/None for no limit), got {self.top_k!r}")
+        check_int(self.top_k, "top_k", low=0, none=True, must="an integer >= 1 (or 0/None for no limit)")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ValueError(f"{param('top_p')} must be in (0, 1], got {self.top_p!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64):
-            raise ValueError(f"{param('seed')} must be an integer in [0, 2**64) or None, got {self.seed!r}")
+        check_int(self.seed, "seed", low=0, high=2**64, none=True, must="an integer in [0, 2**64) or None")
 
     @property
     def greedy(self) -> bool:

@@ -28,6 +28,7 @@ import numpy as np
 
 import torch
 
+from leapcast.checks import check_int
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizer
 from leapcast.models.t5 import T5, relative_position_bucket
@@ -35,8 +36,7 @@ from leapcast.models.t5 import T5, relative_position_bucket
 
 def stack_layers(model: ChronosT5, times: int = 2) -> ChronosT5:
     """A new model with ``times`` copies of the encoder and of the decoder stacks, in order."""
-    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-        raise ValueError(f"`times` must be an integer >= 1, got {times!r}")
+    times = check_int(times, "times", must="an integer >= 1")
     cfg = model.net.cfg
     grown_cfg = replace(cfg, num_layers=cfg.num_layers * times, num_decoder_layers=cfg.num_decoder_layers * times)
     net = T5(grown_cfg)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from leapcast.checks import is_int
 from leapcast.engine.proposers._autoregressive import DecoderProposer
 from leapcast.engine.sampling import SamplingConfig
 from leapcast.models.base import EarlyExitModel
@@ -33,7 +34,7 @@ class EarlyExitProposer(DecoderProposer):
         total = target.num_decoder_layers
         if total < 2:
             raise ValueError(f"early-exit needs a target with at least 2 decoder layers; this one has {total}")
-        if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers < total):
+        if num_layers is not None and not (is_int(num_layers) and 1 <= num_layers < total):
             raise ValueError(f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}")
         self.target = self.model = target
         self.num_layers = num_layers
