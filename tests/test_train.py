@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from leapcast import Forecaster
-from leapcast.train.pretrain import TrainConfig, loss_on, train
+from leapcast.train.config import TrainConfig
+from leapcast.train.loss import loss_on
+from leapcast.train.pretrain import train
 
 CONFIG = Path(__file__).parent / "data" / "tiny-smoke.json"
 
@@ -57,8 +59,8 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
 
     from leapcast.engine.sampling import SamplingConfig
     from leapcast.models.loading import load_model
+    from leapcast.train.crops import CropSampler, series_pool
     from leapcast.train.distill import DistillConfig, distill, expected_acceptance
-    from leapcast.train.pretrain import CropSampler, series_pool
 
     target_dir = make_checkpoint(tmp_path / "target", vocab=256, d_model=32, d_kv=8, d_ff=64, layers=1, context_length=64, prediction_length=16, seed=1)
     cfg = DistillConfig(target=str(target_dir), out_dir=str(tmp_path / "draft"), d_model=16, d_kv=4, d_ff=32, steps=40, batch_size=16,
@@ -67,7 +69,6 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
     log = json.loads((last / "log.json").read_text())
     assert sum(x["kl"] for x in log[-8:]) < sum(x["kl"] for x in log[:8])
     target, draft = load_model(target_dir), load_model(last)
-    from leapcast.train.pretrain import TrainConfig
 
     data = TrainConfig(out_dir=str(tmp_path), n_tokens=256, context_length=64, prediction_length=16, batch_size=32, datasets=("nile",), kernel_synth=10, mixup=0, seed=9)
     tokens, mask, labels = CropSampler(data, *series_pool(data)).batch()
@@ -84,7 +85,7 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
 def test_soft_labels_reduce_to_cross_entropy_and_prefer_near_bins():
     import torch.nn.functional as F
 
-    from leapcast.train.pretrain import soft_label_loss
+    from leapcast.train.loss import soft_label_loss
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 5, 60, generator=g)
@@ -124,7 +125,7 @@ def test_rebinning_keeps_what_the_model_predicts_on_finer_bins(tmp_path):
 
     from leapcast.models.loading import load_model
     from leapcast.train.grow import rebin
-    from leapcast.train.pretrain import starting_point
+    from leapcast.train.initial import starting_point
 
     coarse = starting_point(load_model(make_checkpoint(tmp_path / "c", layers=1, d_model=64, d_kv=16)))  # smooth bin embeddings
     fine = rebin(coarse, 2 * coarse.vocab_size - 4, coarse.chronos.low_limit, coarse.chronos.high_limit)  # halves the bin width
@@ -142,7 +143,7 @@ def test_rebinning_keeps_what_the_model_predicts_on_finer_bins(tmp_path):
     x = 5 + torch.sin(torch.arange(60.0) / 3)
     assert Forecaster(fine).predict([x], 4, num_samples=2, seed=0).shape == (1, 2, 4)
     # a training config starting from a checkpoint with other bins re-bins it
-    from leapcast.train.pretrain import initial_model
+    from leapcast.train.initial import initial_model
 
     folder = tmp_path / "c"
     same = initial_model(TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=coarse.vocab_size))
@@ -157,7 +158,7 @@ def test_rebucketing_keeps_the_function_and_makes_far_offsets_exact(tmp_path):
     from leapcast.models.loading import load_model
     from leapcast.models.t5 import relative_position_bucket
     from leapcast.train.grow import rebucket
-    from leapcast.train.pretrain import initial_model
+    from leapcast.train.initial import initial_model
 
     folder = make_checkpoint(tmp_path / "c", layers=1, d_model=64, d_kv=16)
     model = load_model(folder)
@@ -184,7 +185,7 @@ def test_rebucketing_keeps_the_function_and_makes_far_offsets_exact(tmp_path):
 
 def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path):
     from leapcast.models.t5 import relative_position_bucket
-    from leapcast.train.pretrain import build_model
+    from leapcast.train.initial import build_model
 
     cfg = TrainConfig(out_dir=str(tmp_path / "m"), d_model=256, d_kv=16, d_ff=128, n_tokens=1024, context_length=32, prediction_length=8)
     net = build_model(cfg).net
@@ -203,7 +204,7 @@ def test_seasonal_adjustment_of_the_training_series():
 
     from leapcast.data import load
     from leapcast.deseason import seasonal_index
-    from leapcast.train.pretrain import series_pool
+    from leapcast.train.crops import series_pool
 
     ds = load("air-passengers")
     raw = ds.full()["y"].to_numpy(float)
@@ -226,7 +227,7 @@ def test_trend_augmentation_lays_one_steady_trend_over_context_and_horizon():
     """Growth is exp(trend) on positive crops and a ramp otherwise, damped in the horizon when asked; the horizon stops at e^2."""
     import numpy as np
 
-    from leapcast.train.pretrain import CropSampler, with_trend
+    from leapcast.train.crops import CropSampler, with_trend
 
     past, future = np.full(50, 3.0), np.full(64, 3.0)
     grown, ahead = with_trend(past, future, np.random.default_rng(0), max_rate=0.12)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,39 +26,10 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
+from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
+from leapcast.train.crops import CropSampler, series_pool
 from leapcast.train.grow import rebin
-from leapcast.train.pretrain import CropSampler, TrainConfig, pipeline_options, read_config, series_pool, starting_point
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    target: str
-    out_dir: str
-    d_model: int = 128
-    d_kv: int = 32
-    d_ff: int = 512
-    num_layers: int = 1
-    num_heads: int = 4
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup: int = 50
-    on_policy: float = 0.5
-    datasets: tuple[str, ...] = TrainConfig.__dataclass_fields__["datasets"].default
-    kernel_synth: int = 500
-    mixup: int = 500
-    seasonal_synth: int = 0
-    seasonal_adjustment: bool = False  # real series seasonally adjusted, as the target's forecaster sees them
-    trend_augmentation: float = 0.0  # share of crops given a random trend (pretrain.with_trend), as the target trained
-    min_trend_damping: float = 1.0
-    save_every: int = 250
-    seed: int = 0
-    threads: int = 2
-    init_from: str | None = None  # start from this draft (re-binned to the target's bins where they differ; its own dims, not the ones above)
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
-        return cls(**read_config(path, overrides))
+from leapcast.train.initial import starting_point
 
 
 def kl_loss(target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: SamplingConfig, banned: tuple[int, ...]) -> torch.Tensor:
