@@ -237,7 +237,7 @@ def info(
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="Training config (JSON), e.g. leapcast/train/configs/house-target.json."),
+    config: Path = typer.Argument(..., help="Training config (JSON), e.g. leapcast/train/configs/target-0-base.json (a stage config may `extends` another)."),
     out_dir: Optional[str] = typer.Option(None, help="Override the config's out_dir."),
     steps: Optional[int] = typer.Option(None, help="Override the number of optimizer steps."),
 ) -> None:
