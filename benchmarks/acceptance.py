@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from leapcast.data import load
-from leapcast.engine.sampling import SamplingConfig
+from leapcast.engine.sampling import SamplingConfig, probabilities
+from leapcast.engine.speculative import acceptance_probability
 from leapcast.inputs import left_pad
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
 from leapcast.deseason import seasonally_adjusted
-from leapcast.train.distill import acceptance_per_step, sample_tokens
+from leapcast.train.distill import sample_tokens
 
 RESULTS = Path(__file__).parent / "results"
 M3 = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other"]
@@ -48,7 +49,9 @@ def acceptance(target, draft, contexts: list[np.ndarray], sampling: SamplingConf
     g = torch.Generator().manual_seed(seed)
     steps = sample_tokens(target, batch, h, sampling, torch.rand(len(contexts), 1, h, generator=g))[:, 0]  # [N, H]
     inputs = torch.cat([torch.full_like(steps[:, :1], target.start_token), steps[:, :-1]], dim=1)
-    return acceptance_per_step(target, draft, batch.tokens, batch.mask, inputs, sampling).numpy()  # same tokenizer: same tokens
+    p = probabilities(target.net(batch.tokens, batch.mask, inputs), sampling, target.banned_tokens)  # [N, H, V]
+    q = probabilities(draft.net(batch.tokens, batch.mask, inputs), sampling, draft.banned_tokens)  # same tokenizer: same tokens
+    return acceptance_probability(p, q).numpy()
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from leapcast import Forecaster, SpecConfig
+from leapcast.engine.speculative import speedup_bound
 from leapcast.eval.plots import acceptance_per_position, figure, save, speedup_vs_k
 from leapcast.eval.timing import interleaved, timed
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
@@ -74,12 +75,6 @@ def step_cost(fc: Forecaster, batch: int, samples: int, positions: int, repeats:
     return statistics.median(times)
 
 
-def bound(a: float, k: int, c: float) -> float:
-    if a >= 1:
-        return (k + 1) / (k * c + 1)
-    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + 1))
-
-
 def measure(args) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +108,7 @@ def measure(args) -> list[dict]:
                         samples=args.samples, threads=args.threads, plain_s=timing.base_median,
                         spec_s=timing.other_median, speedup=timing.speedup, first_call_speedup=first,
                         acceptance=a, mean_accepted_length=st.mean_accepted_length, cost_ratio=c,
-                        bound=bound(a, spec.k, c), accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
+                        bound=speedup_bound(a, spec.k, c), accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                     )
                     rows.append(row)
                     print(

@@ -1,8 +1,10 @@
-"""Speculative decoding's settings and counts; the loop that runs it is ``leapcast.engine.loop``."""
+"""Speculative decoding's settings, counts and expected gains; the loop that runs it is ``leapcast.engine.loop``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import torch
 
 from leapcast.checks import check_int
 
@@ -75,3 +77,17 @@ class SpecStats:
         out = {k: v for k, v in self.__dict__.items()}
         out.update(acceptance_rate=self.acceptance_rate, mean_accepted_length=self.mean_accepted_length)
         return out
+
+
+def acceptance_probability(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Target and draft distributions p, q [..., V] -> [...] sum_x min(p(x), q(x)): the chance that exact
+    speculative sampling keeps a step the draft drew from q (Leviathan et al., arXiv 2211.17192, the a of ``speedup_bound``)."""
+    return torch.minimum(p, q).sum(-1)
+
+
+def speedup_bound(a: float, k: int, c: float) -> float:
+    """The expected speedup of k proposed steps per target pass at acceptance a and draft cost ratio c
+    (one draft step / one target step): (1 - a^(k+1)) / ((1 - a)(k c + 1)), (k + 1) / (k c + 1) at a = 1."""
+    if a >= 1:
+        return (k + 1) / (k * c + 1)
+    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + 1))

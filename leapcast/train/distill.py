@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from leapcast.engine.sampling import SamplingConfig, probabilities, sample
+from leapcast.engine.speculative import acceptance_probability
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
@@ -45,7 +46,7 @@ def acceptance_per_step(target: ChronosT5, draft: ChronosT5, tokens, mask, decod
     """[B, n] sum_x min(p(x), q(x)) at each decoder position, both warped as sampled: exact speculation's acceptance."""
     p = probabilities(target.net(tokens, mask, decoder_inputs), sampling, target.banned_tokens)
     q = probabilities(draft.net(tokens, mask, decoder_inputs), sampling, draft.banned_tokens)
-    return torch.minimum(p, q).sum(-1)
+    return acceptance_probability(p, q)
 
 
 def expected_acceptance(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> float:

@@ -22,6 +22,7 @@ import torch
 from leapcast.checks import is_int
 from leapcast.engine.proposers._autoregressive import DecoderProposer
 from leapcast.engine.sampling import SamplingConfig
+from leapcast.engine.speculative import acceptance_probability, speedup_bound
 from leapcast.models.base import EarlyExitModel
 
 CALIBRATION_STEPS = 16
@@ -61,9 +62,9 @@ class EarlyExitProposer(DecoderProposer):
         best, best_speedup = 1, -1.0
         for m in range(1, total):
             q = self.target.step(self.target.early_exit_state(target_state, m), rows, 0).probs(self.sampling)
-            a = float(torch.minimum(full, q).sum(-1)[valid].mean()) if valid.any() else 0.0
+            a = float(acceptance_probability(full, q)[valid].mean()) if valid.any() else 0.0
             c = (m * costs[0] + costs[1]) / (total * costs[0] + costs[1])
-            speedup = _bound(min(a, 0.999), self.k, c)
+            speedup = speedup_bound(min(a, 0.999), self.k, c)
             self.calibration[m] = {"acceptance": a, "cost_ratio": c, "bound": speedup}
             if speedup > best_speedup:
                 best, best_speedup = m, speedup
@@ -77,7 +78,3 @@ def _context_as_steps(target, state, most: int) -> torch.Tensor:
     tail = torch.where(observed[:, -n:], steps[:, -n:], torch.full_like(steps[:, -n:], -1))[state.row_series]  # [R, n]
     start = target.start_inputs(state)
     return torch.cat([start[:, None], tail.to(start.device)], dim=1)
-
-
-def _bound(a: float, k: int, c: float) -> float:
-    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + 1))
