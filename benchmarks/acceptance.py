@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from leapcast.data import load
+from leapcast.deseason import seasonally_adjusted
 from leapcast.engine.sampling import SamplingConfig, probabilities
 from leapcast.engine.speculative import acceptance_probability
 from leapcast.inputs import left_pad
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
-from leapcast.deseason import seasonally_adjusted
 from leapcast.train.distill import sample_tokens
 
 RESULTS = Path(__file__).parent / "results"

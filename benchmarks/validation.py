@@ -50,9 +50,10 @@ import pandas as pd
 import torch
 
 from leapcast import Forecaster
-from leapcast.eval import metrics as M
-from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
 from leapcast.deseason import RECENT_SEASONS
+from leapcast.eval import metrics as M
+from leapcast.eval.forecasts import leapcast_forecast, stats_forecast
+from leapcast.forecaster import DEFAULT_QUANTILES
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -149,7 +150,7 @@ def main() -> None:
     for set_name, (load, h, season, origins) in SETS.items():
         histories, actual = windows(load(), h, season, origins)
         point, quant = stats_forecast("SeasonalNaive", histories, h, season)
-        base = M.mase(actual, point, histories, season), M.wql(actual, quant, LEVELS)
+        base = M.mase(actual, point, histories, season), M.wql(actual, quant, DEFAULT_QUANTILES)
         for model, recent in variants:
             fc = Forecaster.from_pretrained(model, adjustment_seasons=recent)
             if args.adjustment_seasons != [str(RECENT_SEASONS)]:
@@ -157,7 +158,7 @@ def main() -> None:
             rel = []
             for seed in args.seeds:
                 point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=season)
-                rel.append((M.mase(actual, point, histories, season) / base[0], M.wql(actual, quant, LEVELS) / base[1]))
+                rel.append((M.mase(actual, point, histories, season) / base[0], M.wql(actual, quant, DEFAULT_QUANTILES) / base[1]))
             mase, wql = np.mean(rel, axis=0)
             rows.append(dict(set=set_name, model=model, windows=len(histories), h=h, rel_mase=mase, rel_wql=wql,
                              per_seed=[[round(a, 4), round(b, 4)] for a, b in rel]))

@@ -30,7 +30,8 @@ import torch
 from leapcast import Forecaster
 from leapcast.eval import metrics as M
 from leapcast.eval.backtest import ett_windows, official_window
-from leapcast.eval.forecasts import LEVELS, leapcast_forecast, stats_forecast
+from leapcast.eval.forecasts import leapcast_forecast, stats_forecast
+from leapcast.forecaster import DEFAULT_QUANTILES
 
 RESULTS = Path(__file__).parent / "results"
 ETT_SEASON = 24  # hourly: one day, as leapcast.deseason.season_length_of(freq="h")
@@ -70,7 +71,7 @@ def main() -> None:
             else:
                 point, quant = stats_forecast(model, histories, h, season)
             rows.append(dict(dataset=name, model=model, series=len(histories), h=h, mase=M.mase(actual, point, histories, season),
-                             wql=M.wql(actual, quant, LEVELS), seconds=time.perf_counter() - t0))
+                             wql=M.wql(actual, quant, DEFAULT_QUANTILES), seconds=time.perf_counter() - t0))
             print(f"{name:18s} {model:22s} MASE {rows[-1]['mase']:.3f}  WQL {rows[-1]['wql']:.3f}  ({rows[-1]['seconds']:.1f}s)", flush=True)
     for name in args.ett:
         for h in args.ett_horizons:

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from leapcast.checks import cli_spelling
+from leapcast.checks import check_int, cli_spelling
+from leapcast.deseason import RECENT_SEASONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: rich cuts long option names
                   help="Fast autoregressive time-series foundation models.")
@@ -108,11 +109,6 @@ def _refusals() -> Iterator[None]:
             raise typer.Exit(2) from None
 
 
-def _check_threads(threads: int | None) -> None:
-    if threads is not None and threads < 1:
-        _fail(f"`--threads` must be >= 1, got {threads}")
-
-
 @app.command()
 def forecast(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target."),
@@ -135,8 +131,8 @@ def forecast(
     seasonal_adjustment: Optional[bool] = typer.Option(
         None, "--seasonal-adjustment/--no-seasonal-adjustment",
         help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target)."),
-    adjustment_seasons: int = typer.Option(  # 8 = leapcast.seasonal.RECENT_SEASONS (a test checks), not imported: pandas is slow to load
-        8, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
+    adjustment_seasons: int = typer.Option(
+        RECENT_SEASONS, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device: cpu, or cuda / cuda:N / mps where this torch build has it."),
     draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
@@ -155,11 +151,10 @@ def forecast(
 
     with _refusals():
         check_horizon(h, "h")
-        _check_threads(threads)
+        check_int(threads, "threads", none=True, must=">= 1")
         _check_output(output, "--output", CSV_SUFFIXES + PARQUET_SUFFIXES)
         _check_output(stats_json, "--stats-json", (".json",))
-        if adjustment_seasons < 0:
-            _fail(f"`--adjustment-seasons` must be >= 0 (0: the whole history), got {adjustment_seasons}")
+        check_int(adjustment_seasons, "adjustment_seasons", low=0, must=">= 0 (0: the whole history)")
         device = check_device(device)
         df = _read_table(input)
         if threads is not None:

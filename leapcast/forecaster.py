@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from leapcast import frame
 from leapcast.checks import check_device, check_flag, check_int, check_levels, param
+from leapcast.deseason import RECENT_SEASONS, SeasonalIndex, season_length_of, seasonal_index
 from leapcast.engine.rollout import rollout
 from leapcast.engine.proposers import make_proposer
 from leapcast.engine.sampling import SamplingConfig, stream_key
@@ -21,7 +22,6 @@ from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
-from leapcast.deseason import RECENT_SEASONS, SeasonalIndex, season_length_of, seasonal_index
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

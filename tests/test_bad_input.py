@@ -408,7 +408,7 @@ def test_installed_command_refuses_without_traceback(tmp_path):
 
 
 def test_last_resort_handler_reports_a_bug(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_check_threads", lambda threads: 1 / 0)
+    monkeypatch.setattr(cli, "check_int", lambda *args, **kwargs: 1 / 0)
     monkeypatch.setattr(sys, "argv", ["leapcast", "forecast", "--input", "x.csv", "--h", "3"])
     monkeypatch.delenv("LEAPCAST_TRACEBACK", raising=False)
     with pytest.raises(SystemExit) as exit_info:

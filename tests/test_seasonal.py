@@ -9,10 +9,10 @@ import pytest
 import torch
 from pandas.tseries.frequencies import to_offset
 
+from leapcast.deseason import autocorrelation, is_seasonal, season_length_of, seasonal_index
 from leapcast.engine.sampling import stream_key
 from leapcast.engine.speculative import SpecConfig
 from leapcast.forecaster import Forecaster
-from leapcast.deseason import autocorrelation, is_seasonal, season_length_of, seasonal_index
 from conftest import make_checkpoint
 
 

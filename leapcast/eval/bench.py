@@ -50,11 +50,11 @@ from leapcast.checks import check_int, is_int
 from leapcast.engine.speculative import SpecConfig
 from leapcast.eval import metrics as M
 from leapcast.eval.backtest import Window, official_window
-from leapcast.eval.forecasts import BASELINES, LEVELS, leapcast_forecast, official_forecast, official_pipeline, stats_forecast
+from leapcast.eval.forecasts import BASELINES, leapcast_forecast, official_forecast, official_pipeline, stats_forecast
 from leapcast.eval.report import write_report
 from leapcast.eval.timing import interleaved, timed
 from leapcast.engine.proposers import make_proposer, parse
-from leapcast.forecaster import Forecaster
+from leapcast.forecaster import DEFAULT_QUANTILES, Forecaster
 from leapcast.models.loading import load_model
 from leapcast.models.zoo import SIZES, write_random_pair
 from leapcast.registry import bundled_models, resolve
@@ -299,7 +299,7 @@ def _proposer(mode: Mode, model: ModelSpec, target, loaded: dict):
 
 
 def _scored(row: dict, win: Window, point: np.ndarray, quant: np.ndarray) -> dict:
-    row.update(mase=M.mase(win.actuals, point, win.histories, win.season_length), wql=M.wql(win.actuals, quant, LEVELS))
+    row.update(mase=M.mase(win.actuals, point, win.histories, win.season_length), wql=M.wql(win.actuals, quant, DEFAULT_QUANTILES))
     return row
 
 

@@ -1,7 +1,7 @@
 """Forecasts as arrays for scoring: leapcast, chronos-forecasting's pipeline, statsforecast baselines.
 
 Every function takes N histories (1-D arrays of any lengths) and returns
-``median [N, h]`` and ``quantiles [N, h, Q]`` at ``LEVELS`` (plus samples
+``median [N, h]`` and ``quantiles [N, h, Q]`` at ``DEFAULT_QUANTILES`` (plus samples
 ``[N, S, h]`` where the model samples).
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+from leapcast.forecaster import DEFAULT_QUANTILES
+
 BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta")
 
 
@@ -52,8 +53,8 @@ def official_forecast(pipeline, histories, h: int, samples: int, seed: int):
 
 
 def summarize(samples: np.ndarray):
-    """samples [N, S, h] -> median [N, h], quantiles [N, h, Q] at LEVELS, samples."""
-    return np.median(samples, axis=1), np.quantile(samples, LEVELS, axis=1).transpose(1, 2, 0), samples
+    """samples [N, S, h] -> median [N, h], quantiles [N, h, Q] at DEFAULT_QUANTILES, samples."""
+    return np.median(samples, axis=1), np.quantile(samples, DEFAULT_QUANTILES, axis=1).transpose(1, 2, 0), samples
 
 
 def stats_forecast(model: str, histories, h: int, season: int):
@@ -65,13 +66,13 @@ def stats_forecast(model: str, histories, h: int, season: int):
     if model not in makers:
         raise ValueError(f"`model` must be one of {', '.join(makers)}, got {model!r}")
     df = pd.concat([pd.DataFrame({"unique_id": i, "ds": np.arange(len(x)), "y": x}) for i, x in enumerate(histories)])
-    levels = sorted({round(abs(1 - 2 * q) * 100) for q in LEVELS if q != 0.5})
+    levels = sorted({round(abs(1 - 2 * q) * 100) for q in DEFAULT_QUANTILES if q != 0.5})
     sf = StatsForecast(models=[makers[model](season_length=season)], freq=1, n_jobs=1)
     out = sf.forecast(df=df, h=h, level=levels).sort_values(["unique_id", "ds"])
     col = out.columns[2]
     point = out[col].to_numpy().reshape(len(histories), h)
     qs = []
-    for q in LEVELS:
+    for q in DEFAULT_QUANTILES:
         if q == 0.5:
             qs.append(point)
         else:
