@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.t5 import T5, T5Config
+from leapcast.models.toto_presets import is_toto_config, load_toto
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -78,13 +79,18 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ChronosT5:
-    """A native model for the checkpoint folder at ``path``."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """A native model for the checkpoint folder at ``path``: Chronos-T5 or Toto, told apart by config.json."""
     config, weights = read_checkpoint(path)
+    if is_toto_config(config):
+        try:
+            return load_toto(config, weights, Path(path), device, dtype)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
     if "chronos_config" not in config:
         raise CheckpointError(
-            f"{Path(path) / 'config.json'} has no `chronos_config`; leapcast currently loads Chronos-T5 "
-            "checkpoints (config.json with a chronos_config block, as published by chronos-forecasting)"
+            f"{Path(path) / 'config.json'} is neither a Chronos-T5 checkpoint (config.json with a chronos_config block, "
+            "as published by chronos-forecasting) nor a Toto one (the fields of toto-ts' `Toto` constructor)"
         )
     arch = config.get("architectures") or ["T5ForConditionalGeneration"]
     if arch[0] != "T5ForConditionalGeneration":
@@ -183,7 +189,7 @@ def describe(path: str | Path) -> str:
 
     folder = Path(path)
     config = read_config(folder / "config.json")
-    family = "chronos-t5" if "chronos_config" in config else config.get("model_type", "unknown family")
+    family = "chronos-t5" if "chronos_config" in config else "toto" if is_toto_config(config) else config.get("model_type", "unknown family")
     count = 0
     for file in sorted(folder.glob("*.safetensors")):
         try:

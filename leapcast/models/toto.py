@@ -1,0 +1,424 @@
+"""Toto (Datadog, 2025) behind the engine's model contract.
+
+One step is one patch of ``patch_size`` values for each of an item's V variates (steps are [V * P] float32,
+variate-major). The head of the next step is a Student-T mixture per value, in value space.
+
+How a forecast runs, and where it differs from the reference (``toto-ts``):
+
+- ``prefix`` scales each series causally (the reference's ``CausalPatchStdMeanScaler``, incremental here)
+  and runs every context patch but the last once per series; its keys and values are shared by all the
+  series' sample rows (the reference recomputes the context for every row). Decoder position 0 of each
+  row reads the context's last patch, and later positions the patch drawn before.
+- Series of different lengths share a batch without changing each other's forecasts: each is left-padded
+  to whole patches as the reference pads it alone, the whole patches before it are masked out of
+  attention, and its rotary positions count from its own first patch (the reference attends to zero
+  padding and counts positions from it).
+- Rotary positions carry xPos scaling about a centre. The reference's cached decoding (``use_kv_cache=True``,
+  its default) scales the context about the middle of the context and each later patch about its own half
+  index; without the cache every pass uses one centre, so only relative positions count. ``xpos_centers``
+  picks which to reproduce: ``"cached"`` (default) or ``"relative"``; they differ by about 1e-4 relative.
+- Values the reference replaces before feeding back (inf, NaN, |x| >= float32 max / 2) become 0 here too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from leapcast.models.heads import StudentTMixture
+from leapcast.models.sampling import SamplingConfig
+from leapcast.models.toto_net import TotoConfig, TotoNet, global_bounds, patch_stats, rms_norm
+
+XPOS_CENTERS = ("cached", "relative")
+EXTREME = torch.finfo(torch.float32).max / 2  # the reference's ``is_extreme_value`` threshold
+
+
+@dataclass(frozen=True)
+class TotoOptions:
+    """leapcast's settings for a Toto checkpoint (config.json ``leapcast`` block; none of them change the weights).
+
+    context_length: the longest context read (values; longer ones keep their end). num_samples: default paths.
+    horizon: the default forecast length (values). xpos_centers: see the module docstring.
+    """
+
+    context_length: int = 4096
+    num_samples: int = 128
+    horizon: int = 64
+    xpos_centers: str = "cached"
+
+    def __post_init__(self) -> None:
+        for name in ("context_length", "num_samples", "horizon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`leapcast.{name}` must be a positive integer, got {value!r}")
+        if self.xpos_centers not in XPOS_CENTERS:
+            raise ValueError(f"`leapcast.xpos_centers` must be one of {XPOS_CENTERS}, got {self.xpos_centers!r}")
+
+
+@dataclass
+class TotoState:
+    """What a decode pass reads besides its inputs. B series, R rows (series-major), V variates, H heads.
+
+    prefix_k / prefix_v: per time-wise layer [B, V, H, Lp, hd], the context's patches but the last (shared by a
+    series' rows); prefix_valid [B, Lp] (False: whole patches of padding). keys / values: per time-wise layer
+    [R, V, H, capacity, hd], written by decoder position. sums [R, V, capacity + 1, 3] float64: the scaler's
+    running sums before each decoder position. bounds [B, V, 2] float64: the scale's clamp. start [B, V, P]:
+    the context's last patch (NaN: missing or padding). last [B] long: its patch index counted from the
+    series' own first patch. row_series [R] (CPU); grouped: rows per series when every series has that many, in order.
+    """
+
+    prefix_k: list[torch.Tensor]
+    prefix_v: list[torch.Tensor]
+    prefix_valid: torch.Tensor
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    sums: torch.Tensor
+    bounds: torch.Tensor
+    start: torch.Tensor
+    last: torch.Tensor
+    row_series: torch.Tensor
+    grouped: int | None
+    capacity: int
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.row_series)
+
+    @property
+    def num_series(self) -> int:
+        return len(self.last)
+
+
+class Toto:
+    """A Toto checkpoint ready for the engine (see ``base.StepModel``)."""
+
+    head_kind = "continuous"
+
+    def __init__(self, net: TotoNet, options: TotoOptions = TotoOptions(), name: str = "toto") -> None:
+        self.net = net.eval()
+        self.cfg: TotoConfig = net.cfg
+        self.options = options
+        self.name = name
+        self.patch_size = self.cfg.patch_size
+        self.context_length = options.context_length
+        self.prediction_length = -(-10_000 // self.patch_size)  # steps: one window covers any horizon, as in the reference
+        self.default_horizon = options.horizon
+        self._time = [i for i, layer in enumerate(net.layers) if not layer.spacewise]
+        self._prefix_layers = (self._time[-1] + 1) if self._time else 0  # later layers never feed a cached key
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.net.embed.weight.dtype
+
+    @property
+    def _work(self) -> torch.dtype:
+        """The type values, statistics and heads are computed in: float32 (float64 for a float64 net)."""
+        return torch.promote_types(self.dtype, torch.float32)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    # --- what the forecaster and the CLI ask ---------------------------------------------------------------
+
+    def default_sampling(self) -> dict:
+        return {"num_samples": self.options.num_samples, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+    def check_sampling(self, sampling: SamplingConfig) -> None:
+        """Toto's heads are continuous: only the number of paths, the seed and greedy (``top_k=1``: the mean path) apply."""
+        if sampling.temperature != 1.0:
+            raise ValueError(f"`temperature` {sampling.temperature!r} does not apply to {self.name!r}: Toto draws values "
+                             "from its Student-T mixtures; leave it unset (top_k=1 gives the mean path)")
+        if sampling.top_p != 1.0 or sampling.top_k not in (0, 1):
+            knob = "top_p" if sampling.top_p != 1.0 else "top_k"
+            raise ValueError(f"`{knob}` {getattr(sampling, knob)!r} does not apply to {self.name!r}: Toto's heads are "
+                             "continuous; use top_k=1 for the mean path, or leave it unset to sample")
+
+    def check_draft(self, draft) -> None:
+        raise ValueError(f"{self.name!r} is a Toto model: speculative decoding of continuous heads needs the continuous "
+                         "verifier, which leapcast does not have yet; forecast without a draft")
+
+    def describe(self) -> dict[str, str]:
+        c = self.cfg
+        space = "none" if c.spacewise_every_n_layers == -1 else f"every {c.spacewise_every_n_layers} layers"
+        return {
+            "family": "toto",
+            "parameters": f"{self.num_parameters():,}",
+            "patch / embedding / MLP": f"{c.patch_size} / {c.embed_dim} / {c.mlp_hidden_dim}",
+            "layers / heads": f"{c.num_layers} / {c.num_heads}",
+            "space-wise attention": space + (" (first)" if c.spacewise_first else " (last)"),
+            "head": f"mixture of {c.k_components} Student-T per value",
+            "scaler": "causal patch std-mean" + (f", clamped to 1e±{c.scale_factor_exponent:g} of the context's"
+                                                 if c.stabilize_with_global else ""),
+            "context / default horizon": f"{self.context_length} / {self.default_horizon} values",
+            "default sampling": f"{self.options.num_samples} paths",
+            "xPos centres": self.options.xpos_centers,
+        }
+
+    def context_steps(self, state):
+        raise ValueError(f"the seasonal proposer reads token steps; {self.name!r} (Toto) decodes patches of values")
+
+    # --- the engine's contract ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> TotoState:
+        """contexts [B, T] or [B, V, T] float32, NaN where missing (leading NaN: left padding) -> the state of
+        B series x ``rows_per_series`` rows (series-major) with room for ``capacity`` decoder positions."""
+        cfg, p, dev = self.cfg, self.patch_size, self.device
+        x = contexts.double().cpu()
+        if x.dim() == 2:
+            x = x[:, None]  # [B, 1, T]
+        b, v, t = x.shape
+        observed = ~torch.isnan(x)  # [B, V, T]
+        seen = observed.any(dim=1)  # [B, T]
+        first = torch.where(seen.any(dim=1), seen.float().argmax(dim=1), torch.full((b,), t))  # first observed column
+        length = (t - first).clamp(max=self.context_length).clamp(min=1)  # [B] values read
+        patches = -(-length // p)  # [B] L0: the series' own patches
+        width = int(patches.max()) * p
+        if t < width:
+            x, observed = F.pad(x, (width - t, 0), value=math.nan), F.pad(observed, (width - t, 0), value=False)
+        x, observed = x[..., -width:], observed[..., -width:]
+        inside = torch.arange(width) >= (width - length)[:, None]  # [B, width]: within the series' read length
+        weights = (observed & inside[:, None]).double()  # [B, V, width]
+        x64 = torch.where(weights > 0, x.double(), 0.0)
+        bounds = global_bounds(x64, weights, cfg)  # [B, V, 2]
+        zeros = torch.zeros((b, v, 3), dtype=torch.float64)
+        loc, scale, after = patch_stats(x64, weights, zeros, bounds, p)  # [B, V, Lmax], [B, V, Lmax], [B, V, Lmax, 3]
+        work = self._work
+        xw = x64.to(work).unflatten(-1, (-1, p))  # [B, V, Lmax, P]
+        scaled = (xw - loc.to(work)[..., None]) / scale.to(work)[..., None]
+        lmax = width // p
+        lp = lmax - 1
+        pad = lmax - patches  # [B] whole patches of padding in front
+        last = patches - 1
+        valid = torch.arange(lp) >= pad[:, None]  # [B, Lp]
+        prefix_k, prefix_v = self._run_prefix(scaled[:, :, :lp].to(dev, self.dtype), valid.to(dev), pad.to(dev), last.to(dev))
+        row_series = torch.arange(b).repeat_interleave(rows_per_series)
+        sums = torch.zeros((b * rows_per_series, v, capacity + 1, 3), dtype=torch.float64, device=dev)
+        sums[:, :, 0] = (after[:, :, lp - 1] if lp > 0 else zeros)[row_series].to(dev)
+        start = torch.where(weights[..., -p:] > 0, x[..., -p:], math.nan).to(self._work)  # [B, V, P]
+        keys, values = self._row_caches(b * rows_per_series, v, capacity)
+        return TotoState(prefix_k, prefix_v, valid.to(dev), keys, values, sums, bounds.to(dev), start.to(dev), last.to(dev),
+                         row_series, rows_per_series, capacity)
+
+    def start_inputs(self, state: TotoState) -> torch.Tensor:
+        """The context's last patch for every row: [R, V * P] (NaN where missing)."""
+        return state.start[state.row_series.to(self.device)].flatten(1)
+
+    @torch.inference_mode()
+    def step(self, state: TotoState, inputs: torch.Tensor, positions: int | torch.Tensor) -> StudentTMixture:
+        """inputs [R, n, V * P] (the patch before each position) at decoder ``positions`` (int, or [R] long) + 0..n-1
+        -> the head of the next patch at each, [R, n] with [V * P] values."""
+        r, n, _ = inputs.shape
+        v, p, dev = state.start.shape[1], self.patch_size, self.device
+        pos = torch.as_tensor(positions, device=dev).expand(r) if isinstance(positions, int) else positions.to(dev)
+        at = pos[:, None] + torch.arange(n, device=dev)  # [R, n] decoder positions
+        if int(at.max()) >= state.capacity:
+            raise ValueError(f"decoder position {int(at.max())} exceeds the cache capacity {state.capacity}")
+        x = inputs.to(dev, self._work).view(r, n, v, p).transpose(1, 2)  # [R, V, n, P]
+        context = (at == 0)[:, None, :, None]  # position 0 reads the context: NaN there is missing
+        missing = torch.isnan(x) & context
+        drawn_bad = ~torch.isfinite(x) | (x.abs() >= EXTREME)
+        weights = (~missing).double()
+        x = torch.where(missing | drawn_bad, 0.0, x)
+        rows = state.row_series.to(dev)
+        before = state.sums.gather(2, pos.view(r, 1, 1, 1).expand(r, v, 1, 3)).squeeze(2)  # [R, V, 3]
+        loc, scale, after = patch_stats(x.double().flatten(2), weights.flatten(2), before, state.bounds[rows], p)
+        loc, scale = loc.to(self._work), scale.to(self._work)  # the reference rounds its statistics to the data's type
+        state.sums.scatter_(2, (at + 1).view(r, 1, n, 1).expand(r, v, n, 3), after)
+        h = self.net.embed(((x - loc[..., None]) / scale[..., None]).to(self.dtype))  # [R, V, n, D]
+        index = (state.last[rows][:, None] + at).to(self._work)  # [R, n] the patches' own indices
+        center = self._centers(index, state.last[rows][:, None])
+        for i, layer in enumerate(self.net.layers):
+            if layer.spacewise:
+                h = self._spacewise(layer, h)
+            else:
+                h = self._cached_timewise(layer, self._time.index(i), h, state, pos, at, index, center)
+        logits, loc_v, scale_v, df = self.net.mixture(h, loc, scale)  # [R, V, n, P, C] each
+
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.transpose(1, 2).reshape(r, n, v * p, -1)  # [R, n, V * P, C]
+
+        return StudentTMixture(flat(logits), flat(loc_v), flat(scale_v), flat(df))
+
+    def values(self, state: TotoState, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """steps [R', n, V * P] -> values [R', V * n * P] float32 (variate-major), with the reference's replacement of extremes."""
+        r, n, _ = steps.shape
+        v = state.start.shape[1]
+        x = steps.float().cpu()
+        x = torch.where(~torch.isfinite(x) | (x.abs() >= EXTREME), 0.0, x)
+        return x.view(r, n, v, self.patch_size).transpose(1, 2).reshape(r, -1)
+
+    def extend(self, contexts: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """Roll out by the mean path (Toto's one window covers any horizon leapcast runs, so this is a fallback):
+        contexts [B, T] or [B, V, T], samples [B, S, V * m] -> [B, (V,) T + m]."""
+        mean = samples.mean(dim=1)
+        if contexts.dim() == 2:
+            return torch.cat([contexts, mean], dim=-1)
+        return torch.cat([contexts, mean.view(contexts.shape[0], contexts.shape[1], -1)], dim=-1)
+
+    def select(self, state: TotoState, rows: torch.Tensor) -> TotoState:
+        """Keep ``rows`` [R'] (in that order); series left with no row are dropped."""
+        rows = rows.cpu()
+        series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
+        rd, sd = rows.to(self.device), series.to(self.device)
+        return TotoState([k[sd] for k in state.prefix_k], [v[sd] for v in state.prefix_v], state.prefix_valid[sd],
+                         [k[rd] for k in state.keys], [v[rd] for v in state.values], state.sums[rd], state.bounds[sd],
+                         state.start[sd], state.last[sd], row_series, _grouped(row_series), state.capacity)
+
+    def merge(self, a: TotoState, b: TotoState) -> TotoState:
+        """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
+        if a.start.shape[1] != b.start.shape[1]:
+            raise ValueError(f"items with {a.start.shape[1]} and {b.start.shape[1]} variates cannot decode in one batch")
+        lp = max(a.prefix_valid.shape[1], b.prefix_valid.shape[1])
+        cap = max(a.capacity, b.capacity)
+
+        def left(t: torch.Tensor, dim: int, value=0) -> torch.Tensor:
+            extra = lp - t.shape[dim]
+            return t if extra == 0 else torch.cat([torch.full_like(t.narrow(dim, 0, 1).expand(
+                *t.shape[:dim], extra, *t.shape[dim + 1:]), value), t], dim=dim)
+
+        def right(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+            extra = size - t.shape[dim]
+            return t if extra == 0 else torch.cat([t, t.new_zeros((*t.shape[:dim], extra, *t.shape[dim + 1:]))], dim=dim)
+
+        row_series = torch.cat([a.row_series, b.row_series + a.num_series])
+        return TotoState(
+            [torch.cat([left(x, 3), left(y, 3)]) for x, y in zip(a.prefix_k, b.prefix_k)],
+            [torch.cat([left(x, 3), left(y, 3)]) for x, y in zip(a.prefix_v, b.prefix_v)],
+            torch.cat([left(a.prefix_valid, 1, False), left(b.prefix_valid, 1, False)]),
+            [torch.cat([right(x, 3, cap), right(y, 3, cap)]) for x, y in zip(a.keys, b.keys)],
+            [torch.cat([right(x, 3, cap), right(y, 3, cap)]) for x, y in zip(a.values, b.values)],
+            torch.cat([right(a.sums, 2, cap + 1), right(b.sums, 2, cap + 1)]),
+            torch.cat([a.bounds, b.bounds]), torch.cat([a.start, b.start]), torch.cat([a.last, b.last]),
+            row_series, _grouped(row_series), cap,
+        )
+
+    # --- the forward pass, in pieces ----------------------------------------------------------------------
+
+    def _centers(self, index: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """xPos centres of patches at ``index`` [..., n] for series whose context ends at patch ``last`` [..., 1]."""
+        if self.options.xpos_centers == "relative":
+            return torch.zeros_like(index)
+        context = torch.div(last.to(index.dtype), 2, rounding_mode="floor")
+        return torch.where(index <= last, context, torch.div(index, 2, rounding_mode="floor"))
+
+    def _row_caches(self, rows: int, v: int, capacity: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        c = self.cfg
+        shape = (rows, v, c.num_heads, capacity, c.head_dim)
+        make = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(2 * len(self._time))]
+        return make[0::2], make[1::2]
+
+    def _qkv(self, layer, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """h [..., n, D] -> q, k, v [..., H, n, hd]."""
+        c = self.cfg
+        qkv = layer.qkv(rms_norm(h, layer.norm1)).unflatten(-1, (3, c.num_heads, c.head_dim))  # [..., n, 3, H, hd]
+        return qkv.movedim(-4, -2).unbind(-4)  # [..., H, n, hd] x 3
+
+    def _run_prefix(self, scaled: torch.Tensor, valid: torch.Tensor, pad: torch.Tensor, last: torch.Tensor):
+        """scaled [B, V, Lp, P] context patches but the last; valid [B, Lp]; pad, last [B] -> per time-wise
+        layer the keys and values [B, V, H, Lp, hd]."""
+        b, v, lp, _ = scaled.shape
+        c = self.cfg
+        shape = (b, v, c.num_heads, lp, c.head_dim)
+        if lp == 0:
+            empty = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self._time]
+            return empty, [e.clone() for e in empty]
+        h = self.net.embed(scaled)  # [B, V, Lp, D]
+        j = torch.arange(lp, device=self.device)
+        index = (j - pad[:, None]).clamp(min=0).to(self._work)  # [B, Lp] own patch indices (padding: 0, masked anyway)
+        center = self._centers(index, last[:, None])
+        allowed = (j[None, :, None] >= j[None, None, :]) & (valid[:, None, :] | torch.eye(lp, dtype=torch.bool, device=self.device))
+        mask = allowed[:, None, None]  # [B, 1, 1, Lp, Lp]: causal, no padding (a padding query sees itself)
+        keys, values = [], []
+        for i, layer in enumerate(self.net.layers[: self._prefix_layers]):
+            if layer.spacewise:
+                h = self._spacewise(layer, h)
+                continue
+            q, k, val = self._qkv(layer, h)  # [B, V, H, Lp, hd]
+            q = self.net.rotate(q, index[:, None, None], center[:, None, None], keys=False)
+            k = self.net.rotate(k, index[:, None, None], center[:, None, None], keys=True)
+            keys.append(k.contiguous())
+            values.append(val.contiguous())
+            if i == self._time[-1]:
+                break  # nothing after the last time-wise layer feeds a cached key
+            att = F.scaled_dot_product_attention(q, k, val, attn_mask=mask)  # [B, V, H, Lp, hd]
+            h = layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)))
+        return keys, values
+
+    def _spacewise(self, layer, h: torch.Tensor) -> torch.Tensor:
+        """h [N, V, n, D]: bidirectional attention across the V variates at each patch."""
+        q, k, v = self._qkv(layer, h.transpose(1, 2))  # [N, n, H, V, hd]
+        att = F.scaled_dot_product_attention(q, k, v)
+        return layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)).transpose(1, 2))
+
+    def _cached_timewise(self, layer, cache: int, h: torch.Tensor, state: TotoState, pos: torch.Tensor, at: torch.Tensor,
+                         index: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """h [R, V, n, D] at decoder positions ``at`` [R, n]: causal attention over the series' shared context
+        keys and the row's own keys up to each position (one softmax over both), writing the new keys first."""
+        r, v, n, _ = h.shape
+        q, k, val = self._qkv(layer, h)  # [R, V, H, n, hd]
+        q = self.net.rotate(q, index[:, None, None], center[:, None, None], keys=False)
+        k = self.net.rotate(k, index[:, None, None], center[:, None, None], keys=True)
+        ks, vs = state.keys[cache], state.values[cache]  # [R, V, H, cap, hd]
+        used = int(at.max()) + 1
+        if bool((pos == pos[0]).all()):
+            p0 = int(pos[0])
+            ks[:, :, :, p0 : p0 + n], vs[:, :, :, p0 : p0 + n] = k, val
+        else:
+            rows = torch.arange(r, device=h.device)[:, None]
+            ks.transpose(2, 3)[rows, :, at] = k.permute(0, 3, 1, 2, 4)  # [R, n, V, H, hd] into [R, cap, V, H, hd]
+            vs.transpose(2, 3)[rows, :, at] = val.permute(0, 3, 1, 2, 4)
+        scale = self.cfg.head_dim ** -0.5
+        own = (q @ ks[..., :used, :].transpose(-1, -2)).to(self._work) * scale  # [R, V, H, n, used]
+        later = torch.arange(used, device=h.device)[None, None, :] > at[:, :, None]  # [R, n, used]
+        own = own.masked_fill(later[:, None, None], -math.inf)
+        shared = self._shared_scores(q, state, state.prefix_k[cache], scale)  # [R, V, H, n, Lp] or None
+        if shared is None:
+            out = own.softmax(dim=-1).to(q.dtype) @ vs[..., :used, :]
+        else:
+            att = torch.cat([shared, own], dim=-1).softmax(dim=-1).to(q.dtype)
+            lp = shared.shape[-1]
+            out = self._shared_values(att[..., :lp], state, state.prefix_v[cache]) + att[..., lp:] @ vs[..., :used, :]
+        return layer.feed_forward(h + layer.out(out.transpose(-3, -2).flatten(-2)))  # [R, V, n, D]
+
+    def _shared_scores(self, q: torch.Tensor, state: TotoState, pk: torch.Tensor, scale: float) -> torch.Tensor | None:
+        """q [R, V, H, n, hd] against the series' context keys pk [B, V, H, Lp, hd] -> [R, V, H, n, Lp] (padding: -inf)."""
+        lp = pk.shape[3]
+        if lp == 0:
+            return None
+        r, v, hh, n, hd = q.shape
+        s = state.grouped
+        if s is not None:  # rows of a series are consecutive: one product per series, no copy of its keys
+            qg = q.view(-1, s, v, hh, n, hd).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, hd)
+            scores = (qg @ pk.transpose(-1, -2)).view(-1, v, hh, s, n, lp).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, lp)
+            valid = state.prefix_valid.repeat_interleave(s, dim=0)
+        else:
+            rows = state.row_series.to(q.device)
+            scores = q @ pk[rows].transpose(-1, -2)
+            valid = state.prefix_valid[rows]
+        return (scores.to(self._work) * scale).masked_fill(~valid[:, None, None, None, :], -math.inf)
+
+    def _shared_values(self, att: torch.Tensor, state: TotoState, pv: torch.Tensor) -> torch.Tensor:
+        """att [R, V, H, n, Lp] over the context values pv [B, V, H, Lp, hd] -> [R, V, H, n, hd]."""
+        r, v, hh, n, lp = att.shape
+        s = state.grouped
+        if s is not None:
+            ag = att.view(-1, s, v, hh, n, lp).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, lp)
+            return (ag @ pv).view(-1, v, hh, s, n, pv.shape[-1]).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, -1)
+        return att @ pv[state.row_series.to(att.device)]
+
+
+def _grouped(row_series: torch.Tensor) -> int | None:
+    """Rows per series when every series has the same number of rows, consecutive and in order; else None."""
+    counts = torch.bincount(row_series)
+    s = int(counts[0]) if len(counts) else 0
+    if s == 0 or not bool((counts == s).all()):
+        return None
+    return s if torch.equal(row_series, torch.arange(len(counts)).repeat_interleave(s)) else None
