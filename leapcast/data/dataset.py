@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leapcast.checks import check_int
+
 COLUMNS = ["unique_id", "ds", "y"]
 PIP_HINT = "pip install 'leapcast[data]'"
 
@@ -38,12 +40,10 @@ class Dataset:
     def __post_init__(self):
         if list(self.train.columns) != COLUMNS:
             raise ValueError(f"`train` must have columns {COLUMNS}, got {list(self.train.columns)}")
-        if self.season_length < 1:
-            raise ValueError(f"`season_length` must be >= 1, got {self.season_length}")
+        check_int(self.season_length, "season_length", must=">= 1")
         if (self.test is None) != (self.horizon is None):
             raise ValueError(f"`test` and `horizon` must both be set or both be None, got horizon={self.horizon}")
-        if self.horizon is not None and self.horizon < 1:
-            raise ValueError(f"`horizon` must be >= 1, got {self.horizon}")
+        check_int(self.horizon, "horizon", none=True, must=">= 1")
         if self.test is not None and list(self.test.columns) != COLUMNS:
             raise ValueError(f"`test` must have columns {COLUMNS}, got {list(self.test.columns)}")
 

@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from leapcast.checks import check_int
+
 
 @lru_cache(maxsize=4)
 def _lags(length: int) -> np.ndarray:
@@ -176,8 +178,7 @@ KERNEL_BANK: tuple[Kernel, ...] = (
 
 def random_kernel(rng: np.random.Generator, max_kernels: int = 5, bank: tuple[Kernel, ...] = KERNEL_BANK) -> Kernel:
     """Draw ``j ~ U{1, max_kernels}`` kernels from ``bank`` (with replacement), fold them with random + or *."""
-    if max_kernels < 1:
-        raise ValueError(f"`max_kernels` must be >= 1, got {max_kernels}")
+    check_int(max_kernels, "max_kernels", must=">= 1")
     count = int(rng.integers(1, max_kernels + 1))
     picks = rng.integers(0, len(bank), size=count)
     kernel = bank[picks[0]]

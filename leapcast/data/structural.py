@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leapcast.checks import check_int
 from leapcast.data.synthetic import _ids, _rngs
 
 PERIODS = (4, 12, 4, 12, 7, 24, 52, 2, 3, 5, 6, 10, 13, 26)  # quarterly and monthly twice as likely
@@ -57,14 +58,12 @@ def structural_series(length: int, rng: np.random.Generator, period: int | None 
 
 
 def structural_synth(n_series: int, length: int = 512, seed: int = 0) -> pd.DataFrame:
-    """Seasonal synthetic series as a long frame ``[n_series * length, 3]``.
+    """Structural synthetic series (``structural_series``: a trend, in most a season) as a long frame ``[n_series * length, 3]``.
 
     ``unique_id`` "ss-0", "ss-1", ... (zero-padded), integer ``ds`` 0..length-1, float64 ``y``.
     """
-    if n_series < 1:
-        raise ValueError(f"`n_series` must be >= 1, got {n_series}")
-    if length < 2:
-        raise ValueError(f"`length` must be >= 2, got {length}")
+    check_int(n_series, "n_series", must=">= 1")
+    check_int(length, "length", low=2, must=">= 2")
     paths = [structural_series(length, rng) for rng in _rngs(seed, n_series)]
     return pd.DataFrame({
         "unique_id": np.repeat(_ids("ss", n_series), length),

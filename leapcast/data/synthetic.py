@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from leapcast.checks import check_int
 from leapcast.data.kernels import KERNEL_BANK, Kernel, random_kernel
 
 JITTERS = (1e-10, 1e-8, 1e-6, 1e-4)  # tried in turn, relative to the mean diagonal of K
@@ -86,10 +87,8 @@ def kernel_synth(
     kernel: use this kernel for every series instead of random draws (tests, ablations).
     bank: the kernels to draw from.
     """
-    if n_series < 1:
-        raise ValueError(f"`n_series` must be >= 1, got {n_series}")
-    if length < 1:
-        raise ValueError(f"`length` must be >= 1, got {length}")
+    check_int(n_series, "n_series", must=">= 1")
+    check_int(length, "length", must=">= 1")
     bank = tuple(bank)
     paths = []
     for rng in _rngs(seed, n_series):
@@ -119,13 +118,11 @@ class Mixture:
 
 
 def _check_mixup(n_series, length_range, k_max, alpha):
-    if n_series < 1:
-        raise ValueError(f"`n_series` must be >= 1, got {n_series}")
+    check_int(n_series, "n_series", must=">= 1")
     lo, hi = length_range
     if not 1 <= lo <= hi:
         raise ValueError(f"`length_range` must be (lo, hi) with 1 <= lo <= hi, got {tuple(length_range)}")
-    if k_max < 1:
-        raise ValueError(f"`k_max` must be >= 1, got {k_max}")
+    check_int(k_max, "k_max", must=">= 1")
     if alpha <= 0:
         raise ValueError(f"`alpha` must be > 0, got {alpha}")
     return int(lo), int(hi)
