@@ -267,17 +267,18 @@ def distill(
 @app.command()
 def init(
     path: Path = typer.Argument(..., help="Folder to write config.json + model.safetensors into."),
-    size: str = typer.Option("tiny", help="Official Chronos-T5 size: tiny, mini, small, base or large."),
+    family: str = typer.Option("chronos-t5", help="Model family: chronos-t5 or toto."),
+    size: str = typer.Option("tiny", help="Official size: chronos-t5 tiny, mini, small, base or large; toto base (the released 151M) or small."),
     seed: int = typer.Option(0, help="Weight seed."),
-    prediction_length: int = typer.Option(64, help="Steps per forward window."),
-    context_length: int = typer.Option(512, help="Longest context read."),
+    prediction_length: int = typer.Option(64, help="Chronos-T5: steps per forward window; Toto: the default horizon."),
+    context_length: Optional[int] = typer.Option(None, help="Longest context read (default: 512 for chronos-t5, 4096 for toto)."),
 ) -> None:
-    """Write a RANDOM-weight Chronos-T5 checkpoint of an official size (for speed tests; it forecasts noise)."""
+    """Write a RANDOM-weight checkpoint of an official size (for speed tests; it forecasts noise)."""
     from leapcast.models.zoo import write_random
 
     with _refusals():
-        folder = write_random(path, size, seed=seed, prediction_length=prediction_length, context_length=context_length)
-    console.print(f"wrote random-weight chronos-t5-{size} to {folder} ({json.dumps({'seed': seed})})")
+        folder = write_random(path, size, seed=seed, prediction_length=prediction_length, context_length=context_length, family=family)
+    console.print(f"wrote random-weight {family}-{size} to {folder} ({json.dumps({'seed': seed})})")
 
 
 @app.command()

@@ -19,7 +19,7 @@ from leapcast.engine.sampling import SamplingConfig, stream_key
 from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.engine.adaptive import KChooser
 from leapcast.engine.speculative import SpecConfig, SpecStats
-from leapcast.inputs import as_series_list, check_horizon, left_pad, power_of_two_scale
+from leapcast.inputs import as_items, as_series_list, check_horizon, left_pad, power_of_two_scale, raw_range_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
 
@@ -98,7 +98,9 @@ class Forecaster:
         """The checkpoint's own defaults, overridden by whatever is not None."""
         given = {"num_samples": num_samples, "temperature": temperature, "top_k": top_k, "top_p": top_p}
         settings = {name: value for name, value in given.items() if value is not None}
-        return SamplingConfig(**{**self.model.default_sampling(), **settings}, seed=seed)
+        sampling = SamplingConfig(**{**self.model.default_sampling(), **settings}, seed=seed)
+        self.model.check_sampling(sampling)
+        return sampling
 
     def predict(
         self,
@@ -132,41 +134,31 @@ class Forecaster:
         forecasts it, and the paths get the season back (``leapcast.deseason``).
 
         Returns samples [N, S, h] float64, h = prediction_length in values (default: the
-        model's own prediction length; longer horizons roll out window by window).
+        model's own default horizon; longer horizons than its window roll out window by window).
         Each series is scaled by a power of two in float64 before the float32
         model and back after, so magnitudes up to 1e305 forecast correctly
-        (``leapcast.inputs``).
+        (``leapcast.inputs``; models that must read values as given, like Toto, read them so
+        between 2**-100 and 2**100).
+        A 3-D ``inputs`` [N, V, T] holds N items of V variates each, for models that read
+        variates together (Toto): samples [N, V, S, h].
         With a draft, the speculative counts and timings land in ``self.last_stats``.
         """
         patch = self.model.patch_size
-        h = self.model.prediction_length * patch if prediction_length is None else check_horizon(prediction_length)
+        h = self.model.default_horizon if prediction_length is None else check_horizon(prediction_length)
         steps = -(-h // patch)  # a step is a patch of values: whole patches, cut to h after
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
+        items = as_items(inputs)
+        if items is not None:
+            return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
         check_int(batch_size, "batch_size")
         series = as_series_list(inputs)
         keys = _check_keys(series_keys, len(series))
-        factor = power_of_two_scale(series)  # [N] float64, exact: the model sees order-1 values
+        factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(series)  # [N] float64, exact
         series = [x / f for x, f in zip(series, factor)]
         adjust = self.seasonal_adjustment if seasonal_adjustment is None else check_flag(seasonal_adjustment, "seasonal_adjustment")
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
-        seed = random_seed() if sampling.seed is None else sampling.seed
-        out = torch.empty(len(series), sampling.num_samples, h, dtype=torch.float64)
-        total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
-        chooser = None
-        if self.spec.adaptive:  # what one call learns about which k pays carries to the next call of the same shape
-            shape = (min(batch_size, len(series)) * sampling.num_samples, h)
-            chooser = self._choosers.setdefault(shape, KChooser(self.spec.k))
-        starts = range(0, len(series), batch_size)
-        bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
-        for start in bar:
-            chunk = slice(start, start + batch_size)
-            streams = RowStreams.for_series(seed, keys[chunk], sampling.num_samples, device=self.model.device)
-            samples, stats = rollout(self.model, left_pad(series[chunk]), steps, sampling, streams, self.proposer, self.spec, chooser)
-            out[chunk] = samples[..., :h].double()
-            if stats is not None:
-                total.merge(stats)
-        self.last_stats = total if self.proposer is not None else None
+        out = self._decode([left_pad([x]) for x in series], keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
         for i, ix in enumerate(indices):
             if ix is not None:
                 out[i] = torch.from_numpy(ix.restore(out[i].numpy()))
@@ -178,6 +170,59 @@ class Forecaster:
                 f"overflow float64 at horizon {h}; forecast a shorter horizon or rescale the series"
             )
         return out
+
+    def _decode(self, contexts: list[torch.Tensor], keys: list[int], h: int, steps: int, sampling: SamplingConfig,
+                batch_size: int, progress: bool | None) -> torch.Tensor:
+        """contexts: one [1, (V,) T_i] float32 per series or item (left-padded with NaN) -> samples [N, S, V * h] float64,
+        ``batch_size`` at a time, each row's paths from its stream (seed, key)."""
+        seed = random_seed() if sampling.seed is None else sampling.seed
+        v = contexts[0].shape[1] if contexts[0].dim() == 3 else 1
+        out = torch.empty(len(contexts), sampling.num_samples, v * h, dtype=torch.float64)
+        total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
+        chooser = None
+        if self.spec.adaptive:  # what one call learns about which k pays carries to the next call of the same shape
+            shape = (min(batch_size, len(contexts)) * sampling.num_samples, h)
+            chooser = self._choosers.setdefault(shape, KChooser(self.spec.k))
+        starts = range(0, len(contexts), batch_size)
+        bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
+        for start in bar:
+            chunk = slice(start, start + batch_size)
+            streams = RowStreams.for_series(seed, keys[chunk], sampling.num_samples, device=self.model.device)
+            batch = _stack_left(contexts[chunk])  # [B, (V,) T_max]
+            samples, stats = rollout(self.model, batch, steps, sampling, streams, self.proposer, self.spec, chooser)
+            b = samples.shape[0]
+            out[chunk] = samples.view(b, sampling.num_samples, v, -1)[..., :h].reshape(b, sampling.num_samples, -1).double()
+            if stats is not None:
+                total.merge(stats)
+        self.last_stats = total if self.proposer is not None else None
+        return out
+
+    def _predict_items(self, items: np.ndarray, h: int, steps: int, sampling: SamplingConfig, batch_size: int,
+                       progress: bool | None, season_length, series_keys) -> torch.Tensor:
+        """items [N, V, T] float64 (checked) -> samples [N, V, S, h] float64: each item's variates forecast together."""
+        n, v, _ = items.shape
+        if not self.model.multivariate:
+            raise ValueError(f"`inputs` must be 1-D [T] or 2-D [N, T] for {self.name!r}, which forecasts one variate at a "
+                             f"time ([N, V, T] is for multivariate models such as Toto), got an array of shape {items.shape}")
+        if season_length is not None:
+            raise ValueError("`season_length` applies to univariate series; the seasonal adjustment does not run on [N, V, T] inputs")
+        keys = _check_keys(series_keys, n)
+        check_int(batch_size, "batch_size")
+        flat = [x for item in items for x in item]  # N * V variates, each scaled on its own where it must be
+        factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)
+        scaled = items / factor[:, :, None]
+        contexts = []
+        for item in scaled:
+            observed = ~np.isnan(item).all(axis=0)
+            first = int(np.argmax(observed))
+            contexts.append(torch.from_numpy(item[None, :, first:].astype(np.float32)))  # [1, V, T_i]
+        out = self._decode(contexts, keys, h, steps, sampling, batch_size, progress)  # [N, S, V * h]
+        out = out.view(n, sampling.num_samples, v, h).permute(0, 2, 1, 3) * torch.from_numpy(factor)[:, :, None, None]
+        bad = ~torch.isfinite(out).all(dim=(1, 2, 3))
+        if bad.any():
+            raise ValueError(f"the forecasts of {int(bad.sum())} items (first: item {int(bad.nonzero()[0])}) overflow "
+                             f"float64 at horizon {h}; forecast a shorter horizon or rescale the series")
+        return out.contiguous()
 
     def predict_quantiles(
         self,
@@ -237,6 +282,12 @@ class Forecaster:
         for label, q in intervals:
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
         return frame.future_frame(panel, h, columns, times)
+
+
+def _stack_left(contexts: list[torch.Tensor]) -> torch.Tensor:
+    """[1, (V,) T_i] each -> [B, (V,) T_max] float32, left-padded with NaN."""
+    width = max(c.shape[-1] for c in contexts)
+    return torch.cat([torch.nn.functional.pad(c, (width - c.shape[-1], 0), value=float("nan")) for c in contexts])
 
 
 def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, recent: int | None) -> list[SeasonalIndex | None]:

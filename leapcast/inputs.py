@@ -19,7 +19,14 @@ Handling, documented rather than silent:
   are the ones it would give the unscaled series. Larger magnitudes are
   refused: a forecast may reach several times a series' scale, and float64
   ends at 1.8e308 (docs/limits.md).
+  That holds for models whose forecast of 2**k * y is 2**k times their forecast of y
+  (Chronos). A model without that property (Toto: its scaler has an absolute floor) reads
+  each series as given while its largest |value| lies in [``RAW_LOW``, ``RAW_HIGH``], as its
+  reference does, and a power-of-two-scaled copy outside it, where float32 would fail
+  (``raw_range_scale``).
 - Horizons are at most ``MAX_HORIZON`` steps (docs/limits.md).
+- Several variates of one item (models that read them, e.g. Toto): a 3-D tensor or array
+  [N, V, T], left-padded with NaN (``as_items``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from leapcast.checks import check_int, param
 
 MAX_ABS = 1e305  # largest |value| accepted: float64 ends at 1.8e308; a forecast may reach 15x its scale (Chronos bins)
 MIN_NORMAL = float(np.finfo(np.float64).tiny)  # a series whose largest |value| is below this holds no float64 precision
+RAW_LOW, RAW_HIGH = 2.0**-100, 2.0**100  # about 8e-31 and 1.3e30: float32 holds such series and their squares' sums in float64
 MAX_HORIZON = 10_000  # steps; about 160 rolled-out windows of a Chronos model, minutes per series on a CPU
 
 
@@ -101,6 +109,37 @@ def power_of_two_scale(series: list[np.ndarray]) -> np.ndarray:
     peaks = np.array([np.nanmax(np.abs(s)) for s in series])
     exponents = np.floor(np.log2(np.where(peaks > 0, peaks, 1.0)))
     return np.ldexp(1.0, exponents.astype(int))
+
+
+def raw_range_scale(series: list[np.ndarray]) -> np.ndarray:
+    """Like ``power_of_two_scale``, but 1 for every series whose largest |value| lies in [RAW_LOW, RAW_HIGH]:
+    for models that must read values as given."""
+    peaks = np.array([np.nanmax(np.abs(s)) for s in series])
+    inside = (peaks == 0) | ((peaks >= RAW_LOW) & (peaks <= RAW_HIGH))
+    return np.where(inside, 1.0, power_of_two_scale(series))
+
+
+def as_items(inputs: object) -> np.ndarray | None:
+    """A 3-D tensor or array [N, V, T] (N items of V variates, left-padded with NaN) -> float64 [N, V, T],
+    checked as ``as_series_list`` checks series; None for any other input."""
+    if isinstance(inputs, torch.Tensor):
+        if inputs.dim() != 3:
+            return None
+        inputs = inputs.detach().cpu().numpy()
+    if not isinstance(inputs, np.ndarray) or inputs.ndim != 3:
+        return None
+    _check_dtype(inputs.dtype, "inputs")
+    n, v, t = inputs.shape
+    if n == 0 or v == 0 or t == 0:
+        raise ValueError(f"`inputs` of shape {tuple(inputs.shape)} holds no values; pass [N, V, T] with N, V, T >= 1")
+    x = inputs.astype(np.float64)
+    for i in range(n):  # each variate checked as a series, named by item and variate
+        for j in range(v):
+            try:
+                as_series_list([_strip_left_nan(x[i, j])])
+            except ValueError as err:
+                raise ValueError(str(err).replace("series 0 of `inputs`", f"`inputs[{i}, {j}]` (item {i}, variate {j})")) from None
+    return x
 
 
 def left_pad(series: list[np.ndarray]) -> torch.Tensor:

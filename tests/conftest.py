@@ -1,3 +1,4 @@
+import os
 import warnings
 from pathlib import Path
 
@@ -7,6 +8,24 @@ import torch
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "oracle: compares leapcast with a reference implementation (chronos-forecasting, "
+                            "toto-ts, transformers, statsmodels, statsforecast, utilsforecast); under CI=true a skip fails")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (CI=true, where .ci/run installs every reference) an oracle test that skips fails, naming itself:
+    a missing extra must not quietly turn the key correctness tests into skips. Elsewhere a skip stays a skip."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("oracle") and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = (f"oracle test {item.nodeid} skipped under CI ({reason}); install the references as .ci/run does "
+                           "(pip install -e '.[test,data]' and toto-ts with --no-deps)")
 
 
 def make_checkpoint(folder: Path, *, vocab=4096, d_model=32, d_kv=8, d_ff=64, layers=1, heads=4,

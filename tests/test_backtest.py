@@ -57,6 +57,7 @@ def test_forecast_fn_never_sees_values_after_its_cutoff():
         assert (train.groupby("unique_id").size() == cutoffs - first + 1).all()  # and the whole history before it
 
 
+@pytest.mark.oracle
 def test_matches_statsforecast_cross_validation():
     statsforecast = pytest.importorskip("statsforecast")
     from statsforecast.models import SeasonalNaive

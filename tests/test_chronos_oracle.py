@@ -9,6 +9,8 @@ from scipy.stats import chi2_contingency
 from leapcast import Forecaster
 from leapcast.models.loading import load_model
 
+pytestmark = pytest.mark.oracle  # every test here compares with chronos-forecasting
+
 CONFIGS = {
     "relu-1x1": dict(d_model=32, d_kv=8, d_ff=64, layers=1, heads=4, ff="relu"),
     "relu-wide": dict(d_model=64, d_kv=16, d_ff=96, layers=2, heads=2, ff="relu"),

@@ -23,6 +23,7 @@ def seasonal_series(n=120, m=12, level=100.0, amplitude=0.3, noise=0.02, trend=0
     return level * (1 + trend) ** t * season * np.exp(rng.normal(0, noise, n))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("m, shift", [(12, 0.0), (4, 0.0), (7, 0.0), (12, -150.0)])
 def test_indices_match_statsmodels_seasonal_decompose(m, shift):
     statsmodels = pytest.importorskip("statsmodels.tsa.seasonal")
@@ -34,6 +35,7 @@ def test_indices_match_statsmodels_seasonal_decompose(m, shift):
     np.testing.assert_allclose(ix.at(0, len(y)), expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("m, shift", [(12, 0.0), (4, 0.0), (12, -150.0)])
 def test_recent_indices_average_statsmodels_ratios_over_the_last_seasons(m, shift):
     statsmodels = pytest.importorskip("statsmodels.tsa.seasonal")
@@ -72,6 +74,7 @@ def test_bad_seasons_names_the_parameter(bad):
         seasonal_index(seasonal_series(), 12, seasons=bad)
 
 
+@pytest.mark.oracle
 def test_autocorrelation_matches_statsmodels_acf():
     stattools = pytest.importorskip("statsmodels.tsa.stattools")
     y = seasonal_series()

@@ -149,7 +149,8 @@ def test_the_engine_and_its_callers_import_no_family(path):
 
 CONTRACT = {"name", "patch_size", "context_length", "prediction_length", "device", "default_sampling", "check_draft",
             "describe", "prefix", "start_inputs", "step", "values", "extend", "select", "merge", "context_steps",
-            "num_decoder_layers", "early_exit_state", "layer_costs"}
+            "num_decoder_layers", "early_exit_state", "layer_costs",
+            "default_horizon", "head_kind", "rescalable", "multivariate", "check_sampling"}
 
 
 class Recorder:

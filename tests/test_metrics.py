@@ -66,6 +66,7 @@ def test_geometric_mean_relative():
     assert M.geometric_mean_relative({"a": 1.0, "b": 4.0}, {"a": 2.0, "b": 2.0}) == pytest.approx(1.0)
 
 
+@pytest.mark.oracle
 def test_mae_and_mse_agree_with_utilsforecast():
     pd = pytest.importorskip("pandas")
     losses = pytest.importorskip("utilsforecast.losses")

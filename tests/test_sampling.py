@@ -21,6 +21,7 @@ def hf_warp(logits, temperature, top_k, top_p, eos):
     return procs(torch.zeros(logits.shape[0], 1, dtype=torch.long), logits.clone())
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 50, 1.0), (0.7, 50, 0.9), (1.5, None, 0.5), (1.0, 3, 1.0), (2.0, 1, 1.0)])
 def test_warp_equals_transformers(temperature, top_k, top_p):
     logits = torch.randn(16, 300, generator=torch.Generator().manual_seed(0)) * 3

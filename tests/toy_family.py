@@ -42,6 +42,10 @@ class ToyPatchModel:
     patch_size = PATCH
     context_length = 64
     prediction_length = 3  # steps (12 values) per window; longer horizons roll out
+    default_horizon = 12
+    head_kind = "continuous"
+    rescalable = True
+    multivariate = False
     device = torch.device("cpu")
     dtype = torch.float32
 
@@ -59,6 +63,9 @@ class ToyPatchModel:
     # the contract
     def default_sampling(self) -> dict:
         return {"num_samples": 8, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+    def check_sampling(self, sampling) -> None:
+        """The toy samples its mixtures whatever the warping (the engine ignores it for continuous heads)."""
 
     def check_draft(self, draft) -> None:
         raise ValueError("the toy family has no drafts")

@@ -1,10 +1,10 @@
 """The contract between the engine and a model.
 
-A model turns contexts into tokens, builds per-series state once (the encoder
-pass and anything the sample rows of a series share), and runs its decoder over
-``n >= 1`` new steps per row at given positions, returning the logits of the
-next step at each of them. The engine owns positions, sampling, batching and
-rollback; a model never samples, and the engine never knows a layer.
+A model builds per-series state once (scaling, the encoder or context pass, and
+anything the sample rows of a series share), and runs ``n >= 1`` new steps per
+row at given positions, returning the head (the distribution) of the next step
+at each of them. The engine owns positions, sampling, batching and rollback; a
+model never samples, and the engine never knows a layer.
 
 Words (shared/DESIGN.md): a *series* is one context; a *row* is one sample path
 of one series. Rows are laid out series-major: row ``r`` belongs to series
@@ -52,19 +52,21 @@ class Tokenized:
 
 
 class StepModel(Protocol):
-    """What the engine needs from a model family; the engine reaches nothing else of a model.
+    """What the engine, the forecaster and the CLI need from a model family; nothing else of a model is read
+    (tests/test_families.py records every attribute they touch). docs/families.md walks through it.
 
-    A step is one value token here (Chronos-T5); ``patch_size`` says how many
-    values one step holds.
+    A *step* is what one autoregressive pass adds: one token (Chronos-T5) or one patch of ``patch_size``
+    values per variate (Toto). Steps travel in the head's own type: token ids [R] long, or values [R, V * P].
     """
 
     name: str
     patch_size: int  # values per step
-    vocab_size: int
-    context_length: int  # longest context the model reads; longer ones keep their end
-    prediction_length: int  # steps per forward window; longer horizons roll out
-    start_token: int  # the step fed at decoder position 0
-    banned_tokens: tuple[int, ...]  # never sampled (e.g. EOS, as Chronos does)
+    context_length: int  # longest context the model reads (values); longer ones keep their end
+    prediction_length: int  # steps per forward window; longer horizons roll out by ``extend``
+    default_horizon: int  # values forecast when the caller names no horizon
+    head_kind: str  # "categorical" (drafts can be verified) or "continuous"
+    rescalable: bool  # True: its forecast of 2**k * y is 2**k times that of y (the forecaster may rescale inputs)
+    multivariate: bool  # True: reads [B, V, T] contexts, the variates of one item together
 
     @property
     def device(self) -> torch.device: ...
@@ -72,36 +74,42 @@ class StepModel(Protocol):
     def default_sampling(self) -> dict:
         """The checkpoint's own sampling settings: ``num_samples``, ``temperature``, ``top_k``, ``top_p``."""
 
+    def check_sampling(self, sampling) -> None:
+        """Raise ValueError, naming the setting, for sampling settings that do not apply to this model's heads."""
+
     def check_draft(self, draft: "StepModel") -> None:
         """Raise ValueError, naming what differs, unless ``draft``'s steps mean what this model's steps mean."""
 
     def describe(self) -> dict[str, str]:
         """What ``leapcast info`` prints: family, sizes, default sampling, ..."""
 
-    def tokenize(self, contexts: torch.Tensor) -> Tokenized:
-        """contexts [B, T] float32, NaN where missing -> tokens for ``setup``."""
+    def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> object:
+        """contexts [B, T] (or [B, V, T]) float32, NaN where missing, leading NaN as padding -> the state of
+        B series x ``rows_per_series`` rows (series-major): everything done once per series, room for
+        ``capacity`` decoder positions per row."""
 
-    def context_steps(self, batch: Tokenized) -> tuple[torch.Tensor, torch.Tensor]:
-        """The context as steps: (steps [B, L] long, observed [B, L] bool), without special tokens."""
+    def start_inputs(self, state) -> torch.Tensor:
+        """The input at decoder position 0 of every row: [R, *step]."""
 
-    def detokenize(self, steps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """steps [B, S, n] long, scale [B] -> values [B, S, n] float32."""
+    def step(self, state, inputs: torch.Tensor, positions: int | torch.Tensor):
+        """inputs [R, n, *step] at decoder ``positions`` (an int for all rows, or [R] long) + 0..n-1 -> the head of
+        the next step after each, [R, n] (``leapcast.models.heads``). Caches are written by position and never read
+        past it, so a rejected proposal is undone by calling again at a smaller position."""
 
-    def setup(self, batch: Tokenized, rows_per_series: int, max_steps: int) -> DecoderState:
-        """Run the encoder once per series and allocate decoder caches for
-        ``B * rows_per_series`` rows and ``max_steps`` positions."""
+    def values(self, state, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """steps [R', n, *step] of the state's rows ``rows`` [R'] -> values [R', V * n * P] float32 in their series' scale."""
 
-    def select_series(self, state: DecoderState, series: torch.Tensor) -> DecoderState:
-        """Keep only ``series`` [B'] (indices into the state's series) and their rows."""
+    def extend(self, contexts: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """The roll-out rule past one window: contexts [B, (V,) T], samples [B, S, m] -> contexts [B, (V,) T + m']."""
 
-    def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state: DecoderState) -> torch.Tensor:
-        """steps [R, n] long at positions ``start + 0..n-1`` (``start`` an int
-        shared by all rows, or [R] long per row) -> logits [R, n, V] float32.
+    def select(self, state, rows: torch.Tensor):
+        """Keep ``rows`` [R'] (series left with none are dropped): series leave."""
 
-        Writes the steps' keys and values into the caches at those positions;
-        positions past them are never read until written again, so rolling back
-        only means calling again with a smaller ``start``.
-        """
+    def merge(self, a, b):
+        """The rows of ``a`` then those of ``b``: series join a running batch."""
+
+    def context_steps(self, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context as steps (steps [B, L], observed [B, L]) for the seasonal proposer; categorical families."""
 
 
 @runtime_checkable

@@ -24,6 +24,10 @@ TOKENIZER_FIELDS = ("n_tokens", "n_special_tokens", "pad_token_id", "eos_token_i
 class ChronosT5:
     """A Chronos-T5 checkpoint ready for the engine (see ``base.StepModel``)."""
 
+    head_kind = "categorical"
+    rescalable = True  # mean scaling: the tokens of 2**k * y are those of y
+    multivariate = False
+
     def __init__(self, net: T5, chronos: ChronosTokenizerConfig, name: str = "chronos-t5") -> None:
         self.net = net.eval()
         self.chronos = chronos
@@ -34,6 +38,7 @@ class ChronosT5:
         self.prediction_length = chronos.prediction_length
         self.start_token = net.cfg.decoder_start_token_id
         self.patch_size = 1
+        self.default_horizon = chronos.prediction_length
         self.num_decoder_layers = net.cfg.num_decoder_layers
         # Chronos generates with min_new_tokens = max_new_tokens, so EOS is never sampled.
         self.banned_tokens = (chronos.eos_token_id,)
@@ -55,6 +60,9 @@ class ChronosT5:
     def default_sampling(self) -> dict:
         c = self.chronos
         return {"num_samples": c.num_samples, "temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p}
+
+    def check_sampling(self, sampling) -> None:
+        """Every setting applies to a categorical head."""
 
     def check_draft(self, draft: "ChronosT5") -> None:
         theirs = getattr(draft, "chronos", None)

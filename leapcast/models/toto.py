@@ -96,6 +96,8 @@ class Toto:
     """A Toto checkpoint ready for the engine (see ``base.StepModel``)."""
 
     head_kind = "continuous"
+    rescalable = False  # the scaler's floor (minimum_scale 0.1) is absolute: values are read as given
+    multivariate = True
 
     def __init__(self, net: TotoNet, options: TotoOptions = TotoOptions(), name: str = "toto") -> None:
         self.net = net.eval()

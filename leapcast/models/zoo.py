@@ -11,17 +11,27 @@ from pathlib import Path
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
+from leapcast.models.toto import TotoOptions
+from leapcast.models.toto_presets import TOTO_SIZES, random_toto, save_toto, toto_config
 
-FAMILIES = ("chronos-t5",)
+FAMILIES = ("chronos-t5", "toto")
 SIZES = tuple(CHRONOS_T5_SIZES)
+FAMILY_SIZES = {"chronos-t5": tuple(CHRONOS_T5_SIZES), "toto": tuple(TOTO_SIZES)}
 
 
 def write_random(folder: str | Path, size: str = "tiny", *, seed: int = 0, prediction_length: int = 64,
-                 context_length: int = 512, family: str = "chronos-t5", name: str | None = None) -> Path:
-    """A random-weight checkpoint of an official size, written to ``folder`` (config.json + model.safetensors)."""
+                 context_length: int | None = None, family: str = "chronos-t5", name: str | None = None) -> Path:
+    """A random-weight checkpoint of an official size, written to ``folder`` (config.json + model.safetensors).
+
+    ``prediction_length``: Chronos' steps per window, Toto's default horizon (values); ``context_length``:
+    values read (None: the family's, 512 for Chronos-T5 and 4096 for Toto).
+    """
     _check_family(family)
+    if family == "toto":
+        options = TotoOptions(context_length=context_length or TotoOptions.context_length, horizon=prediction_length)
+        return save_toto(random_toto(toto_config(size), seed=seed, options=options, name=name or f"random-toto-{size}"), folder)
     cfg = chronos_t5_config(size)  # names the size when it is unknown
-    chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length)
+    chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length or 512)
     return save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed, name=name or f"random-{size}"), folder)
 
 

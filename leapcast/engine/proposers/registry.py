@@ -46,6 +46,9 @@ def parse(name: str) -> ProposerName:
 def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], object] | None = None) -> Proposer:
     """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for."""
     parsed = parse(name)
+    if target.head_kind != "categorical":
+        raise ValueError(f"{param('draft')} {name!r}: {target.name!r} has continuous heads, and leapcast verifies "
+                         "proposals only for categorical heads so far; forecast without a draft")
     if parsed.kind == "early-exit":
         # the depth is calibrated on the checkpoint's own warping (the forecast's may differ; the output is exact either way)
         return EarlyExitProposer(target, parsed.number, k=k, sampling=SamplingConfig(**target.default_sampling()))
