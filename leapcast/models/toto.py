@@ -236,12 +236,12 @@ class Toto:
         state.sums.scatter_(2, (at + 1).view(r, 1, n, 1).expand(r, v, n, 3), after)
         h = self.net.embed(((x - loc[..., None]) / scale[..., None]).to(self.dtype))  # [R, V, n, D]
         index = (state.last[rows][:, None] + at).to(self._work)  # [R, n] the patches' own indices
-        center = self._centers(index, state.last[rows][:, None])
+        rope = self.net.rope(index[:, None, None], self._centers(index, state.last[rows][:, None])[:, None, None])  # [R, 1, 1, n, hd]
         for i, layer in enumerate(self.net.layers):
             if layer.spacewise:
                 h = self._spacewise(layer, h)
             else:
-                h = self._cached_timewise(layer, self._time.index(i), h, state, pos, at, index, center)
+                h = self._cached_timewise(layer, self._time.index(i), h, state, pos, at, rope)
         logits, loc_v, scale_v, df = self.net.mixture(h, loc, scale)  # [R, V, n, P, C] each
 
         def flat(t: torch.Tensor) -> torch.Tensor:
@@ -335,7 +335,7 @@ class Toto:
         h = self.net.embed(scaled)  # [B, V, Lp, D]
         j = torch.arange(lp, device=self.device)
         index = (j - pad[:, None]).clamp(min=0).to(self._work)  # [B, Lp] own patch indices (padding: 0, masked anyway)
-        center = self._centers(index, last[:, None])
+        rope = self.net.rope(index[:, None, None], self._centers(index, last[:, None])[:, None, None])  # [B, 1, 1, Lp, hd]
         allowed = (j[None, :, None] >= j[None, None, :]) & (valid[:, None, :] | torch.eye(lp, dtype=torch.bool, device=self.device))
         mask = allowed[:, None, None]  # [B, 1, 1, Lp, Lp]: causal, no padding (a padding query sees itself)
         keys, values = [], []
@@ -344,8 +344,7 @@ class Toto:
                 h = self._spacewise(layer, h)
                 continue
             q, k, val = self._qkv(layer, h)  # [B, V, H, Lp, hd]
-            q = self.net.rotate(q, index[:, None, None], center[:, None, None], keys=False)
-            k = self.net.rotate(k, index[:, None, None], center[:, None, None], keys=True)
+            q, k = self.net.rotate(q, rope, keys=False), self.net.rotate(k, rope, keys=True)
             keys.append(k.contiguous())
             values.append(val.contiguous())
             if i == self._time[-1]:
@@ -361,13 +360,12 @@ class Toto:
         return layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)).transpose(1, 2))
 
     def _cached_timewise(self, layer, cache: int, h: torch.Tensor, state: TotoState, pos: torch.Tensor, at: torch.Tensor,
-                         index: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+                         rope: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """h [R, V, n, D] at decoder positions ``at`` [R, n]: causal attention over the series' shared context
         keys and the row's own keys up to each position (one softmax over both), writing the new keys first."""
         r, v, n, _ = h.shape
         q, k, val = self._qkv(layer, h)  # [R, V, H, n, hd]
-        q = self.net.rotate(q, index[:, None, None], center[:, None, None], keys=False)
-        k = self.net.rotate(k, index[:, None, None], center[:, None, None], keys=True)
+        q, k = self.net.rotate(q, rope, keys=False), self.net.rotate(k, rope, keys=True)
         ks, vs = state.keys[cache], state.values[cache]  # [R, V, H, cap, hd]
         used = int(at.max()) + 1
         if bool((pos == pos[0]).all()):
