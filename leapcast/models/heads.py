@@ -119,19 +119,21 @@ class StudentTMixture:
         if sampling.greedy:
             return self.mean()
         p = self.patch_size
+        numbers = rand(p + 2 * p * BAILEY_BLOCK, 0)  # columns 0..P-1 pick components, the rest the first block of tries
         cdf = self.weights.float().softmax(dim=-1).cumsum(dim=-1)  # [R, n, P, C]
-        u = rand(p, 0)[..., None] * cdf[..., -1:]
+        u = numbers[..., :p, None] * cdf[..., -1:]
         component = torch.searchsorted(cdf, u.contiguous(), right=True).clamp_(max=cdf.shape[-1] - 1)  # [R, n, P, 1]
         loc, scale, df = (t.gather(-1, component).squeeze(-1).float() for t in (self.loc, self.scale, self.df))
-        return loc + scale * _student_t(df, rand, offset=p)
+        return loc + scale * _student_t(df, rand, offset=p, first_block=numbers[..., p:])
 
 
-def _student_t(df: torch.Tensor, rand: Rand, offset: int) -> torch.Tensor:
+def _student_t(df: torch.Tensor, rand: Rand, offset: int, first_block: torch.Tensor | None = None) -> torch.Tensor:
     """Standard Student-T draws with ``df`` [R, n, P] degrees of freedom (inf: standard normal).
 
     Bailey's polar method: (U, V) uniform on the square [-1, 1]^2 until W = U^2 + V^2 lies in (0, 1),
     then T = U * sqrt(df (W^(-2/df) - 1) / W). Tries come in blocks of ``BAILEY_BLOCK`` per value from
-    fresh columns of ``rand``; a value whose tries all miss (probability 0.215^4 per block) takes the next block.
+    fresh columns of ``rand`` (the first block may come drawn already, ``first_block``: the same columns); a value
+    whose tries all miss (probability 0.215^4 per block) takes the next block.
     """
     shape = df.shape
     p = shape[-1]
@@ -139,7 +141,8 @@ def _student_t(df: torch.Tensor, rand: Rand, offset: int) -> torch.Tensor:
     todo = torch.ones(shape, dtype=torch.bool, device=df.device)
     block = 0
     while bool(todo.any()):
-        uv = rand(2 * p * BAILEY_BLOCK, offset + block * 2 * p * BAILEY_BLOCK).view(*shape, BAILEY_BLOCK, 2) * 2 - 1
+        fresh = first_block if block == 0 and first_block is not None else rand(2 * p * BAILEY_BLOCK, offset + block * 2 * p * BAILEY_BLOCK)
+        uv = fresh.reshape(*shape, BAILEY_BLOCK, 2) * 2 - 1
         w = (uv * uv).sum(dim=-1)  # [R, n, P, B]
         ok = (w > 0) & (w < 1)
         first = ok.float().argmax(dim=-1, keepdim=True)  # the first try that landed
