@@ -9,6 +9,8 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
 
+FIXTURES = Path(__file__).parent / "fixtures"  # files the tests read: pinned outputs, recorded configs, the smoke config
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "oracle: compares leapcast with a reference implementation (chronos-forecasting, "

@@ -53,7 +53,7 @@ class Tokenized:
 
 class StepModel(Protocol):
     """What the engine, the forecaster and the CLI need from a model family; nothing else of a model is read
-    (tests/test_families.py records every attribute they touch). docs/families.md walks through it.
+    (tests/engine/test_families.py records every attribute they touch). docs/families.md walks through it.
 
     A *step* is what one autoregressive pass adds: one token (Chronos-T5) or one patch of ``patch_size``
     values per variate (Toto). Steps travel in the head's own type: token ids [R] long, or values [R, V * P].

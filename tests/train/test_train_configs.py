@@ -1,6 +1,6 @@
 """Staged training configs: each stage, resolved through `extends`, is the config the bundled models were trained with.
 
-The oracle, tests/data/bundled_train_configs.json, holds the flat config files
+The oracle, tests/fixtures/bundled_train_configs.json, holds the flat config files
 the bundled house-target and house-draft were trained from (as of commit
 0c6ecd3, before `extends`), keyed by the file that replaced each. Run folders
 were renamed with the files (`runs/house-target-stage0` is now
@@ -13,14 +13,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from leapcast.registry import BUNDLED_DIR
 from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "leapcast" / "train" / "configs"
 EXPERIMENTS = ROOT / "benchmarks" / "experiments"
-RECORDED = json.loads((Path(__file__).parent / "data" / "bundled_train_configs.json").read_text())
+RECORDED = json.loads((FIXTURES / "bundled_train_configs.json").read_text())
 RUN_RENAMES = {"runs/" + Path(entry["was"]).stem: "runs/" + Path(name).stem for name, entry in RECORDED.items()}
 DRAFT_TARGET = {"draft-1-base": "target-2-stacked", "draft-2-fine": "target-3-fine", "draft-3-season": "target-4-season",
                 "draft-4-adjusted": "target-5-adjusted", "draft-5-trend": "target-6-trend"}  # the target each draft stage distilled

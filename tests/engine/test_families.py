@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_checkpoint
+from conftest import FIXTURES, make_checkpoint
 from scipy import stats
 from toy_family import PATCH, ToyPatchModel, reference_mean_forecast
 
@@ -183,12 +183,12 @@ def test_the_engine_reaches_nothing_outside_the_contract(tmp_path, draft):
 
 # --- forecasts did not change -----------------------------------------------------------------------------
 
-PINNED = Path(__file__).parent / "data" / "greedy_pinned.json"
+PINNED = FIXTURES / "greedy_pinned.json"
 
 
 @pytest.mark.parametrize("label", ["house-target", "random-t5"])
 def test_greedy_forecasts_are_the_ones_before_the_rewrite(tmp_path, label):
-    """Greedy paths written by the engine before this contract (tests/data/greedy_pinned.json, its ``made_by``)."""
+    """Greedy paths written by the engine before this contract (tests/fixtures/greedy_pinned.json, its ``made_by``)."""
     import json
 
     import pandas as pd

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURES
 
 from leapcast import Forecaster
 from leapcast.train.config import TrainConfig
 from leapcast.train.loss import loss_on
 from leapcast.train.pretrain import train
 
-CONFIG = Path(__file__).parent / "data" / "tiny-smoke.json"
+CONFIG = FIXTURES / "tiny-smoke.json"
 
 
 def test_tiny_pretraining_lowers_the_loss_and_resumes(tmp_path):
