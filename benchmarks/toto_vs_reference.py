@@ -4,7 +4,8 @@ The reference runs as its README shows: KV cache on, ``samples_per_batch`` equal
 For each cell the two run interleaved in one process (reference, leapcast, reference, ...) and the
 ratio of the medians is reported. Cells already in the results file are kept (rerun the same command
 to resume); a cell whose reference KV cache would exceed ``--memory-gib`` is skipped and says so.
-Before timing, each size checks that leapcast's mean path equals the reference's (max relative difference).
+Before timing, each size compares leapcast's mean path with the reference's, and both with the reference
+run in float64 (max relative differences: float32 rounding is the yardstick).
 
     python benchmarks/toto_vs_reference.py                        # the full grid (an hour or more on 2 cores)
     python benchmarks/toto_vs_reference.py --sizes small --contexts 512 --horizons 64 --repeats 1   # quick
@@ -31,8 +32,8 @@ RESULTS = Path(__file__).parent / "results"
 CELLS = {"b1-s20": (1, 20), "b16-s20": (16, 20), "b1-s256": (1, 256)}  # name -> (series, paths)
 
 
-def reference(model):
-    """toto-ts' TotoForecaster with ``model``'s weights."""
+def reference(model, dtype: torch.dtype = torch.float32):
+    """toto-ts' TotoForecaster with ``model``'s weights (in ``dtype``: float64 gives the float32 runs a yardstick)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from toto.inference.forecaster import TotoForecaster
@@ -42,7 +43,7 @@ def reference(model):
         cfg["use_memory_efficient_attention"] = False  # no xFormers on this machine
         ref = Toto(**cfg).eval()
     ref.load_state_dict(to_reference(model.net), strict=True)
-    return TotoForecaster(ref.model)
+    return TotoForecaster(ref.to(dtype).model)
 
 
 def masked(contexts: torch.Tensor):
@@ -85,12 +86,21 @@ def main() -> None:
             model = random_toto(toto_config(size), seed=0, name=f"toto-{size}")
             ours, ref = Forecaster(model, name=f"toto-{size}"), reference(model)
             probe = torch.randn(2, 512, generator=torch.Generator().manual_seed(0)).cumsum(-1)
+            h = 2 * model.patch_size
             with torch.no_grad():
-                want = ref.forecast(masked(probe), 2 * model.patch_size, num_samples=None, use_kv_cache=True).mean[:, 0]
-            got = ours.predict(probe, 2 * model.patch_size, top_k=1, num_samples=1, progress=False)[:, 0]
-            checks[size] = float(((got - want.double()).abs() / want.double().abs().clamp_min(1)).max())
-            print(f"toto-{size}: {model.num_parameters() / 1e6:.1f}M parameters; mean path vs reference: max rel. diff "
-                  f"{checks[size]:.1e}", flush=True)
+                want = ref.forecast(masked(probe), h, num_samples=None, use_kv_cache=True).mean[:, 0].double()
+                exact = reference(model, torch.float64).forecast(masked(probe.double()), h, num_samples=None, use_kv_cache=True).mean[:, 0]
+            got = ours.predict(probe, h, top_k=1, num_samples=1, progress=False)[:, 0]
+
+            def rel(a, b):
+                return float(((a - b).abs() / b.abs().clamp_min(1)).max())
+
+            checks[size] = dict(leapcast_vs_reference=rel(got, want), leapcast_vs_reference_float64=rel(got, exact),
+                                reference_vs_reference_float64=rel(want, exact))
+            print(f"toto-{size}: {model.num_parameters() / 1e6:.1f}M parameters; mean path, max rel. diff: leapcast vs toto-ts "
+                  f"{checks[size]['leapcast_vs_reference']:.1e}; against toto-ts in float64: leapcast "
+                  f"{checks[size]['leapcast_vs_reference_float64']:.1e}, toto-ts float32 {checks[size]['reference_vs_reference_float64']:.1e}",
+                  flush=True)
             for context in args.contexts:
                 for horizon in args.horizons:
                     for cell in args.cells:
@@ -135,6 +145,10 @@ def _write(args, rows: list[dict], checks: dict) -> None:
             md.append(f"{head} - | - | skipped: {r['skipped']} |")
         else:
             md.append(f"{head} {r['leapcast_s']:.2f} | {r['reference_s']:.2f} | **x{r['speedup']:.2f}** |")
+    for size, c in checks.items():
+        md.append(f"\nMean path, toto-{size}, max relative difference: leapcast vs toto-ts {c['leapcast_vs_reference']:.1e}; "
+                  f"against toto-ts in float64, leapcast {c['leapcast_vs_reference_float64']:.1e} and toto-ts (float32) "
+                  f"{c['reference_vs_reference_float64']:.1e}.")
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
 
 
