@@ -26,7 +26,7 @@ import torch
 
 from leapcast import Forecaster
 from leapcast.eval.timing import interleaved
-from leapcast.models.toto_presets import TOTO_SIZES, random_toto, toto_config, to_reference
+from leapcast.models.toto_presets import TOTO_SIZES, random_toto, to_reference, toto_config
 
 RESULTS = Path(__file__).parent / "results"
 CELLS = {"b1-s20": (1, 20), "b16-s20": (16, 20), "b1-s256": (1, 256)}  # name -> (series, paths)

@@ -12,7 +12,6 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -111,35 +110,35 @@ def _refusals() -> Iterator[None]:
 
 @app.command()
 def forecast(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target."),
     input: Path = typer.Option(..., "--input", "-i", help="Long table (.csv, .csv.gz or .parquet) with id, time and target columns."),
     h: int = typer.Option(..., "--h", help="Forecast horizon in steps."),
-    quantiles: Optional[list[float]] = typer.Option(None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."),
-    level: Optional[list[float]] = typer.Option(None, "--level", help="Prediction-interval levels in (0, 100); repeat the option."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write forecasts here (.csv, .csv.gz or .parquet; its folder must exist); default: print CSV."),
-    num_samples: Optional[int] = typer.Option(None, help="Sample paths per series (default: the checkpoint's)."),
-    temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: the checkpoint's)."),
-    top_k: Optional[int] = typer.Option(None, help="Top-k (default: the checkpoint's); 1 = greedy."),
-    top_p: Optional[float] = typer.Option(None, help="Top-p (default: the checkpoint's)."),
-    seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples (with --draft, add --fixed-k for exactly repeatable paths)."),
+    quantiles: list[float] | None = typer.Option(None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."),
+    level: list[float] | None = typer.Option(None, "--level", help="Prediction-interval levels in (0, 100); repeat the option."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write forecasts here (.csv, .csv.gz or .parquet; its folder must exist); default: print CSV."),
+    num_samples: int | None = typer.Option(None, help="Sample paths per series (default: the checkpoint's)."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature (default: the checkpoint's)."),
+    top_k: int | None = typer.Option(None, help="Top-k (default: the checkpoint's); 1 = greedy."),
+    top_p: float | None = typer.Option(None, help="Top-p (default: the checkpoint's)."),
+    seed: int | None = typer.Option(None, help="Seed for reproducible samples (with --draft, add --fixed-k for exactly repeatable paths)."),
     batch_size: int = typer.Option(32, help="Series per batch."),
     id_col: str = typer.Option("unique_id", help="Id column."),
     time_col: str = typer.Option("ds", help="Time column."),
     target_col: str = typer.Option("y", help="Target column."),
-    freq: Optional[str] = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
-    season_length: Optional[int] = typer.Option(None, help="Season in steps for the seasonal adjustment; default: the frequency's (12 monthly, 4 quarterly, 24 hourly, ...)."),
-    seasonal_adjustment: Optional[bool] = typer.Option(
+    freq: str | None = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
+    season_length: int | None = typer.Option(None, help="Season in steps for the seasonal adjustment; default: the frequency's (12 monthly, 4 quarterly, 24 hourly, ...)."),
+    seasonal_adjustment: bool | None = typer.Option(
         None, "--seasonal-adjustment/--no-seasonal-adjustment",
         help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target)."),
     adjustment_seasons: int = typer.Option(
         RECENT_SEASONS, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device: cpu, or cuda / cuda:N / mps where this torch build has it."),
-    draft: Optional[str] = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
+    draft: str | None = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
     k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-k", help="Choose k up to --k from measured speed, k=0 turning speculation off (default), or always propose --k steps."),
-    stop_below: Optional[float] = typer.Option(None, help="Draft stops proposing when its mean top probability falls below this."),
-    stats_json: Optional[Path] = typer.Option(None, help="Write speculative-decoding stats here."),
+    stop_below: float | None = typer.Option(None, help="Draft stops proposing when its mean top probability falls below this."),
+    stats_json: Path | None = typer.Option(None, help="Write speculative-decoding stats here."),
 ) -> None:
     """Forecast every series of a long table."""
     import torch
@@ -205,7 +204,7 @@ def _print_stats(stats, proposer: str) -> None:
 
 @app.command()
 def info(
-    model: Optional[str] = typer.Argument(None, help="Checkpoint folder or bundled model name."),
+    model: str | None = typer.Argument(None, help="Checkpoint folder or bundled model name."),
     list_models: bool = typer.Option(False, "--list", help="List bundled models."),
 ) -> None:
     """Configuration, parameter count and size of a checkpoint."""
@@ -233,8 +232,8 @@ def info(
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="Training config (JSON), e.g. leapcast/train/configs/target-0-base.json (a stage config may `extends` another)."),
-    out_dir: Optional[str] = typer.Option(None, help="Override the config's out_dir."),
-    steps: Optional[int] = typer.Option(None, help="Override the number of optimizer steps."),
+    out_dir: str | None = typer.Option(None, help="Override the config's out_dir."),
+    steps: int | None = typer.Option(None, help="Override the number of optimizer steps."),
 ) -> None:
     """Pretrain a Chronos-T5-architecture model from scratch (resumes from OUT_DIR/last)."""
     from leapcast.train.pretrain import TrainConfig
@@ -250,8 +249,8 @@ def train(
 def distill(
     target: str = typer.Option(..., "--target", help="Target checkpoint folder or bundled name."),
     out_dir: str = typer.Option(..., "--out-dir", help="Where the draft checkpoint goes (OUT_DIR/last)."),
-    draft_config: Optional[Path] = typer.Option(None, "--draft-config", help="JSON with draft dims and training settings (see DistillConfig)."),
-    steps: Optional[int] = typer.Option(None, help="Override the number of steps."),
+    draft_config: Path | None = typer.Option(None, "--draft-config", help="JSON with draft dims and training settings (see DistillConfig)."),
+    steps: int | None = typer.Option(None, help="Override the number of steps."),
 ) -> None:
     """Distil a small draft that proposes for TARGET (same tokenizer, KL to its warped distributions)."""
     from leapcast.registry import resolve
@@ -271,7 +270,7 @@ def init(
     size: str = typer.Option("tiny", help="Official size: chronos-t5 tiny, mini, small, base or large; toto base (the released 151M) or small."),
     seed: int = typer.Option(0, help="Weight seed."),
     prediction_length: int = typer.Option(64, help="Chronos-T5: steps per forward window; Toto: the default horizon."),
-    context_length: Optional[int] = typer.Option(None, help="Longest context read (default: 512 for chronos-t5, 4096 for toto)."),
+    context_length: int | None = typer.Option(None, help="Longest context read (default: 512 for chronos-t5, 4096 for toto)."),
 ) -> None:
     """Write a RANDOM-weight checkpoint of an official size (for speed tests; it forecasts noise)."""
     from leapcast.models.zoo import write_random
@@ -284,15 +283,15 @@ def init(
 @app.command()
 def bench(
     suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 20 series each, k 2/4/8 and adaptive)."),
-    models: Optional[list[str]] = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
-    drafts: Optional[list[str]] = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
+    models: list[str] | None = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
+    drafts: list[str] | None = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
     out_dir: Path = typer.Option(Path("leapcast-bench"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go (created if missing)."),
     threads: int = typer.Option(2, help="torch CPU threads."),
-    datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."),
-    max_series: Optional[int] = typer.Option(None, help="Override the suite's series per data set."),
-    repeats: Optional[int] = typer.Option(None, help="Override the suite's interleaved timing repeats."),
-    ks: Optional[list[int]] = typer.Option(None, "--ks", help="Override the suite's proposal lengths k; repeat the option."),
-    batch_size: Optional[int] = typer.Option(None, help="Override series per batch (default: a data set's series in one batch)."),
+    datasets: list[str] | None = typer.Option(None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."),
+    max_series: int | None = typer.Option(None, help="Override the suite's series per data set."),
+    repeats: int | None = typer.Option(None, help="Override the suite's interleaved timing repeats."),
+    ks: list[int] | None = typer.Option(None, "--ks", help="Override the suite's proposal lengths k; repeat the option."),
+    batch_size: int | None = typer.Option(None, help="Override series per batch (default: a data set's series in one batch)."),
 ) -> None:
     """Speed and accuracy of every decoding mode (official pipeline, plain, speculative) on official test windows."""
     from dataclasses import replace
@@ -336,11 +335,11 @@ def report(
 @app.command()
 def plot(
     file: Path = typer.Argument(..., help="Forecasts as written by `leapcast forecast --output` (.csv or .parquet)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write; default: FILE with .png."),
-    ids: Optional[list[str]] = typer.Option(None, "--ids", help="Series to draw; repeat the option. Default: the first four."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="The history (the forecast's input table), drawn before the forecast."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Which model's columns to draw, when the file has several."),
-    last: Optional[int] = typer.Option(None, help="Draw only the last N history values per series."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="PNG to write; default: FILE with .png."),
+    ids: list[str] | None = typer.Option(None, "--ids", help="Series to draw; repeat the option. Default: the first four."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="The history (the forecast's input table), drawn before the forecast."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Which model's columns to draw, when the file has several."),
+    last: int | None = typer.Option(None, help="Draw only the last N history values per series."),
     id_col: str = typer.Option("unique_id", help="Id column."),
     time_col: str = typer.Option("ds", help="Time column."),
     target_col: str = typer.Option("y", help="Target column of --input."),

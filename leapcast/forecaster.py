@@ -13,12 +13,12 @@ from tqdm.auto import tqdm
 from leapcast import frame
 from leapcast.checks import check_device, check_flag, check_int, check_levels, param
 from leapcast.deseason import RECENT_SEASONS, SeasonalIndex, season_length_of, seasonal_index
-from leapcast.engine.rollout import rollout
-from leapcast.engine.proposers import make_proposer
-from leapcast.engine.sampling import SamplingConfig, stream_key
-from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.engine.adaptive import KChooser
+from leapcast.engine.proposers import make_proposer
+from leapcast.engine.rollout import rollout
+from leapcast.engine.sampling import SamplingConfig, stream_key
 from leapcast.engine.speculative import SpecConfig, SpecStats
+from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.inputs import as_items, as_series_list, check_horizon, left_pad, power_of_two_scale, raw_range_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
@@ -61,7 +61,7 @@ class Forecaster:
         dtype: torch.dtype = torch.float32,
         seasonal_adjustment: bool | None = None,
         adjustment_seasons: int | None = RECENT_SEASONS,
-    ) -> "Forecaster":
+    ) -> Forecaster:
         """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name
         (None: the default bundled model, house-target, where the build ships it).
 

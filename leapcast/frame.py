@@ -234,7 +234,7 @@ def _time_values(col: pd.Series, name: str):
                 f"use integer steps or datetimes"
             )
         return values.astype(np.int64)
-    elif pd.api.types.is_string_dtype(dtype) or dtype == object:
+    elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         try:
             return pd.DatetimeIndex(pd.to_datetime(col))
         except (ValueError, TypeError) as err:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_checkpoint
 from typer.testing import CliRunner
 
 from leapcast import cli
@@ -22,8 +23,6 @@ from leapcast.cli import app
 from leapcast.forecaster import Forecaster
 from leapcast.frame import MAX_MISSING_GRID, to_panel
 from leapcast.inputs import MAX_ABS, MAX_HORIZON
-
-from conftest import make_checkpoint
 
 runner = CliRunner()
 

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_checkpoint
 from pandas.tseries.frequencies import to_offset
 
 from leapcast.deseason import autocorrelation, is_seasonal, season_length_of, seasonal_index
 from leapcast.engine.sampling import stream_key
 from leapcast.engine.speculative import SpecConfig
 from leapcast.forecaster import Forecaster
-from conftest import make_checkpoint
 
 
 def seasonal_series(n=120, m=12, level=100.0, amplitude=0.3, noise=0.02, trend=0.002, seed=0):

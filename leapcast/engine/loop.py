@@ -272,7 +272,7 @@ class _Rows:
 
     @classmethod
     def new(cls, start: torch.Tensor, streams: RowStreams, series: torch.Tensor, num_steps: int, first_step: int,
-            group: int, capacity: int, k_max: int) -> "_Rows":
+            group: int, capacity: int, k_max: int) -> _Rows:
         r, device = len(series), start.device
         streams = RowStreams(streams.base.to(device))
         window = torch.arange(capacity, device=device).expand(r, capacity)
@@ -318,12 +318,12 @@ class _Rows:
         self.pending = torch.where(active.view(-1, *extra), last, self.pending)
         self.n = self.n + torch.where(active, accepted + 1, 0)
 
-    def select(self, keep: torch.Tensor) -> "_Rows":
+    def select(self, keep: torch.Tensor) -> _Rows:
         return _Rows(self.committed[keep], self.n[keep], self.goal[keep], self.pending[keep], self.series[keep], self.group[keep],
                      self.first[keep], self.streams.select(keep), {kind: u[keep] for kind, u in self.uniforms.items()},
                      self.together, self.together_goal)
 
-    def merge(self, other: "_Rows") -> "_Rows":
+    def merge(self, other: _Rows) -> _Rows:
         cap = max(self.committed.shape[1], other.committed.shape[1])
         return _Rows(
             torch.cat([_pad_dim1(self.committed, cap), _pad_dim1(other.committed, cap)]),
@@ -351,7 +351,7 @@ class _Rand:
     def __init__(self, rows: _Rows, window: torch.Tensor | None, kind: int, index: torch.Tensor | None = None, at: int | None = None) -> None:
         self.rows_, self.window, self.kind, self.index, self.at = rows, window, kind, index, at  # at: every row's window step
 
-    def rows(self, index: torch.Tensor) -> "_Rand":
+    def rows(self, index: torch.Tensor) -> _Rand:
         return _Rand(self.rows_, self.window[index], self.kind, index if self.index is None else self.index[index])
 
     def __call__(self, count: int, offset: int = 0) -> torch.Tensor:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
-from leapcast.models.sampling import SamplingConfig, draw, draw_sorted, probabilities, sample, sorted_probabilities, warp
+from leapcast.models.sampling import (
+    SamplingConfig,
+    draw,
+    draw_sorted,
+    probabilities,
+    sample,
+    sorted_probabilities,
+    warp,
+)
 
 __all__ = ["SamplingConfig", "draw", "draw_sorted", "probabilities", "sample", "sorted_probabilities", "stream_key", "warp"]
 

@@ -66,7 +66,7 @@ class SpecStats:
     def mean_accepted_length(self) -> float:
         return 1 + self.accepted_steps / self.drafts if self.drafts else 1.0
 
-    def merge(self, other: "SpecStats") -> None:
+    def merge(self, other: SpecStats) -> None:
         for name in ("target_passes", "drafts", "drafted_steps", "accepted_steps", "draft_s", "verify_s", "other_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if not self.accepted_per_position:

@@ -48,7 +48,7 @@ class RowStreams:
     base: torch.Tensor
 
     @classmethod
-    def for_series(cls, seed: int, keys: list[int], rows_per_series: int, device: str | torch.device = "cpu") -> "RowStreams":
+    def for_series(cls, seed: int, keys: list[int], rows_per_series: int, device: str | torch.device = "cpu") -> RowStreams:
         """Rows series-major: ``rows_per_series`` paths (0..S-1) of each key in ``keys`` (64-bit non-negative ints)."""
         for name, value in [("seed", seed), *(("series key", k) for k in keys)]:
             if not 0 <= value < 2**64:
@@ -68,7 +68,7 @@ class RowStreams:
     def __len__(self) -> int:
         return len(self.base)
 
-    def select(self, rows: torch.Tensor) -> "RowStreams":
+    def select(self, rows: torch.Tensor) -> RowStreams:
         return RowStreams(base=self.base[rows.to(self.base.device)])
 
     def uniforms(self, steps: torch.Tensor, stream: int) -> torch.Tensor:

@@ -47,13 +47,13 @@ import numpy as np
 import torch
 
 from leapcast.checks import check_int, is_int
+from leapcast.engine.proposers import make_proposer, parse
 from leapcast.engine.speculative import SpecConfig
 from leapcast.eval import metrics as M
 from leapcast.eval.backtest import Window, official_window
 from leapcast.eval.forecasts import BASELINES, leapcast_forecast, official_forecast, official_pipeline, stats_forecast
 from leapcast.eval.report import write_report
 from leapcast.eval.timing import interleaved, timed
-from leapcast.engine.proposers import make_proposer, parse
 from leapcast.forecaster import DEFAULT_QUANTILES, Forecaster
 from leapcast.models.loading import load_model
 from leapcast.models.zoo import SIZES, write_random_pair

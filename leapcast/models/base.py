@@ -77,7 +77,7 @@ class StepModel(Protocol):
     def check_sampling(self, sampling) -> None:
         """Raise ValueError, naming the setting, for sampling settings that do not apply to this model's heads."""
 
-    def check_draft(self, draft: "StepModel") -> None:
+    def check_draft(self, draft: StepModel) -> None:
         """Raise ValueError, naming what differs, unless ``draft``'s steps mean what this model's steps mean."""
 
     def describe(self) -> dict[str, str]:

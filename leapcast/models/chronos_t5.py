@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from leapcast.models.base import DecoderState, Tokenized
-from leapcast.models.heads import Categorical
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
+from leapcast.models.heads import Categorical
 from leapcast.models.t5 import T5, LayerCache
-
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = ("n_tokens", "n_special_tokens", "pad_token_id", "eos_token_id", "use_eos_token", "low_limit", "high_limit", "context_length")
@@ -64,7 +63,7 @@ class ChronosT5:
     def check_sampling(self, sampling) -> None:
         """Every setting applies to a categorical head."""
 
-    def check_draft(self, draft: "ChronosT5") -> None:
+    def check_draft(self, draft: ChronosT5) -> None:
         theirs = getattr(draft, "chronos", None)
         if not isinstance(theirs, ChronosTokenizerConfig):
             raise ValueError(f"draft {draft.name!r} is not a Chronos-T5 model; a draft must share the target's steps")
@@ -92,7 +91,7 @@ class ChronosT5:
             "default sampling": f"{ch.num_samples} samples, temperature {ch.temperature}, top-k {ch.top_k}, top-p {ch.top_p}",
         }
 
-    def context_steps(self, batch: "Tokenized | ChronosState") -> tuple[torch.Tensor, torch.Tensor]:
+    def context_steps(self, batch: Tokenized | ChronosState) -> tuple[torch.Tensor, torch.Tensor]:
         if self.chronos.use_eos_token:  # the appended EOS is not a step
             return batch.tokens[:, :-1], batch.mask[:, :-1]
         return batch.tokens, batch.mask
@@ -112,7 +111,7 @@ class ChronosT5:
     # --- the engine's contract: prefix, step, values, extend, select, merge --------------------------
 
     @torch.inference_mode()
-    def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> "ChronosState":
+    def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> ChronosState:
         """contexts [B, T] float32 (NaN: missing) -> the state of B series x ``rows_per_series`` rows
         (series-major): the encoder pass once per series, self-attention caches of ``capacity`` positions."""
         batch = self.tokenize(contexts)
@@ -120,16 +119,16 @@ class ChronosT5:
         row_series = torch.arange(batch.tokens.shape[0]).repeat_interleave(rows_per_series)
         return ChronosState(state.caches, batch.tokens, batch.mask, batch.scale, row_series, rows_per_series, capacity)
 
-    def start_inputs(self, state: "ChronosState") -> torch.Tensor:
+    def start_inputs(self, state: ChronosState) -> torch.Tensor:
         """The input at decoder position 0 of every row: the start token, [R] long."""
         return torch.full((state.num_rows,), self.start_token, dtype=torch.long, device=self.device)
 
-    def step(self, state: "ChronosState", inputs: torch.Tensor, positions: int | torch.Tensor) -> Categorical:
+    def step(self, state: ChronosState, inputs: torch.Tensor, positions: int | torch.Tensor) -> Categorical:
         """inputs [R, n] long (the step before each position) at ``positions`` (int, or [R] long) + 0..n-1
         -> the head of the next step at each, [R, n] over the vocabulary."""
         return Categorical(self.decode(inputs, positions, state), self.banned_tokens)
 
-    def values(self, state: "ChronosState", steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def values(self, state: ChronosState, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """steps [R', n] long of the state's rows ``rows`` [R'] -> values [R', n] float32 (bin centres x scale)."""
         scale = state.scale[state.row_series[rows.cpu()]]  # [R']
         return self.tokenizer.detokenize(steps.cpu()[:, None], scale.cpu())[:, 0]
@@ -139,7 +138,7 @@ class ChronosT5:
         of the window's samples [B, S, n] -> [B, T + n]."""
         return torch.cat([contexts, samples.median(dim=1).values], dim=-1)
 
-    def select(self, state: "ChronosState", rows: torch.Tensor) -> "ChronosState":
+    def select(self, state: ChronosState, rows: torch.Tensor) -> ChronosState:
         """Keep ``rows`` [R'] (in that order); series left with no row are dropped."""
         rows = rows.cpu()  # the state's row map and context tokens stay on the CPU
         series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
@@ -151,7 +150,7 @@ class ChronosT5:
         caches = _ChronosCaches(layers, c.cross_mask[series_d], c.bias_table, None if grouped else row_series.to(self.device))
         return ChronosState(caches, state.tokens[series], state.mask[series], state.scale[series], row_series, grouped, state.capacity)
 
-    def merge(self, a: "ChronosState", b: "ChronosState") -> "ChronosState":
+    def merge(self, a: ChronosState, b: ChronosState) -> ChronosState:
         """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
         capacity = max(a.capacity, b.capacity)
         length = max(a.tokens.shape[1], b.tokens.shape[1])
@@ -212,7 +211,7 @@ class ChronosT5:
         caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask[series], bias_table=c.bias_table)
         return DecoderState(caches=caches, num_series=len(series), rows_per_series=s, max_steps=state.max_steps)
 
-    def early_exit_state(self, state: "ChronosState", num_layers: int) -> "ChronosState":
+    def early_exit_state(self, state: ChronosState, num_layers: int) -> ChronosState:
         """Fresh self-attention caches for the first ``num_layers`` decoder layers,
         sharing the target state's cross-attention keys and values (no encoder rerun)."""
         c: _ChronosCaches = state.caches

@@ -47,7 +47,7 @@ class ChronosTokenizerConfig:
             raise ValueError(f"chronos_config needs low_limit < high_limit, got {self.low_limit}, {self.high_limit}")
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "ChronosTokenizerConfig":
+    def from_dict(cls, raw: dict) -> ChronosTokenizerConfig:
         tokenizer_class = raw.get("tokenizer_class", "MeanScaleUniformBins")
         if tokenizer_class != "MeanScaleUniformBins":
             raise ValueError(

@@ -46,7 +46,7 @@ class Categorical:
     def vocab_size(self) -> int:
         return self.logits.shape[-1]
 
-    def pick(self, index: torch.Tensor) -> "Categorical":
+    def pick(self, index: torch.Tensor) -> Categorical:
         """One position per row: index [R] long into n -> a head [R, 1]."""
         return Categorical(self.logits[torch.arange(len(index), device=self.logits.device), index.to(self.logits.device)][:, None], self.banned)
 
@@ -87,7 +87,7 @@ class StudentTMixture:
     df: torch.Tensor
 
     @classmethod
-    def gaussian(cls, loc: torch.Tensor, scale: torch.Tensor) -> "StudentTMixture":
+    def gaussian(cls, loc: torch.Tensor, scale: torch.Tensor) -> StudentTMixture:
         """loc, scale [R, n, P] -> one Gaussian component per value."""
         loc, scale = loc[..., None], scale[..., None]
         return cls(torch.zeros_like(loc), loc, scale, torch.full_like(loc, math.inf))

@@ -61,7 +61,7 @@ class T5Config:
         return "gelu_new" if self.feed_forward_proj == "gated-gelu" else name
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "T5Config":
+    def from_dict(cls, raw: dict) -> T5Config:
         num_layers = int(raw["num_layers"])
         return cls(
             vocab_size=int(raw["vocab_size"]),
@@ -203,7 +203,7 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cache: "LayerCache",
+        cache: LayerCache,
         start: int | torch.Tensor,
         self_bias: torch.Tensor,
         cross_mask: torch.Tensor,

@@ -76,7 +76,7 @@ class TotoConfig:
             raise ValueError(f"Toto config `scale_factor_exponent` must be a finite number >= 0, got {self.scale_factor_exponent!r}")
 
     @classmethod
-    def from_dict(cls, config: dict, where: str = "config.json") -> "TotoConfig":
+    def from_dict(cls, config: dict, where: str = "config.json") -> TotoConfig:
         """The reference's config.json (``where`` names it in messages); an unknown field is refused, as the
         reference's constructor refuses it."""
         fields = {k: v for k, v in config.items() if k != "leapcast" and not k.startswith("_") and k not in METADATA_KEYS}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.deseason import seasonally_adjusted
+from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.train.config import TrainConfig
 
 

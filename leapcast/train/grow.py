@@ -25,7 +25,6 @@ import copy
 from dataclasses import replace
 
 import numpy as np
-
 import torch
 
 from leapcast.checks import check_int

@@ -50,7 +50,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     real, synthetic = series_pool(cfg)
     sampler = CropSampler(cfg, real, synthetic)
     sampler.rng = np.random.default_rng([cfg.seed, step])  # a resumed run draws fresh crops
-    schedule = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+
+    def schedule(s: int) -> float:  # linear warm-up, then cosine decay to 0 at cfg.steps
+        return min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", disable=not progress)
     started = time.perf_counter()
     while step < cfg.steps:

@@ -69,7 +69,7 @@ def test_sampled_first_patch_follows_the_head():
         w = head.weights[0, 0, v].softmax(-1).double().numpy()
         loc, sc, df = (t[0, 0, v].double().numpy() for t in (head.loc, head.scale, head.df))
 
-        def cdf(x, w=w):
+        def cdf(x, w=w, df=df, loc=loc, sc=sc):
             return sum(w[c] * stats.t.cdf(x / scale, df[c], loc[c], sc[c]) for c in range(len(w)))
 
         x = samples[0, :, v].double().numpy()

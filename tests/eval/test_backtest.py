@@ -3,13 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_checkpoint
 
 from leapcast.data import Dataset
 from leapcast.eval import backtest
 from leapcast.eval.backtest import cross_validation, official_window
 from leapcast.forecaster import Forecaster
-
-from conftest import make_checkpoint
 
 
 def frame(lengths=(("a", 0, 20), ("b", 100, 15))) -> pd.DataFrame:
@@ -34,7 +33,7 @@ def test_cutoffs_counted_from_each_series_end():
     assert len(out) == 2 * 3 * 3
     cutoffs = out.groupby("unique_id")["cutoff"].unique().map(list).to_dict()
     assert cutoffs == {"a": [12, 14, 16], "b": [107, 109, 111]}
-    for (uid, cutoff), g in out.groupby(["unique_id", "cutoff"]):
+    for (_uid, cutoff), g in out.groupby(["unique_id", "cutoff"]):
         assert g["ds"].tolist() == [cutoff + 1, cutoff + 2, cutoff + 3]
         assert g["y"].tolist() == g["ds"].astype(float).tolist()  # the actuals, from df
         assert (g["naive"] == cutoff).all()  # the last value the model saw is the one at the cutoff

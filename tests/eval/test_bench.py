@@ -8,14 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_checkpoint
 from typer.testing import CliRunner
 
 from leapcast import registry
 from leapcast.cli import app
 from leapcast.eval import bench, plots, report
 from leapcast.eval.timing import Interleaved, interleaved
-
-from conftest import make_checkpoint
 
 runner = CliRunner()
 ACCURACY = ("mase", "wql", "rel_mase", "rel_wql")

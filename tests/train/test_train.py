@@ -1,7 +1,6 @@
 """Pretraining: a tiny configuration trains for a few steps, the loss falls, and a run resumes."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from leapcast.engine.proposers._autoregressive import DecoderProposer
 
+
 class DraftModelProposer(DecoderProposer):
     def __init__(self, draft, target) -> None:
         target.check_draft(draft)
