@@ -75,7 +75,10 @@ def test_sampled_first_patch_follows_the_head():
         x = samples[0, :, v].double().numpy()
         assert stats.kstest(x, cdf).pvalue > 1e-3
     if not np.allclose(w, w[::-1], atol=0.05):
-        swapped = lambda x: sum(w[::-1][c] * stats.t.cdf(x / scale, df[c], loc[c], sc[c]) for c in range(len(w)))  # noqa: E731
+
+        def swapped(x):
+            return sum(w[::-1][c] * stats.t.cdf(x / scale, df[c], loc[c], sc[c]) for c in range(len(w)))
+
         assert stats.kstest(x, swapped).pvalue < 1e-3
 
 

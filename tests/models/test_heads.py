@@ -58,8 +58,11 @@ def test_the_kolmogorov_test_rejects_a_wrong_mixture():
 def test_log_prob_is_scipys_over_the_whole_patch(weights, loc, scale, df):
     head = mixture(3, weights, loc, scale, df, p=4)
     x = torch.linspace(-4, 4, 12).view(3, 1, 4)
-    pdf = lambda v: sum(w * (stats.norm.pdf(v, m, s) if math.isinf(d) else stats.t.pdf(v, d, m, s))  # noqa: E731
-                        for w, m, s, d in zip(weights, loc, scale, df))
+
+    def pdf(v):
+        return sum(w * (stats.norm.pdf(v, m, s) if math.isinf(d) else stats.t.pdf(v, d, m, s))
+                   for w, m, s, d in zip(weights, loc, scale, df))
+
     expected = np.log(pdf(x.double().numpy())).sum(axis=-1)  # [3, 1]
     np.testing.assert_allclose(head.log_prob(x).double().numpy(), expected, rtol=1e-5)
 
