@@ -50,7 +50,9 @@ def acceptance(target, draft, contexts: list[np.ndarray], sampling: SamplingConf
     steps = sample_tokens(target, batch, h, sampling, torch.rand(len(contexts), 1, h, generator=g))[:, 0]  # [N, H]
     inputs = torch.cat([torch.full_like(steps[:, :1], target.start_token), steps[:, :-1]], dim=1)
     p = probabilities(target.net(batch.tokens, batch.mask, inputs), sampling, target.banned_tokens)  # [N, H, V]
-    q = probabilities(draft.net(batch.tokens, batch.mask, inputs), sampling, draft.banned_tokens)  # same tokenizer: same tokens
+    q = probabilities(
+        draft.net(batch.tokens, batch.mask, inputs), sampling, draft.banned_tokens
+    )  # same tokenizer: same tokens
     return acceptance_probability(p, q).numpy()
 
 
@@ -63,15 +65,21 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-seasonal-adjustment", action="store_true", help="raw contexts even where the target adjusts them")
+    p.add_argument(
+        "--no-seasonal-adjustment", action="store_true", help="raw contexts even where the target adjusts them"
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "acceptance.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     target, draft = load_model(resolve(args.target)), load_model(resolve(args.draft))
     if target.chronos != draft.chronos:
-        raise SystemExit(f"--draft {args.draft!r} tokenizes differently from --target {args.target!r}; a draft must share its target's tokenizer")
+        raise SystemExit(
+            f"--draft {args.draft!r} tokenizes differently from --target {args.target!r}; a draft must share its target's tokenizer"
+        )
     c = target.chronos
-    adjust = leapcast_options(resolve(args.target)).get("seasonal_adjustment", False) and not args.no_seasonal_adjustment
+    adjust = (
+        leapcast_options(resolve(args.target)).get("seasonal_adjustment", False) and not args.no_seasonal_adjustment
+    )
     sampling = SamplingConfig(num_samples=1, temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
     per_dataset, all_rows = {}, []
     for name in args.datasets:
@@ -81,16 +89,28 @@ def main() -> None:
         series = [g["y"].to_numpy(float) for key, g in train.groupby("unique_id") if key in ids]
         if adjust:
             series = [seasonally_adjusted(y, ds.season_length) for y in series]
-        rows = np.concatenate([acceptance(target, draft, series[i : i + args.batch_size], sampling, args.seed + i)
-                               for i in range(0, len(series), args.batch_size)])
+        rows = np.concatenate(
+            [
+                acceptance(target, draft, series[i : i + args.batch_size], sampling, args.seed + i)
+                for i in range(0, len(series), args.batch_size)
+            ]
+        )
         per_dataset[name] = float(rows.mean())
         all_rows.append(rows)
         print(f"{name:16s} series {len(series):4d}  expected acceptance {per_dataset[name]:.3f}", flush=True)
     rows = np.concatenate(all_rows)
-    result = dict(benchmark="acceptance", date=str(date.today()), command="python " + " ".join(sys.argv), target=args.target, draft=args.draft,
-                  seasonal_adjustment=bool(adjust),
-                  sampling=dict(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p),
-                  overall=float(rows.mean()), per_dataset=per_dataset, per_position=[float(v) for v in rows.mean(0)])
+    result = dict(
+        benchmark="acceptance",
+        date=str(date.today()),
+        command="python " + " ".join(sys.argv),
+        target=args.target,
+        draft=args.draft,
+        seasonal_adjustment=bool(adjust),
+        sampling=dict(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p),
+        overall=float(rows.mean()),
+        per_dataset=per_dataset,
+        per_position=[float(v) for v in rows.mean(0)],
+    )
     print(f"overall expected acceptance {result['overall']:.3f} over {rows.size} steps")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

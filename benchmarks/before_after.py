@@ -57,17 +57,28 @@ def main() -> None:
         from leapcast.forecaster import Forecaster
 
         rng = np.random.default_rng(0)
-        series = [100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 12) + rng.normal(0, 2, n).cumsum() for n in rng.integers(60, 140, 16)]
+        series = [
+            100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 12) + rng.normal(0, 2, n).cumsum()
+            for n in rng.integers(60, 140, 16)
+        ]
         versions = {}
         for tag, fc_cls, spec_cls in (("before", Before, BeforeSpec), ("after", Forecaster, SpecConfig)):
             versions[tag] = {
                 "plain": fc_cls.from_pretrained("house-target", seasonal_adjustment=False),
-                "draft k=4": fc_cls.from_pretrained("house-target", draft="house-draft", spec=spec_cls(k=4, adaptive=False), seasonal_adjustment=False),
-                "draft adaptive": fc_cls.from_pretrained("house-target", draft="house-draft", spec=spec_cls(k=4), seasonal_adjustment=False),
+                "draft k=4": fc_cls.from_pretrained(
+                    "house-target", draft="house-draft", spec=spec_cls(k=4, adaptive=False), seasonal_adjustment=False
+                ),
+                "draft adaptive": fc_cls.from_pretrained(
+                    "house-target", draft="house-draft", spec=spec_cls(k=4), seasonal_adjustment=False
+                ),
             }
-        print(f"before {args.before}, after: this checkout; torch {torch.__version__}, {args.threads} threads, h 64, 20 samples, "
-              f"{args.repeats} interleaved pairs per row\n")
-        print("| batch, mode | before s (median) | after s (median) | before / after: median (min-max) |\n|---|---|---|---|")
+        print(
+            f"before {args.before}, after: this checkout; torch {torch.__version__}, {args.threads} threads, h 64, 20 samples, "
+            f"{args.repeats} interleaved pairs per row\n"
+        )
+        print(
+            "| batch, mode | before s (median) | after s (median) | before / after: median (min-max) |\n|---|---|---|---|"
+        )
         for batch in (1, 16):
             ctx = series[:batch]
             for name in ("plain", "draft k=4", "draft adaptive"):
@@ -81,8 +92,11 @@ def main() -> None:
                         versions[tag][name].predict(ctx, 64, seed=r, batch_size=batch, progress=False)
                         out.append(time.perf_counter() - started)
                 ratios = [b / a for b, a in zip(before, after)]
-                print(f"| {batch}, {name} | {statistics.median(before):.3f} | {statistics.median(after):.3f} | "
-                      f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) |", flush=True)
+                print(
+                    f"| {batch}, {name} | {statistics.median(before):.3f} | {statistics.median(after):.3f} | "
+                    f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

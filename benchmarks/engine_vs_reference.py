@@ -55,13 +55,24 @@ def main() -> None:
                     ref.predict(ctx[:2], args.horizon, num_samples=2, top_k=1),
                 )
                 kw = dict(num_samples=args.samples)
-                timing = interleaved(lambda: ref.predict(ctx, args.horizon, **kw),
-                                     lambda: ours.predict(ctx, args.horizon, batch_size=batch, progress=False, **kw), args.repeats)
+                timing = interleaved(
+                    lambda: ref.predict(ctx, args.horizon, **kw),
+                    lambda: ours.predict(ctx, args.horizon, batch_size=batch, progress=False, **kw),
+                    args.repeats,
+                )
                 row = dict(
-                    size=size, params=n_params, batch=batch, horizon=args.horizon, samples=args.samples,
-                    context=args.context, threads=args.threads, repeats=args.repeats,
-                    leapcast_s=timing.other_median, official_s=timing.base_median,
-                    speedup=timing.speedup, greedy_identical=greedy_same,
+                    size=size,
+                    params=n_params,
+                    batch=batch,
+                    horizon=args.horizon,
+                    samples=args.samples,
+                    context=args.context,
+                    threads=args.threads,
+                    repeats=args.repeats,
+                    leapcast_s=timing.other_median,
+                    official_s=timing.base_median,
+                    speedup=timing.speedup,
+                    greedy_identical=greedy_same,
                 )
                 rows.append(row)
                 print(
@@ -70,14 +81,19 @@ def main() -> None:
                     flush=True,
                 )
     report = dict(
-        benchmark="engine_vs_reference", date=str(date.today()), torch=torch.__version__,
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(), rows=rows,
+        benchmark="engine_vs_reference",
+        date=str(date.today()),
+        torch=torch.__version__,
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        rows=rows,
         command="python " + " ".join(sys.argv),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    md = ["| model (random weights) | params | batch | h | samples | threads | leapcast s | official s | speedup | greedy identical |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "| model (random weights) | params | batch | h | samples | threads | leapcast s | official s | speedup | greedy identical |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         md.append(
             f"| chronos-t5-{r['size']} | {r['params'] / 1e6:.1f}M | {r['batch']} | {r['horizon']} | {r['samples']} | "

@@ -1,6 +1,6 @@
 """Seconds per forecast as the horizon grows (docs/limits.md): one series, the checkpoint's samples.
 
-    python benchmarks/long_horizon.py --model house-target --horizons 64 1000 10000
+python benchmarks/long_horizon.py --model house-target --horizons 64 1000 10000
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     fc = Forecaster.from_pretrained(args.model)
     history = 100 + 10 * np.sin(np.arange(120) / 2)  # 120 values, period ~12.6
-    print(f"| h | seconds | finite | ({args.model}, 1 series of 120 values, default samples, {args.threads} threads, float32)")
+    print(
+        f"| h | seconds | finite | ({args.model}, 1 series of 120 values, default samples, {args.threads} threads, float32)"
+    )
     print("|---|---|---|")
     for h in args.horizons:
         started = time.perf_counter()

@@ -42,7 +42,9 @@ RESULTS = Path(__file__).parent / "results"
 def checkpoint(spec: str, tmp: Path) -> Path:
     """A folder/bundled name as is, or a random-weight checkpoint of an official size."""
     if spec in CHRONOS_T5_SIZES:
-        return save_chronos_t5(random_chronos_t5(chronos_t5_config(spec), seed=len(spec), name=f"random-{spec}"), tmp / spec)
+        return save_chronos_t5(
+            random_chronos_t5(chronos_t5_config(spec), seed=len(spec), name=f"random-{spec}"), tmp / spec
+        )
     return Path(spec)
 
 
@@ -57,7 +59,10 @@ def contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
     except ImportError:
         g = torch.Generator().manual_seed(0)
         t = torch.arange(float(length))
-        return [10 + torch.sin(t * 2 * torch.pi / 12) * 3 + torch.randn(length, generator=g).cumsum(0) * 0.2 for _ in range(batch)]
+        return [
+            10 + torch.sin(t * 2 * torch.pi / 12) * 3 + torch.randn(length, generator=g).cumsum(0) * 0.2
+            for _ in range(batch)
+        ]
 
 
 def step_cost(fc: Forecaster, batch: int, samples: int, positions: int, repeats: int = 5) -> float:
@@ -94,21 +99,39 @@ def measure(args) -> list[dict]:
                 elif proposer.startswith("early-exit"):
                     m = int(proposer.split(":")[1])
                     c = m / len(plain.model.net.dec_layers)
-                configs = [SpecConfig(k=k, adaptive=False) for k in args.ks] + ([SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else [])
+                configs = [SpecConfig(k=k, adaptive=False) for k in args.ks] + (
+                    [SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else []
+                )
                 for spec in configs:
                     fc = Forecaster.from_pretrained(target, draft=name, spec=spec)
                     kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)
-                    run_plain, run_spec = (lambda: plain.predict(ctx, args.horizon, **kw)), (lambda: fc.predict(ctx, args.horizon, **kw))
-                    first = timed(run_plain)[0] / timed(run_spec)[0] if args.warmup else None  # the call that explores k
+                    run_plain, run_spec = (
+                        (lambda: plain.predict(ctx, args.horizon, **kw)),
+                        (lambda: fc.predict(ctx, args.horizon, **kw)),
+                    )
+                    first = (
+                        timed(run_plain)[0] / timed(run_spec)[0] if args.warmup else None
+                    )  # the call that explores k
                     timing = interleaved(run_plain, run_spec, args.repeats)
                     st = fc.last_stats
                     a = st.acceptance_rate
                     row = dict(
-                        proposer=proposer, k=spec.k, adaptive=spec.adaptive, batch=batch, horizon=args.horizon,
-                        samples=args.samples, threads=args.threads, plain_s=timing.base_median,
-                        spec_s=timing.other_median, speedup=timing.speedup, first_call_speedup=first,
-                        acceptance=a, mean_accepted_length=st.mean_accepted_length, cost_ratio=c,
-                        bound=speedup_bound(a, spec.k, c), accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
+                        proposer=proposer,
+                        k=spec.k,
+                        adaptive=spec.adaptive,
+                        batch=batch,
+                        horizon=args.horizon,
+                        samples=args.samples,
+                        threads=args.threads,
+                        plain_s=timing.base_median,
+                        spec_s=timing.other_median,
+                        speedup=timing.speedup,
+                        first_call_speedup=first,
+                        acceptance=a,
+                        mean_accepted_length=st.mean_accepted_length,
+                        cost_ratio=c,
+                        bound=speedup_bound(a, spec.k, c),
+                        accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                     )
                     rows.append(row)
                     print(
@@ -128,16 +151,29 @@ def project(args) -> list[dict]:
         for batch in args.batches:
             one = {s: step_cost(fc, batch, args.samples, 1, repeats=3) for s, fc in fcs.items()}
             for target in args.project_targets:
-                verify = {k: step_cost(fcs[target], batch, args.samples, k + 1, repeats=3) / one[target] for k in args.ks}
+                verify = {
+                    k: step_cost(fcs[target], batch, args.samples, k + 1, repeats=3) / one[target] for k in args.ks
+                }
                 for drafter in args.project_drafts:
                     c = one[drafter] / one[target]
                     for a in args.acceptance:
                         best = max(args.ks, key=lambda k: _projected(a, k, c, verify[k]))
-                        rows.append(dict(
-                            target=target, draft=drafter, batch=batch, acceptance=a, cost_ratio=c, best_k=best,
-                            verify_cost={str(k): v for k, v in verify.items()}, projected_speedup=_projected(a, best, c, verify[best]),
-                        ))
-                        print(f"PROJECTION batch {batch:2d} {drafter}->{target} a={a:.2f} c={c:.3f} v(k)={verify[best]:.2f} best k={best} x{rows[-1]['projected_speedup']:.2f}", flush=True)
+                        rows.append(
+                            dict(
+                                target=target,
+                                draft=drafter,
+                                batch=batch,
+                                acceptance=a,
+                                cost_ratio=c,
+                                best_k=best,
+                                verify_cost={str(k): v for k, v in verify.items()},
+                                projected_speedup=_projected(a, best, c, verify[best]),
+                            )
+                        )
+                        print(
+                            f"PROJECTION batch {batch:2d} {drafter}->{target} a={a:.2f} c={c:.3f} v(k)={verify[best]:.2f} best k={best} x{rows[-1]['projected_speedup']:.2f}",
+                            flush=True,
+                        )
     return rows
 
 
@@ -167,7 +203,11 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=64)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", action="store_true", help="time one call of each first, reported apart (adaptive k explores in it), then the repeats")
+    p.add_argument(
+        "--warmup",
+        action="store_true",
+        help="time one call of each first, reported apart (adaptive k explores in it), then the repeats",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--project", action="store_true", help="cost projection for official sizes instead of a measurement")
     p.add_argument("--project-sizes", nargs="+", default=["tiny", "mini", "small", "base"])
@@ -181,7 +221,19 @@ def main() -> None:
     out = args.out or RESULTS / f"{stem}.json"
     rows = project(args) if args.project else measure(args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(benchmark=stem, date=str(date.today()), torch=torch.__version__, command="python " + " ".join(sys.argv), rows=rows), indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            dict(
+                benchmark=stem,
+                date=str(date.today()),
+                torch=torch.__version__,
+                command="python " + " ".join(sys.argv),
+                rows=rows,
+            ),
+            indent=2,
+        )
+        + "\n"
+    )
     if not args.project and rows:
         plots(rows, out.with_suffix(".png"))
     print(f"wrote {out}")

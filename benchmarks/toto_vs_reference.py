@@ -52,9 +52,13 @@ def masked(contexts: torch.Tensor):
 
     b, t = contexts.shape
     series = contexts[:, None]
-    return MaskedTimeseries(series=series, padding_mask=torch.ones_like(series, dtype=torch.bool),
-                            id_mask=torch.zeros_like(series, dtype=torch.int), timestamp_seconds=torch.zeros((b, 1, t), dtype=torch.long),
-                            time_interval_seconds=torch.ones((b, 1), dtype=torch.long))
+    return MaskedTimeseries(
+        series=series,
+        padding_mask=torch.ones_like(series, dtype=torch.bool),
+        id_mask=torch.zeros_like(series, dtype=torch.int),
+        timestamp_seconds=torch.zeros((b, 1, t), dtype=torch.long),
+        time_interval_seconds=torch.ones((b, 1), dtype=torch.long),
+    )
 
 
 def cache_gib(cfg, rows: int, length: int) -> float:
@@ -89,26 +93,44 @@ def main() -> None:
             h = 2 * model.patch_size
             with torch.no_grad():
                 want = ref.forecast(masked(probe), h, num_samples=None, use_kv_cache=True).mean[:, 0].double()
-                exact = reference(model, torch.float64).forecast(masked(probe.double()), h, num_samples=None, use_kv_cache=True).mean[:, 0]
+                exact = (
+                    reference(model, torch.float64)
+                    .forecast(masked(probe.double()), h, num_samples=None, use_kv_cache=True)
+                    .mean[:, 0]
+                )
             got = ours.predict(probe, h, top_k=1, num_samples=1, progress=False)[:, 0]
 
             def rel(a, b):
                 return float(((a - b).abs() / b.abs().clamp_min(1)).max())
 
-            checks[size] = dict(leapcast_vs_reference=rel(got, want), leapcast_vs_reference_float64=rel(got, exact),
-                                reference_vs_reference_float64=rel(want, exact))
-            print(f"toto-{size}: {model.num_parameters() / 1e6:.1f}M parameters; mean path, max rel. diff: leapcast vs toto-ts "
-                  f"{checks[size]['leapcast_vs_reference']:.1e}; against toto-ts in float64: leapcast "
-                  f"{checks[size]['leapcast_vs_reference_float64']:.1e}, toto-ts float32 {checks[size]['reference_vs_reference_float64']:.1e}",
-                  flush=True)
+            checks[size] = dict(
+                leapcast_vs_reference=rel(got, want),
+                leapcast_vs_reference_float64=rel(got, exact),
+                reference_vs_reference_float64=rel(want, exact),
+            )
+            print(
+                f"toto-{size}: {model.num_parameters() / 1e6:.1f}M parameters; mean path, max rel. diff: leapcast vs toto-ts "
+                f"{checks[size]['leapcast_vs_reference']:.1e}; against toto-ts in float64: leapcast "
+                f"{checks[size]['leapcast_vs_reference_float64']:.1e}, toto-ts float32 {checks[size]['reference_vs_reference_float64']:.1e}",
+                flush=True,
+            )
             for context in args.contexts:
                 for horizon in args.horizons:
                     for cell in args.cells:
                         if (size, context, horizon, cell) in seen:
                             continue
                         batch, paths = CELLS[cell]
-                        row = dict(size=size, params=model.num_parameters(), context=context, horizon=horizon, cell=cell,
-                                   batch=batch, paths=paths, threads=args.threads, repeats=args.repeats)
+                        row = dict(
+                            size=size,
+                            params=model.num_parameters(),
+                            context=context,
+                            horizon=horizon,
+                            cell=cell,
+                            batch=batch,
+                            paths=paths,
+                            threads=args.threads,
+                            repeats=args.repeats,
+                        )
                         need = cache_gib(model.cfg, batch * paths, context + horizon)
                         if need > args.memory_gib:
                             row.update(skipped=f"reference KV cache {need:.1f} GiB > {args.memory_gib:g} GiB")
@@ -118,27 +140,46 @@ def main() -> None:
 
                             def run_reference():
                                 with torch.no_grad():
-                                    return ref.forecast(series, horizon, num_samples=paths, samples_per_batch=paths, use_kv_cache=True)
+                                    return ref.forecast(
+                                        series, horizon, num_samples=paths, samples_per_batch=paths, use_kv_cache=True
+                                    )
 
-                            timing = interleaved(run_reference, lambda: ours.predict(
-                                ctx, horizon, num_samples=paths, batch_size=batch, seed=0, progress=False), args.repeats)
-                            row.update(leapcast_s=timing.other_median, reference_s=timing.base_median, speedup=timing.speedup)
+                            timing = interleaved(
+                                run_reference,
+                                lambda: ours.predict(
+                                    ctx, horizon, num_samples=paths, batch_size=batch, seed=0, progress=False
+                                ),
+                                args.repeats,
+                            )
+                            row.update(
+                                leapcast_s=timing.other_median, reference_s=timing.base_median, speedup=timing.speedup
+                            )
                         rows.append(row)
-                        shown = row.get("skipped") or (f"leapcast {row['leapcast_s']:.2f}s  reference {row['reference_s']:.2f}s  "
-                                                       f"x{row['speedup']:.2f}")
+                        shown = row.get("skipped") or (
+                            f"leapcast {row['leapcast_s']:.2f}s  reference {row['reference_s']:.2f}s  "
+                            f"x{row['speedup']:.2f}"
+                        )
                         print(f"toto-{size} ctx {context} h {horizon} {cell}: {shown}", flush=True)
                         _write(args, rows, checks)
     _write(args, rows, checks)
 
 
 def _write(args, rows: list[dict], checks: dict) -> None:
-    report = dict(benchmark="toto_vs_reference", date=str(date.today()), torch=torch.__version__,
-                  machine=f"{platform.machine()} {platform.processor() or ''}".strip(), mean_path_max_rel_diff=checks,
-                  rows=rows, command="python " + " ".join(sys.argv))
+    report = dict(
+        benchmark="toto_vs_reference",
+        date=str(date.today()),
+        torch=torch.__version__,
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        mean_path_max_rel_diff=checks,
+        rows=rows,
+        command="python " + " ".join(sys.argv),
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    md = ["| Toto (random weights) | context | h | series x paths | threads | leapcast s | toto-ts s | speedup |",
-          "|---|---|---|---|---|---|---|---|"]
+    md = [
+        "| Toto (random weights) | context | h | series x paths | threads | leapcast s | toto-ts s | speedup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         head = f"| {r['size']} ({r['params'] / 1e6:.0f}M) | {r['context']} | {r['horizon']} | {r['batch']} x {r['paths']} | {r['threads']} |"
         if "skipped" in r:
@@ -146,9 +187,11 @@ def _write(args, rows: list[dict], checks: dict) -> None:
         else:
             md.append(f"{head} {r['leapcast_s']:.2f} | {r['reference_s']:.2f} | **x{r['speedup']:.2f}** |")
     for size, c in checks.items():
-        md.append(f"\nMean path, toto-{size}, max relative difference: leapcast vs toto-ts {c['leapcast_vs_reference']:.1e}; "
-                  f"against toto-ts in float64, leapcast {c['leapcast_vs_reference_float64']:.1e} and toto-ts (float32) "
-                  f"{c['reference_vs_reference_float64']:.1e}.")
+        md.append(
+            f"\nMean path, toto-{size}, max relative difference: leapcast vs toto-ts {c['leapcast_vs_reference']:.1e}; "
+            f"against toto-ts in float64, leapcast {c['leapcast_vs_reference_float64']:.1e} and toto-ts (float32) "
+            f"{c['reference_vs_reference_float64']:.1e}."
+        )
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
 
 

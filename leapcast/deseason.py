@@ -152,4 +152,3 @@ def season_length_of(freq) -> int:
         return 1
     base = freq.rule_code.split("-")[0].rstrip("SE")  # "MS" / "ME" -> "M", "QS-JAN" -> "Q", "W-SUN" -> "W"
     return {"B": 5, "W": 52, "M": 12, "BM": 12, "Q": 4, "BQ": 4}.get(base, 1)
-

@@ -47,9 +47,13 @@ class Forecaster:
         self.proposer = proposer
         self.spec = spec or SpecConfig()
         self.seasonal_adjustment = check_flag(seasonal_adjustment, "seasonal_adjustment")
-        self.adjustment_seasons = check_int(adjustment_seasons, "adjustment_seasons", none=True, must="a positive integer or None (the whole history)")
+        self.adjustment_seasons = check_int(
+            adjustment_seasons, "adjustment_seasons", none=True, must="a positive integer or None (the whole history)"
+        )
         self.last_stats: SpecStats | None = None
-        self._choosers: dict[tuple[int, int], KChooser] = {}  # adaptive k, per (batch rows, horizon): learned across calls
+        self._choosers: dict[
+            tuple[int, int], KChooser
+        ] = {}  # adaptive k, per (batch rows, horizon): learned across calls
 
     @classmethod
     def from_pretrained(
@@ -84,6 +88,7 @@ class Forecaster:
         model = load_model(folder, device=device, dtype=dtype)
         proposer = None
         if draft is not None:
+
             def load_draft(name: str):
                 return load_model(resolve(name, "draft"), device=device, dtype=dtype)
 
@@ -91,8 +96,14 @@ class Forecaster:
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
         name = Path(folder).resolve().name  # "." -> its folder name
-        return cls(model, name=name, proposer=proposer, spec=spec, seasonal_adjustment=seasonal_adjustment,
-                   adjustment_seasons=adjustment_seasons)
+        return cls(
+            model,
+            name=name,
+            proposer=proposer,
+            spec=spec,
+            seasonal_adjustment=seasonal_adjustment,
+            adjustment_seasons=adjustment_seasons,
+        )
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
@@ -155,7 +166,11 @@ class Forecaster:
         keys = _check_keys(series_keys, len(series))
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(series)  # [N] float64, exact
         series = [x / f for x, f in zip(series, factor)]
-        adjust = self.seasonal_adjustment if seasonal_adjustment is None else check_flag(seasonal_adjustment, "seasonal_adjustment")
+        adjust = (
+            self.seasonal_adjustment
+            if seasonal_adjustment is None
+            else check_flag(seasonal_adjustment, "seasonal_adjustment")
+        )
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         out = self._decode([left_pad([x]) for x in series], keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
@@ -171,8 +186,16 @@ class Forecaster:
             )
         return out
 
-    def _decode(self, contexts: list[torch.Tensor], keys: list[int], h: int, steps: int, sampling: SamplingConfig,
-                batch_size: int, progress: bool | None) -> torch.Tensor:
+    def _decode(
+        self,
+        contexts: list[torch.Tensor],
+        keys: list[int],
+        h: int,
+        steps: int,
+        sampling: SamplingConfig,
+        batch_size: int,
+        progress: bool | None,
+    ) -> torch.Tensor:
         """contexts: one [1, (V,) T_i] float32 per series or item (left-padded with NaN) -> samples [N, S, V * h] float64,
         ``batch_size`` at a time, each row's paths from its stream (seed, key)."""
         seed = random_seed() if sampling.seed is None else sampling.seed
@@ -191,21 +214,36 @@ class Forecaster:
             batch = _stack_left(contexts[chunk])  # [B, (V,) T_max]
             samples, stats = rollout(self.model, batch, steps, sampling, streams, self.proposer, self.spec, chooser)
             b = samples.shape[0]
-            out[chunk] = samples.view(b, sampling.num_samples, v, -1)[..., :h].reshape(b, sampling.num_samples, -1).double()
+            out[chunk] = (
+                samples.view(b, sampling.num_samples, v, -1)[..., :h].reshape(b, sampling.num_samples, -1).double()
+            )
             if stats is not None:
                 total.merge(stats)
         self.last_stats = total if self.proposer is not None else None
         return out
 
-    def _predict_items(self, items: np.ndarray, h: int, steps: int, sampling: SamplingConfig, batch_size: int,
-                       progress: bool | None, season_length, series_keys) -> torch.Tensor:
+    def _predict_items(
+        self,
+        items: np.ndarray,
+        h: int,
+        steps: int,
+        sampling: SamplingConfig,
+        batch_size: int,
+        progress: bool | None,
+        season_length,
+        series_keys,
+    ) -> torch.Tensor:
         """items [N, V, T] float64 (checked) -> samples [N, V, S, h] float64: each item's variates forecast together."""
         n, v, _ = items.shape
         if not self.model.multivariate:
-            raise ValueError(f"`inputs` must be 1-D [T] or 2-D [N, T] for {self.name!r}, which forecasts one variate at a "
-                             f"time ([N, V, T] is for multivariate models such as Toto), got an array of shape {items.shape}")
+            raise ValueError(
+                f"`inputs` must be 1-D [T] or 2-D [N, T] for {self.name!r}, which forecasts one variate at a "
+                f"time ([N, V, T] is for multivariate models such as Toto), got an array of shape {items.shape}"
+            )
         if season_length is not None:
-            raise ValueError("`season_length` applies to univariate series; the seasonal adjustment does not run on [N, V, T] inputs")
+            raise ValueError(
+                "`season_length` applies to univariate series; the seasonal adjustment does not run on [N, V, T] inputs"
+            )
         keys = _check_keys(series_keys, n)
         check_int(batch_size, "batch_size")
         flat = [x for item in items for x in item]  # N * V variates, each scaled on its own where it must be
@@ -220,8 +258,10 @@ class Forecaster:
         out = out.view(n, sampling.num_samples, v, h).permute(0, 2, 1, 3) * torch.from_numpy(factor)[:, :, None, None]
         bad = ~torch.isfinite(out).all(dim=(1, 2, 3))
         if bad.any():
-            raise ValueError(f"the forecasts of {int(bad.sum())} items (first: item {int(bad.nonzero()[0])}) overflow "
-                             f"float64 at horizon {h}; forecast a shorter horizon or rescale the series")
+            raise ValueError(
+                f"the forecasts of {int(bad.sum())} items (first: item {int(bad.nonzero()[0])}) overflow "
+                f"float64 at horizon {h}; forecast a shorter horizon or rescale the series"
+            )
         return out.contiguous()
 
     def predict_quantiles(
@@ -290,7 +330,9 @@ def _stack_left(contexts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([torch.nn.functional.pad(c, (width - c.shape[-1], 0), value=float("nan")) for c in contexts])
 
 
-def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, recent: int | None) -> list[SeasonalIndex | None]:
+def _seasonal_indices(
+    series: list[np.ndarray], season_length, adjust: bool, recent: int | None
+) -> list[SeasonalIndex | None]:
     """One SeasonalIndex (or None: not adjusted) per series; ``season_length`` is checked even when not adjusting."""
     if season_length is None:
         return [None] * len(series)
@@ -299,7 +341,9 @@ def _seasonal_indices(series: list[np.ndarray], season_length, adjust: bool, rec
     elif isinstance(season_length, (Sequence, np.ndarray)) and not isinstance(season_length, str):
         seasons = list(season_length)
         if len(seasons) != len(series):
-            raise ValueError(f"`season_length` has {len(seasons)} entries for {len(series)} series; pass one int or one per series")
+            raise ValueError(
+                f"`season_length` has {len(seasons)} entries for {len(series)} series; pass one int or one per series"
+            )
     else:
         raise ValueError(f"`season_length` must be an int or one int per series, got {season_length!r}")
     for m in seasons:

@@ -104,9 +104,7 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
     if len(df) == 0:
         raise ValueError("`df` is empty: pass at least one row per series")
     if df[id_col].isna().any():
-        raise ValueError(
-            f"column {id_col!r} has {int(df[id_col].isna().sum())} null ids; drop or fill them"
-        )
+        raise ValueError(f"column {id_col!r} has {int(df[id_col].isna().sum())} null ids; drop or fill them")
     ds = _time_values(df[time_col], time_col)
     y = _target_values(df[target_col], target_col)
     ids = df[id_col].reset_index(drop=True)
@@ -192,10 +190,7 @@ def future_frame(panel: Panel, h: int, columns: dict[str, np.ndarray], times=Non
         if name in (panel.id_col, panel.time_col):
             raise ValueError(f"`columns` key {name!r} clashes with the id/time column; rename it")
         if np.shape(values) != (n, h):
-            raise ValueError(
-                f"`columns[{name!r}]` must have shape [n_series, h] = {(n, h)}, "
-                f"got {np.shape(values)}"
-            )
+            raise ValueError(f"`columns[{name!r}]` must have shape [n_series, h] = {(n, h)}, got {np.shape(values)}")
     out = {panel.id_col: pd.Index(panel.ids).repeat(h), panel.time_col: future}
     for name, values in columns.items():
         out[name] = np.asarray(values).reshape(-1)  # [N*h]
@@ -208,8 +203,7 @@ def _as_pandas(df) -> pd.DataFrame:
     if type(df).__module__.split(".")[0] == "polars":  # never imports polars itself
         return df.to_pandas()
     raise TypeError(
-        f"`df` must be a pandas (or polars) DataFrame, got {type(df).__name__}; "
-        f"build one with columns unique_id, ds, y"
+        f"`df` must be a pandas (or polars) DataFrame, got {type(df).__name__}; build one with columns unique_id, ds, y"
     )
 
 
@@ -239,8 +233,7 @@ def _time_values(col: pd.Series, name: str):
             return pd.DatetimeIndex(pd.to_datetime(col))
         except (ValueError, TypeError) as err:
             raise TypeError(
-                f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); "
-                f"pass datetimes or integers"
+                f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); pass datetimes or integers"
             ) from None
     raise TypeError(f"column {name!r} has dtype {dtype}; pass datetimes or integers")
 
@@ -270,8 +263,7 @@ def _check_values(y: np.ndarray, codes: np.ndarray, ids: list, name: str) -> Non
     if (n_obs == 0).any():
         empty = [ids[k] for k in np.flatnonzero(n_obs == 0)]
         raise ValueError(
-            f"{len(empty)} series have no observed {name!r} (all NaN), e.g. "
-            f"{empty[:_MAX_LISTED]}; drop them"
+            f"{len(empty)} series have no observed {name!r} (all NaN), e.g. {empty[:_MAX_LISTED]}; drop them"
         )
 
 
@@ -281,8 +273,7 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
         if is_dt:
             if isinstance(freq, (bool, int, np.integer)):
                 raise TypeError(
-                    f"{param('freq')} {freq!r} is an int step but {name!r} holds datetimes; "
-                    f"pass an alias like 'D'"
+                    f"{param('freq')} {freq!r} is an int step but {name!r} holds datetimes; pass an alias like 'D'"
                 )
             try:
                 return to_offset(freq)

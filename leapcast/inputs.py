@@ -40,7 +40,10 @@ from leapcast.checks import check_int, param
 
 MAX_ABS = 1e305  # largest |value| accepted: float64 ends at 1.8e308; a forecast may reach 15x its scale (Chronos bins)
 MIN_NORMAL = float(np.finfo(np.float64).tiny)  # a series whose largest |value| is below this holds no float64 precision
-RAW_LOW, RAW_HIGH = 2.0**-100, 2.0**100  # about 8e-31 and 1.3e30: float32 holds such series and their squares' sums in float64
+RAW_LOW, RAW_HIGH = (
+    2.0**-100,
+    2.0**100,
+)  # about 8e-31 and 1.3e30: float32 holds such series and their squares' sums in float64
 MAX_HORIZON = 10_000  # steps; about 160 rolled-out windows of a Chronos model, minutes per series on a CPU
 
 
@@ -81,7 +84,9 @@ def as_series_list(inputs: object) -> list[np.ndarray]:
         if s.size == 0:
             raise ValueError(f"series {i} of `inputs` is empty; every series needs at least one observed value")
         if np.isinf(s).any():
-            raise ValueError(f"series {i} of `inputs` holds {int(np.isinf(s).sum())} infinite value(s); replace them with NaN (missing) or finite values")
+            raise ValueError(
+                f"series {i} of `inputs` holds {int(np.isinf(s).sum())} infinite value(s); replace them with NaN (missing) or finite values"
+            )
         if np.isnan(s).all():
             raise ValueError(f"series {i} of `inputs` has no observed value (all {s.size} are NaN)")
         peak = np.nanmax(np.abs(s))
@@ -138,7 +143,9 @@ def as_items(inputs: object) -> np.ndarray | None:
             try:
                 as_series_list([_strip_left_nan(x[i, j])])
             except ValueError as err:
-                raise ValueError(str(err).replace("series 0 of `inputs`", f"`inputs[{i}, {j}]` (item {i}, variate {j})")) from None
+                raise ValueError(
+                    str(err).replace("series 0 of `inputs`", f"`inputs[{i}, {j}]` (item {i}, variate {j})")
+                ) from None
     return x
 
 

@@ -38,7 +38,9 @@ def resolve(model: str | Path | None, name: str = "model") -> Path:
     names = ", ".join(bundled_models()) or "none in this build"
     shown = f"{param(name)} {str(model)!r}"
     if path.exists():
-        raise FileNotFoundError(f"{shown} is a file; pass the checkpoint folder that holds config.json and model.safetensors")
+        raise FileNotFoundError(
+            f"{shown} is a file; pass the checkpoint folder that holds config.json and model.safetensors"
+        )
     if _looks_like_hub_id(str(model)):
         raise FileNotFoundError(
             f"{shown} looks like a model hub id, and leapcast downloads nothing; fetch the checkpoint folder where "

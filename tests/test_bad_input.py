@@ -39,8 +39,16 @@ def fc(model):
 
 def monthly(ids=("a", "b"), n=36, seed=0, start="2015-01-01") -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    parts = [pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=n, freq="MS"),
-                           "y": 100 + 10 * np.sin(np.arange(n) / 2) + rng.normal(0, 3, n)}) for uid in ids]
+    parts = [
+        pd.DataFrame(
+            {
+                "unique_id": uid,
+                "ds": pd.date_range(start, periods=n, freq="MS"),
+                "y": 100 + 10 * np.sin(np.arange(n) / 2) + rng.normal(0, 3, n),
+            }
+        )
+        for uid in ids
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -116,7 +124,9 @@ def test_two_month_starts_forecast_month_starts(model, fc, tmp_path):
     df = pd.DataFrame({"unique_id": "a", "ds": pd.to_datetime(["2000-01-01", "2000-02-01"]), "y": [1.0, 2.0]})
     want = list(pd.date_range("2000-03-01", periods=4, freq="MS"))
     assert list(fc.forecast(df, 4, num_samples=2, seed=0)["ds"]) == want
-    result = invoke("forecast", "--model", model, "--input", write(df, tmp_path / "two.csv"), "--h", 4, "--num-samples", 2)
+    result = invoke(
+        "forecast", "--model", model, "--input", write(df, tmp_path / "two.csv"), "--h", 4, "--num-samples", 2
+    )
     assert result.exit_code == 0, result.output
     assert list(pd.to_datetime(pd.read_csv(pd.io.common.StringIO(result.stdout))["ds"])) == want
 
@@ -142,8 +152,13 @@ def test_a_finer_freq_than_the_data_is_refused(model, fc, tmp_path):
     df = monthly(ids=("a",))
     with pytest.raises(ValueError, match=r"rows at only 36 of the 1066 steps .*\(97% missing"):
         fc.forecast(df, 12, freq="D")
-    refused(invoke("forecast", "--model", model, "--input", write(df, tmp_path / "m.csv"), "--h", 12, "--freq", "D"),
-            "'D'", "97% missing", f"more than {MAX_MISSING_GRID:.0%}", "--freq")
+    refused(
+        invoke("forecast", "--model", model, "--input", write(df, tmp_path / "m.csv"), "--h", 12, "--freq", "D"),
+        "'D'",
+        "97% missing",
+        f"more than {MAX_MISSING_GRID:.0%}",
+        "--freq",
+    )
 
 
 def test_up_to_half_the_grid_missing_is_fine():
@@ -169,7 +184,9 @@ def test_forecast_follows_the_id_not_the_batch(model, fc, tmp_path):
     pd.testing.assert_frame_equal(a, b, rtol=1e-5, atol=0)
     # the CLI reads ids back from CSV; same stream for the same id
     src = write(many[many.unique_id == "s17"], tmp_path / "one.csv")
-    result = invoke("forecast", "--model", model, "--input", src, "--h", 8, "--level", 80, "--num-samples", 6, "--seed", 7)
+    result = invoke(
+        "forecast", "--model", model, "--input", src, "--h", 8, "--level", 80, "--num-samples", 6, "--seed", 7
+    )
     cli_out = pd.read_csv(pd.io.common.StringIO(result.stdout))
     np.testing.assert_allclose(cli_out["tiny"], alone["tiny"], rtol=1e-12)
 
@@ -213,28 +230,40 @@ def test_corrupt_weights(model, tmp_path):
     data = (broken / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
     src = write(monthly(), tmp_path / "m.csv")
-    refused(invoke("forecast", "--model", broken, "--input", src, "--h", 3), "model.safetensors", "truncated or corrupt")
+    refused(
+        invoke("forecast", "--model", broken, "--input", src, "--h", 3), "model.safetensors", "truncated or corrupt"
+    )
     (broken / "model.safetensors").write_bytes(b"garbage" * 10)
     refused(invoke("info", broken), "model.safetensors", "not a readable safetensors file")
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["--threads", "0"], ["`--threads` must be >= 1, got 0"]),
-    (["--device", "tpu9"], ["`--device` 'tpu9' is not a torch device"]),
-    (["--output", "no/such/folder/out.csv"], ["`--output`", "does not exist"]),
-    (["--output", "out.txt"], ["`--output`", "expected a file ending in"]),
-    (["--stats-json", "missing-dir/stats.json"], ["`--stats-json`", "does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--threads", "0"], ["`--threads` must be >= 1, got 0"]),
+        (["--device", "tpu9"], ["`--device` 'tpu9' is not a torch device"]),
+        (["--output", "no/such/folder/out.csv"], ["`--output`", "does not exist"]),
+        (["--output", "out.txt"], ["`--output`", "expected a file ending in"]),
+        (["--stats-json", "missing-dir/stats.json"], ["`--stats-json`", "does not exist"]),
+    ],
+)
 def test_impossible_options_are_refused_before_work(model, tmp_path, monkeypatch, args, needles):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(Forecaster, "forecast", _no_work)
-    refused(invoke("forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", 3, *args), *needles)
+    refused(
+        invoke("forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", 3, *args), *needles
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a build without CUDA")
 def test_cuda_on_a_cpu_build(model, tmp_path):
-    refused(invoke("forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", 3, "--device", "cuda"),
-            "`--device` 'cuda'", "pass 'cpu'")
+    refused(
+        invoke(
+            "forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", 3, "--device", "cuda"
+        ),
+        "`--device` 'cuda'",
+        "pass 'cpu'",
+    )
     with pytest.raises(ValueError, match="`device` 'cuda'"):
         Forecaster.from_pretrained(model, device="cuda")
 
@@ -283,7 +312,11 @@ def test_a_horizon_past_the_calendar_is_refused_before_work(model, tmp_path, mon
     monkeypatch.setattr(Forecaster, "predict", _no_work)
     src = write(monthly(), tmp_path / "m.csv")
     if _calendar_end(4000) is None:
-        refused(invoke("forecast", "--model", model, "--input", src, "--h", 4000), "`--h`=4000", "run past the last timestamp pandas holds")
+        refused(
+            invoke("forecast", "--model", model, "--input", src, "--h", 4000),
+            "`--h`=4000",
+            "run past the last timestamp pandas holds",
+        )
     else:  # this pandas holds the dates: they are the right ones, and the forecast goes ahead
         from leapcast.frame import future_times
 
@@ -292,8 +325,11 @@ def test_a_horizon_past_the_calendar_is_refused_before_work(model, tmp_path, mon
 
 def test_a_horizon_past_the_largest_is_refused_before_work(model, tmp_path, monkeypatch):
     monkeypatch.setattr(Forecaster, "predict", _no_work)
-    refused(invoke("forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", 100_000),
-            "`--h` is 100000", f"largest horizon leapcast runs ({MAX_HORIZON} steps)")
+    refused(
+        invoke("forecast", "--model", model, "--input", write(monthly(), tmp_path / "m.csv"), "--h", 100_000),
+        "`--h` is 100000",
+        f"largest horizon leapcast runs ({MAX_HORIZON} steps)",
+    )
 
 
 def test_api_refuses_long_horizons_before_work(fc, monkeypatch):
@@ -316,15 +352,20 @@ def test_cli_messages_use_option_names(model, tmp_path):
     refused(invoke("forecast", "--model", model, "--input", src, "--h", 2), "pass --id-col, --time-col, --target-col")
     line = refused(invoke("forecast", "--model", model, "--input", src, "--h", 2, "--id-col", "item"), "pass --freq")
     assert "freq=" not in line
-    refused(invoke("forecast", "--model", model, "--input", src, "--h", 2, "--id-col", "item", "--freq", "fortnightly"),
-            "`--freq` 'fortnightly' is not a pandas frequency")
+    refused(
+        invoke("forecast", "--model", model, "--input", src, "--h", 2, "--id-col", "item", "--freq", "fortnightly"),
+        "`--freq` 'fortnightly' is not a pandas frequency",
+    )
 
 
 def test_draft_and_hub_ids_are_named(model, tmp_path):
     src = write(monthly(), tmp_path / "m.csv")
     refused(invoke("forecast", "--model", model, "--input", src, "--h", 3, "--draft", "nothing"), "`--draft` 'nothing'")
-    line = refused(invoke("forecast", "--input", src, "--h", 3, "--model", "amazon/chronos-t5-small"),
-                   "`--model` 'amazon/chronos-t5-small' looks like a model hub id", "downloads nothing")
+    line = refused(
+        invoke("forecast", "--input", src, "--h", 3, "--model", "amazon/chronos-t5-small"),
+        "`--model` 'amazon/chronos-t5-small' looks like a model hub id",
+        "downloads nothing",
+    )
     assert "leapcast init" not in line
 
 
@@ -339,7 +380,9 @@ def test_bad_config_json_is_named(model, tmp_path):
 
 def test_config_of_another_size_is_summarised(model, tmp_path):
     other = make_checkpoint(tmp_path / "other", d_model=48, prediction_length=8, context_length=64)
-    (other / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes())  # 32-wide weights, 48-wide config
+    (other / "model.safetensors").write_bytes(
+        (model / "model.safetensors").read_bytes()
+    )  # 32-wide weights, 48-wide config
     line = refused(invoke("info", other), "do not match its config.json", "tensors have other shapes")
     assert len(line) < 600
 
@@ -365,7 +408,13 @@ def test_help_shows_whole_option_names(columns):
     result = runner.invoke(app, ["forecast", "--help"], env={"COLUMNS": columns})
     assert result.exit_code == 0
     assert "…" not in result.output
-    for name in ("--seasonal-adjustment", "--no-seasonal-adjustment", "--adjustment-seasons", "--stats-json", "--stop-below"):
+    for name in (
+        "--seasonal-adjustment",
+        "--no-seasonal-adjustment",
+        "--adjustment-seasons",
+        "--stats-json",
+        "--stop-below",
+    ):
         assert name in result.output
 
 
@@ -399,8 +448,12 @@ def test_gzipped_csv_is_read(model, tmp_path):
 
 def test_installed_command_refuses_without_traceback(tmp_path):
     (tmp_path / "empty.csv").write_text("")
-    done = subprocess.run([sys.executable, "-m", "leapcast.cli", "forecast", "--input", str(tmp_path / "empty.csv"), "--h", "3"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "leapcast.cli", "forecast", "--input", str(tmp_path / "empty.csv"), "--h", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     assert "is empty" in done.stderr
@@ -418,7 +471,9 @@ def test_last_resort_handler_reports_a_bug(monkeypatch, capsys):
 
 
 def test_four_weekly_pairs_keep_their_fixed_step():
-    df = pd.DataFrame({"unique_id": ["a", "a", "b", "b"], "ds": pd.to_datetime(["2020-01-01", "2020-01-29"] * 2), "y": 1.0})
+    df = pd.DataFrame(
+        {"unique_id": ["a", "a", "b", "b"], "ds": pd.to_datetime(["2020-01-01", "2020-01-29"] * 2), "y": 1.0}
+    )
     assert to_panel(df).freq == pd.tseries.frequencies.to_offset("28D")
 
 
@@ -427,9 +482,17 @@ def test_truncated_and_corrupt_compressed_inputs(model, tmp_path):
     with gzip.open(good, "wt") as f:
         monthly().to_csv(f, index=False)
     (tmp_path / "cut.csv.gz").write_bytes(good.read_bytes()[:60])
-    refused(invoke("forecast", "--model", model, "--input", tmp_path / "cut.csv.gz", "--h", 3), "cut.csv.gz", "could not be read as csv")
+    refused(
+        invoke("forecast", "--model", model, "--input", tmp_path / "cut.csv.gz", "--h", 3),
+        "cut.csv.gz",
+        "could not be read as csv",
+    )
     (tmp_path / "bad.csv.xz").write_bytes(b"not xz at all" * 10)
-    refused(invoke("forecast", "--model", model, "--input", tmp_path / "bad.csv.xz", "--h", 3), "bad.csv.xz", "could not be read as csv")
+    refused(
+        invoke("forecast", "--model", model, "--input", tmp_path / "bad.csv.xz", "--h", 3),
+        "bad.csv.xz",
+        "could not be read as csv",
+    )
 
 
 def test_stream_keys_and_seeds_beyond_64_bits_are_refused(fc):

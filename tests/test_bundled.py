@@ -32,7 +32,10 @@ def test_the_draft_shares_the_tokenizer_and_costs_at_most_a_tenth_per_step():
 
     def per_step(model):  # multiply-adds per decoding step: decoder layers (cross K/V once per series) and head
         cfg = model.net.cfg
-        layers = sum(p.numel() for p in model.net.dec_layers.parameters()) - cfg.num_decoder_layers * 2 * cfg.d_model * cfg.num_heads * cfg.d_kv
+        layers = (
+            sum(p.numel() for p in model.net.dec_layers.parameters())
+            - cfg.num_decoder_layers * 2 * cfg.d_model * cfg.num_heads * cfg.d_kv
+        )
         return layers + model.net.embed.weight.numel()
 
     assert per_step(draft) <= per_step(target) / 10
@@ -40,7 +43,9 @@ def test_the_draft_shares_the_tokenizer_and_costs_at_most_a_tenth_per_step():
 
 def test_forecast_with_no_model_argument_uses_house_target(tmp_path):
     out = tmp_path / "fcst.csv"
-    result = CliRunner().invoke(app, ["forecast", "--input", EXAMPLE, "--h", "12", "--level", "80", "--output", str(out), "--seed", "0"])
+    result = CliRunner().invoke(
+        app, ["forecast", "--input", EXAMPLE, "--h", "12", "--level", "80", "--output", str(out), "--seed", "0"]
+    )
     assert result.exit_code == 0, result.output
     fcst = pd.read_csv(out)
     assert "house-target" in fcst.columns and np.isfinite(fcst["house-target"]).all()
@@ -52,13 +57,29 @@ def test_forecast_with_the_bundled_draft_prints_and_writes_the_stats(tmp_path):
     base = ["forecast", "--input", EXAMPLE, "--h", "12", "--seed", "0", "--top-k", "1"]
     plain = CliRunner().invoke(app, base + ["--output", str(tmp_path / "plain.csv")])
     stats = tmp_path / "stats.json"
-    spec = CliRunner().invoke(app, base + ["--output", str(tmp_path / "spec.csv"), "--draft", "house-draft", "--k", "2", "--fixed-k", "--stats-json", str(stats)])
+    spec = CliRunner().invoke(
+        app,
+        base
+        + [
+            "--output",
+            str(tmp_path / "spec.csv"),
+            "--draft",
+            "house-draft",
+            "--k",
+            "2",
+            "--fixed-k",
+            "--stats-json",
+            str(stats),
+        ],
+    )
     assert plain.exit_code == 0 and spec.exit_code == 0, spec.output
     assert "accept" in spec.output  # the stats table
     written = json.loads(stats.read_text())
     assert written["k"] == 2 and written["drafts"] > 0 and 0 < written["acceptance_rate"] <= 1
     assert written["drafted_steps"] <= 2 * written["drafts"] and len(written["accepted_per_position"]) == 2
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "spec.csv"))  # greedy: identical
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "spec.csv")
+    )  # greedy: identical
 
 
 def test_house_target_reads_where_the_series_is_now():
@@ -89,7 +110,6 @@ def test_model_cards_state_data_steps_time_and_scores():
             assert word in card.lower(), (name, word)
     config = json.loads((BUNDLED_DIR / "house-target" / "config.json").read_text())
     assert "auto_map" not in config
-
 
 
 def test_house_target_keeps_a_monthly_season_through_its_seasonal_adjustment():

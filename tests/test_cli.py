@@ -36,8 +36,10 @@ def model(tmp_path_factory):
 def frame():
     """Three integer-step series of different lengths."""
     rng = np.random.default_rng(0)
-    parts = [pd.DataFrame({"unique_id": uid, "ds": np.arange(n), "y": rng.normal(50, 5, n)}) for uid, n in
-             (("s1", 30), ("s2", 24), ("s3", 40))]
+    parts = [
+        pd.DataFrame({"unique_id": uid, "ds": np.arange(n), "y": rng.normal(50, 5, n)})
+        for uid, n in (("s1", 30), ("s2", 24), ("s3", 40))
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -97,7 +99,12 @@ def test_info_list_and_forecast_by_bundled_name(monkeypatch, tmp_path, model, cs
     result = invoke("info", "--list")
     assert result.exit_code == 0
     n = load_model(model).num_parameters()
-    assert result.output.split()[:4] == ["tiny-bundled", "chronos-t5,", f"{n / 1e6:.2f}M", "parameters"]  # one line each
+    assert result.output.split()[:4] == [
+        "tiny-bundled",
+        "chronos-t5,",
+        f"{n / 1e6:.2f}M",
+        "parameters",
+    ]  # one line each
     out = tmp_path / "out.csv"
     result = invoke("forecast", "--model", "tiny-bundled", "--input", csv, "--h", 2, "--output", out, "--seed", 0)
     assert result.exit_code == 0, result.output
@@ -123,8 +130,23 @@ def test_info_on_bad_checkpoints(tmp_path, model):
 
 def test_forecast_level_to_csv(model, csv, frame, tmp_path):
     out = tmp_path / "out.csv"
-    result = invoke("forecast", "--model", model, "--input", csv, "--h", 5, "--level", 80, "--output", out, "--seed", 0,
-                    "--num-samples", 6)
+    result = invoke(
+        "forecast",
+        "--model",
+        model,
+        "--input",
+        csv,
+        "--h",
+        5,
+        "--level",
+        80,
+        "--output",
+        out,
+        "--seed",
+        0,
+        "--num-samples",
+        6,
+    )
     assert result.exit_code == 0, result.output
     got = pd.read_csv(out)
     assert list(got.columns) == ["unique_id", "ds", "tiny-t5", "tiny-t5-lo-80", "tiny-t5-hi-80"]
@@ -138,8 +160,23 @@ def test_forecast_level_to_csv(model, csv, frame, tmp_path):
 
 
 def test_forecast_quantiles_to_stdout(model, csv):
-    result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, "--quantiles", 0.1, "--quantiles", 0.9,
-                    "--seed", 0, "--num-samples", 4)
+    result = invoke(
+        "forecast",
+        "--model",
+        model,
+        "--input",
+        csv,
+        "--h",
+        3,
+        "--quantiles",
+        0.1,
+        "--quantiles",
+        0.9,
+        "--seed",
+        0,
+        "--num-samples",
+        4,
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "unique_id,ds,tiny-t5,tiny-t5-q-10,tiny-t5-q-90"
@@ -149,12 +186,35 @@ def test_forecast_quantiles_to_stdout(model, csv):
 def test_forecast_parquet_in_and_out(model, frame, tmp_path):
     src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
     frame.to_parquet(src, index=False)
-    result = invoke("forecast", "--model", model, "--input", src, "--h", 4, "--level", 50, "--level", 90,
-                    "--output", out, "--seed", 1, "--num-samples", 4)
+    result = invoke(
+        "forecast",
+        "--model",
+        model,
+        "--input",
+        src,
+        "--h",
+        4,
+        "--level",
+        50,
+        "--level",
+        90,
+        "--output",
+        out,
+        "--seed",
+        1,
+        "--num-samples",
+        4,
+    )
     assert result.exit_code == 0, result.output
     got = pd.read_parquet(out)
     assert list(got.columns) == [
-        "unique_id", "ds", "tiny-t5", "tiny-t5-lo-50", "tiny-t5-hi-50", "tiny-t5-lo-90", "tiny-t5-hi-90",
+        "unique_id",
+        "ds",
+        "tiny-t5",
+        "tiny-t5-lo-50",
+        "tiny-t5-hi-50",
+        "tiny-t5-lo-90",
+        "tiny-t5-hi-90",
     ]
     assert len(got) == 3 * 4
     assert np.isfinite(got.iloc[:, 2:].to_numpy()).all()
@@ -163,8 +223,25 @@ def test_forecast_parquet_in_and_out(model, frame, tmp_path):
 def test_forecast_custom_columns(model, frame, tmp_path):
     src = tmp_path / "in.csv"
     frame.rename(columns={"unique_id": "item", "ds": "t", "y": "qty"}).to_csv(src, index=False)
-    result = invoke("forecast", "--model", model, "--input", src, "--h", 2, "--id-col", "item", "--time-col", "t",
-                    "--target-col", "qty", "--seed", 0, "--num-samples", 3)
+    result = invoke(
+        "forecast",
+        "--model",
+        model,
+        "--input",
+        src,
+        "--h",
+        2,
+        "--id-col",
+        "item",
+        "--time-col",
+        "t",
+        "--target-col",
+        "qty",
+        "--seed",
+        0,
+        "--num-samples",
+        3,
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "item,t,tiny-t5"
 
@@ -205,8 +282,23 @@ def test_bundled_example_forecasts(model, tmp_path):
     assert path.is_file()
     ids = sorted(pd.read_csv(path)["unique_id"].unique())
     out = tmp_path / "example.csv"
-    result = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--level", 80, "--output", out,
-                    "--seed", 0, "--num-samples", 4)
+    result = invoke(
+        "forecast",
+        "--model",
+        model,
+        "--input",
+        path,
+        "--h",
+        6,
+        "--level",
+        80,
+        "--output",
+        out,
+        "--seed",
+        0,
+        "--num-samples",
+        4,
+    )
     assert result.exit_code == 0, result.output
     got = pd.read_csv(out, parse_dates=["ds"])
     assert len(got) == len(ids) * 6
@@ -220,19 +312,41 @@ def test_forecast_seasonal_adjustment_options(model, tmp_path):
     path = example_path()
     df = pd.read_csv(path, parse_dates=["ds"])
     outs = {}
-    for name, extra in {"on": ["--seasonal-adjustment"], "s4": ["--seasonal-adjustment", "--season-length", 4],
-                        "all": ["--seasonal-adjustment", "--adjustment-seasons", 0], "off": ["--no-seasonal-adjustment"]}.items():
+    for name, extra in {
+        "on": ["--seasonal-adjustment"],
+        "s4": ["--seasonal-adjustment", "--season-length", 4],
+        "all": ["--seasonal-adjustment", "--adjustment-seasons", 0],
+        "off": ["--no-seasonal-adjustment"],
+    }.items():
         outs[name] = tmp_path / f"{name}.csv"
-        result = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--output", outs[name], "--seed", 0,
-                        "--num-samples", 4, *extra)
+        result = invoke(
+            "forecast",
+            "--model",
+            model,
+            "--input",
+            path,
+            "--h",
+            6,
+            "--output",
+            outs[name],
+            "--seed",
+            0,
+            "--num-samples",
+            4,
+            *extra,
+        )
         assert result.exit_code == 0, result.output
     got = {k: pd.read_csv(v, parse_dates=["ds"]) for k, v in outs.items()}
     on = Forecaster.from_pretrained(model, seasonal_adjustment=True)
     pd.testing.assert_frame_equal(got["on"], on.forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
-    pd.testing.assert_frame_equal(got["s4"], on.forecast(df, 6, seed=0, num_samples=4, season_length=4), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got["s4"], on.forecast(df, 6, seed=0, num_samples=4, season_length=4), check_dtype=False
+    )
     whole = Forecaster.from_pretrained(model, seasonal_adjustment=True, adjustment_seasons=None)
     pd.testing.assert_frame_equal(got["all"], whole.forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
-    pd.testing.assert_frame_equal(got["off"], Forecaster.from_pretrained(model).forecast(df, 6, seed=0, num_samples=4), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got["off"], Forecaster.from_pretrained(model).forecast(df, 6, seed=0, num_samples=4), check_dtype=False
+    )
     assert not np.allclose(got["on"]["tiny-t5"], got["off"]["tiny-t5"])
     bad = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--adjustment-seasons", -1)
     assert bad.exit_code == 2 and "--adjustment-seasons" in bad.output and "-1" in bad.output

@@ -51,7 +51,9 @@ def test_recent_indices_average_statsmodels_ratios_over_the_last_seasons(m, shif
     expected = means / means.mean() if shift == 0 else means - means.mean()
     recent, whole = seasonal_index(y, m), seasonal_index(y, m, seasons=None)
     np.testing.assert_allclose(recent.index, expected, rtol=1e-10, atol=1e-10)
-    assert np.abs(recent.index - whole.index).max() > 0.05 * np.abs(whole.index).max()  # it can differ from the whole history
+    assert (
+        np.abs(recent.index - whole.index).max() > 0.05 * np.abs(whole.index).max()
+    )  # it can differ from the whole history
     np.testing.assert_allclose(seasonal_index(y, m, seasons=1000).index, whole.index, rtol=1e-12)
 
 
@@ -152,7 +154,8 @@ def test_the_default_indices_are_the_last_eight_seasons(folder, histories):
     assert default.adjustment_seasons == 8
     a = default.predict(histories, 10, season_length=12, seed=7, num_samples=5)
     b = Forecaster.from_pretrained(folder, seasonal_adjustment=True, adjustment_seasons=None).predict(
-        histories, 10, season_length=12, seed=7, num_samples=5)
+        histories, 10, season_length=12, seed=7, num_samples=5
+    )
     torch.testing.assert_close(a[0], b[0])  # 96 points: 7 seasons of ratios, all of them recent
     assert not torch.allclose(a[1], b[1])  # 130 points: the whole history is more than 8 seasons
     with pytest.raises(ValueError, match="adjustment_seasons"):
@@ -162,7 +165,9 @@ def test_the_default_indices_are_the_last_eight_seasons(folder, histories):
 def test_speculative_decoding_keeps_greedy_forecasts_under_adjustment(folder, histories, tmp_path):
     draft = make_checkpoint(tmp_path / "draft", prediction_length=8, seed=1)
     plain = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
-    spec = Forecaster.from_pretrained(folder, draft=draft, spec=SpecConfig(k=3, adaptive=False), seasonal_adjustment=True)
+    spec = Forecaster.from_pretrained(
+        folder, draft=draft, spec=SpecConfig(k=3, adaptive=False), seasonal_adjustment=True
+    )
     a = plain.predict(histories, 12, season_length=12, top_k=1, num_samples=2)
     b = spec.predict(histories, 12, season_length=12, top_k=1, num_samples=2)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -182,12 +187,17 @@ def test_the_checkpoint_sets_the_default(folder, tmp_path):
 def test_forecast_takes_the_season_from_the_frequency(folder, histories):
     fc = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
     df = pd.concat(
-        [pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2000-01-01", periods=len(y), freq="MS"), "y": y}) for i, y in enumerate(histories)]
+        [
+            pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2000-01-01", periods=len(y), freq="MS"), "y": y})
+            for i, y in enumerate(histories)
+        ]
     )
     got = fc.forecast(df, 6, seed=3, num_samples=4, quantiles=[0.5])
     keys = [stream_key(f"s{i}") for i in range(len(histories))]  # forecast keys streams by series id
     samples = fc.predict(histories, 6, season_length=12, seed=3, num_samples=4, series_keys=keys)
-    np.testing.assert_allclose(got["tiny-q-50"].to_numpy(), torch.quantile(samples, 0.5, dim=1).reshape(-1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        got["tiny-q-50"].to_numpy(), torch.quantile(samples, 0.5, dim=1).reshape(-1).numpy(), rtol=1e-6
+    )
     other = fc.forecast(df, 6, seed=3, num_samples=4, quantiles=[0.5], season_length=4)
     assert not np.allclose(other["tiny-q-50"].to_numpy(), got["tiny-q-50"].to_numpy())
 

@@ -92,7 +92,9 @@ class ToyPatchModel:
         """inputs [R, n, PATCH] scaled patches at positions (+0..n-1) -> the head of the next patch, [R, n]."""
         r, n, _ = inputs.shape
         pos = (torch.as_tensor(positions).reshape(-1, 1) + torch.arange(n)).expand(r, n)  # [R, n]
-        h = torch.tanh(inputs @ self.w_patch.T + state.summary[state.row_series][:, None] + self.position[pos])  # [R, n, WIDTH]
+        h = torch.tanh(
+            inputs @ self.w_patch.T + state.summary[state.row_series][:, None] + self.position[pos]
+        )  # [R, n, WIDTH]
         out = (h @ self.w_out.T).view(r, n, PATCH, COMPONENTS, 4)
         weight, loc, scale, df = out.unbind(-1)
         return StudentTMixture(weight, loc, F.softplus(scale) + 0.05, 2.0 + F.softplus(df))
@@ -110,8 +112,12 @@ class ToyPatchModel:
         return ToyState(state.summary[series], state.scale[series], state.start[rows], row_series)
 
     def merge(self, a: ToyState, b: ToyState) -> ToyState:
-        return ToyState(torch.cat([a.summary, b.summary]), torch.cat([a.scale, b.scale]), torch.cat([a.start, b.start]),
-                        torch.cat([a.row_series, b.row_series + len(a.summary)]))
+        return ToyState(
+            torch.cat([a.summary, b.summary]),
+            torch.cat([a.scale, b.scale]),
+            torch.cat([a.start, b.start]),
+            torch.cat([a.row_series, b.row_series + len(a.summary)]),
+        )
 
 
 def reference_mean_forecast(model: ToyPatchModel, contexts: torch.Tensor, horizon: int, samples: int) -> torch.Tensor:

@@ -51,10 +51,16 @@ def load_competition(name: str) -> Dataset:
         if int(s.h) != horizon or len(s.xx) != horizon:
             raise ValueError(f"{name}: series {s.sn!r} has horizon {s.h} ({len(s.xx)} test values), expected {horizon}")
     ids = [str(s.sn) for s in series]
-    train = long_frame(ids, [np.asarray(s.x, dtype=np.float64) for s in series],
-                       [np.arange(1, len(s.x) + 1, dtype=np.int64) for s in series])
-    test = long_frame(ids, [np.asarray(s.xx, dtype=np.float64) for s in series],
-                      [np.arange(len(s.x) + 1, len(s.x) + horizon + 1, dtype=np.int64) for s in series])
+    train = long_frame(
+        ids,
+        [np.asarray(s.x, dtype=np.float64) for s in series],
+        [np.arange(1, len(s.x) + 1, dtype=np.int64) for s in series],
+    )
+    test = long_frame(
+        ids,
+        [np.asarray(s.xx, dtype=np.float64) for s in series],
+        [np.arange(len(s.x) + 1, len(s.x) + horizon + 1, dtype=np.int64) for s in series],
+    )
     return Dataset(name, train, test, horizon, season_length, 1, SOURCE)
 
 

@@ -95,8 +95,9 @@ def load_ett(name: str, channels: str | Sequence[str] = "OT") -> Dataset:
     table, path = _read(key)
     chosen = _channels(channels)
     ds = table["date"].to_numpy()
-    parts = [pd.DataFrame({"unique_id": f"{FILES[key]}-{c}", "ds": ds, "y": table[c].astype("float64")})
-             for c in chosen]
+    parts = [
+        pd.DataFrame({"unique_id": f"{FILES[key]}-{c}", "ds": ds, "y": table[c].astype("float64")}) for c in chosen
+    ]
     frame = pd.concat(parts, ignore_index=True)
     frame["unique_id"] = frame["unique_id"].astype(object)
     frame = frame.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)[COLUMNS]
@@ -124,8 +125,10 @@ def ett_stats(name: str, channels: str | Sequence[str] = "OT") -> pd.DataFrame:
     chosen = _channels(channels)
     train_end, _, _ = ett_split(key)
     values = table[chosen].to_numpy(dtype=np.float64)[:train_end]  # [8640, C]
-    return pd.DataFrame({
-        "unique_id": [f"{FILES[key]}-{c}" for c in chosen],
-        "mean": values.mean(axis=0),
-        "std": values.std(axis=0, ddof=0),
-    })
+    return pd.DataFrame(
+        {
+            "unique_id": [f"{FILES[key]}-{c}" for c in chosen],
+            "mean": values.mean(axis=0),
+            "std": values.std(axis=0, ddof=0),
+        }
+    )

@@ -27,8 +27,9 @@ def _month(column: pd.Series) -> pd.Series:
 
 
 def _quarter(column: pd.Series) -> pd.Series:
-    return pd.PeriodIndex(column.str.replace(" ", "", regex=False), freq="Q").to_timestamp().to_series(
-        index=column.index)  # "1998 Q1" -> 1998-01-01
+    return (
+        pd.PeriodIndex(column.str.replace(" ", "", regex=False), freq="Q").to_timestamp().to_series(index=column.index)
+    )  # "1998 Q1" -> 1998-01-01
 
 
 def _utc(column: pd.Series) -> pd.Series:
@@ -39,33 +40,89 @@ def _utc(column: pd.Series) -> pd.Series:
 class Panel:
     """How one fpp3 table becomes a long frame."""
 
-    table: str                      # CSV stem inside tsdata/fpp3
-    time: str                       # time column
+    table: str  # CSV stem inside tsdata/fpp3
+    time: str  # time column
     parse: Callable[[pd.Series], pd.Series]
-    keys: tuple[str, ...]           # columns whose values name a series; () with `wide`
-    value: str | None               # value column; None with `wide`
+    keys: tuple[str, ...]  # columns whose values name a series; () with `wide`
+    value: str | None  # value column; None with `wide`
     freq: str
     season_length: int
-    wide: tuple[str, ...] = ()      # value columns that are each a series (aus_production)
+    wide: tuple[str, ...] = ()  # value columns that are each a series (aus_production)
     about: str = ""
 
 
 PANELS = {
-    "fpp3-tourism": Panel("tourism", "Quarter", _quarter, ("Region", "State", "Purpose"), "Trips", "QS", 4,
-                          about="quarterly overnight trips (thousands), Tourism Research Australia, 1998-2017"),
-    "fpp3-pbs": Panel("PBS", "Month", _month, ("Concession", "Type", "ATC2"), "Cost", "MS", 12,
-                      about="monthly Medicare Australia prescription cost (AUD) by concession, type, ATC2, 1991-2008"),
-    "fpp3-aus-retail": Panel("aus_retail", "Month", _month, ("State", "Industry"), "Turnover", "MS", 12,
-                             about="monthly Australian retail turnover ($m) by state and industry, ABS, 1982-2018"),
-    "fpp3-us-employment": Panel("us_employment", "Month", _month, ("Title",), "Employed", "MS", 12,
-                                about="monthly US employment (thousands) by industry, BLS, 1939-2019"),
-    "fpp3-aus-livestock": Panel("aus_livestock", "Month", _month, ("Animal", "State"), "Count", "MS", 12,
-                                about="monthly livestock slaughtered in Australia by animal and state, ABS, 1976-2018"),
-    "fpp3-aus-production": Panel("aus_production", "Quarter", _quarter, (), None, "QS", 4,
-                                 wide=("Beer", "Tobacco", "Bricks", "Cement", "Electricity", "Gas"),
-                                 about="quarterly Australian production of six commodities, ABS, 1956-2010"),
-    "fpp3-vic-elec": Panel("vic_elec", "Time", _utc, (), "Demand", "30min", 48,
-                           about="half-hourly electricity demand (MWh) of Victoria, AEMO, 2012-2014; ds in UTC"),
+    "fpp3-tourism": Panel(
+        "tourism",
+        "Quarter",
+        _quarter,
+        ("Region", "State", "Purpose"),
+        "Trips",
+        "QS",
+        4,
+        about="quarterly overnight trips (thousands), Tourism Research Australia, 1998-2017",
+    ),
+    "fpp3-pbs": Panel(
+        "PBS",
+        "Month",
+        _month,
+        ("Concession", "Type", "ATC2"),
+        "Cost",
+        "MS",
+        12,
+        about="monthly Medicare Australia prescription cost (AUD) by concession, type, ATC2, 1991-2008",
+    ),
+    "fpp3-aus-retail": Panel(
+        "aus_retail",
+        "Month",
+        _month,
+        ("State", "Industry"),
+        "Turnover",
+        "MS",
+        12,
+        about="monthly Australian retail turnover ($m) by state and industry, ABS, 1982-2018",
+    ),
+    "fpp3-us-employment": Panel(
+        "us_employment",
+        "Month",
+        _month,
+        ("Title",),
+        "Employed",
+        "MS",
+        12,
+        about="monthly US employment (thousands) by industry, BLS, 1939-2019",
+    ),
+    "fpp3-aus-livestock": Panel(
+        "aus_livestock",
+        "Month",
+        _month,
+        ("Animal", "State"),
+        "Count",
+        "MS",
+        12,
+        about="monthly livestock slaughtered in Australia by animal and state, ABS, 1976-2018",
+    ),
+    "fpp3-aus-production": Panel(
+        "aus_production",
+        "Quarter",
+        _quarter,
+        (),
+        None,
+        "QS",
+        4,
+        wide=("Beer", "Tobacco", "Bricks", "Cement", "Electricity", "Gas"),
+        about="quarterly Australian production of six commodities, ABS, 1956-2010",
+    ),
+    "fpp3-vic-elec": Panel(
+        "vic_elec",
+        "Time",
+        _utc,
+        (),
+        "Demand",
+        "30min",
+        48,
+        about="half-hourly electricity demand (MWh) of Victoria, AEMO, 2012-2014; ds in UTC",
+    ),
 }
 
 

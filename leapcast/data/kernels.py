@@ -168,10 +168,17 @@ class Product(Kernel):
 PERIODS = (24, 48, 96, 168, 336, 672, 7, 14, 30, 60, 365, 730, 4, 26, 52, 4, 6, 12, 4, 40, 10)
 KERNEL_BANK: tuple[Kernel, ...] = (
     *(Periodic(p) for p in PERIODS),
-    Linear(0.0), Linear(1.0), Linear(10.0),
-    RBF(0.1), RBF(1.0), RBF(10.0),
-    RationalQuadratic(0.1), RationalQuadratic(1.0), RationalQuadratic(10.0),
-    White(0.1), White(1.0),
+    Linear(0.0),
+    Linear(1.0),
+    Linear(10.0),
+    RBF(0.1),
+    RBF(1.0),
+    RBF(10.0),
+    RationalQuadratic(0.1),
+    RationalQuadratic(1.0),
+    RationalQuadratic(10.0),
+    White(0.1),
+    White(1.0),
     Constant(1.0),
 )
 

@@ -27,7 +27,9 @@ from leapcast.data.synthetic import _ids, _rngs
 PERIODS = (4, 12, 4, 12, 7, 24, 52, 2, 3, 5, 6, 10, 13, 26)  # quarterly and monthly twice as likely
 
 
-def structural_series(length: int, rng: np.random.Generator, period: int | None = None, seasonal: bool | None = None) -> np.ndarray:
+def structural_series(
+    length: int, rng: np.random.Generator, period: int | None = None, seasonal: bool | None = None
+) -> np.ndarray:
     """One series ``[length]`` (float64): a trend with, unless ``seasonal`` is False, a season.
 
     ``period``/``seasonal`` left None are drawn: a period from ``PERIODS``, a season in 3 of 4 series.
@@ -65,8 +67,10 @@ def structural_synth(n_series: int, length: int = 512, seed: int = 0) -> pd.Data
     check_int(n_series, "n_series", must=">= 1")
     check_int(length, "length", low=2, must=">= 2")
     paths = [structural_series(length, rng) for rng in _rngs(seed, n_series)]
-    return pd.DataFrame({
-        "unique_id": np.repeat(_ids("ss", n_series), length),
-        "ds": np.tile(np.arange(length, dtype=np.int64), n_series),
-        "y": np.concatenate(paths),
-    })
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat(_ids("ss", n_series), length),
+            "ds": np.tile(np.arange(length, dtype=np.int64), n_series),
+            "y": np.concatenate(paths),
+        }
+    )

@@ -94,11 +94,13 @@ def kernel_synth(
     for rng in _rngs(seed, n_series):
         chosen = kernel if kernel is not None else random_kernel(rng, max_kernels, bank)
         paths.append(sample_gp(chosen, length, rng))
-    return pd.DataFrame({
-        "unique_id": np.repeat(_ids("ks", n_series), length),
-        "ds": np.tile(np.arange(length, dtype=np.int64), n_series),
-        "y": np.concatenate(paths),
-    })
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat(_ids("ks", n_series), length),
+            "ds": np.tile(np.arange(length, dtype=np.int64), n_series),
+            "y": np.concatenate(paths),
+        }
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +157,7 @@ def mixup_arrays(
         eligible = np.flatnonzero(lengths >= size)
         sources = rng.choice(eligible, size=k, replace=True)
         starts = np.array([rng.integers(0, lengths[s] - size + 1) for s in sources])
-        crops = np.stack([arrays[s][a:a + size] for s, a in zip(sources, starts)])  # [k, l]
+        crops = np.stack([arrays[s][a : a + size] for s, a in zip(sources, starts)])  # [k, l]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN crop: scale 1 below
             scales = np.nanmean(np.abs(crops), axis=1)  # [k]
@@ -189,8 +191,10 @@ def ts_mixup(
     series = np.split(values, np.cumsum(counts)[:-1])
     mixtures = mixup_arrays(series, n_series, length_range, k_max, alpha, seed)
     sizes = [len(m.values) for m in mixtures]
-    return pd.DataFrame({
-        id_col: np.repeat(_ids("mix", n_series), sizes),
-        time_col: np.concatenate([np.arange(s, dtype=np.int64) for s in sizes]),
-        target_col: np.concatenate([m.values for m in mixtures]),
-    })
+    return pd.DataFrame(
+        {
+            id_col: np.repeat(_ids("mix", n_series), sizes),
+            time_col: np.concatenate([np.arange(s, dtype=np.int64) for s in sizes]),
+            target_col: np.concatenate([m.values for m in mixtures]),
+        }
+    )

@@ -46,7 +46,9 @@ class Decoder:
     >>> values = dec.run()  # {series id: [S, 12 * patch_size] float32}
     """
 
-    def __init__(self, model, proposer: Proposer | None = None, spec: SpecConfig | None = None, chooser: KChooser | None = None) -> None:
+    def __init__(
+        self, model, proposer: Proposer | None = None, spec: SpecConfig | None = None, chooser: KChooser | None = None
+    ) -> None:
         self.model = model
         self.proposer = proposer
         self.spec = spec or SpecConfig()
@@ -64,7 +66,9 @@ class Decoder:
     def busy(self) -> bool:
         return self.rows is not None
 
-    def add(self, contexts: torch.Tensor, num_steps: int, sampling: SamplingConfig, streams: RowStreams, first_step: int = 0) -> list[int]:
+    def add(
+        self, contexts: torch.Tensor, num_steps: int, sampling: SamplingConfig, streams: RowStreams, first_step: int = 0
+    ) -> list[int]:
         """Series join: contexts [B, T] float32, ``sampling.num_samples`` rows each, ``num_steps`` steps from
         horizon step ``first_step`` (rollout keeps windows within the model's prediction_length); ``streams`` for their B * S rows.
         Returns the series' ids, the keys of ``run`` / ``step``'s results."""
@@ -87,8 +91,16 @@ class Decoder:
             known.append(_warping(sampling))
         group = known.index(_warping(sampling))
         device = self.model.device  # every tensor of the loop lives there; probabilities and uniforms in float32
-        rows = _Rows.new(self.model.start_inputs(state).to(device), streams, torch.tensor(ids, device=device).repeat_interleave(s),
-                         num_steps, first_step, group, capacity, self.k_max)
+        rows = _Rows.new(
+            self.model.start_inputs(state).to(device),
+            streams,
+            torch.tensor(ids, device=device).repeat_interleave(s),
+            num_steps,
+            first_step,
+            group,
+            capacity,
+            self.k_max,
+        )
         if self.rows is None:
             self.rows, self.state = rows, state
         else:
@@ -135,7 +147,13 @@ class Decoder:
         move = active & (rows.n == cur)
         rows.commit(new, torch.zeros_like(at), move, together and bool(move.all()))
         goal = int(rows.goal[0])
-        if together and bool(move.all()) and cur + 1 < goal and bool((rows.goal == goal).all()) and bool((rows.group == rows.group[0]).all()):
+        if (
+            together
+            and bool(move.all())
+            and cur + 1 < goal
+            and bool((rows.goal == goal).all())
+            and bool((rows.group == rows.group[0]).all())
+        ):
             rows.together, rows.together_goal = cur + 1, goal  # from here on: the fast path
         # a plain pass moves the slowest rows a step, and the slowest set the window's length: one step a pass for the chooser
         self._record(0, 0, active, torch.zeros_like(at), active.long(), t0, t0, time.perf_counter())
@@ -148,7 +166,9 @@ class Decoder:
         t = rows.together
         head = self.model.step(self.state, rows.pending[:, None], t)  # [R, 1]
         new = head.sample(self.samplings[int(rows.group[0])], _Rand(rows, None, SAMPLE, at=t))  # [R, 1, *shape]
-        rows.pending = new[:, 0].to(rows.committed.device)  # its own memory: a strided view would change the next product's rounding
+        rows.pending = new[:, 0].to(
+            rows.committed.device
+        )  # its own memory: a strided view would change the next product's rounding
         rows.committed[:, t] = rows.pending
         rows.n += 1
         rows.together = t + 1
@@ -187,14 +207,25 @@ class Decoder:
         sampling = self._one_sampling()
         window = at[:, None] + torch.arange(k + 1, device=at.device)  # [R, k+1] window steps of this pass
         u_sample = rows.u(SAMPLE).gather(1, window)  # proposals at 0..k-1, the bonus at k
-        proposal = self.proposer.propose(ProposalInput(rows.pending, at, rows.committed, k, u_sample[:, :k], sampling, self.spec.stop_below))
+        proposal = self.proposer.propose(
+            ProposalInput(rows.pending, at, rows.committed, k, u_sample[:, :k], sampling, self.spec.stop_below)
+        )
         steps, kp = proposal.steps, proposal.steps.shape[1]  # kp <= k when the proposer stopped early
         t1 = time.perf_counter()
         head = self.model.step(self.state, torch.cat([rows.pending[:, None], steps], dim=1), positions)  # [R, kp+1]
         ordered = head.sorted(sampling)  # [R, kp+1, K] each
-        verdict = verify(steps, proposal.probs, head.probs(sampling, ordered), rows.u(ACCEPT).gather(1, window[:, :kp]),
-                         u_sample[:, kp], rows.u(RESIDUAL).gather(1, window[:, :kp]), bonus=(ordered[0][:, kp], ordered[1][:, kp]))
-        new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1).scatter_(1, verdict.accepted[:, None], verdict.next_step[:, None])
+        verdict = verify(
+            steps,
+            proposal.probs,
+            head.probs(sampling, ordered),
+            rows.u(ACCEPT).gather(1, window[:, :kp]),
+            u_sample[:, kp],
+            rows.u(RESIDUAL).gather(1, window[:, :kp]),
+            bonus=(ordered[0][:, kp], ordered[1][:, kp]),
+        )
+        new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1).scatter_(
+            1, verdict.accepted[:, None], verdict.next_step[:, None]
+        )
         return new, verdict.accepted, t1
 
     def _one_sampling(self) -> SamplingConfig:
@@ -227,7 +258,9 @@ class Decoder:
         if not bool(done_row.any()):
             return {}
         ids, inverse = rows.series.unique(return_inverse=True)
-        left = torch.bincount(inverse, weights=(~done_row).float(), minlength=len(ids)) == 0  # [series]: no row still going
+        left = (
+            torch.bincount(inverse, weights=(~done_row).float(), minlength=len(ids)) == 0
+        )  # [series]: no row still going
         if not bool(left.any()):
             return {}
         leaving = left[inverse]  # [R]
@@ -271,8 +304,17 @@ class _Rows:
     together_goal: int | None = None
 
     @classmethod
-    def new(cls, start: torch.Tensor, streams: RowStreams, series: torch.Tensor, num_steps: int, first_step: int,
-            group: int, capacity: int, k_max: int) -> _Rows:
+    def new(
+        cls,
+        start: torch.Tensor,
+        streams: RowStreams,
+        series: torch.Tensor,
+        num_steps: int,
+        first_step: int,
+        group: int,
+        capacity: int,
+        k_max: int,
+    ) -> _Rows:
         r, device = len(series), start.device
         streams = RowStreams(streams.base.to(device))
         window = torch.arange(capacity, device=device).expand(r, capacity)
@@ -319,22 +361,45 @@ class _Rows:
         self.n = self.n + torch.where(active, accepted + 1, 0)
 
     def select(self, keep: torch.Tensor) -> _Rows:
-        return _Rows(self.committed[keep], self.n[keep], self.goal[keep], self.pending[keep], self.series[keep], self.group[keep],
-                     self.first[keep], self.streams.select(keep), {kind: u[keep] for kind, u in self.uniforms.items()},
-                     self.together, self.together_goal)
+        return _Rows(
+            self.committed[keep],
+            self.n[keep],
+            self.goal[keep],
+            self.pending[keep],
+            self.series[keep],
+            self.group[keep],
+            self.first[keep],
+            self.streams.select(keep),
+            {kind: u[keep] for kind, u in self.uniforms.items()},
+            self.together,
+            self.together_goal,
+        )
 
     def merge(self, other: _Rows) -> _Rows:
         cap = max(self.committed.shape[1], other.committed.shape[1])
         return _Rows(
             torch.cat([_pad_dim1(self.committed, cap), _pad_dim1(other.committed, cap)]),
-            torch.cat([self.n, other.n]), torch.cat([self.goal, other.goal]), torch.cat([self.pending, other.pending]),
-            torch.cat([self.series, other.series]), torch.cat([self.group, other.group]), torch.cat([self.first, other.first]),
+            torch.cat([self.n, other.n]),
+            torch.cat([self.goal, other.goal]),
+            torch.cat([self.pending, other.pending]),
+            torch.cat([self.series, other.series]),
+            torch.cat([self.group, other.group]),
+            torch.cat([self.first, other.first]),
             RowStreams(torch.cat([self.streams.base, other.streams.base])),
-            {kind: torch.cat([_pad_dim1(u, cap), _pad_dim1(other.uniforms[kind], cap)]) for kind, u in self.uniforms.items()
-             if kind in other.uniforms},
+            {
+                kind: torch.cat([_pad_dim1(u, cap), _pad_dim1(other.uniforms[kind], cap)])
+                for kind, u in self.uniforms.items()
+                if kind in other.uniforms
+            },
             # joined rows stand together only when they start where the others stand, for as long, in one setting
-            self.together if (self.together == other.together and self.together_goal == other.together_goal
-                              and bool((self.group == other.group[0]).all()) and bool((other.group == other.group[0]).all())) else None,
+            self.together
+            if (
+                self.together == other.together
+                and self.together_goal == other.together_goal
+                and bool((self.group == other.group[0]).all())
+                and bool((other.group == other.group[0]).all())
+            )
+            else None,
             self.together_goal,
         )
 
@@ -348,8 +413,21 @@ class _Rand:
     """The ``Rand`` of a head at the rows' positions: column 0 of count 1 is the precomputed SAMPLE number
     (what a categorical draw reads); more numbers per step come from the streams."""
 
-    def __init__(self, rows: _Rows, window: torch.Tensor | None, kind: int, index: torch.Tensor | None = None, at: int | None = None) -> None:
-        self.rows_, self.window, self.kind, self.index, self.at = rows, window, kind, index, at  # at: every row's window step
+    def __init__(
+        self,
+        rows: _Rows,
+        window: torch.Tensor | None,
+        kind: int,
+        index: torch.Tensor | None = None,
+        at: int | None = None,
+    ) -> None:
+        self.rows_, self.window, self.kind, self.index, self.at = (
+            rows,
+            window,
+            kind,
+            index,
+            at,
+        )  # at: every row's window step
 
     def rows(self, index: torch.Tensor) -> _Rand:
         return _Rand(self.rows_, self.window[index], self.kind, index if self.index is None else self.index[index])
@@ -371,7 +449,9 @@ class _Rand:
 def _head_rows(head, index: torch.Tensor):
     """The head of rows ``index`` only: every tensor field indexed on its first dimension."""
     fields = {f.name: getattr(head, f.name) for f in dataclasses.fields(head)}
-    return type(head)(**{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()})
+    return type(head)(
+        **{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()}
+    )
 
 
 def _warping(sampling: SamplingConfig) -> tuple:

@@ -14,7 +14,16 @@ from leapcast.models.sampling import (
     warp,
 )
 
-__all__ = ["SamplingConfig", "draw", "draw_sorted", "probabilities", "sample", "sorted_probabilities", "stream_key", "warp"]
+__all__ = [
+    "SamplingConfig",
+    "draw",
+    "draw_sorted",
+    "probabilities",
+    "sample",
+    "sorted_probabilities",
+    "stream_key",
+    "warp",
+]
 
 
 def stream_key(series_id: object) -> int:

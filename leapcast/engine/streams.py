@@ -48,7 +48,9 @@ class RowStreams:
     base: torch.Tensor
 
     @classmethod
-    def for_series(cls, seed: int, keys: list[int], rows_per_series: int, device: str | torch.device = "cpu") -> RowStreams:
+    def for_series(
+        cls, seed: int, keys: list[int], rows_per_series: int, device: str | torch.device = "cpu"
+    ) -> RowStreams:
         """Rows series-major: ``rows_per_series`` paths (0..S-1) of each key in ``keys`` (64-bit non-negative ints)."""
         for name, value in [("seed", seed), *(("series key", k) for k in keys)]:
             if not 0 <= value < 2**64:

@@ -52,7 +52,10 @@ def cross_validation(
     Windows count rows, not calendar steps: a series with missing timestamps
     is windowed over the rows it has.
     """
-    h, n_windows, step_size = (check_int(v, name, must="an integer >= 1") for v, name in ((h, "h"), (n_windows, "n_windows"), (step_size, "step_size")))
+    h, n_windows, step_size = (
+        check_int(v, name, must="an integer >= 1")
+        for v, name in ((h, "h"), (n_windows, "n_windows"), (step_size, "step_size"))
+    )
     missing = [c for c in (id_col, time_col, target_col) if c not in df.columns]
     if missing:
         raise ValueError(f"`df` has no column(s) {missing}; pass id_col=, time_col=, target_col=")
@@ -80,8 +83,9 @@ def cross_validation(
     return out.sort_values([id_col, "cutoff", time_col], kind="stable", ignore_index=True)
 
 
-def _join(test: pd.DataFrame, cutoffs: pd.Series, forecasts: pd.DataFrame, id_col: str, time_col: str,
-          target_col: str) -> pd.DataFrame:
+def _join(
+    test: pd.DataFrame, cutoffs: pd.Series, forecasts: pd.DataFrame, id_col: str, time_col: str, target_col: str
+) -> pd.DataFrame:
     """test rows ``[n, (id, time, cutoff, target, *forecast columns)]``; every test row must have a forecast."""
     if not isinstance(forecasts, pd.DataFrame) or not {id_col, time_col} <= set(forecasts.columns):
         raise ValueError(f"`forecast_fn` must return a DataFrame with columns {id_col!r} and {time_col!r}")

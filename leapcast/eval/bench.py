@@ -108,15 +108,27 @@ class Suite:
             raise ValueError(f"`baselines` {unknown} unknown; choose from {', '.join(BASELINES)}")
         for p in self.proposers:  # "draft": each model's own draft; the rest as the registry reads them
             if p != "draft" and parse(p).kind == "model":
-                raise ValueError(f"`proposers` entry {p!r} unknown; use draft, early-exit, early-exit:M, seasonal or seasonal:S")
+                raise ValueError(
+                    f"`proposers` entry {p!r} unknown; use draft, early-exit, early-exit:M, seasonal or seasonal:S"
+                )
 
 
 M3 = ("m3-yearly", "m3-quarterly", "m3-monthly", "m3-other")
 TOURISM = ("tourism-yearly", "tourism-quarterly", "tourism-monthly")
 SUITES = {
     "quick": Suite("quick", ("m3-monthly",), max_series=8, samples=8, ks=(2,), adaptive=False),
-    "full": Suite("full", M3 + TOURISM, max_series=20, samples=20, ks=(2, 4, 8), adaptive=True,
-                  proposers=("draft", "early-exit", "seasonal"), baselines=BASELINES, repeats=2, batch_size=16),
+    "full": Suite(
+        "full",
+        M3 + TOURISM,
+        max_series=20,
+        samples=20,
+        ks=(2, 4, 8),
+        adaptive=True,
+        proposers=("draft", "early-exit", "seasonal"),
+        baselines=BASELINES,
+        repeats=2,
+        batch_size=16,
+    ),
 }
 
 
@@ -161,12 +173,17 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
         models = ["random:tiny"]
         if "house-target" in bundled_models():
             models.insert(0, "house-target")
-            drafts = drafts or ["house-draft" if "house-draft" in bundled_models() else "none", None]  # None: the random pair's own draft
+            drafts = drafts or [
+                "house-draft" if "house-draft" in bundled_models() else "none",
+                None,
+            ]  # None: the random pair's own draft
         else:
             log("note: this build bundles no house-target/house-draft; benchmarking random weights only")
     drafts = list(drafts or [])
     if len(drafts) not in (0, 1, len(models)):
-        raise ValueError(f"`drafts` must name one draft per model ({len(models)}) or one for all, got {len(drafts)}: {drafts}")
+        raise ValueError(
+            f"`drafts` must name one draft per model ({len(models)}) or one for all, got {len(drafts)}: {drafts}"
+        )
     specs = []
     for i, name in enumerate(models):
         draft = drafts[0] if len(drafts) == 1 else drafts[i] if drafts else None
@@ -179,7 +196,9 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
             continue
         target = resolve(name)
         label = target.parent.name if target.name == "last" else name if name in bundled_models() else target.name
-        specs.append(ModelSpec(label, target, None if draft in (None, "none") else resolve(draft), random_weights=False))
+        specs.append(
+            ModelSpec(label, target, None if draft in (None, "none") else resolve(draft), random_weights=False)
+        )
     return specs
 
 
@@ -188,7 +207,9 @@ def modes(suite: Suite, model: ModelSpec, official: bool) -> list[Mode]:
     for proposer in suite.proposers:
         if proposer == "draft" and model.draft is None:
             continue
-        specs = [SpecConfig(k=k, adaptive=False) for k in suite.ks] + ([SpecConfig(k=max(suite.ks), adaptive=True)] if suite.adaptive else [])
+        specs = [SpecConfig(k=k, adaptive=False) for k in suite.ks] + (
+            [SpecConfig(k=max(suite.ks), adaptive=True)] if suite.adaptive else []
+        )
         out += [Mode("speculative", proposer, spec) for spec in specs]
     return out
 
@@ -205,8 +226,15 @@ def check_requirements() -> None:
         )
 
 
-def run(suite: Suite, models: list[str] | None = None, drafts: list[str] | None = None, out_dir: Path = RESULTS,
-        threads: int = 2, log=print, command: str | None = None) -> dict:
+def run(
+    suite: Suite,
+    models: list[str] | None = None,
+    drafts: list[str] | None = None,
+    out_dir: Path = RESULTS,
+    threads: int = 2,
+    log=print,
+    command: str | None = None,
+) -> dict:
     """Run a suite, write its report (json, md, png) into ``out_dir``, and return the report dict."""
     check_int(threads, "threads", must="an integer >= 1")
     torch.set_num_threads(threads)
@@ -221,9 +249,18 @@ def run(suite: Suite, models: list[str] | None = None, drafts: list[str] | None 
                 rows += _bench_model(suite, model, win, official, fans, log)
     _relative(rows)
     report = dict(
-        benchmark="bench", suite=suite.name, date=str(date.today()), command=command or f"leapcast bench --suite {suite.name}",
-        torch=torch.__version__, machine=_machine(), cpus=_cpus(),
-        threads=threads, config=asdict(suite), models=[_describe(m) for m in specs], rows=rows, summary=_summary(rows),
+        benchmark="bench",
+        suite=suite.name,
+        date=str(date.today()),
+        command=command or f"leapcast bench --suite {suite.name}",
+        torch=torch.__version__,
+        machine=_machine(),
+        cpus=_cpus(),
+        threads=threads,
+        config=asdict(suite),
+        models=[_describe(m) for m in specs],
+        rows=rows,
+        summary=_summary(rows),
     )
     write_report(report, Path(out_dir), fans)
     return report
@@ -233,8 +270,16 @@ def _bench_baseline(baseline: str, win: Window, log) -> dict:
     stats_forecast(baseline, win.histories[:1], win.h, win.season_length)  # untimed: imports and JIT compiles
     seconds, (point, quant) = timed(lambda: stats_forecast(baseline, win.histories, win.h, win.season_length))
     n = len(win.ids)
-    row = dict(dataset=win.name, model=baseline, random_weights=False, mode="statsforecast", series=n, h=win.h,
-               wall_s=seconds, series_per_s=n / seconds)
+    row = dict(
+        dataset=win.name,
+        model=baseline,
+        random_weights=False,
+        mode="statsforecast",
+        series=n,
+        h=win.h,
+        wall_s=seconds,
+        series_per_s=n / seconds,
+    )
     row = _scored(row, win, point, quant)
     log(f"{win.name:18s} {baseline:26s} {'':28s} {seconds:7.2f}s  MASE {row['mase']:.3f}")
     return row
@@ -265,27 +310,52 @@ def _bench_model(suite: Suite, model: ModelSpec, win: Window, official: bool, fa
         elif mode.kind == "official":
             fn = lambda: official_forecast(pipeline, *args)  # noqa: E731
         else:
-            fc = Forecaster(plain.model, name=plain.name, proposer=_proposer(mode, model, plain.model, proposers), spec=mode.spec)
+            fc = Forecaster(
+                plain.model, name=plain.name, proposer=_proposer(mode, model, plain.model, proposers), spec=mode.spec
+            )
             fn = lambda fc=fc: leapcast_forecast(fc, *args, batch_size=batch)  # noqa: E731
         timing = interleaved(base, fn, suite.repeats, warmup=mode.kind == "official")  # its first call loads lazily
         point, quant, samples = timing.last
         st = fc.last_stats if fc is not None else None
         wall, steps = timing.other_median, n * suite.samples * win.h
         row = dict(
-            dataset=win.name, model=model.label, random_weights=model.random_weights, mode=mode.label, proposer=mode.proposer,
-            k=mode.spec.k if mode.spec else None, adaptive=bool(mode.spec and mode.spec.adaptive), series=n, h=win.h,
-            samples=suite.samples, batch=batch, repeats=suite.repeats, wall_s=wall, plain_s=timing.base_median,
-            speedup=timing.speedup, series_per_s=n / wall, steps_per_s=steps / wall,
+            dataset=win.name,
+            model=model.label,
+            random_weights=model.random_weights,
+            mode=mode.label,
+            proposer=mode.proposer,
+            k=mode.spec.k if mode.spec else None,
+            adaptive=bool(mode.spec and mode.spec.adaptive),
+            series=n,
+            h=win.h,
+            samples=suite.samples,
+            batch=batch,
+            repeats=suite.repeats,
+            wall_s=wall,
+            plain_s=timing.base_median,
+            speedup=timing.speedup,
+            series_per_s=n / wall,
+            steps_per_s=steps / wall,
             # without stats: one target pass per step, per batch (the official pipeline takes all series at once)
             target_passes=st.target_passes if st else win.h * (1 if mode.kind == "official" else -(-n // batch)),
-            acceptance=st.acceptance_rate if st else None, mean_accepted_length=st.mean_accepted_length if st else None,
+            acceptance=st.acceptance_rate if st else None,
+            mean_accepted_length=st.mean_accepted_length if st else None,
             accepted_per_position=[a / max(st.drafts, 1) for a in st.accepted_per_position] if st else None,
         )
         rows.append(_scored(row, win, point, quant))
-        log(f"{win.name:18s} {model.label:26s} {mode.label:28s} {wall:7.2f}s  x{row['speedup']:.2f}  MASE {row['mase']:.3f}")
+        log(
+            f"{win.name:18s} {model.label:26s} {mode.label:28s} {wall:7.2f}s  x{row['speedup']:.2f}  MASE {row['mase']:.3f}"
+        )
         if mode.kind == "plain" and not fans:
-            fans += [dict(title=f"{win.name} {win.ids[i]}: {model.label}", history=win.histories[i], samples=samples[i],
-                          actual=win.actuals[i]) for i in range(min(suite.fan_series, n))]
+            fans += [
+                dict(
+                    title=f"{win.name} {win.ids[i]}: {model.label}",
+                    history=win.histories[i],
+                    samples=samples[i],
+                    actual=win.actuals[i],
+                )
+                for i in range(min(suite.fan_series, n))
+            ]
     return rows
 
 
@@ -299,7 +369,10 @@ def _proposer(mode: Mode, model: ModelSpec, target, loaded: dict):
 
 
 def _scored(row: dict, win: Window, point: np.ndarray, quant: np.ndarray) -> dict:
-    row.update(mase=M.mase(win.actuals, point, win.histories, win.season_length), wql=M.wql(win.actuals, quant, DEFAULT_QUANTILES))
+    row.update(
+        mase=M.mase(win.actuals, point, win.histories, win.season_length),
+        wql=M.wql(win.actuals, quant, DEFAULT_QUANTILES),
+    )
     return row
 
 
@@ -317,9 +390,14 @@ def _summary(rows: list[dict]) -> list[dict]:
     out = []
     for model, mode in dict.fromkeys((r["model"], r["mode"]) for r in rows):
         mine = [r for r in rows if r["model"] == model and r["mode"] == mode]
-        entry = dict(model=model, mode=mode, random_weights=mine[0]["random_weights"], datasets=len(mine),
-                     series_per_s=float(np.median([r["series_per_s"] for r in mine])),
-                     speedup=float(np.median([r["speedup"] for r in mine])) if mine[0].get("speedup") is not None else None)
+        entry = dict(
+            model=model,
+            mode=mode,
+            random_weights=mine[0]["random_weights"],
+            datasets=len(mine),
+            series_per_s=float(np.median([r["series_per_s"] for r in mine])),
+            speedup=float(np.median([r["speedup"] for r in mine])) if mine[0].get("speedup") is not None else None,
+        )
         for metric in ("mase", "wql"):
             base = {r["dataset"]: r[metric] for r in rows if r["model"] == "SeasonalNaive"}
             gm = M.geometric_mean_relative({r["dataset"]: r[metric] for r in mine}, base)
@@ -332,7 +410,9 @@ def _has_chronos(log) -> bool:
     import importlib.util
 
     if importlib.util.find_spec("chronos") is None:
-        log("note: chronos-forecasting is not installed; skipping the official pipeline (pip install 'leapcast[bench]')")
+        log(
+            "note: chronos-forecasting is not installed; skipping the official pipeline (pip install 'leapcast[bench]')"
+        )
         return False
     return True
 

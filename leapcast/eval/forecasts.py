@@ -19,13 +19,17 @@ from leapcast.forecaster import DEFAULT_QUANTILES
 BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta")
 
 
-def leapcast_forecast(fc, histories, h: int, samples: int, seed: int, batch_size: int = 32, season_length: int | None = None):
+def leapcast_forecast(
+    fc, histories, h: int, samples: int, seed: int, batch_size: int = 32, season_length: int | None = None
+):
     """A ``Forecaster`` -> median [N, h], quantiles [N, h, Q], samples [N, S, h].
 
     season_length: for the forecaster's seasonal adjustment (None: no adjustment).
     """
     tensors = [torch.tensor(x, dtype=torch.float32) for x in histories]
-    s = fc.predict(tensors, h, num_samples=samples, seed=seed, batch_size=batch_size, progress=False, season_length=season_length)
+    s = fc.predict(
+        tensors, h, num_samples=samples, seed=seed, batch_size=batch_size, progress=False, season_length=season_length
+    )
     s = s.double().numpy()
     return summarize(s)
 

@@ -50,8 +50,11 @@ def speedup_vs_k(ax, rows: Sequence[dict], label: Callable[[dict], str]) -> None
             if adaptive:
                 ax.plot([k], [statistics.median(v)], marker="*", ms=12, ls="", color=line[0].get_color())
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="k (proposed steps per target pass; star: adaptive, at its largest k)",
-           ylabel="speedup over plain decoding", title="Speedup vs k")
+    ax.set(
+        xlabel="k (proposed steps per target pass; star: adaptive, at its largest k)",
+        ylabel="speedup over plain decoding",
+        title="Speedup vs k",
+    )
     _integer_ticks(ax)
     ax.legend(fontsize=7)
 
@@ -67,7 +70,12 @@ def acceptance_per_position(ax, rows: Sequence[dict], label: Callable[[dict], st
         k = max(r["k"] for r in mine)
         per = np.mean([r["accepted_per_position"] for r in mine if r["k"] == k], axis=0)  # [k]
         ax.plot(range(1, k + 1), per, marker="o", label=name)
-    ax.set(xlabel="position in the proposal", ylabel="fraction of drafts kept", title="Acceptance per position", ylim=(0, 1.02))
+    ax.set(
+        xlabel="position in the proposal",
+        ylabel="fraction of drafts kept",
+        title="Acceptance per position",
+        ylim=(0, 1.02),
+    )
     _integer_ticks(ax)
     ax.legend(fontsize=7)
 
@@ -82,8 +90,11 @@ def accuracy_vs_speed(ax, points: Sequence[dict], xlabel: str = "series per seco
         ax.annotate(p["label"], (p["x"], p["y"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel=xlabel, ylabel="MASE relative to SeasonalNaive (lower is better)",
-           title="Accuracy vs speed (hollow: random weights, accuracy is noise)")
+    ax.set(
+        xlabel=xlabel,
+        ylabel="MASE relative to SeasonalNaive (lower is better)",
+        title="Accuracy vs speed (hollow: random weights, accuracy is noise)",
+    )
 
 
 def fan_chart(ax, future_x, median, bands: dict[float, tuple], history=None, actual=None, title: str = "") -> None:
@@ -105,7 +116,10 @@ def fan_chart(ax, future_x, median, bands: dict[float, tuple], history=None, act
 
 def sample_bands(samples: np.ndarray, levels: Sequence[float] = (80, 95)) -> tuple[np.ndarray, dict]:
     """samples [S, h] -> (median [h], level -> (lo [h], hi [h]))."""
-    bands = {lv: (np.quantile(samples, 0.5 - lv / 200, axis=0), np.quantile(samples, 0.5 + lv / 200, axis=0)) for lv in levels}
+    bands = {
+        lv: (np.quantile(samples, 0.5 - lv / 200, axis=0), np.quantile(samples, 0.5 + lv / 200, axis=0))
+        for lv in levels
+    }
     return np.median(samples, axis=0), bands
 
 
@@ -160,9 +174,14 @@ def forecast_figure(
             h = history[history[id_col] == uid].sort_values(time_col)
             h = h if last is None else h.tail(last)
             past = (h[time_col].to_numpy(), h[target_col].to_numpy(float))
-        fan_chart(ax, f[time_col].to_numpy(), f[model].to_numpy(float),
-                  {lv: (f[lo].to_numpy(float), f[hi].to_numpy(float)) for lv, (lo, hi) in bands.items()},
-                  history=past, title=f"{model}: {uid}")
+        fan_chart(
+            ax,
+            f[time_col].to_numpy(),
+            f[model].to_numpy(float),
+            {lv: (f[lo].to_numpy(float), f[hi].to_numpy(float)) for lv, (lo, hi) in bands.items()},
+            history=past,
+            title=f"{model}: {uid}",
+        )
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     return fig
 

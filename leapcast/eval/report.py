@@ -43,9 +43,15 @@ def figures(report: dict, out_dir: Path, stem: str, fans: list[dict]) -> dict[st
         plots.speedup_vs_k(a, spec, label)
         plots.acceptance_per_position(b, spec, label)
         out["speed"] = plots.save(fig, out_dir / f"{stem}-speed.png")
-    points = [dict(label=s["model"] if s["mode"] == "statsforecast" else f"{s['model']} {s['mode']}", x=s["series_per_s"],
-                   y=math.nan if s["rel_mase"] is None else s["rel_mase"], random=s["random_weights"])
-              for s in report["summary"]]
+    points = [
+        dict(
+            label=s["model"] if s["mode"] == "statsforecast" else f"{s['model']} {s['mode']}",
+            x=s["series_per_s"],
+            y=math.nan if s["rel_mase"] is None else s["rel_mase"],
+            random=s["random_weights"],
+        )
+        for s in report["summary"]
+    ]
     fig, (ax,) = plots.figure(1, width=7, height=5)
     plots.accuracy_vs_speed(ax, points)
     out["accuracy_speed"] = plots.save(fig, out_dir / f"{stem}-accuracy-speed.png")
@@ -55,8 +61,15 @@ def figures(report: dict, out_dir: Path, stem: str, fans: list[dict]) -> dict[st
             h, t0 = len(f["actual"]), len(f["history"])
             past = f["history"][-3 * h :]  # [<= 3h] enough history to see the pattern the forecast continues
             median, bands = plots.sample_bands(f["samples"])
-            plots.fan_chart(ax, range(t0, t0 + h), median, bands, history=(range(t0 - len(past), t0), past),
-                            actual=f["actual"], title=f["title"])
+            plots.fan_chart(
+                ax,
+                range(t0, t0 + h),
+                median,
+                bands,
+                history=(range(t0 - len(past), t0), past),
+                actual=f["actual"],
+                title=f["title"],
+            )
         out["fan"] = plots.save(fig, out_dir / f"{stem}-fan.png")
     return out
 
@@ -76,19 +89,61 @@ def markdown(report: dict) -> str:
         "Speedup: median over repeats of leapcast plain's time over the mode's, timed alternately in one process "
         "(plain's own row: plain against itself, the noise floor).",
         "",
-        _table(["data set", "model", "mode", "series", "h", "wall s", "series/s", "steps/s", "speedup vs plain",
-                "target passes", "acceptance", "mean accepted length"],
-               [[r["dataset"], _model(r), r["mode"], r["series"], r["h"], _f(r["wall_s"], ".3f"), _f(r["series_per_s"], ".1f"),
-                 _f(r.get("steps_per_s"), ",.0f"), _f(r.get("speedup"), ".2f", "x"), _f(r.get("target_passes"), "d"),
-                 _f(r.get("acceptance"), ".1%"), _f(r.get("mean_accepted_length"), ".2f")] for r in rows if "speedup" in r]),
+        _table(
+            [
+                "data set",
+                "model",
+                "mode",
+                "series",
+                "h",
+                "wall s",
+                "series/s",
+                "steps/s",
+                "speedup vs plain",
+                "target passes",
+                "acceptance",
+                "mean accepted length",
+            ],
+            [
+                [
+                    r["dataset"],
+                    _model(r),
+                    r["mode"],
+                    r["series"],
+                    r["h"],
+                    _f(r["wall_s"], ".3f"),
+                    _f(r["series_per_s"], ".1f"),
+                    _f(r.get("steps_per_s"), ",.0f"),
+                    _f(r.get("speedup"), ".2f", "x"),
+                    _f(r.get("target_passes"), "d"),
+                    _f(r.get("acceptance"), ".1%"),
+                    _f(r.get("mean_accepted_length"), ".2f"),
+                ]
+                for r in rows
+                if "speedup" in r
+            ],
+        ),
         "",
         "## Accuracy (official test window)",
         "",
         "MASE of the median and WQL over quantiles 0.1..0.9; rel.: ratio to SeasonalNaive on the same data set.",
         "",
-        _table(["data set", "model", "mode", "MASE", "WQL", "rel. MASE", "rel. WQL", "wall s"],
-               [[r["dataset"], _model(r), r["mode"], _f(r["mase"], ".3f"), _f(r["wql"], ".3f"), _f(r["rel_mase"], ".3f"),
-                 _f(r["rel_wql"], ".3f"), _f(r["wall_s"], ".2f")] for r in rows]),
+        _table(
+            ["data set", "model", "mode", "MASE", "WQL", "rel. MASE", "rel. WQL", "wall s"],
+            [
+                [
+                    r["dataset"],
+                    _model(r),
+                    r["mode"],
+                    _f(r["mase"], ".3f"),
+                    _f(r["wql"], ".3f"),
+                    _f(r["rel_mase"], ".3f"),
+                    _f(r["rel_wql"], ".3f"),
+                    _f(r["wall_s"], ".2f"),
+                ]
+                for r in rows
+            ],
+        ),
         "",
         "## Across data sets",
         "",
@@ -103,9 +158,21 @@ def markdown(report: dict) -> str:
 
 def summary_table(report: dict) -> str:
     """Per model x mode: geometric mean over data sets of relative MASE/WQL, median speedup and series/s."""
-    return _table(["model", "mode", "data sets", "rel. MASE", "rel. WQL", "speedup vs plain", "series/s"],
-                  [[_model(s), s["mode"], s["datasets"], _f(s["rel_mase"], ".3f"), _f(s["rel_wql"], ".3f"),
-                    _f(s["speedup"], ".2f", "x"), _f(s["series_per_s"], ".1f")] for s in report["summary"]])
+    return _table(
+        ["model", "mode", "data sets", "rel. MASE", "rel. WQL", "speedup vs plain", "series/s"],
+        [
+            [
+                _model(s),
+                s["mode"],
+                s["datasets"],
+                _f(s["rel_mase"], ".3f"),
+                _f(s["rel_wql"], ".3f"),
+                _f(s["speedup"], ".2f", "x"),
+                _f(s["series_per_s"], ".1f"),
+            ]
+            for s in report["summary"]
+        ],
+    )
 
 
 def readme_section(report: dict, report_dir: Path, readme_dir: Path) -> str:

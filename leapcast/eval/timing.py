@@ -44,7 +44,9 @@ class Interleaved:
         return statistics.median(self.other_s)
 
 
-def interleaved(base: Callable[[], object], other: Callable[[], object], repeats: int, warmup: bool = False) -> Interleaved:
+def interleaved(
+    base: Callable[[], object], other: Callable[[], object], repeats: int, warmup: bool = False
+) -> Interleaved:
     """Time ``base`` and ``other`` alternately ``repeats`` times (after one untimed call of each when ``warmup``)."""
     check_int(repeats, "repeats", must="an integer >= 1")
     if warmup:

@@ -17,7 +17,16 @@ from leapcast.models.heads import Categorical
 from leapcast.models.t5 import T5, LayerCache
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
-TOKENIZER_FIELDS = ("n_tokens", "n_special_tokens", "pad_token_id", "eos_token_id", "use_eos_token", "low_limit", "high_limit", "context_length")
+TOKENIZER_FIELDS = (
+    "n_tokens",
+    "n_special_tokens",
+    "pad_token_id",
+    "eos_token_id",
+    "use_eos_token",
+    "low_limit",
+    "high_limit",
+    "context_length",
+)
 
 
 class ChronosT5:
@@ -144,11 +153,17 @@ class ChronosT5:
         series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
         c: _ChronosCaches = state.caches
         rows_d, series_d = rows.to(self.device), series.to(self.device)
-        layers = [LayerCache(k=lc.k[rows_d], v=lc.v[rows_d], cross_k=lc.cross_k[series_d], cross_v=lc.cross_v[series_d])
-                  for lc in c.layers]
+        layers = [
+            LayerCache(k=lc.k[rows_d], v=lc.v[rows_d], cross_k=lc.cross_k[series_d], cross_v=lc.cross_v[series_d])
+            for lc in c.layers
+        ]
         grouped = _grouped(row_series)
-        caches = _ChronosCaches(layers, c.cross_mask[series_d], c.bias_table, None if grouped else row_series.to(self.device))
-        return ChronosState(caches, state.tokens[series], state.mask[series], state.scale[series], row_series, grouped, state.capacity)
+        caches = _ChronosCaches(
+            layers, c.cross_mask[series_d], c.bias_table, None if grouped else row_series.to(self.device)
+        )
+        return ChronosState(
+            caches, state.tokens[series], state.mask[series], state.scale[series], row_series, grouped, state.capacity
+        )
 
     def merge(self, a: ChronosState, b: ChronosState) -> ChronosState:
         """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
@@ -157,15 +172,24 @@ class ChronosT5:
         ca, cb = a.caches, b.caches
         layers = []
         for la, lb in zip(ca.layers, cb.layers):
-            layers.append(LayerCache(
-                k=torch.cat([_pad_positions(la.k, capacity), _pad_positions(lb.k, capacity)]),
-                v=torch.cat([_pad_positions(la.v, capacity), _pad_positions(lb.v, capacity)]),
-                cross_k=torch.cat([_left_pad(la.cross_k, length, 2), _left_pad(lb.cross_k, length, 2)]),
-                cross_v=torch.cat([_left_pad(la.cross_v, length, 2), _left_pad(lb.cross_v, length, 2)]),
-            ))
+            layers.append(
+                LayerCache(
+                    k=torch.cat([_pad_positions(la.k, capacity), _pad_positions(lb.k, capacity)]),
+                    v=torch.cat([_pad_positions(la.v, capacity), _pad_positions(lb.v, capacity)]),
+                    cross_k=torch.cat([_left_pad(la.cross_k, length, 2), _left_pad(lb.cross_k, length, 2)]),
+                    cross_v=torch.cat([_left_pad(la.cross_v, length, 2), _left_pad(lb.cross_v, length, 2)]),
+                )
+            )
         masked = torch.finfo(self.dtype).min
-        cross_mask = torch.cat([_left_pad(ca.cross_mask, length, 3, masked), _left_pad(cb.cross_mask, length, 3, masked)])
-        tokens = torch.cat([_left_pad(a.tokens, length, 1, self.chronos.pad_token_id), _left_pad(b.tokens, length, 1, self.chronos.pad_token_id)])
+        cross_mask = torch.cat(
+            [_left_pad(ca.cross_mask, length, 3, masked), _left_pad(cb.cross_mask, length, 3, masked)]
+        )
+        tokens = torch.cat(
+            [
+                _left_pad(a.tokens, length, 1, self.chronos.pad_token_id),
+                _left_pad(b.tokens, length, 1, self.chronos.pad_token_id),
+            ]
+        )
         mask = torch.cat([_left_pad(a.mask, length, 1, False), _left_pad(b.mask, length, 1, False)])
         row_series = torch.cat([a.row_series, b.row_series + a.num_series])
         grouped = _grouped(row_series)
@@ -207,7 +231,10 @@ class ChronosT5:
         s = state.rows_per_series
         rows = (series[:, None] * s + torch.arange(s)).reshape(-1).to(self.device)
         series = series.to(self.device)
-        layers = [LayerCache(k=lc.k[rows], v=lc.v[rows], cross_k=lc.cross_k[series], cross_v=lc.cross_v[series]) for lc in c.layers]
+        layers = [
+            LayerCache(k=lc.k[rows], v=lc.v[rows], cross_k=lc.cross_k[series], cross_v=lc.cross_v[series])
+            for lc in c.layers
+        ]
         caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask[series], bias_table=c.bias_table)
         return DecoderState(caches=caches, num_series=len(series), rows_per_series=s, max_steps=state.max_steps)
 
@@ -219,8 +246,12 @@ class ChronosT5:
             LayerCache(k=torch.zeros_like(lc.k), v=torch.zeros_like(lc.v), cross_k=lc.cross_k, cross_v=lc.cross_v)
             for lc in c.layers[:num_layers]
         ]
-        caches = _ChronosCaches(layers=layers, cross_mask=c.cross_mask, bias_table=c.bias_table, row_series=c.row_series)
-        return ChronosState(caches, state.tokens, state.mask, state.scale, state.row_series, state.grouped, state.capacity)
+        caches = _ChronosCaches(
+            layers=layers, cross_mask=c.cross_mask, bias_table=c.bias_table, row_series=c.row_series
+        )
+        return ChronosState(
+            caches, state.tokens, state.mask, state.scale, state.row_series, state.grouped, state.capacity
+        )
 
     @torch.inference_mode()
     def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state) -> torch.Tensor:
@@ -244,8 +275,13 @@ class ChronosT5:
 
 
 class _ChronosCaches:
-    def __init__(self, layers: list[LayerCache], cross_mask: torch.Tensor, bias_table: torch.Tensor,
-                 row_series: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        layers: list[LayerCache],
+        cross_mask: torch.Tensor,
+        bias_table: torch.Tensor,
+        row_series: torch.Tensor | None = None,
+    ) -> None:
         self.layers = layers
         self.cross_mask = cross_mask  # [B, 1, 1, L]
         self.bias_table = bias_table  # [H, T, T]

@@ -63,12 +63,23 @@ class ChronosTokenizerConfig:
         fields = {
             k: raw[k]
             for k in (
-                "context_length", "prediction_length", "n_tokens", "n_special_tokens", "pad_token_id",
-                "eos_token_id", "use_eos_token", "num_samples", "temperature", "top_k", "top_p",
+                "context_length",
+                "prediction_length",
+                "n_tokens",
+                "n_special_tokens",
+                "pad_token_id",
+                "eos_token_id",
+                "use_eos_token",
+                "num_samples",
+                "temperature",
+                "top_k",
+                "top_p",
             )
             if k in raw
         }
-        return cls(low_limit=float(kwargs.get("low_limit", -15.0)), high_limit=float(kwargs.get("high_limit", 15.0)), **fields)
+        return cls(
+            low_limit=float(kwargs.get("low_limit", -15.0)), high_limit=float(kwargs.get("high_limit", 15.0)), **fields
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -92,7 +103,9 @@ class ChronosTokenizerConfig:
 class ChronosTokenizer:
     def __init__(self, config: ChronosTokenizerConfig) -> None:
         self.config = config
-        self.centers = torch.linspace(config.low_limit, config.high_limit, config.n_tokens - config.n_special_tokens - 1)
+        self.centers = torch.linspace(
+            config.low_limit, config.high_limit, config.n_tokens - config.n_special_tokens - 1
+        )
         mids = (self.centers[1:] + self.centers[:-1]) / 2
         self.boundaries = torch.cat([torch.tensor([-1e20]), mids, torch.tensor([1e20])])
 

@@ -48,7 +48,10 @@ class Categorical:
 
     def pick(self, index: torch.Tensor) -> Categorical:
         """One position per row: index [R] long into n -> a head [R, 1]."""
-        return Categorical(self.logits[torch.arange(len(index), device=self.logits.device), index.to(self.logits.device)][:, None], self.banned)
+        return Categorical(
+            self.logits[torch.arange(len(index), device=self.logits.device), index.to(self.logits.device)][:, None],
+            self.banned,
+        )
 
     def sorted(self, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """The warped distribution over its candidate steps, most likely first, in the order every draw
@@ -107,8 +110,12 @@ class StudentTMixture:
         z = (x - loc) / scale
         finite = torch.isfinite(df)
         nu = torch.where(finite, df, torch.ones_like(df))  # placeholder where Gaussian
-        student = (torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi)
-                   - (nu + 1) / 2 * torch.log1p(z * z / nu))
+        student = (
+            torch.lgamma((nu + 1) / 2)
+            - torch.lgamma(nu / 2)
+            - 0.5 * torch.log(nu * math.pi)
+            - (nu + 1) / 2 * torch.log1p(z * z / nu)
+        )
         normal = -0.5 * z * z - 0.5 * math.log(2 * math.pi)
         per_component = torch.where(finite, student, normal) - torch.log(scale)
         return torch.logsumexp(self.weights.float().log_softmax(dim=-1) + per_component, dim=-1).sum(dim=-1)
@@ -141,7 +148,11 @@ def _student_t(df: torch.Tensor, rand: Rand, offset: int, first_block: torch.Ten
     todo = torch.ones(shape, dtype=torch.bool, device=df.device)
     block = 0
     while bool(todo.any()):
-        fresh = first_block if block == 0 and first_block is not None else rand(2 * p * BAILEY_BLOCK, offset + block * 2 * p * BAILEY_BLOCK)
+        fresh = (
+            first_block
+            if block == 0 and first_block is not None
+            else rand(2 * p * BAILEY_BLOCK, offset + block * 2 * p * BAILEY_BLOCK)
+        )
         uv = fresh.reshape(*shape, BAILEY_BLOCK, 2) * 2 - 1
         w = (uv * uv).sum(dim=-1)  # [R, n, P, B]
         ok = (w > 0) & (w < 1)
@@ -149,7 +160,9 @@ def _student_t(df: torch.Tensor, rand: Rand, offset: int, first_block: torch.Ten
         found = ok.any(dim=-1) & todo
         w1, u1 = w.gather(-1, first).squeeze(-1), uv[..., 0].gather(-1, first).squeeze(-1)
         gaussian = -2 * torch.log(w1) / w1
-        student = df * torch.expm1(-2 / df * torch.log(w1)) / w1  # expm1: exact for large df, where pow(w, -2/df) - 1 cancels
+        student = (
+            df * torch.expm1(-2 / df * torch.log(w1)) / w1
+        )  # expm1: exact for large df, where pow(w, -2/df) - 1 cancels
         t = u1 * torch.sqrt(torch.where(torch.isfinite(df), student, gaussian))
         out = torch.where(found, t, out)
         todo &= ~found

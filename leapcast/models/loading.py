@@ -52,7 +52,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
             raise CheckpointError(
                 f"checkpoint folder {str(folder)!r} holds only pickle weights ({', '.join(pickles)}); leapcast "
                 "refuses pickle because loading it can run arbitrary code. Convert once, in an environment you "
-                "trust: `python -c \"import torch; from safetensors.torch import save_file; "
+                'trust: `python -c "import torch; from safetensors.torch import save_file; '
                 f"save_file(torch.load('{pickles[0]}', weights_only=True), 'model.safetensors')\"` "
                 "(or `model.save_pretrained(folder, safe_serialization=True)` with transformers)."
             )
@@ -94,7 +94,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
         )
     arch = config.get("architectures") or ["T5ForConditionalGeneration"]
     if arch[0] != "T5ForConditionalGeneration":
-        raise CheckpointError(f"{Path(path) / 'config.json'} architecture {arch[0]!r} is not supported; expected T5ForConditionalGeneration")
+        raise CheckpointError(
+            f"{Path(path) / 'config.json'} architecture {arch[0]!r} is not supported; expected T5ForConditionalGeneration"
+        )
     chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
     cfg = T5Config.from_dict(config)
     net = T5(cfg)
@@ -106,7 +108,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
 def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], folder: Path) -> None:
     """Load, after checking every tensor's shape against the config's, summarised (a mismatch is often every tensor)."""
     expected = net.state_dict()
-    wrong = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
+    wrong = [
+        (k, tuple(v.shape), tuple(expected[k].shape))
+        for k, v in weights.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     if wrong:
         shown = "; ".join(f"{k}: {got} in the weights, {want} from the config" for k, got, want in wrong[:3])
         raise CheckpointError(
@@ -151,8 +157,12 @@ def convert_hf_t5(hf: dict[str, torch.Tensor], cfg: T5Config) -> dict[str, torch
         if not cfg.tie_word_embeddings:
             out["lm_head.weight"] = hf["lm_head.weight"]
     except KeyError as err:
-        raise CheckpointError(f"checkpoint weights lack {err.args[0]!r}; is this a T5 checkpoint saved by transformers?") from None
-    out = {k: (v.t().contiguous() if v.ndim == 2 and k not in _STORED_AS_IS else v) for k, v in out.items()}  # Dense: [in, out]
+        raise CheckpointError(
+            f"checkpoint weights lack {err.args[0]!r}; is this a T5 checkpoint saved by transformers?"
+        ) from None
+    out = {
+        k: (v.t().contiguous() if v.ndim == 2 and k not in _STORED_AS_IS else v) for k, v in out.items()
+    }  # Dense: [in, out]
     used = set(_consumed_names(hf))
     unknown = sorted(k for k in hf if k not in used)
     if unknown:
@@ -189,7 +199,13 @@ def describe(path: str | Path) -> str:
 
     folder = Path(path)
     config = read_config(folder / "config.json")
-    family = "chronos-t5" if "chronos_config" in config else "toto" if is_toto_config(config) else config.get("model_type", "unknown family")
+    family = (
+        "chronos-t5"
+        if "chronos_config" in config
+        else "toto"
+        if is_toto_config(config)
+        else config.get("model_type", "unknown family")
+    )
     count = 0
     for file in sorted(folder.glob("*.safetensors")):
         try:
@@ -200,7 +216,9 @@ def describe(path: str | Path) -> str:
     card = folder / "MODEL_CARD.md"
     purpose = ""
     if card.is_file():  # the first sentence of the card's first paragraph
-        paragraphs = [p for p in card.read_text(encoding="utf-8").split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
+        paragraphs = [
+            p for p in card.read_text(encoding="utf-8").split("\n\n") if p.strip() and not p.lstrip().startswith("#")
+        ]
         if paragraphs:
             purpose = " ".join(paragraphs[0].split()).split(": ")[0].split(". ")[0].rstrip(".")
     return f"{family}, {count / 1e6:.2f}M parameters" + (f": {purpose}" if purpose else "")

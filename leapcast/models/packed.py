@@ -34,8 +34,13 @@ class Packed:
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """F.linear(x, weight, bias): x [..., in] -> [..., out]."""
-        if (weight.device.type != "cpu" or weight.dtype not in PACKED_DTYPES or x.dtype != weight.dtype
-                or (torch.is_grad_enabled() and weight.requires_grad) or not available()):
+        if (
+            weight.device.type != "cpu"
+            or weight.dtype not in PACKED_DTYPES
+            or x.dtype != weight.dtype
+            or (torch.is_grad_enabled() and weight.requires_grad)
+            or not available()
+        ):
             return F.linear(x, weight, bias)
         version = 0 if weight.is_inference() else weight._version  # inference tensors keep no version
         key = (weight.data_ptr(), version, weight.dtype, tuple(weight.shape))

@@ -31,12 +31,20 @@ def chronos_t5_config(size: str, vocab_size: int = 4096, feed_forward_proj: str 
         raise ValueError(f"`size` must be one of {', '.join(CHRONOS_T5_SIZES)}, got {size!r}")
     d_model, d_kv, d_ff, layers, heads = CHRONOS_T5_SIZES[size]
     return T5Config(
-        vocab_size=vocab_size, d_model=d_model, d_kv=d_kv, d_ff=d_ff, num_layers=layers,
-        num_decoder_layers=layers, num_heads=heads, feed_forward_proj=feed_forward_proj,
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=layers,
+        num_decoder_layers=layers,
+        num_heads=heads,
+        feed_forward_proj=feed_forward_proj,
     )
 
 
-def random_chronos_t5(cfg: T5Config, chronos: ChronosTokenizerConfig | None = None, seed: int = 0, name: str = "random") -> ChronosT5:
+def random_chronos_t5(
+    cfg: T5Config, chronos: ChronosTokenizerConfig | None = None, seed: int = 0, name: str = "random"
+) -> ChronosT5:
     """A Chronos-T5 with T5's initialisation scheme and random weights."""
     chronos = chronos or ChronosTokenizerConfig(n_tokens=cfg.vocab_size)
     if chronos.n_tokens != cfg.vocab_size:
@@ -103,7 +111,10 @@ def to_hf_t5(net: T5) -> dict[str, torch.Tensor]:
     """This package's fused layout -> Hugging Face T5 weight names."""
     cfg = net.cfg
     as_is = {"embed.weight", "enc_bias.weight", "dec_bias.weight"}
-    sd = {k: (v.t() if v.ndim == 2 and k not in as_is else v).detach().float().cpu().contiguous() for k, v in net.state_dict().items()}  # HF: [out, in]
+    sd = {
+        k: (v.t() if v.ndim == 2 and k not in as_is else v).detach().float().cpu().contiguous()
+        for k, v in net.state_dict().items()
+    }  # HF: [out, in]
     out = {
         "shared.weight": sd["embed.weight"],
         "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": sd["enc_bias.weight"],
@@ -141,5 +152,9 @@ def _ff_to_hf(sd: dict, src: str, dst: str, cfg: T5Config) -> dict[str, torch.Te
     wi = sd[f"{src}.wi.weight"]
     if cfg.gated:
         a, b = wi.chunk(2)
-        return {f"{dst}.wi_0.weight": a.contiguous(), f"{dst}.wi_1.weight": b.contiguous(), f"{dst}.wo.weight": sd[f"{src}.wo.weight"]}
+        return {
+            f"{dst}.wi_0.weight": a.contiguous(),
+            f"{dst}.wi_1.weight": b.contiguous(),
+            f"{dst}.wo.weight": sd[f"{src}.wo.weight"],
+        }
     return {f"{dst}.wi.weight": wi, f"{dst}.wo.weight": sd[f"{src}.wo.weight"]}

@@ -33,7 +33,9 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         check_int(self.num_samples, "num_samples", must="an integer >= 1")
         if not (isinstance(self.temperature, (int, float)) and np.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"{param('temperature')} must be a finite number > 0, got {self.temperature!r}; use top_k=1 for greedy decoding")
+            raise ValueError(
+                f"{param('temperature')} must be a finite number > 0, got {self.temperature!r}; use top_k=1 for greedy decoding"
+            )
         check_int(self.top_k, "top_k", low=0, none=True, must="an integer >= 1 (or 0/None for no limit)")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ValueError(f"{param('top_p')} must be in (0, 1], got {self.top_p!r}")
@@ -96,7 +98,9 @@ def draw_sorted(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return steps.gather(1, draw(values, uniforms)[:, None]).squeeze(1)
 
 
-def sample(logits: torch.Tensor, cfg: SamplingConfig, uniforms: torch.Tensor, banned: tuple[int, ...] = ()) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor, cfg: SamplingConfig, uniforms: torch.Tensor, banned: tuple[int, ...] = ()
+) -> torch.Tensor:
     """logits [R, V], uniforms [R] -> steps [R] long."""
     if cfg.greedy:
         masked = logits.float().clone()
@@ -107,7 +111,9 @@ def sample(logits: torch.Tensor, cfg: SamplingConfig, uniforms: torch.Tensor, ba
     return index.gather(1, draw(probs, uniforms)[:, None]).squeeze(1)
 
 
-def sorted_probabilities(logits: torch.Tensor, cfg: SamplingConfig, banned: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+def sorted_probabilities(
+    logits: torch.Tensor, cfg: SamplingConfig, banned: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The warped distribution over its candidate steps, most likely first.
 
     logits [R, V] -> (probs [R, K], steps [R, K]): K = top_k when no row has a

@@ -88,7 +88,9 @@ _ACTIVATIONS = {
 }
 
 
-def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+def relative_position_bucket(
+    relative_position: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int
+) -> torch.Tensor:
     """T5's bucketing of key_position - query_position: exact for small
     distances, logarithmic up to ``max_distance``, and one sign bit when
     bidirectional."""
@@ -101,9 +103,12 @@ def relative_position_bucket(relative_position: torch.Tensor, bidirectional: boo
         distance = -torch.clamp(relative_position, max=0)
     max_exact = num_buckets // 2
     is_small = distance < max_exact
-    large = max_exact + (
-        torch.log(distance.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
-    ).long()
+    large = (
+        max_exact
+        + (
+            torch.log(distance.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+        ).long()
+    )
     large = torch.clamp(large, max=num_buckets - 1)
     return buckets + torch.where(is_small, distance, large)
 
@@ -219,17 +224,22 @@ class DecoderLayer(nn.Module):
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
-        out = F.scaled_dot_product_attention(q, cache.k[:, :, :used], cache.v[:, :, :used], attn_mask=self_bias, scale=1.0)
+        out = F.scaled_dot_product_attention(
+            q, cache.k[:, :, :used], cache.v[:, :, :used], attn_mask=self_bias, scale=1.0
+        )
         x = x + self.o(out.transpose(1, 2).reshape(r, n, -1))
 
         if row_series is None:  # rows share their series' keys and values without a copy
             b = cache.cross_k.shape[0]
-            q = self.cross_q(self.norm_cross(x)).view(b, (r // b) * n, self.heads, self.d_kv).transpose(1, 2)  # [B, H, S*n, dk]
+            q = (
+                self.cross_q(self.norm_cross(x)).view(b, (r // b) * n, self.heads, self.d_kv).transpose(1, 2)
+            )  # [B, H, S*n, dk]
             out = F.scaled_dot_product_attention(q, cache.cross_k, cache.cross_v, attn_mask=cross_mask, scale=1.0)
         else:  # ragged rows: each row gathers its series' keys and values
             q = self.cross_q(self.norm_cross(x)).view(r, n, self.heads, self.d_kv).transpose(1, 2)  # [R, H, n, dk]
-            out = F.scaled_dot_product_attention(q, cache.cross_k[row_series], cache.cross_v[row_series],
-                                                 attn_mask=cross_mask[row_series], scale=1.0)
+            out = F.scaled_dot_product_attention(
+                q, cache.cross_k[row_series], cache.cross_v[row_series], attn_mask=cross_mask[row_series], scale=1.0
+            )
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
         return x + self.ff(self.norm_ff(x))
 
@@ -313,11 +323,13 @@ class T5(nn.Module):
         b, n = decoder_inputs.shape
         dtype = memory.dtype
         shape = (b, self.cfg.num_heads, n, self.cfg.d_kv)
-        caches = [LayerCache(memory.new_zeros(shape), memory.new_zeros(shape), *layer.cross_keys_values(memory)) for layer in self.dec_layers]
+        caches = [
+            LayerCache(memory.new_zeros(shape), memory.new_zeros(shape), *layer.cross_keys_values(memory))
+            for layer in self.dec_layers
+        ]
         cross_mask = (~mask).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
         bias = self.decoder_bias_table(n)[None]
         x = self.embed(decoder_inputs)
         for layer, cache in zip(self.dec_layers, caches):
             x = layer(x, cache, 0, bias, cross_mask, n)
         return self.head(x)
-

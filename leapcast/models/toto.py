@@ -106,7 +106,9 @@ class Toto:
         self.name = name
         self.patch_size = self.cfg.patch_size
         self.context_length = options.context_length
-        self.prediction_length = -(-10_000 // self.patch_size)  # steps: one window covers any horizon, as in the reference
+        self.prediction_length = -(
+            -10_000 // self.patch_size
+        )  # steps: one window covers any horizon, as in the reference
         self.default_horizon = options.horizon
         self._time = [i for i, layer in enumerate(net.layers) if not layer.spacewise]
         self._prefix_layers = (self._time[-1] + 1) if self._time else 0  # later layers never feed a cached key
@@ -135,16 +137,22 @@ class Toto:
     def check_sampling(self, sampling: SamplingConfig) -> None:
         """Toto's heads are continuous: only the number of paths, the seed and greedy (``top_k=1``: the mean path) apply."""
         if sampling.temperature != 1.0:
-            raise ValueError(f"`temperature` {sampling.temperature!r} does not apply to {self.name!r}: Toto draws values "
-                             "from its Student-T mixtures; leave it unset (top_k=1 gives the mean path)")
+            raise ValueError(
+                f"`temperature` {sampling.temperature!r} does not apply to {self.name!r}: Toto draws values "
+                "from its Student-T mixtures; leave it unset (top_k=1 gives the mean path)"
+            )
         if sampling.top_p != 1.0 or sampling.top_k not in (0, 1):
             knob = "top_p" if sampling.top_p != 1.0 else "top_k"
-            raise ValueError(f"`{knob}` {getattr(sampling, knob)!r} does not apply to {self.name!r}: Toto's heads are "
-                             "continuous; use top_k=1 for the mean path, or leave it unset to sample")
+            raise ValueError(
+                f"`{knob}` {getattr(sampling, knob)!r} does not apply to {self.name!r}: Toto's heads are "
+                "continuous; use top_k=1 for the mean path, or leave it unset to sample"
+            )
 
     def check_draft(self, draft) -> None:
-        raise ValueError(f"{self.name!r} is a Toto model: speculative decoding of continuous heads needs the continuous "
-                         "verifier, which leapcast does not have yet; forecast without a draft")
+        raise ValueError(
+            f"{self.name!r} is a Toto model: speculative decoding of continuous heads needs the continuous "
+            "verifier, which leapcast does not have yet; forecast without a draft"
+        )
 
     def describe(self) -> dict[str, str]:
         c = self.cfg
@@ -156,8 +164,8 @@ class Toto:
             "layers / heads": f"{c.num_layers} / {c.num_heads}",
             "space-wise attention": space + (" (first)" if c.spacewise_first else " (last)"),
             "head": f"mixture of {c.k_components} Student-T per value",
-            "scaler": "causal patch std-mean" + (f", clamped to 1e±{c.scale_factor_exponent:g} of the context's"
-                                                 if c.stabilize_with_global else ""),
+            "scaler": "causal patch std-mean"
+            + (f", clamped to 1e±{c.scale_factor_exponent:g} of the context's" if c.stabilize_with_global else ""),
             "context / default horizon": f"{self.context_length} / {self.default_horizon} values",
             "default sampling": f"{self.options.num_samples} paths",
             "xPos centres": self.options.xpos_centers,
@@ -200,14 +208,28 @@ class Toto:
         pad = lmax - patches  # [B] whole patches of padding in front
         last = patches - 1
         valid = torch.arange(lp) >= pad[:, None]  # [B, Lp]
-        prefix_k, prefix_v = self._run_prefix(scaled[:, :, :lp].to(dev, self.dtype), valid.to(dev), pad.to(dev), last.to(dev))
+        prefix_k, prefix_v = self._run_prefix(
+            scaled[:, :, :lp].to(dev, self.dtype), valid.to(dev), pad.to(dev), last.to(dev)
+        )
         row_series = torch.arange(b).repeat_interleave(rows_per_series)
         sums = torch.zeros((b * rows_per_series, v, capacity + 1, 3), dtype=torch.float64, device=dev)
         sums[:, :, 0] = (after[:, :, lp - 1] if lp > 0 else zeros)[row_series].to(dev)
         start = torch.where(weights[..., -p:] > 0, x[..., -p:], math.nan).to(self._work)  # [B, V, P]
         keys, values = self._row_caches(b * rows_per_series, v, capacity)
-        return TotoState(prefix_k, prefix_v, valid.to(dev), keys, values, sums, bounds.to(dev), start.to(dev), last.to(dev),
-                         row_series, rows_per_series, capacity)
+        return TotoState(
+            prefix_k,
+            prefix_v,
+            valid.to(dev),
+            keys,
+            values,
+            sums,
+            bounds.to(dev),
+            start.to(dev),
+            last.to(dev),
+            row_series,
+            rows_per_series,
+            capacity,
+        )
 
     def start_inputs(self, state: TotoState) -> torch.Tensor:
         """The context's last patch for every row: [R, V * P] (NaN where missing)."""
@@ -236,7 +258,9 @@ class Toto:
         state.sums.scatter_(2, (at + 1).view(r, 1, n, 1).expand(r, v, n, 3), after)
         h = self.net.embed(((x - loc[..., None]) / scale[..., None]).to(self.dtype))  # [R, V, n, D]
         index = (state.last[rows][:, None] + at).to(self._work)  # [R, n] the patches' own indices
-        rope = self.net.rope(index[:, None, None], self._centers(index, state.last[rows][:, None])[:, None, None])  # [R, 1, 1, n, hd]
+        rope = self.net.rope(
+            index[:, None, None], self._centers(index, state.last[rows][:, None])[:, None, None]
+        )  # [R, 1, 1, n, hd]
         for i, layer in enumerate(self.net.layers):
             if layer.spacewise:
                 h = self._spacewise(layer, h)
@@ -270,25 +294,46 @@ class Toto:
         rows = rows.cpu()
         series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
         rd, sd = rows.to(self.device), series.to(self.device)
-        return TotoState([k[sd] for k in state.prefix_k], [v[sd] for v in state.prefix_v], state.prefix_valid[sd],
-                         [k[rd] for k in state.keys], [v[rd] for v in state.values], state.sums[rd], state.bounds[sd],
-                         state.start[sd], state.last[sd], row_series, _grouped(row_series), state.capacity)
+        return TotoState(
+            [k[sd] for k in state.prefix_k],
+            [v[sd] for v in state.prefix_v],
+            state.prefix_valid[sd],
+            [k[rd] for k in state.keys],
+            [v[rd] for v in state.values],
+            state.sums[rd],
+            state.bounds[sd],
+            state.start[sd],
+            state.last[sd],
+            row_series,
+            _grouped(row_series),
+            state.capacity,
+        )
 
     def merge(self, a: TotoState, b: TotoState) -> TotoState:
         """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
         if a.start.shape[1] != b.start.shape[1]:
-            raise ValueError(f"items with {a.start.shape[1]} and {b.start.shape[1]} variates cannot decode in one batch")
+            raise ValueError(
+                f"items with {a.start.shape[1]} and {b.start.shape[1]} variates cannot decode in one batch"
+            )
         lp = max(a.prefix_valid.shape[1], b.prefix_valid.shape[1])
         cap = max(a.capacity, b.capacity)
 
         def left(t: torch.Tensor, dim: int, value=0) -> torch.Tensor:
             extra = lp - t.shape[dim]
-            return t if extra == 0 else torch.cat([torch.full_like(t.narrow(dim, 0, 1).expand(
-                *t.shape[:dim], extra, *t.shape[dim + 1:]), value), t], dim=dim)
+            return (
+                t
+                if extra == 0
+                else torch.cat(
+                    [torch.full_like(t.narrow(dim, 0, 1).expand(*t.shape[:dim], extra, *t.shape[dim + 1 :]), value), t],
+                    dim=dim,
+                )
+            )
 
         def right(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
             extra = size - t.shape[dim]
-            return t if extra == 0 else torch.cat([t, t.new_zeros((*t.shape[:dim], extra, *t.shape[dim + 1:]))], dim=dim)
+            return (
+                t if extra == 0 else torch.cat([t, t.new_zeros((*t.shape[:dim], extra, *t.shape[dim + 1 :]))], dim=dim)
+            )
 
         row_series = torch.cat([a.row_series, b.row_series + a.num_series])
         return TotoState(
@@ -298,8 +343,12 @@ class Toto:
             [torch.cat([right(x, 3, cap), right(y, 3, cap)]) for x, y in zip(a.keys, b.keys)],
             [torch.cat([right(x, 3, cap), right(y, 3, cap)]) for x, y in zip(a.values, b.values)],
             torch.cat([right(a.sums, 2, cap + 1), right(b.sums, 2, cap + 1)]),
-            torch.cat([a.bounds, b.bounds]), torch.cat([a.start, b.start]), torch.cat([a.last, b.last]),
-            row_series, _grouped(row_series), cap,
+            torch.cat([a.bounds, b.bounds]),
+            torch.cat([a.start, b.start]),
+            torch.cat([a.last, b.last]),
+            row_series,
+            _grouped(row_series),
+            cap,
         )
 
     # --- the forward pass, in pieces ----------------------------------------------------------------------
@@ -335,8 +384,12 @@ class Toto:
         h = self.net.embed(scaled)  # [B, V, Lp, D]
         j = torch.arange(lp, device=self.device)
         index = (j - pad[:, None]).clamp(min=0).to(self._work)  # [B, Lp] own patch indices (padding: 0, masked anyway)
-        rope = self.net.rope(index[:, None, None], self._centers(index, last[:, None])[:, None, None])  # [B, 1, 1, Lp, hd]
-        allowed = (j[None, :, None] >= j[None, None, :]) & (valid[:, None, :] | torch.eye(lp, dtype=torch.bool, device=self.device))
+        rope = self.net.rope(
+            index[:, None, None], self._centers(index, last[:, None])[:, None, None]
+        )  # [B, 1, 1, Lp, hd]
+        allowed = (j[None, :, None] >= j[None, None, :]) & (
+            valid[:, None, :] | torch.eye(lp, dtype=torch.bool, device=self.device)
+        )
         mask = allowed[:, None, None]  # [B, 1, 1, Lp, Lp]: causal, no padding (a padding query sees itself)
         keys, values = [], []
         for i, layer in enumerate(self.net.layers[: self._prefix_layers]):
@@ -359,8 +412,16 @@ class Toto:
         att = F.scaled_dot_product_attention(q, k, v)
         return layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)).transpose(1, 2))
 
-    def _cached_timewise(self, layer, cache: int, h: torch.Tensor, state: TotoState, pos: torch.Tensor, at: torch.Tensor,
-                         rope: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _cached_timewise(
+        self,
+        layer,
+        cache: int,
+        h: torch.Tensor,
+        state: TotoState,
+        pos: torch.Tensor,
+        at: torch.Tensor,
+        rope: tuple[torch.Tensor, ...],
+    ) -> torch.Tensor:
         """h [R, V, n, D] at decoder positions ``at`` [R, n]: causal attention over the series' shared context
         keys and the row's own keys up to each position (one softmax over both), writing the new keys first."""
         r, v, n, _ = h.shape
@@ -375,7 +436,7 @@ class Toto:
             rows = torch.arange(r, device=h.device)[:, None]
             ks.transpose(2, 3)[rows, :, at] = k.permute(0, 3, 1, 2, 4)  # [R, n, V, H, hd] into [R, cap, V, H, hd]
             vs.transpose(2, 3)[rows, :, at] = val.permute(0, 3, 1, 2, 4)
-        scale = self.cfg.head_dim ** -0.5
+        scale = self.cfg.head_dim**-0.5
         own = (q @ ks[..., :used, :].transpose(-1, -2)).to(self._work) * scale  # [R, V, H, n, used]
         later = torch.arange(used, device=h.device)[None, None, :] > at[:, :, None]  # [R, n, used]
         own = own.masked_fill(later[:, None, None], -math.inf)
@@ -397,7 +458,9 @@ class Toto:
         s = state.grouped
         if s is not None:  # rows of a series are consecutive: one product per series, no copy of its keys
             qg = q.view(-1, s, v, hh, n, hd).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, hd)
-            scores = (qg @ pk.transpose(-1, -2)).view(-1, v, hh, s, n, lp).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, lp)
+            scores = (
+                (qg @ pk.transpose(-1, -2)).view(-1, v, hh, s, n, lp).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, lp)
+            )
             valid = state.prefix_valid.repeat_interleave(s, dim=0)
         else:
             rows = state.row_series.to(q.device)

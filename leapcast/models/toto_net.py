@@ -27,7 +27,12 @@ MIXTURE = "<class 'model.distribution.MixtureOfStudentTsOutput'>"
 MINIMUM_SCALE = 0.1  # the reference scaler's default floor (its constructor never sets it)
 XPOS_BASE = 512  # rotary-embedding-torch's xpos_scale_base, the reference's default
 NORM_EPS = 1e-8  # the reference RMSNorm's eps
-METADATA_KEYS = ("architectures", "model_type", "transformers_version", "torch_dtype")  # written by hub tooling; carry nothing
+METADATA_KEYS = (
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+)  # written by hub tooling; carry nothing
 
 
 @dataclass(frozen=True)
@@ -58,32 +63,48 @@ class TotoConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Toto config `{name}` must be a positive integer, got {value!r}")
         if self.stride != self.patch_size:
-            raise ValueError(f"Toto config `stride` ({self.stride}) must equal `patch_size` ({self.patch_size}): "
-                             "overlapping patches cannot be decoded patch by patch")
+            raise ValueError(
+                f"Toto config `stride` ({self.stride}) must equal `patch_size` ({self.patch_size}): "
+                "overlapping patches cannot be decoded patch by patch"
+            )
         if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 2:
-            raise ValueError(f"Toto config `embed_dim` {self.embed_dim} must split into `num_heads` {self.num_heads} heads of even size")
+            raise ValueError(
+                f"Toto config `embed_dim` {self.embed_dim} must split into `num_heads` {self.num_heads} heads of even size"
+            )
         n = self.spacewise_every_n_layers
         if isinstance(n, bool) or not isinstance(n, int) or not (n == -1 or (n >= 1 and self.num_layers % n == 0)):
-            raise ValueError(f"Toto config `spacewise_every_n_layers` must be -1 (none) or divide `num_layers` "
-                             f"{self.num_layers}, got {n!r}")
+            raise ValueError(
+                f"Toto config `spacewise_every_n_layers` must be -1 (none) or divide `num_layers` "
+                f"{self.num_layers}, got {n!r}"
+            )
         if self.scaler_cls != SCALER:
-            raise ValueError(f"Toto config `scaler_cls` {self.scaler_cls!r} is not supported; leapcast implements {SCALER!r}, "
-                             "the scaler of the released checkpoints")
+            raise ValueError(
+                f"Toto config `scaler_cls` {self.scaler_cls!r} is not supported; leapcast implements {SCALER!r}, "
+                "the scaler of the released checkpoints"
+            )
         if list(self.output_distribution_classes) != [MIXTURE]:
-            raise ValueError(f"Toto config `output_distribution_classes` {list(self.output_distribution_classes)!r} is not "
-                             f"supported; leapcast implements [{MIXTURE!r}], the head of the released checkpoints")
+            raise ValueError(
+                f"Toto config `output_distribution_classes` {list(self.output_distribution_classes)!r} is not "
+                f"supported; leapcast implements [{MIXTURE!r}], the head of the released checkpoints"
+            )
         if not math.isfinite(self.scale_factor_exponent) or self.scale_factor_exponent < 0:
-            raise ValueError(f"Toto config `scale_factor_exponent` must be a finite number >= 0, got {self.scale_factor_exponent!r}")
+            raise ValueError(
+                f"Toto config `scale_factor_exponent` must be a finite number >= 0, got {self.scale_factor_exponent!r}"
+            )
 
     @classmethod
     def from_dict(cls, config: dict, where: str = "config.json") -> TotoConfig:
         """The reference's config.json (``where`` names it in messages); an unknown field is refused, as the
         reference's constructor refuses it."""
-        fields = {k: v for k, v in config.items() if k != "leapcast" and not k.startswith("_") and k not in METADATA_KEYS}
+        fields = {
+            k: v for k, v in config.items() if k != "leapcast" and not k.startswith("_") and k not in METADATA_KEYS
+        }
         kwargs = dict(fields.pop("output_distribution_kwargs", None) or {})
         k = kwargs.pop("k_components", None)
         if kwargs:
-            raise ValueError(f"{where}: `output_distribution_kwargs` has fields Toto's mixture does not take: {sorted(kwargs)}")
+            raise ValueError(
+                f"{where}: `output_distribution_kwargs` has fields Toto's mixture does not take: {sorted(kwargs)}"
+            )
         if k is not None:
             fields["k_components"] = k
         if "output_distribution_classes" in fields:
@@ -92,8 +113,19 @@ class TotoConfig:
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ValueError(f"{where} has fields Toto does not take: {unknown}")
-        missing = sorted(name for name in ("patch_size", "stride", "embed_dim", "num_layers", "num_heads", "mlp_hidden_dim",
-                                           "spacewise_every_n_layers") if name not in fields)
+        missing = sorted(
+            name
+            for name in (
+                "patch_size",
+                "stride",
+                "embed_dim",
+                "num_layers",
+                "num_heads",
+                "mlp_hidden_dim",
+                "spacewise_every_n_layers",
+            )
+            if name not in fields
+        )
         if missing:
             raise ValueError(f"{where} lacks Toto's fields {missing}")
         try:
@@ -159,7 +191,9 @@ class TotoNet(nn.Module):
         self._fold_key: tuple | None = None
         self._fold_packed = Packed()
         hd = cfg.head_dim
-        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, hd, 2)[: hd // 2].float() / hd)), persistent=False)
+        self.register_buffer(
+            "inv_freq", 1.0 / (10000 ** (torch.arange(0, hd, 2)[: hd // 2].float() / hd)), persistent=False
+        )
         self.register_buffer("xpos", (torch.arange(0, hd, 2) + 0.4 * hd) / (1.4 * hd), persistent=False)
 
     def mixture(self, h: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -173,7 +207,9 @@ class TotoNet(nn.Module):
         cfg = self.cfg
         weight, bias = self._folded(h)
         work = torch.promote_types(h.dtype, torch.float32)  # float32 for lower tiers, float64 for checks
-        out = self._fold_packed(h, weight, bias).to(work).unflatten(-1, (cfg.patch_size, 4, cfg.k_components))  # [..., P, 4, C]
+        out = (
+            self._fold_packed(h, weight, bias).to(work).unflatten(-1, (cfg.patch_size, 4, cfg.k_components))
+        )  # [..., P, 4, C]
         eps = torch.finfo(work).eps
         logits, base_loc = out[..., 0, :], out[..., 1, :]
         positive = F.softplus(out[..., 2:, :]).clamp_min(eps)  # scale and df, [..., P, 2, C]
@@ -182,8 +218,10 @@ class TotoNet(nn.Module):
 
     def _folded(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unembedding and head as one map: weight [P * 4C, D], bias [P * 4C] in the net's type (cached)."""
-        key = tuple((t.data_ptr(), t.dtype, 0 if t.is_inference() else t._version)
-                    for t in (self.unembed.weight, self.unembed.bias, self.head.weight, self.head.bias))
+        key = tuple(
+            (t.data_ptr(), t.dtype, 0 if t.is_inference() else t._version)
+            for t in (self.unembed.weight, self.unembed.bias, self.head.weight, self.head.bias)
+        )
         if getattr(self, "_fold_key", None) != key:
             cfg = self.cfg
             with torch.no_grad():
@@ -225,6 +263,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 # --- the causal patch scaler ------------------------------------------------------------------------------
 
+
 def global_bounds(values: torch.Tensor, weights: torch.Tensor, cfg: TotoConfig) -> torch.Tensor:
     """The clamp of the causal scale from the whole context's statistics (``stabilize_with_global``).
 
@@ -239,13 +278,14 @@ def global_bounds(values: torch.Tensor, weights: torch.Tensor, cfg: TotoConfig) 
     mean = torch.nan_to_num((values * weights).sum(-1) / count)
     variance = (((values - mean[..., None]) * weights) ** 2).sum(-1) / count
     scale = torch.sqrt(variance + MINIMUM_SCALE)
-    factor = 10.0 ** cfg.scale_factor_exponent
+    factor = 10.0**cfg.scale_factor_exponent
     low = torch.clamp_min(scale / factor, MINIMUM_SCALE)
     return torch.stack([low, scale * factor], dim=-1)
 
 
-def patch_stats(values: torch.Tensor, weights: torch.Tensor, sums: torch.Tensor, bounds: torch.Tensor,
-                patch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def patch_stats(
+    values: torch.Tensor, weights: torch.Tensor, sums: torch.Tensor, bounds: torch.Tensor, patch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Causal statistics of whole patches, continuing from running sums (Welford, in float64).
 
     values, weights [..., n * P] float64 (weights 0 where missing); sums [..., 3] float64: (weight, weighted sum,
@@ -256,7 +296,9 @@ def patch_stats(values: torch.Tensor, weights: torch.Tensor, sums: torch.Tensor,
     count = sums[..., :1] + weights.cumsum(-1)  # [..., nP]
     total = sums[..., 1:2] + (values * weights).cumsum(-1)
     mean = total / count.clamp_min(1.0)
-    before = torch.cat([sums[..., 1:2] / sums[..., :1].clamp_min(1.0), mean[..., :-1]], dim=-1)  # the mean before each value
+    before = torch.cat(
+        [sums[..., 1:2] / sums[..., :1].clamp_min(1.0), mean[..., :-1]], dim=-1
+    )  # the mean before each value
     m2 = sums[..., 2:3] + ((values - before) * (values - mean) * weights).cumsum(-1)
     variance = m2 / (count - 1.0).clamp_min(1.0)  # Bessel's correction
     scale = torch.sqrt(variance + MINIMUM_SCALE)
@@ -314,7 +356,9 @@ def convert_weights(ref: dict[str, torch.Tensor], cfg: TotoConfig) -> dict[str, 
         linear(f"{dst}.ff_out", f"{src}.mlp.2", f"{src}.mlp.0.w3")
     heads = []
     for part in ("weight", "bias"):
-        pieces = [take(f"model.output_distribution.{n}.{part}") for n in ("mixture_weights", "loc_proj", "scale_proj", "df")]
+        pieces = [
+            take(f"model.output_distribution.{n}.{part}") for n in ("mixture_weights", "loc_proj", "scale_proj", "df")
+        ]
         if all(p is not None for p in pieces):
             heads.append((part, torch.cat(pieces)))
     for part, tensor in heads:

@@ -19,15 +19,37 @@ from leapcast.models.toto_net import TotoConfig, TotoNet, convert_weights
 
 # base: Toto-Open-Base-1.0 as released (151M parameters); small: a quarter-width, 4-layer sibling for CPUs.
 TOTO_SIZES = {
-    "base": dict(patch_size=64, stride=64, embed_dim=768, num_layers=12, num_heads=12, mlp_hidden_dim=3072,
-                 spacewise_every_n_layers=12, spacewise_first=False, k_components=24, dropout=0.1),
-    "small": dict(patch_size=16, stride=16, embed_dim=256, num_layers=4, num_heads=4, mlp_hidden_dim=1024,
-                  spacewise_every_n_layers=4, spacewise_first=False, k_components=24, dropout=0.1),
+    "base": dict(
+        patch_size=64,
+        stride=64,
+        embed_dim=768,
+        num_layers=12,
+        num_heads=12,
+        mlp_hidden_dim=3072,
+        spacewise_every_n_layers=12,
+        spacewise_first=False,
+        k_components=24,
+        dropout=0.1,
+    ),
+    "small": dict(
+        patch_size=16,
+        stride=16,
+        embed_dim=256,
+        num_layers=4,
+        num_heads=4,
+        mlp_hidden_dim=1024,
+        spacewise_every_n_layers=4,
+        spacewise_first=False,
+        k_components=24,
+        dropout=0.1,
+    ),
 }
 
 
 def is_toto_config(config: dict) -> bool:
-    return "scaler_cls" in config or ("patch_size" in config and "embed_dim" in config and "chronos_config" not in config)
+    return "scaler_cls" in config or (
+        "patch_size" in config and "embed_dim" in config and "chronos_config" not in config
+    )
 
 
 def toto_config(size: str) -> TotoConfig:
@@ -36,7 +58,9 @@ def toto_config(size: str) -> TotoConfig:
     return TotoConfig(**TOTO_SIZES[size])
 
 
-def random_toto(cfg: TotoConfig, seed: int = 0, options: TotoOptions = TotoOptions(), name: str = "random-toto") -> Toto:
+def random_toto(
+    cfg: TotoConfig, seed: int = 0, options: TotoOptions = TotoOptions(), name: str = "random-toto"
+) -> Toto:
     """Random weights (seeded): Linear weights N(0, 1/fan_in), the residual branches' outputs a further
     1/sqrt(2 * layers) (GPT-2's rule, so activations stay of order 1), biases N(0, 0.1^2), norm scales near 1."""
     g = torch.Generator().manual_seed(seed)
@@ -63,7 +87,9 @@ def load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, devi
     known = {f.name for f in fields(TotoOptions)}
     unknown = sorted(set(block) - known - {"seasonal_adjustment"})
     if unknown:
-        raise ValueError(f"{where}: the `leapcast` block has fields Toto does not take: {unknown} (known: {sorted(known)})")
+        raise ValueError(
+            f"{where}: the `leapcast` block has fields Toto does not take: {unknown} (known: {sorted(known)})"
+        )
     options = TotoOptions(**{k: v for k, v in block.items() if k in known})
     net = TotoNet(cfg)
     try:
@@ -71,11 +97,15 @@ def load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, devi
     except ValueError as err:
         raise ValueError(f"the weights in {str(folder)!r} do not fit its config.json: {err}") from None
     expected = net.state_dict()
-    wrong = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items() if v.shape != expected[k].shape]
+    wrong = [
+        (k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items() if v.shape != expected[k].shape
+    ]
     if wrong:
         shown = "; ".join(f"{k}: {got} in the weights, {want} from the config" for k, got, want in wrong[:3])
-        raise ValueError(f"the weights in {str(folder)!r} do not match its config.json: {len(wrong)} tensor(s) have other "
-                         f"shapes (e.g. {shown}); the config.json belongs to another model size")
+        raise ValueError(
+            f"the weights in {str(folder)!r} do not match its config.json: {len(wrong)} tensor(s) have other "
+            f"shapes (e.g. {shown}); the config.json belongs to another model size"
+        )
     net.load_state_dict(converted, strict=True)
     return Toto(net.to(device=device, dtype=dtype), options, name=folder.name)
 
@@ -86,14 +116,18 @@ def to_reference(net: TotoNet, fused: bool = False) -> dict[str, torch.Tensor]:
     d, h, hd, c = cfg.embed_dim, cfg.num_heads, cfg.head_dim, cfg.k_components
     sd = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
     out = {
-        "model.patch_embed.projection.weight": sd["embed.weight"], "model.patch_embed.projection.bias": sd["embed.bias"],
-        "model.unembed.weight": sd["unembed.weight"], "model.unembed.bias": sd["unembed.bias"],
+        "model.patch_embed.projection.weight": sd["embed.weight"],
+        "model.patch_embed.projection.bias": sd["embed.bias"],
+        "model.unembed.weight": sd["unembed.weight"],
+        "model.unembed.bias": sd["unembed.bias"],
     }
     ff_in, ff_out = ("mlp.0.w12", "mlp.0.w3") if fused else ("mlp.0", "mlp.2")
     for i in range(cfg.num_layers):
         src, dst = f"layers.{i}", f"model.transformer.layers.{i}"
         out[f"{dst}.norm1.scale"], out[f"{dst}.norm2.scale"] = sd[f"{src}.norm1"], sd[f"{src}.norm2"]
-        out[f"{dst}.attention.wQKV.weight"] = sd[f"{src}.qkv.weight"].view(3, h, hd, d).transpose(1, 2).reshape(3 * d, d)
+        out[f"{dst}.attention.wQKV.weight"] = (
+            sd[f"{src}.qkv.weight"].view(3, h, hd, d).transpose(1, 2).reshape(3 * d, d)
+        )
         out[f"{dst}.attention.wQKV.bias"] = sd[f"{src}.qkv.bias"].view(3, h, hd).transpose(1, 2).reshape(3 * d)
         for part in ("weight", "bias"):
             out[f"{dst}.attention.wO.{part}"] = sd[f"{src}.out.{part}"]

@@ -19,8 +19,16 @@ SIZES = tuple(CHRONOS_T5_SIZES)
 FAMILY_SIZES = {"chronos-t5": tuple(CHRONOS_T5_SIZES), "toto": tuple(TOTO_SIZES)}
 
 
-def write_random(folder: str | Path, size: str = "tiny", *, seed: int = 0, prediction_length: int = 64,
-                 context_length: int | None = None, family: str = "chronos-t5", name: str | None = None) -> Path:
+def write_random(
+    folder: str | Path,
+    size: str = "tiny",
+    *,
+    seed: int = 0,
+    prediction_length: int = 64,
+    context_length: int | None = None,
+    family: str = "chronos-t5",
+    name: str | None = None,
+) -> Path:
     """A random-weight checkpoint of an official size, written to ``folder`` (config.json + model.safetensors).
 
     ``prediction_length``: Chronos' steps per window, Toto's default horizon (values); ``context_length``:
@@ -29,7 +37,9 @@ def write_random(folder: str | Path, size: str = "tiny", *, seed: int = 0, predi
     _check_family(family)
     if family == "toto":
         options = TotoOptions(context_length=context_length or TotoOptions.context_length, horizon=prediction_length)
-        return save_toto(random_toto(toto_config(size), seed=seed, options=options, name=name or f"random-toto-{size}"), folder)
+        return save_toto(
+            random_toto(toto_config(size), seed=seed, options=options, name=name or f"random-toto-{size}"), folder
+        )
     cfg = chronos_t5_config(size)  # names the size when it is unknown
     chronos = ChronosTokenizerConfig(prediction_length=prediction_length, context_length=context_length or 512)
     return save_chronos_t5(random_chronos_t5(cfg, chronos, seed=seed, name=name or f"random-{size}"), folder)
@@ -41,8 +51,12 @@ def write_random_pair(folder: str | Path, size: str, family: str = "chronos-t5")
     folder = Path(folder)
     chronos = ChronosTokenizerConfig()
     target = write_random(folder / f"random-{size}", size, seed=0, name=f"random-{size}")
-    small = T5Config(vocab_size=chronos.n_tokens, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4)
-    draft = save_chronos_t5(random_chronos_t5(small, chronos, seed=1, name="random-draft"), folder / f"random-{size}-draft")
+    small = T5Config(
+        vocab_size=chronos.n_tokens, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4
+    )
+    draft = save_chronos_t5(
+        random_chronos_t5(small, chronos, seed=1, name="random-draft"), folder / f"random-{size}-draft"
+    )
     return target, draft
 
 

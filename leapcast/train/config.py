@@ -20,8 +20,21 @@ from pathlib import Path
 
 HELD_OUT = ("m3", "tourism", "etth", "fpp3-tourism")  # zero-shot evaluation data never trained on
 
-TRAIN_DATASETS = ("m1-yearly", "m1-quarterly", "m1-monthly", "fpp3-pbs", "fpp3-aus-retail", "fpp3-us-employment", "fpp3-aus-livestock",
-                  "fpp3-aus-production", "fpp3-vic-elec", "air-passengers", "sunspots", "nile", "co2")
+TRAIN_DATASETS = (
+    "m1-yearly",
+    "m1-quarterly",
+    "m1-monthly",
+    "fpp3-pbs",
+    "fpp3-aus-retail",
+    "fpp3-us-employment",
+    "fpp3-aus-livestock",
+    "fpp3-aus-production",
+    "fpp3-vic-elec",
+    "air-passengers",
+    "sunspots",
+    "nile",
+    "co2",
+)
 
 
 class ConfigError(ValueError):
@@ -40,7 +53,9 @@ class TrainConfig:
     d_ff: int = 512
     num_layers: int = 2
     num_heads: int = 4
-    relative_attention_num_buckets: int = 32  # T5's 32 are exact only to 7 steps apart in the encoder (see grow.rebucket)
+    relative_attention_num_buckets: int = (
+        32  # T5's 32 are exact only to 7 steps apart in the encoder (see grow.rebucket)
+    )
     n_tokens: int = 4096
     low_limit: float = -15.0  # bin range of the mean-scaled value (Chronos: [-15, 15])
     high_limit: float = 15.0
@@ -62,7 +77,9 @@ class TrainConfig:
     kernel_synth_length: int = 512
     mixup: int = 2000
     seasonal_synth: int = 0  # seasonal structural series (data.structural_synth), kernel_synth_length long
-    seasonal_adjustment: bool = False  # train on real series seasonally adjusted as the forecaster adjusts them (leapcast.deseason)
+    seasonal_adjustment: bool = (
+        False  # train on real series seasonally adjusted as the forecaster adjusts them (leapcast.deseason)
+    )
     synthetic_fraction: float = 0.5
     trend_augmentation: float = 0.0  # share of crops given a random growth or decline (see crops.with_trend)
     max_trend: float = 0.12  # largest growth rate per step of with_trend
@@ -104,7 +121,9 @@ class DistillConfig:
     save_every: int = 250
     seed: int = 0
     threads: int = 2
-    init_from: str | None = None  # start from this draft (re-binned to the target's bins where they differ; its own dims, not the ones above)
+    init_from: str | None = (
+        None  # start from this draft (re-binned to the target's bins where they differ; its own dims, not the ones above)
+    )
 
     def __post_init__(self) -> None:
         validate(self, "distill")
@@ -126,10 +145,31 @@ _AT_LEAST_0 = (lambda v: v >= 0, "must be >= 0")
 _SHARE = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 _POSITIVE = (lambda v: v > 0, "must be > 0")
 RANGES = {
-    **{name: _AT_LEAST_1 for name in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads", "relative_attention_num_buckets", "n_tokens",
-                                      "context_length", "prediction_length", "min_context", "batch_size", "steps", "warmup", "stack",
-                                      "kernel_synth_length", "save_every", "threads")},
-    **{name: _AT_LEAST_0 for name in ("kernel_synth", "mixup", "seasonal_synth", "seed", "weight_decay", "label_sigma")},
+    **{
+        name: _AT_LEAST_1
+        for name in (
+            "d_model",
+            "d_kv",
+            "d_ff",
+            "num_layers",
+            "num_heads",
+            "relative_attention_num_buckets",
+            "n_tokens",
+            "context_length",
+            "prediction_length",
+            "min_context",
+            "batch_size",
+            "steps",
+            "warmup",
+            "stack",
+            "kernel_synth_length",
+            "save_every",
+            "threads",
+        )
+    },
+    **{
+        name: _AT_LEAST_0 for name in ("kernel_synth", "mixup", "seasonal_synth", "seed", "weight_decay", "label_sigma")
+    },
     **{name: _SHARE for name in ("on_policy", "synthetic_fraction", "trend_augmentation", "min_trend_damping")},
     "lr": _POSITIVE,
     "max_trend": _POSITIVE,
@@ -154,7 +194,9 @@ def validate(cfg: TrainConfig | DistillConfig, kind: str) -> None:
         raise ConfigError(kind, "low_limit", f"must be below `high_limit` ({cfg.high_limit}), got {cfg.low_limit}")
     held = [d for d in cfg.datasets if d.startswith(HELD_OUT)]
     if held:
-        raise ConfigError(kind, "datasets", f"includes held-out evaluation data {held}; remove them (M3, Tourism and ETT stay unseen)")
+        raise ConfigError(
+            kind, "datasets", f"includes held-out evaluation data {held}; remove them (M3, Tourism and ETT stay unseen)"
+        )
 
 
 @cache
@@ -179,11 +221,19 @@ def _is_a(value: object, hint: object) -> bool:
 
 
 def _describe(hint: object) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", str | None: "a string or null",
-            tuple[str, ...]: "a list of data set names"}[hint]
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        str | None: "a string or null",
+        tuple[str, ...]: "a list of data set names",
+    }[hint]
 
 
-def from_file(cls: type[TrainConfig] | type[DistillConfig], path: str | Path, overrides: dict) -> TrainConfig | DistillConfig:
+def from_file(
+    cls: type[TrainConfig] | type[DistillConfig], path: str | Path, overrides: dict
+) -> TrainConfig | DistillConfig:
     """``cls`` from the config file ``path`` with the non-None ``overrides`` applied; a bad value names the file that set it."""
     known = {f.name for f in fields(cls)}
     raw, origin = resolve(path, known)
@@ -213,7 +263,7 @@ def resolve(path: str | Path, known: set[str], _chain: tuple[Path, ...] = ()) ->
         raise FileNotFoundError(f"config file {path} does not exist")
     here = path.resolve()
     if here in _chain:
-        cycle = " -> ".join(p.name for p in (*_chain[_chain.index(here):], here))
+        cycle = " -> ".join(p.name for p in (*_chain[_chain.index(here) :], here))
         raise ValueError(f"{path}: `extends` makes a cycle ({cycle})")
     try:
         raw = json.loads(path.read_text())
@@ -224,7 +274,11 @@ def resolve(path: str | Path, known: set[str], _chain: tuple[Path, ...] = ()) ->
     unknown = sorted(set(raw) - known - {"extends"})
     if unknown:
         near = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f"did you mean `{near[0]}`?" if near else f"a config sets some of {', '.join(sorted(known))} (and `extends`)"
+        hint = (
+            f"did you mean `{near[0]}`?"
+            if near
+            else f"a config sets some of {', '.join(sorted(known))} (and `extends`)"
+        )
         raise ValueError(f"{path}: unknown key `{unknown[0]}`; {hint}")
     if "extends" not in raw:
         return raw, {key: path for key in raw}
@@ -237,4 +291,3 @@ def resolve(path: str | Path, known: set[str], _chain: tuple[Path, ...] = ()) ->
         raise FileNotFoundError(f"{path}: `extends` names {parent_name!r}, but {parent} does not exist")
     base, origin = resolve(parent, known, (*_chain, here))
     return {**base, **raw}, {**origin, **own}
-

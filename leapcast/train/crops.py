@@ -37,7 +37,15 @@ def series_pool(cfg: TrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
         ss = structural_synth(cfg.seasonal_synth, cfg.kernel_synth_length, seed=cfg.seed)
         synthetic += [g["y"].to_numpy() for _, g in ss.groupby("unique_id")]
     if cfg.mixup and raw:
-        synthetic += [m.values for m in mixup_arrays(raw, cfg.mixup, (cfg.min_context + cfg.prediction_length, cfg.context_length + cfg.prediction_length), seed=cfg.seed)]
+        synthetic += [
+            m.values
+            for m in mixup_arrays(
+                raw,
+                cfg.mixup,
+                (cfg.min_context + cfg.prediction_length, cfg.context_length + cfg.prediction_length),
+                seed=cfg.seed,
+            )
+        ]
     return real, synthetic
 
 
@@ -55,7 +63,11 @@ class CropSampler:
         ctx = np.full((self.cfg.batch_size, c), np.nan)
         fut = np.full((self.cfg.batch_size, h), np.nan)
         for i in range(self.cfg.batch_size):
-            pool = self.synthetic if (self.synthetic and (not self.real or self.rng.random() < self.cfg.synthetic_fraction)) else self.real
+            pool = (
+                self.synthetic
+                if (self.synthetic and (not self.real or self.rng.random() < self.cfg.synthetic_fraction))
+                else self.real
+            )
             y = pool[self.rng.integers(len(pool))]
             split = self.rng.integers(self.cfg.min_context, len(y)) if len(y) > self.cfg.min_context else len(y) - 1
             past, future = y[max(0, split - c) : split], y[split : split + h]
@@ -73,8 +85,9 @@ class CropSampler:
         return tok.tokens, tok.mask, torch.cat([label_tokens, eos], dim=1)
 
 
-def with_trend(past: np.ndarray, future: np.ndarray, rng: np.random.Generator, max_rate: float,
-               min_damping: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def with_trend(
+    past: np.ndarray, future: np.ndarray, rng: np.random.Generator, max_rate: float, min_damping: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """A crop with a steady growth (or decline) laid over its context, going on (damped) into the horizon.
 
     Mean scaling divides by the context's mean |y|, so a context that grew
@@ -90,7 +103,9 @@ def with_trend(past: np.ndarray, future: np.ndarray, rng: np.random.Generator, m
     """
     rate = float(np.exp(rng.uniform(np.log(max_rate / 40), np.log(max_rate)))) * (1.0 if rng.random() < 0.8 else -1.0)
     phi = rng.uniform(min_damping, 1.0) if min_damping < 1.0 else 1.0
-    ahead = rate * np.cumsum(phi ** np.arange(1, len(future) + 1))  # the trend at horizon step j: rate * sum_{k<=j+1} phi^k
+    ahead = rate * np.cumsum(
+        phi ** np.arange(1, len(future) + 1)
+    )  # the trend at horizon step j: rate * sum_{k<=j+1} phi^k
     keep = max(1, int(np.sum(np.abs(ahead) <= 2.0)))
     trend = np.concatenate([rate * np.arange(-len(past) + 1, 1, dtype=np.float64), ahead[:keep]])
     crop = np.concatenate([past, future[:keep]])
@@ -104,5 +119,10 @@ def with_trend(past: np.ndarray, future: np.ndarray, rng: np.random.Generator, m
 
 
 def tokenizer_config(cfg: TrainConfig) -> ChronosTokenizerConfig:
-    return ChronosTokenizerConfig(n_tokens=cfg.n_tokens, low_limit=cfg.low_limit, high_limit=cfg.high_limit,
-                                  context_length=cfg.context_length, prediction_length=cfg.prediction_length)
+    return ChronosTokenizerConfig(
+        n_tokens=cfg.n_tokens,
+        low_limit=cfg.low_limit,
+        high_limit=cfg.high_limit,
+        context_length=cfg.context_length,
+        prediction_length=cfg.prediction_length,
+    )

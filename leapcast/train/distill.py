@@ -33,7 +33,9 @@ from leapcast.train.grow import rebin
 from leapcast.train.initial import starting_point
 
 
-def kl_loss(target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: SamplingConfig, banned: tuple[int, ...]) -> torch.Tensor:
+def kl_loss(
+    target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: SamplingConfig, banned: tuple[int, ...]
+) -> torch.Tensor:
     """Mean over positions of KL(p || q): p the warped target [.., V], q the draft's softmax [.., V]."""
     p = probabilities(target_logits, sampling, banned)
     log_q = F.log_softmax(draft_logits.float(), dim=-1)
@@ -42,14 +44,18 @@ def kl_loss(target_logits: torch.Tensor, draft_logits: torch.Tensor, sampling: S
 
 
 @torch.no_grad()
-def acceptance_per_step(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> torch.Tensor:
+def acceptance_per_step(
+    target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig
+) -> torch.Tensor:
     """[B, n] sum_x min(p(x), q(x)) at each decoder position, both warped as sampled: exact speculation's acceptance."""
     p = probabilities(target.net(tokens, mask, decoder_inputs), sampling, target.banned_tokens)
     q = probabilities(draft.net(tokens, mask, decoder_inputs), sampling, draft.banned_tokens)
     return acceptance_probability(p, q)
 
 
-def expected_acceptance(target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig) -> float:
+def expected_acceptance(
+    target: ChronosT5, draft: ChronosT5, tokens, mask, decoder_inputs, sampling: SamplingConfig
+) -> float:
     """Mean over positions of ``acceptance_per_step``: the acceptance rate of exact speculation."""
     return float(acceptance_per_step(target, draft, tokens, mask, decoder_inputs, sampling).mean())
 
@@ -63,19 +69,38 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    t5 = T5Config(vocab_size=target.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers,
-                  num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, decoder_start_token_id=target.start_token)
+    t5 = T5Config(
+        vocab_size=target.vocab_size,
+        d_model=cfg.d_model,
+        d_kv=cfg.d_kv,
+        d_ff=cfg.d_ff,
+        num_layers=cfg.num_layers,
+        num_decoder_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        decoder_start_token_id=target.start_token,
+    )
     if cfg.init_from is None:
         draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
     else:
         net = rebin(load_model(cfg.init_from), chronos.n_tokens, chronos.low_limit, chronos.high_limit).net
         draft = ChronosT5(net, chronos, name=out.name)  # the target's tokenizer and sampling settings, whole
-    data_cfg = TrainConfig(out_dir=str(out), n_tokens=chronos.n_tokens, low_limit=chronos.low_limit, high_limit=chronos.high_limit,
-                           context_length=chronos.context_length,
-                           prediction_length=chronos.prediction_length, batch_size=cfg.batch_size, datasets=cfg.datasets,
-                           kernel_synth=cfg.kernel_synth, mixup=cfg.mixup, seasonal_synth=cfg.seasonal_synth,
-                           seasonal_adjustment=cfg.seasonal_adjustment, trend_augmentation=cfg.trend_augmentation,
-                           min_trend_damping=cfg.min_trend_damping, seed=cfg.seed)
+    data_cfg = TrainConfig(
+        out_dir=str(out),
+        n_tokens=chronos.n_tokens,
+        low_limit=chronos.low_limit,
+        high_limit=chronos.high_limit,
+        context_length=chronos.context_length,
+        prediction_length=chronos.prediction_length,
+        batch_size=cfg.batch_size,
+        datasets=cfg.datasets,
+        kernel_synth=cfg.kernel_synth,
+        mixup=cfg.mixup,
+        seasonal_synth=cfg.seasonal_synth,
+        seasonal_adjustment=cfg.seasonal_adjustment,
+        trend_augmentation=cfg.trend_augmentation,
+        min_trend_damping=cfg.min_trend_damping,
+        seed=cfg.seed,
+    )
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)
@@ -88,7 +113,9 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
 
             batch = Tokenized(tokens=tokens, mask=mask, scale=torch.ones(len(tokens)))
             u = torch.rand(len(tokens), 1, labels.shape[1] - 1)
-            continuation = sample_tokens(target, batch, labels.shape[1] - 1, sampling, u)[:, 0].clone()  # [B, H], out of inference mode
+            continuation = sample_tokens(target, batch, labels.shape[1] - 1, sampling, u)[
+                :, 0
+            ].clone()  # [B, H], out of inference mode
             inputs = torch.cat([torch.full_like(continuation[:, :1], target.start_token), continuation], dim=1)[:, :-1]
         else:
             inputs = torch.cat([torch.full_like(labels[:, :1], target.start_token), labels[:, :-1].clamp(min=0)], dim=1)
@@ -111,7 +138,9 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
 
 
 @torch.inference_mode()
-def sample_tokens(model: ChronosT5, batch, num_steps: int, sampling: SamplingConfig, uniforms: torch.Tensor) -> torch.Tensor:
+def sample_tokens(
+    model: ChronosT5, batch, num_steps: int, sampling: SamplingConfig, uniforms: torch.Tensor
+) -> torch.Tensor:
     """The target's own sampled continuation of tokenized contexts, for on-policy distillation and the
     acceptance benchmark: batch of B, uniforms [B, S, num_steps] -> steps [B, S, num_steps] long.
 

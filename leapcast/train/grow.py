@@ -110,7 +110,9 @@ def rebucket(model: ChronosT5, num_buckets: int) -> ChronosT5:
     with torch.no_grad():
         for name, bidirectional in (("enc_bias", True), ("dec_bias", False)):
             old_table = getattr(model.net, name).weight  # [B_old, H]
-            old = relative_position_bucket(rel, bidirectional, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
+            old = relative_position_bucket(
+                rel, bidirectional, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
+            )
             new = relative_position_bucket(rel, bidirectional, num_buckets, cfg.relative_attention_max_distance)
             table = getattr(net, name).weight  # [B_new, H]
             table.zero_()

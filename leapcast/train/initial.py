@@ -22,8 +22,16 @@ from leapcast.train.grow import rebin, rebucket, stack_layers
 
 def build_model(cfg: TrainConfig) -> ChronosT5:
     """Random weights in the shape ``cfg`` gives, started as ``starting_point`` starts them."""
-    t5 = T5Config(vocab_size=cfg.n_tokens, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff, num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                  relative_attention_num_buckets=cfg.relative_attention_num_buckets)
+    t5 = T5Config(
+        vocab_size=cfg.n_tokens,
+        d_model=cfg.d_model,
+        d_kv=cfg.d_kv,
+        d_ff=cfg.d_ff,
+        num_layers=cfg.num_layers,
+        num_decoder_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        relative_attention_num_buckets=cfg.relative_attention_num_buckets,
+    )
     chronos = tokenizer_config(cfg)
     model = random_chronos_t5(t5, chronos, seed=cfg.seed, name=Path(cfg.out_dir).name)
     return starting_point(model, cfg.embedding_init == "fourier", cfg.position_heads, cfg.seed)
@@ -34,7 +42,9 @@ def starting_point(model: ChronosT5, fourier: bool = True, position_heads: bool 
     if fourier:
         with torch.no_grad():
             special = model.chronos.n_special_tokens
-            model.net.embed.weight[special:] = fourier_bin_embeddings(model.tokenizer.centers, model.net.cfg.d_model, seed)
+            model.net.embed.weight[special:] = fourier_bin_embeddings(
+                model.tokenizer.centers, model.net.cfg.d_model, seed
+            )
     if position_heads:
         neighbour_heads(model.net)
     return model
@@ -55,7 +65,9 @@ def neighbour_heads(net: T5, strength: float = 8.0) -> None:
     if cfg.num_heads < 2:
         return
     rel = torch.tensor([-1, 1])
-    buckets = relative_position_bucket(rel, True, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
+    buckets = relative_position_bucket(
+        rel, True, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
+    )
     with torch.no_grad():
         net.enc_bias.weight[:, :2] = 0.0
         net.enc_bias.weight[buckets[0], 0] = strength

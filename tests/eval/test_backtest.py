@@ -13,17 +13,25 @@ from leapcast.forecaster import Forecaster
 
 def frame(lengths=(("a", 0, 20), ("b", 100, 15))) -> pd.DataFrame:
     """Integer-step series whose value is their time, so a leaked value shows as y > cutoff."""
-    parts = [pd.DataFrame({"unique_id": uid, "ds": np.arange(start, start + n), "y": np.arange(start, start + n, dtype=float)})
-             for uid, start, n in lengths]
+    parts = [
+        pd.DataFrame(
+            {"unique_id": uid, "ds": np.arange(start, start + n), "y": np.arange(start, start + n, dtype=float)}
+        )
+        for uid, start, n in lengths
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
 def last_value(train: pd.DataFrame, h: int) -> pd.DataFrame:
     """Naive forecast: the last value repeated, at the h steps after each series' end."""
     last = train.groupby("unique_id").tail(1)
-    return pd.DataFrame({"unique_id": last["unique_id"].repeat(h).to_numpy(),
-                         "ds": (last["ds"].to_numpy()[:, None] + np.arange(1, h + 1)).reshape(-1),
-                         "naive": last["y"].repeat(h).to_numpy()})
+    return pd.DataFrame(
+        {
+            "unique_id": last["unique_id"].repeat(h).to_numpy(),
+            "ds": (last["ds"].to_numpy()[:, None] + np.arange(1, h + 1)).reshape(-1),
+            "naive": last["y"].repeat(h).to_numpy(),
+        }
+    )
 
 
 def test_cutoffs_counted_from_each_series_end():
@@ -62,8 +70,15 @@ def test_matches_statsforecast_cross_validation():
     from statsforecast.models import SeasonalNaive
 
     rng = np.random.default_rng(0)
-    df = pd.concat([pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=n, freq="MS"), "y": rng.normal(10, 2, n)})
-                    for uid, start, n in (("x", "2000-01-01", 40), ("y", "2003-06-01", 30))], ignore_index=True)
+    df = pd.concat(
+        [
+            pd.DataFrame(
+                {"unique_id": uid, "ds": pd.date_range(start, periods=n, freq="MS"), "y": rng.normal(10, 2, n)}
+            )
+            for uid, start, n in (("x", "2000-01-01", 40), ("y", "2003-06-01", 30))
+        ],
+        ignore_index=True,
+    )
     sf = statsforecast.StatsForecast(models=[SeasonalNaive(season_length=4)], freq="MS")
     expected = sf.cross_validation(h=5, df=df, n_windows=3, step_size=2)
     ours = cross_validation(lambda train, h: sf.forecast(df=train, h=h), df, h=5, n_windows=3, step_size=2)
@@ -74,17 +89,22 @@ def test_matches_statsforecast_cross_validation():
 def test_forecaster_columns_pass_through(tmp_path):
     fc = Forecaster.from_pretrained(make_checkpoint(tmp_path / "tiny"))
     df = frame((("a", 0, 30), ("b", 5, 25)))
-    out = cross_validation(lambda d, h: fc.forecast(d, h, quantiles=[0.1, 0.5, 0.9], seed=0, num_samples=4), df, h=2, n_windows=2)
+    out = cross_validation(
+        lambda d, h: fc.forecast(d, h, quantiles=[0.1, 0.5, 0.9], seed=0, num_samples=4), df, h=2, n_windows=2
+    )
     assert list(out.columns) == ["unique_id", "ds", "cutoff", "y", "tiny", "tiny-q-10", "tiny-q-50", "tiny-q-90"]
     np.testing.assert_allclose(out["tiny"], out["tiny-q-50"])
     assert np.isfinite(out[["tiny", "tiny-q-10", "tiny-q-90"]].to_numpy()).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(h=0, n_windows=1, step_size=1), "`h` must be an integer >= 1, got 0"),
-    (dict(h=2, n_windows=0, step_size=1), "`n_windows` must be an integer >= 1, got 0"),
-    (dict(h=2, n_windows=1, step_size=True), "`step_size` must be an integer >= 1, got True"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(h=0, n_windows=1, step_size=1), "`h` must be an integer >= 1, got 0"),
+        (dict(h=2, n_windows=0, step_size=1), "`n_windows` must be an integer >= 1, got 0"),
+        (dict(h=2, n_windows=1, step_size=True), "`step_size` must be an integer >= 1, got True"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         cross_validation(last_value, frame(), **kwargs)
@@ -92,7 +112,9 @@ def test_bad_arguments_are_named(kwargs, message):
 
 def test_too_short_series_are_named_with_their_lengths():
     df = frame((("long", 0, 20), ("short", 0, 6)))
-    with pytest.raises(ValueError, match=r"needs >= h \+ \(n_windows - 1\) \* step_size \+ 1 = 8 rows, but 'short' \(6\)"):
+    with pytest.raises(
+        ValueError, match=r"needs >= h \+ \(n_windows - 1\) \* step_size \+ 1 = 8 rows, but 'short' \(6\)"
+    ):
         cross_validation(last_value, df, h=4, n_windows=2, step_size=3)
     cross_validation(last_value, df, h=4, n_windows=2, step_size=1)  # 6 rows are enough for 4 + 1 + 1
 

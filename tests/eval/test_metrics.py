@@ -26,7 +26,9 @@ def test_mae_mse_smape():
     c = cells()
     assert M.mae(Y, F) == pytest.approx(sum(abs(Y[i, t] - F[i, t]) for i, t in c) / len(c))
     assert M.mse(Y, F) == pytest.approx(sum((Y[i, t] - F[i, t]) ** 2 for i, t in c) / len(c))
-    assert M.smape(Y, F) == pytest.approx(sum(200 * abs(Y[i, t] - F[i, t]) / (abs(Y[i, t]) + abs(F[i, t])) for i, t in c) / len(c))
+    assert M.smape(Y, F) == pytest.approx(
+        sum(200 * abs(Y[i, t] - F[i, t]) / (abs(Y[i, t]) + abs(F[i, t])) for i, t in c) / len(c)
+    )
 
 
 def test_mase_against_a_loop():

@@ -29,8 +29,10 @@ def mixture(rows: int, weights, loc, scale, df, p: int = 1) -> StudentTMixture:
 
 
 def mixture_cdf(x, weights, loc, scale, df):
-    return sum(w * (stats.norm.cdf(x, m, s) if math.isinf(d) else stats.t.cdf(x, d, m, s))
-               for w, m, s, d in zip(weights, loc, scale, df))
+    return sum(
+        w * (stats.norm.cdf(x, m, s) if math.isinf(d) else stats.t.cdf(x, d, m, s))
+        for w, m, s, d in zip(weights, loc, scale, df)
+    )
 
 
 CASES = [
@@ -60,8 +62,10 @@ def test_log_prob_is_scipys_over_the_whole_patch(weights, loc, scale, df):
     x = torch.linspace(-4, 4, 12).view(3, 1, 4)
 
     def pdf(v):
-        return sum(w * (stats.norm.pdf(v, m, s) if math.isinf(d) else stats.t.pdf(v, d, m, s))
-                   for w, m, s, d in zip(weights, loc, scale, df))
+        return sum(
+            w * (stats.norm.pdf(v, m, s) if math.isinf(d) else stats.t.pdf(v, d, m, s))
+            for w, m, s, d in zip(weights, loc, scale, df)
+        )
 
     expected = np.log(pdf(x.double().numpy())).sum(axis=-1)  # [3, 1]
     np.testing.assert_allclose(head.log_prob(x).double().numpy(), expected, rtol=1e-5)
@@ -78,7 +82,9 @@ def test_greedy_is_the_mean_and_draws_depend_only_on_their_numbers():
 def test_gaussian_is_a_one_component_mixture():
     g = StudentTMixture.gaussian(torch.zeros(1, 1, 2), torch.ones(1, 1, 2))
     x = torch.tensor([[[0.0, 1.0]]])
-    assert torch.allclose(g.log_prob(x), torch.tensor([[stats.norm.logpdf(0.0) + stats.norm.logpdf(1.0)]], dtype=torch.float32))
+    assert torch.allclose(
+        g.log_prob(x), torch.tensor([[stats.norm.logpdf(0.0) + stats.norm.logpdf(1.0)]], dtype=torch.float32)
+    )
 
 
 def test_categorical_head_draws_as_the_sampler_and_point_returns_its_values():
@@ -89,7 +95,9 @@ def test_categorical_head_draws_as_the_sampler_and_point_returns_its_values():
     assert torch.isfinite(head.log_prob(steps, SamplingConfig(top_k=5))).all()
     assert torch.equal(head.sample(GREEDY, rand_for(3, 2)), logits.masked_fill(torch.arange(16) == 1, -1e9).argmax(-1))
     values = torch.randn(3, 2, 4)
-    assert torch.equal(Point(values).sample(SAMPLED, rand_for(3, 2)), values) and torch.equal(Point(values).mean(), values)
+    assert torch.equal(Point(values).sample(SAMPLED, rand_for(3, 2)), values) and torch.equal(
+        Point(values).mean(), values
+    )
 
 
 def test_quantile_heads_decode_their_point_and_read_their_levels():

@@ -19,8 +19,17 @@ CHRONOS = ChronosTokenizerConfig(prediction_length=8, context_length=64)
 
 
 def tiny(ff: str = "relu", seed: int = 0, **overrides):
-    cfg = T5Config(vocab_size=4096, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=1, num_heads=4,
-                   feed_forward_proj=ff, **overrides)
+    cfg = T5Config(
+        vocab_size=4096,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=1,
+        num_heads=4,
+        feed_forward_proj=ff,
+        **overrides,
+    )
     return random_chronos_t5(cfg, CHRONOS, seed=seed)
 
 
@@ -90,7 +99,10 @@ def test_path_that_is_not_a_folder(tmp_path):
 
 def test_non_chronos_config(copy):
     edit_config(copy, chronos_config=None)
-    with pytest.raises(CheckpointError, match=r"neither a Chronos-T5 checkpoint \(config.json with a chronos_config block.*nor a Toto one"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"neither a Chronos-T5 checkpoint \(config.json with a chronos_config block.*nor a Toto one",
+    ):
         load_model(copy)
 
 

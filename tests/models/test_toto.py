@@ -25,14 +25,66 @@ from leapcast.models.toto_presets import random_toto, save_toto, to_reference
 TOL = 1e-5
 
 CONFIGS = {  # name -> (config, context length, variates)
-    "univariate": (TotoConfig(patch_size=8, stride=8, embed_dim=32, num_layers=2, num_heads=2, mlp_hidden_dim=64,
-                              spacewise_every_n_layers=2, spacewise_first=False, k_components=3), 48, 1),
-    "ragged-context": (TotoConfig(patch_size=8, stride=8, embed_dim=32, num_layers=2, num_heads=2, mlp_hidden_dim=64,
-                                  spacewise_every_n_layers=2, spacewise_first=False, k_components=3), 45, 1),
-    "multivariate": (TotoConfig(patch_size=8, stride=8, embed_dim=32, num_layers=4, num_heads=4, mlp_hidden_dim=64,
-                                spacewise_every_n_layers=2, spacewise_first=True, k_components=5), 61, 3),
-    "unstabilised": (TotoConfig(patch_size=4, stride=4, embed_dim=16, num_layers=3, num_heads=2, mlp_hidden_dim=24,
-                                spacewise_every_n_layers=-1, k_components=2, stabilize_with_global=False), 30, 2),
+    "univariate": (
+        TotoConfig(
+            patch_size=8,
+            stride=8,
+            embed_dim=32,
+            num_layers=2,
+            num_heads=2,
+            mlp_hidden_dim=64,
+            spacewise_every_n_layers=2,
+            spacewise_first=False,
+            k_components=3,
+        ),
+        48,
+        1,
+    ),
+    "ragged-context": (
+        TotoConfig(
+            patch_size=8,
+            stride=8,
+            embed_dim=32,
+            num_layers=2,
+            num_heads=2,
+            mlp_hidden_dim=64,
+            spacewise_every_n_layers=2,
+            spacewise_first=False,
+            k_components=3,
+        ),
+        45,
+        1,
+    ),
+    "multivariate": (
+        TotoConfig(
+            patch_size=8,
+            stride=8,
+            embed_dim=32,
+            num_layers=4,
+            num_heads=4,
+            mlp_hidden_dim=64,
+            spacewise_every_n_layers=2,
+            spacewise_first=True,
+            k_components=5,
+        ),
+        61,
+        3,
+    ),
+    "unstabilised": (
+        TotoConfig(
+            patch_size=4,
+            stride=4,
+            embed_dim=16,
+            num_layers=3,
+            num_heads=2,
+            mlp_hidden_dim=24,
+            spacewise_every_n_layers=-1,
+            k_components=2,
+            stabilize_with_global=False,
+        ),
+        30,
+        2,
+    ),
 }
 
 
@@ -58,6 +110,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # --- parity with the reference ----------------------------------------------------------------------------
 
+
 @pytest.mark.oracle
 @pytest.mark.parametrize("centers", ["cached", "relative"])
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -78,19 +131,29 @@ def test_mixture_parameters_match_the_reference_patch_by_patch(name, centers):
     observed[..., -t:] = True
     ids = torch.zeros(1, v, width, dtype=torch.int)
     steps = 5
-    cache = ref.model.allocate_kv_cache(1, v, width + steps * p, series.device, series.dtype) if centers == "cached" else None
+    cache = (
+        ref.model.allocate_kv_cache(1, v, width + steps * p, series.device, series.dtype)
+        if centers == "cached"
+        else None
+    )
     feeds = torch.from_numpy(np.random.default_rng(3).normal(size=(steps, 1, v, p))).float()
     state = model.prefix(x[None] if v > 1 else x, 1, steps + 1)
     step_input = model.start_inputs(state)
     for s in range(steps):
         with torch.no_grad():
-            out = ref.model(inputs=series, input_padding_mask=observed, id_mask=ids, kv_cache=cache, scaling_prefix_length=width)
+            out = ref.model(
+                inputs=series, input_padding_mask=observed, id_mask=ids, kv_cache=cache, scaling_prefix_length=width
+            )
         dist = TotoForecaster.create_affine_transformed(out.distribution, out.loc, out.scale)
         mixture = dist.base_dist
         comp = mixture.component_distribution
         shift, spread = out.loc[..., -p:, None], out.scale[..., -p:, None]
-        want = {"weights": mixture.mixture_distribution.probs[0, :, -p:], "loc": (shift + spread * comp.loc[:, :, -p:])[0],
-                "scale": (spread * comp.scale[:, :, -p:])[0], "df": comp.df[0, :, -p:]}
+        want = {
+            "weights": mixture.mixture_distribution.probs[0, :, -p:],
+            "loc": (shift + spread * comp.loc[:, :, -p:])[0],
+            "scale": (spread * comp.scale[:, :, -p:])[0],
+            "df": comp.df[0, :, -p:],
+        }
         head = model.step(state, step_input[:, None], s)
         got = {"weights": head.weights.softmax(-1), "loc": head.loc, "scale": head.scale, "df": head.df}
         for key in want:
@@ -130,8 +193,9 @@ def test_mean_forecast_matches_the_references_mean_path(name, centers):
     x = context(5, v, t)
     h = 3 * cfg.patch_size - 3  # not whole patches
     series, observed, stamps, intervals = _padded(x, cfg.patch_size)
-    want = _reference_forecaster(ref).generate_mean(series, h, stamps, intervals, input_padding_mask=observed,
-                                                     use_kv_cache=centers == "cached")[0]  # [V, h]
+    want = _reference_forecaster(ref).generate_mean(
+        series, h, stamps, intervals, input_padding_mask=observed, use_kv_cache=centers == "cached"
+    )[0]  # [V, h]
     fc = Forecaster(model, name="toto")
     got = fc.predict(x[None].numpy() if v > 1 else x[0].numpy(), h, top_k=1)
     got = got[0, :, 0] if v > 1 else got[0]  # [V, h]
@@ -154,18 +218,26 @@ def test_sampled_paths_follow_the_reference_sampler_and_a_5_percent_scale_error_
     n, h = 5000, 2 * cfg.patch_size
     series, observed, stamps, intervals = _padded(x, cfg.patch_size)
     torch.manual_seed(0)
-    want = _reference_forecaster(ref).generate_samples(series, h, n, stamps, intervals, input_padding_mask=observed,
-                                                       sampling_batch_size=n, use_kv_cache=True)[0, 0].T.numpy()  # [n, h]
+    want = (
+        _reference_forecaster(ref)
+        .generate_samples(
+            series, h, n, stamps, intervals, input_padding_mask=observed, sampling_batch_size=n, use_kv_cache=True
+        )[0, 0]
+        .T.numpy()
+    )  # [n, h]
     fc = Forecaster(model, name="toto")
     got = fc.predict(x[0].numpy(), h, num_samples=n, seed=1)[0].numpy()  # [n, h]
     assert _ks_bonferroni(got, want) > 0.01
     mixture = toto_net.TotoNet.mixture
-    monkeypatch.setattr(toto_net.TotoNet, "mixture", lambda self, hidden, loc, scale: mixture(self, hidden, loc, scale * 1.05))
+    monkeypatch.setattr(
+        toto_net.TotoNet, "mixture", lambda self, hidden, loc, scale: mixture(self, hidden, loc, scale * 1.05)
+    )
     off = fc.predict(x[0].numpy(), h, num_samples=n, seed=1)[0].numpy()
     assert _ks_bonferroni(off, want) < 1e-3
 
 
 # --- ragged batches ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -205,7 +277,9 @@ def test_the_references_own_ragged_batch_moves_the_short_series(tiny):
     observed = torch.zeros(2, 1, 80, dtype=torch.bool)
     observed[0], observed[1, 0, -13:] = True, True
     stamps, intervals = torch.zeros(2, 1, 80, dtype=torch.long), torch.ones(2, 1, dtype=torch.long)
-    together = _reference_forecaster(ref).generate_mean(batch, 2 * p, stamps, intervals, input_padding_mask=observed, use_kv_cache=True)
+    together = _reference_forecaster(ref).generate_mean(
+        batch, 2 * p, stamps, intervals, input_padding_mask=observed, use_kv_cache=True
+    )
     series, obs, st, iv = _padded(short[None], p)
     alone = _reference_forecaster(ref).generate_mean(series, 2 * p, st, iv, input_padding_mask=obs, use_kv_cache=True)
     assert relative_error(together[1], alone[0]) > 1e-3
@@ -232,6 +306,7 @@ def test_series_join_a_running_batch_and_leave_it(tiny):
 
 
 # --- loading ----------------------------------------------------------------------------------------------
+
 
 def test_both_feed_forward_layouts_load_to_the_same_model(tmp_path):
     model = random_toto(CONFIGS["univariate"][0], seed=9)
@@ -291,6 +366,7 @@ def test_the_reference_loads_what_leapcast_writes(tmp_path):
 
 # --- the APIs ---------------------------------------------------------------------------------------------
 
+
 def test_multivariate_items_through_the_array_api(tiny):
     fc = Forecaster.from_pretrained(tiny)
     items = np.random.default_rng(2).normal(size=(3, 2, 30)).cumsum(-1)
@@ -318,8 +394,11 @@ def test_values_are_read_as_given_in_range_and_rescaled_beyond_it(tiny):
     base = fc.predict(x, 8, top_k=1)
     assert not torch.allclose(fc.predict(x * 1e-3, 8, top_k=1) * 1e3, base, rtol=1e-3)  # the floor shows
     huge = 2.0**200
-    assert torch.allclose(fc.predict(x * huge, 8, top_k=1) / huge, fc.predict(x * 2.0**-int(np.log2(np.abs(x).max())) , 8, top_k=1)
-                          * 2.0 ** int(np.log2(np.abs(x).max())), rtol=1e-6)
+    assert torch.allclose(
+        fc.predict(x * huge, 8, top_k=1) / huge,
+        fc.predict(x * 2.0 ** -int(np.log2(np.abs(x).max())), 8, top_k=1) * 2.0 ** int(np.log2(np.abs(x).max())),
+        rtol=1e-6,
+    )
 
 
 def test_cli_forecast_info_and_init(tmp_path, tiny):
@@ -327,8 +406,24 @@ def test_cli_forecast_info_and_init(tmp_path, tiny):
     frame = tmp_path / "y.csv"
     rows = [f"s{i},2024-01-{d + 1:02d},{v:.4f}" for i, x in enumerate(_series(5, (30, 20))) for d, v in enumerate(x)]
     frame.write_text("unique_id,ds,y\n" + "\n".join(rows) + "\n")
-    result = runner.invoke(app, ["forecast", "--model", str(tiny), "--input", str(frame), "--h", "10", "--num-samples", "16",
-                                 "--seed", "0", "--level", "80"])
+    result = runner.invoke(
+        app,
+        [
+            "forecast",
+            "--model",
+            str(tiny),
+            "--input",
+            str(frame),
+            "--h",
+            "10",
+            "--num-samples",
+            "16",
+            "--seed",
+            "0",
+            "--level",
+            "80",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "unique_id,ds,tiny-toto,tiny-toto-lo-80,tiny-toto-hi-80"

@@ -44,7 +44,9 @@ def test_loss_ignores_missing_labels():
     from leapcast.models.presets import random_chronos_t5
     from leapcast.models.t5 import T5Config
 
-    net = random_chronos_t5(T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=4)).net
+    net = random_chronos_t5(
+        T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=4)
+    ).net
     tokens, mask = torch.randint(2, 64, (2, 10)), torch.ones(2, 10, dtype=torch.bool)
     labels = torch.randint(2, 64, (2, 5))
     masked = labels.clone()
@@ -62,23 +64,83 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
     from leapcast.train.crops import CropSampler, series_pool
     from leapcast.train.distill import DistillConfig, distill, expected_acceptance
 
-    target_dir = make_checkpoint(tmp_path / "target", vocab=256, d_model=32, d_kv=8, d_ff=64, layers=1, context_length=64, prediction_length=16, seed=1)
-    cfg = DistillConfig(target=str(target_dir), out_dir=str(tmp_path / "draft"), d_model=16, d_kv=4, d_ff=32, steps=40, batch_size=16,
-                        lr=5e-3, warmup=5, datasets=("nile", "co2"), kernel_synth=10, mixup=10, save_every=40)
+    target_dir = make_checkpoint(
+        tmp_path / "target",
+        vocab=256,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        layers=1,
+        context_length=64,
+        prediction_length=16,
+        seed=1,
+    )
+    cfg = DistillConfig(
+        target=str(target_dir),
+        out_dir=str(tmp_path / "draft"),
+        d_model=16,
+        d_kv=4,
+        d_ff=32,
+        steps=40,
+        batch_size=16,
+        lr=5e-3,
+        warmup=5,
+        datasets=("nile", "co2"),
+        kernel_synth=10,
+        mixup=10,
+        save_every=40,
+    )
     last = distill(cfg, progress=False)
     log = json.loads((last / "log.json").read_text())
     assert sum(x["kl"] for x in log[-8:]) < sum(x["kl"] for x in log[:8])
     target, draft = load_model(target_dir), load_model(last)
 
-    data = TrainConfig(out_dir=str(tmp_path), n_tokens=256, context_length=64, prediction_length=16, batch_size=32, datasets=("nile",), kernel_synth=10, mixup=0, seed=9)
+    data = TrainConfig(
+        out_dir=str(tmp_path),
+        n_tokens=256,
+        context_length=64,
+        prediction_length=16,
+        batch_size=32,
+        datasets=("nile",),
+        kernel_synth=10,
+        mixup=0,
+        seed=9,
+    )
     tokens, mask, labels = CropSampler(data, *series_pool(data)).batch()
     inputs = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1].clamp(min=0)], dim=1)
     sampling = SamplingConfig(top_k=50)
-    untrained = load_model(make_checkpoint(tmp_path / "untrained", vocab=256, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16, seed=0))
-    assert expected_acceptance(target, draft, tokens, mask, inputs, sampling) > expected_acceptance(target, untrained, tokens, mask, inputs, sampling)
+    untrained = load_model(
+        make_checkpoint(
+            tmp_path / "untrained",
+            vocab=256,
+            d_model=16,
+            d_kv=4,
+            d_ff=32,
+            layers=1,
+            context_length=64,
+            prediction_length=16,
+            seed=0,
+        )
+    )
+    assert expected_acceptance(target, draft, tokens, mask, inputs, sampling) > expected_acceptance(
+        target, untrained, tokens, mask, inputs, sampling
+    )
     # a draft made for coarser bins is re-binned to the target's and trained on from there
-    coarse = make_checkpoint(tmp_path / "coarse", vocab=128, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16)
-    again = distill(DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "again"), "steps": 2, "save_every": 2, "init_from": str(coarse)}), progress=False)
+    coarse = make_checkpoint(
+        tmp_path / "coarse", vocab=128, d_model=16, d_kv=4, d_ff=32, layers=1, context_length=64, prediction_length=16
+    )
+    again = distill(
+        DistillConfig(
+            **{
+                **cfg.__dict__,
+                "out_dir": str(tmp_path / "again"),
+                "steps": 2,
+                "save_every": 2,
+                "init_from": str(coarse),
+            }
+        ),
+        progress=False,
+    )
     assert load_model(again).vocab_size == 256 and load_model(again).net.cfg.d_model == 16
 
 
@@ -97,7 +159,9 @@ def test_soft_labels_reduce_to_cross_entropy_and_prefer_near_bins():
     near, far = torch.full((1, 1, 60), -10.0), torch.full((1, 1, 60), -10.0)
     near[0, 0, 31], far[0, 0, 45] = 10.0, 10.0  # both miss bin 30; one by a bin, one by 15
     assert soft_label_loss(near, target, 2.0, 2) < soft_label_loss(far, target, 2.0, 2)
-    assert F.cross_entropy(near[0], target[0]) == F.cross_entropy(far[0], target[0])  # one-hot labels can't tell them apart
+    assert F.cross_entropy(near[0], target[0]) == F.cross_entropy(
+        far[0], target[0]
+    )  # one-hot labels can't tell them apart
 
 
 def test_stacking_doubles_the_depth_and_reuses_the_layers(tmp_path):
@@ -127,13 +191,19 @@ def test_rebinning_keeps_what_the_model_predicts_on_finer_bins(tmp_path):
     from leapcast.train.grow import rebin
     from leapcast.train.initial import starting_point
 
-    coarse = starting_point(load_model(make_checkpoint(tmp_path / "c", layers=1, d_model=64, d_kv=16)))  # smooth bin embeddings
-    fine = rebin(coarse, 2 * coarse.vocab_size - 4, coarse.chronos.low_limit, coarse.chronos.high_limit)  # halves the bin width
+    coarse = starting_point(
+        load_model(make_checkpoint(tmp_path / "c", layers=1, d_model=64, d_kv=16))
+    )  # smooth bin embeddings
+    fine = rebin(
+        coarse, 2 * coarse.vocab_size - 4, coarse.chronos.low_limit, coarse.chronos.high_limit
+    )  # halves the bin width
     assert fine.net.cfg.vocab_size == fine.vocab_size == 2 * coarse.vocab_size - 4
     old_centers, new_centers = coarse.tokenizer.centers, fine.tokenizer.centers
     assert torch.allclose(new_centers[::2], old_centers, atol=1e-5)  # every old value is a new bin; one new bin between
     assert torch.equal(fine.net.embed.weight[:3], coarse.net.embed.weight[:3])  # special tokens untouched
-    assert torch.allclose(fine.net.embed.weight[3::2], coarse.net.embed.weight[3:], atol=1e-4)  # old values keep their rows
+    assert torch.allclose(
+        fine.net.embed.weight[3::2], coarse.net.embed.weight[3:], atol=1e-4
+    )  # old values keep their rows
     between = (coarse.net.embed.weight[3:-1] + coarse.net.embed.weight[4:]) / 2
     assert torch.allclose(fine.net.embed.weight[4::2], between, atol=1e-4)  # new ones interpolate
     # tied embeddings: from the same decoder state, old-value bins keep their logits exactly
@@ -148,7 +218,9 @@ def test_rebinning_keeps_what_the_model_predicts_on_finer_bins(tmp_path):
     folder = tmp_path / "c"
     same = initial_model(TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=coarse.vocab_size))
     assert same.vocab_size == coarse.vocab_size
-    moved = initial_model(TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=1024, low_limit=-10.0, high_limit=10.0))
+    moved = initial_model(
+        TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=1024, low_limit=-10.0, high_limit=10.0)
+    )
     assert moved.vocab_size == 1024 and moved.chronos.high_limit == 10.0
 
 
@@ -179,7 +251,9 @@ def test_rebucketing_keeps_the_function_and_makes_far_offsets_exact(tmp_path):
     assert old[0] == old[1] and new[0] != new[1]
     with pytest.raises(ValueError, match="num_buckets"):
         rebucket(model, 7)
-    cfg = TrainConfig(out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=model.vocab_size, relative_attention_num_buckets=64)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "r"), init_from=str(folder), n_tokens=model.vocab_size, relative_attention_num_buckets=64
+    )
     assert initial_model(cfg).net.cfg.relative_attention_num_buckets == 64
 
 
@@ -187,13 +261,23 @@ def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path)
     from leapcast.models.t5 import relative_position_bucket
     from leapcast.train.initial import build_model
 
-    cfg = TrainConfig(out_dir=str(tmp_path / "m"), d_model=256, d_kv=16, d_ff=128, n_tokens=1024, context_length=32, prediction_length=8)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "m"),
+        d_model=256,
+        d_kv=16,
+        d_ff=128,
+        n_tokens=1024,
+        context_length=32,
+        prediction_length=8,
+    )
     net = build_model(cfg).net
     e = torch.nn.functional.normalize(net.embed.weight[3:], dim=-1)  # bin tokens, 0.03 of the scale apart
     similarity = [float((e[540] * e[540 + d]).sum()) for d in (1, 5, 30)]
     assert similarity[0] > 0.6 and similarity[0] > similarity[1] > similarity[2] and abs(similarity[2]) < 0.2
     assert abs(e.norm(dim=-1).mean() - 1) < 1e-5 and 0.8 < net.embed.weight[3:].std() < 1.2  # T5's N(0, 1) scale
-    b = relative_position_bucket(torch.tensor([-1, 1, 0]), True, net.cfg.relative_attention_num_buckets, net.cfg.relative_attention_max_distance)
+    b = relative_position_bucket(
+        torch.tensor([-1, 1, 0]), True, net.cfg.relative_attention_num_buckets, net.cfg.relative_attention_max_distance
+    )
     table = net.enc_bias.weight
     assert table[b[0], 0] == table[:, 0].max() > 0 and table[b[1], 1] == table[:, 1].max() > 0 and table[b[2], 0] == 0
 
@@ -217,7 +301,9 @@ def test_seasonal_adjustment_of_the_training_series():
 
 
 def test_a_model_trained_on_adjusted_series_forecasts_with_adjustment(tmp_path):
-    cfg = TrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=2, datasets=("air-passengers",), seasonal_adjustment=True)
+    cfg = TrainConfig.from_file(
+        CONFIG, out_dir=str(tmp_path / "run"), steps=2, datasets=("air-passengers",), seasonal_adjustment=True
+    )
     last = train(cfg, progress=False)
     assert json.loads((last / "config.json").read_text())["leapcast"] == {"seasonal_adjustment": True}
     assert Forecaster.from_pretrained(last).seasonal_adjustment is True
@@ -240,16 +326,28 @@ def test_trend_augmentation_lays_one_steady_trend_over_context_and_horizon():
     np.testing.assert_allclose(steps[: len(grown) - 1], rate)  # the same draw: the context keeps its full rate
     phi = steps[len(grown)] / steps[len(grown) - 1]
     assert 0.8 <= phi < 1.0
-    np.testing.assert_allclose(steps[len(grown) - 1 :], rate * phi ** np.arange(1, len(ahead) + 1))  # damped in the horizon
+    np.testing.assert_allclose(
+        steps[len(grown) - 1 :], rate * phi ** np.arange(1, len(ahead) + 1)
+    )  # damped in the horizon
     ramp, more = with_trend(np.linspace(-1.0, 1.0, 50), np.ones(10), np.random.default_rng(1), max_rate=0.12)
-    steps = np.diff(np.concatenate([ramp, more])) - np.diff(np.concatenate([np.linspace(-1.0, 1.0, 50), np.ones(10)]))[: len(ramp) + len(more) - 1]
+    steps = (
+        np.diff(np.concatenate([ramp, more]))
+        - np.diff(np.concatenate([np.linspace(-1.0, 1.0, 50), np.ones(10)]))[: len(ramp) + len(more) - 1]
+    )
     np.testing.assert_allclose(steps, steps[0])  # one added slope throughout
     assert steps[0] != 0
     crops = [with_trend(past, future, np.random.default_rng(s), 0.12) for s in range(400)]
     assert 0.7 < np.mean([a[0] > p[-1] for p, a in crops]) < 0.9  # four in five grow
 
     def end_over_scale(augmentation):  # how far above its mean |y| a context ends, on average
-        cfg = TrainConfig(out_dir="unused", context_length=64, prediction_length=8, batch_size=64, n_tokens=512, trend_augmentation=augmentation)
+        cfg = TrainConfig(
+            out_dir="unused",
+            context_length=64,
+            prediction_length=8,
+            batch_size=64,
+            n_tokens=512,
+            trend_augmentation=augmentation,
+        )
         sampler = CropSampler(cfg, [np.ones(400) + 0.01 * np.random.default_rng(2).standard_normal(400)], [])
         tokens, mask, _ = sampler.batch()
         values, valid = tokens[:, :-1].float(), mask[:, :-1].float()  # the context's last token is EOS

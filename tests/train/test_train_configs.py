@@ -23,8 +23,13 @@ CONFIGS = ROOT / "leapcast" / "train" / "configs"
 EXPERIMENTS = ROOT / "benchmarks" / "experiments"
 RECORDED = json.loads((FIXTURES / "bundled_train_configs.json").read_text())
 RUN_RENAMES = {"runs/" + Path(entry["was"]).stem: "runs/" + Path(name).stem for name, entry in RECORDED.items()}
-DRAFT_TARGET = {"draft-1-base": "target-2-stacked", "draft-2-fine": "target-3-fine", "draft-3-season": "target-4-season",
-                "draft-4-adjusted": "target-5-adjusted", "draft-5-trend": "target-6-trend"}  # the target each draft stage distilled
+DRAFT_TARGET = {
+    "draft-1-base": "target-2-stacked",
+    "draft-2-fine": "target-3-fine",
+    "draft-3-season": "target-4-season",
+    "draft-4-adjusted": "target-5-adjusted",
+    "draft-5-trend": "target-6-trend",
+}  # the target each draft stage distilled
 
 
 def config_path(name: str) -> Path:
@@ -34,18 +39,22 @@ def config_path(name: str) -> Path:
 def renamed(value):
     for old, new in RUN_RENAMES.items():
         if isinstance(value, str) and (value == old or value.startswith(old + "/")):
-            return new + value[len(old):]
+            return new + value[len(old) :]
     return value
 
 
 def load(path: Path, **overrides) -> TrainConfig | DistillConfig:
     if path.name.startswith("draft-"):
-        return DistillConfig.from_file(path, **{"target": "runs/target/last", "out_dir": "runs/" + path.stem, **overrides})
+        return DistillConfig.from_file(
+            path, **{"target": "runs/target/last", "out_dir": "runs/" + path.stem, **overrides}
+        )
     return TrainConfig.from_file(path, **overrides)
 
 
 def test_the_configs_folder_holds_the_recorded_stages_and_nothing_else():
-    assert sorted(p.name for p in CONFIGS.glob("*.json")) == sorted(n for n in RECORDED if not (EXPERIMENTS / n).is_file())
+    assert sorted(p.name for p in CONFIGS.glob("*.json")) == sorted(
+        n for n in RECORDED if not (EXPERIMENTS / n).is_file()
+    )
     assert all(config_path(name).is_file() for name in RECORDED)
 
 
@@ -75,7 +84,9 @@ def test_a_stage_lists_only_what_it_changes(name):
 def test_each_stage_starts_from_the_one_before():
     targets = sorted(n for n in RECORDED if re.fullmatch(r"target-\d-[a-z]+\.json", n) and (CONFIGS / n).is_file())
     drafts = sorted(n for n in RECORDED if n.startswith("draft-"))
-    assert [n[7] for n in targets] == [str(i) for i in range(7)] and [n[6] for n in drafts] == [str(i) for i in range(1, 6)]
+    assert [n[7] for n in targets] == [str(i) for i in range(7)] and [n[6] for n in drafts] == [
+        str(i) for i in range(1, 6)
+    ]
     for chain in (targets, drafts):
         first = load(CONFIGS / chain[0])
         assert first.init_from is None
@@ -96,7 +107,14 @@ def commands(text: str) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
-@pytest.mark.parametrize("doc", ["docs/training.md", "leapcast/checkpoints/house-target/MODEL_CARD.md", "leapcast/checkpoints/house-draft/MODEL_CARD.md"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "docs/training.md",
+        "leapcast/checkpoints/house-target/MODEL_CARD.md",
+        "leapcast/checkpoints/house-draft/MODEL_CARD.md",
+    ],
+)
 def test_the_documented_commands_train_every_stage_in_order(doc):
     """Each command names a stage config that resolves to its recorded config; a draft distils from the target it was
     trained against, after that target's command, into the folder the next draft stage starts from."""
@@ -108,15 +126,21 @@ def test_the_documented_commands_train_every_stage_in_order(doc):
         assert name in RECORDED and config_path(name) == path, f"{doc}: {config} is not a recorded stage config"
         listed.append(name)
         if options:
-            assert options == {"--target": f"runs/{DRAFT_TARGET[path.stem]}/last", "--out-dir": f"runs/{path.stem}"}, f"{doc}: {config}"
-            assert not trained or DRAFT_TARGET[path.stem] + ".json" in trained, f"{doc}: {config} runs before its target is trained"
+            assert options == {"--target": f"runs/{DRAFT_TARGET[path.stem]}/last", "--out-dir": f"runs/{path.stem}"}, (
+                f"{doc}: {config}"
+            )
+            assert not trained or DRAFT_TARGET[path.stem] + ".json" in trained, (
+                f"{doc}: {config} runs before its target is trained"
+            )
             cfg = load(path, target=options["--target"], out_dir=options["--out-dir"])
         else:
             trained.append(name)
             cfg = load(path)
             assert cfg.out_dir == f"runs/{path.stem}", f"{doc}: {config} writes to {cfg.out_dir}"
         recorded = {key: renamed(value) for key, value in RECORDED[name]["config"].items()}
-        assert {key: getattr(cfg, key) for key in recorded} == {k: tuple(v) if k == "datasets" else v for k, v in recorded.items()}
+        assert {key: getattr(cfg, key) for key in recorded} == {
+            k: tuple(v) if k == "datasets" else v for k, v in recorded.items()
+        }
     stages = sorted(n for n in RECORDED if (CONFIGS / n).is_file())
     kind = {"house-target": "target-", "house-draft": "draft-"}.get(Path(doc).parent.name, "")
     assert sorted(n for n in listed if n.startswith(kind) and n in stages) == [n for n in stages if n.startswith(kind)]
@@ -145,15 +169,32 @@ def test_the_last_stages_are_the_bundled_checkpoints():
     target = load(CONFIGS / "target-6-trend.json")
     for name, cfg in (("house-target", target), ("house-draft", load(CONFIGS / "draft-5-trend.json"))):
         recorded = json.loads((BUNDLED_DIR / name / "config.json").read_text())
-        shape = {key: recorded[key] for key in ("d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads")}
-        assert shape == {**{key: getattr(cfg, key) for key in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads")},
-                         "num_decoder_layers": cfg.num_layers}, name
+        shape = {
+            key: recorded[key] for key in ("d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads")
+        }
+        assert shape == {
+            **{key: getattr(cfg, key) for key in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads")},
+            "num_decoder_layers": cfg.num_layers,
+        }, name
         chronos = recorded["chronos_config"]  # a draft takes its target's tokenizer whole
-        assert (recorded["vocab_size"], chronos["n_tokens"], chronos["tokenizer_kwargs"], chronos["context_length"], chronos["prediction_length"]) == (
-            target.n_tokens, target.n_tokens, {"low_limit": target.low_limit, "high_limit": target.high_limit},
-            target.context_length, target.prediction_length), name
+        assert (
+            recorded["vocab_size"],
+            chronos["n_tokens"],
+            chronos["tokenizer_kwargs"],
+            chronos["context_length"],
+            chronos["prediction_length"],
+        ) == (
+            target.n_tokens,
+            target.n_tokens,
+            {"low_limit": target.low_limit, "high_limit": target.high_limit},
+            target.context_length,
+            target.prediction_length,
+        ), name
         assert recorded.get("leapcast", {}) == pipeline_options(cfg), name
-    assert json.loads((BUNDLED_DIR / "house-target" / "config.json").read_text())["relative_attention_num_buckets"] == target.relative_attention_num_buckets
+    assert (
+        json.loads((BUNDLED_DIR / "house-target" / "config.json").read_text())["relative_attention_num_buckets"]
+        == target.relative_attention_num_buckets
+    )
 
 
 # --- refusals: each names the file (and the key) responsible
@@ -169,7 +210,9 @@ def test_a_cycle_is_refused_naming_the_files(tmp_path):
     write(tmp_path, "a.json", {"extends": "b.json", "out_dir": "x"})
     write(tmp_path, "b.json", {"extends": "c", "steps": 3})
     write(tmp_path, "c.json", {"extends": "a.json"})
-    with pytest.raises(ValueError, match=r"a\.json: `extends` makes a cycle \(a\.json -> b\.json -> c\.json -> a\.json\)"):
+    with pytest.raises(
+        ValueError, match=r"a\.json: `extends` makes a cycle \(a\.json -> b\.json -> c\.json -> a\.json\)"
+    ):
         TrainConfig.from_file(tmp_path / "a.json")
     write(tmp_path, "self.json", {"extends": "self.json"})
     with pytest.raises(ValueError, match=r"self\.json: `extends` makes a cycle"):
@@ -178,7 +221,9 @@ def test_a_cycle_is_refused_naming_the_files(tmp_path):
 
 def test_a_missing_parent_is_refused_naming_the_child(tmp_path):
     write(tmp_path, "child.json", {"extends": "nowhere.json", "out_dir": "x"})
-    with pytest.raises(FileNotFoundError, match=r"child\.json: `extends` names 'nowhere\.json', but .*nowhere\.json does not exist"):
+    with pytest.raises(
+        FileNotFoundError, match=r"child\.json: `extends` names 'nowhere\.json', but .*nowhere\.json does not exist"
+    ):
         TrainConfig.from_file(tmp_path / "child.json")
     with pytest.raises(FileNotFoundError, match=r"config file .*absent\.json does not exist"):
         TrainConfig.from_file(tmp_path / "absent.json")
@@ -189,7 +234,9 @@ def test_an_unknown_key_is_refused_naming_the_file_and_the_key(tmp_path):
     write(tmp_path, "child.json", {"extends": "base.json", "steps": 3})
     with pytest.raises(ValueError, match=r"base\.json: unknown key `extra`; a config sets some of batch_size, "):
         TrainConfig.from_file(tmp_path / "child.json")
-    with pytest.raises(ValueError, match=r"draft-1-base\.json: unknown key `on_policy`"):  # a draft config read as a train config
+    with pytest.raises(
+        ValueError, match=r"draft-1-base\.json: unknown key `on_policy`"
+    ):  # a draft config read as a train config
         TrainConfig.from_file(CONFIGS / "draft-1-base.json", out_dir="x")
     write(tmp_path, "typo.json", {"extends": "base.json", "stepz": 3})
     with pytest.raises(ValueError, match=r"typo\.json: unknown key `stepz`; did you mean `steps`\?"):
@@ -202,7 +249,9 @@ def test_a_bad_value_is_refused_naming_the_file_that_set_it(tmp_path):
     with pytest.raises(ValueError, match=r"base\.json: train config `lr` must be > 0, got 0"):
         TrainConfig.from_file(tmp_path / "child.json")
     write(tmp_path, "typed.json", {"extends": "base", "lr": 1e-3, "seasonal_adjustment": "yes"})
-    with pytest.raises(ValueError, match=r"typed\.json: train config `seasonal_adjustment` must be true or false, got 'yes'"):
+    with pytest.raises(
+        ValueError, match=r"typed\.json: train config `seasonal_adjustment` must be true or false, got 'yes'"
+    ):
         TrainConfig.from_file(tmp_path / "typed.json")
     for bad in ([], "", None, 3):
         write(tmp_path, "bad.json", {"extends": bad})
@@ -211,24 +260,31 @@ def test_a_bad_value_is_refused_naming_the_file_that_set_it(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValueError, match=r"broken\.json: not valid JSON"):
         TrainConfig.from_file(tmp_path / "broken.json")
-    with pytest.raises(ValueError, match=r"^train config `steps` must be >= 1, got 0$"):  # the caller's value: no file to name
+    with pytest.raises(
+        ValueError, match=r"^train config `steps` must be >= 1, got 0$"
+    ):  # the caller's value: no file to name
         TrainConfig.from_file(CONFIGS / "target-0-base.json", steps=0)
 
 
-@pytest.mark.parametrize("cls, required", [(TrainConfig, {"out_dir": "x"}), (DistillConfig, {"target": "t", "out_dir": "x"})])
-@pytest.mark.parametrize("field, value, message", [
-    ("steps", 0, "must be >= 1, got 0"),
-    ("batch_size", 2.5, "must be an integer, got 2.5"),
-    ("num_heads", True, "must be an integer, got True"),
-    ("lr", -1e-3, "must be > 0, got -0.001"),
-    ("warmup", 0, "must be >= 1, got 0"),
-    ("kernel_synth", -1, "must be >= 0, got -1"),
-    ("trend_augmentation", 1.5, "must be in [0, 1], got 1.5"),
-    ("seasonal_adjustment", 1, "must be true or false, got 1"),
-    ("datasets", ("nile", "m3-monthly"), "includes held-out evaluation data ['m3-monthly']"),
-    ("datasets", "nile", "must be a list of data set names, got 'nile'"),
-    ("init_from", 3, "must be a string or null, got 3"),
-])
+@pytest.mark.parametrize(
+    "cls, required", [(TrainConfig, {"out_dir": "x"}), (DistillConfig, {"target": "t", "out_dir": "x"})]
+)
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("steps", 0, "must be >= 1, got 0"),
+        ("batch_size", 2.5, "must be an integer, got 2.5"),
+        ("num_heads", True, "must be an integer, got True"),
+        ("lr", -1e-3, "must be > 0, got -0.001"),
+        ("warmup", 0, "must be >= 1, got 0"),
+        ("kernel_synth", -1, "must be >= 0, got -1"),
+        ("trend_augmentation", 1.5, "must be in [0, 1], got 1.5"),
+        ("seasonal_adjustment", 1, "must be true or false, got 1"),
+        ("datasets", ("nile", "m3-monthly"), "includes held-out evaluation data ['m3-monthly']"),
+        ("datasets", "nile", "must be a list of data set names, got 'nile'"),
+        ("init_from", 3, "must be a string or null, got 3"),
+    ],
+)
 def test_train_and_distill_configs_share_one_validation(cls, required, field, value, message):
     kind = "train" if cls is TrainConfig else "distill"
     with pytest.raises(ValueError, match=re.escape(f"{kind} config `{field}` {message}")):
@@ -238,9 +294,13 @@ def test_train_and_distill_configs_share_one_validation(cls, required, field, va
 def test_field_specific_checks():
     with pytest.raises(ValueError, match=re.escape("distill config `on_policy` must be in [0, 1], got -0.5")):
         DistillConfig(target="t", out_dir="x", on_policy=-0.5)
-    with pytest.raises(ValueError, match=re.escape("train config `embedding_init` must be 'fourier' or 'random', got 'zeros'")):
+    with pytest.raises(
+        ValueError, match=re.escape("train config `embedding_init` must be 'fourier' or 'random', got 'zeros'")
+    ):
         TrainConfig(out_dir="x", embedding_init="zeros")
-    with pytest.raises(ValueError, match=re.escape("train config `low_limit` must be below `high_limit` (1.0), got 1.0")):
+    with pytest.raises(
+        ValueError, match=re.escape("train config `low_limit` must be below `high_limit` (1.0), got 1.0")
+    ):
         TrainConfig(out_dir="x", low_limit=1.0, high_limit=1.0)
     assert TrainConfig(out_dir="x", datasets=["nile"]).datasets == ("nile",)  # a JSON list becomes a tuple
     assert TrainConfig(out_dir="x", lr=1).lr == 1  # a JSON number without a point is a number

@@ -6,5 +6,14 @@ from leapcast.engine.proposers.early_exit import EarlyExitProposer
 from leapcast.engine.proposers.registry import ProposerName, make_proposer, parse
 from leapcast.engine.proposers.seasonal import SeasonalProposer
 
-__all__ = ["DraftModelProposer", "EarlyExitProposer", "Proposal", "ProposalInput", "Proposer", "ProposerName", "SeasonalProposer",
-           "make_proposer", "parse"]
+__all__ = [
+    "DraftModelProposer",
+    "EarlyExitProposer",
+    "Proposal",
+    "ProposalInput",
+    "Proposer",
+    "ProposerName",
+    "SeasonalProposer",
+    "make_proposer",
+    "parse",
+]

@@ -20,7 +20,9 @@ class DecoderProposer:
 
     def start(self, contexts, rows_per_series, target_state, capacity) -> None:
         self.state = self._state_for(contexts, rows_per_series, target_state, capacity)
-        self.fed = torch.zeros(self.state.num_rows, dtype=torch.long, device=self.model.device)  # cache positions holding committed inputs
+        self.fed = torch.zeros(
+            self.state.num_rows, dtype=torch.long, device=self.model.device
+        )  # cache positions holding committed inputs
 
     def join(self, contexts, rows_per_series, target_state, capacity) -> None:
         new = self._state_for(contexts, rows_per_series, target_state, capacity)

@@ -36,7 +36,9 @@ class EarlyExitProposer(DecoderProposer):
         if total < 2:
             raise ValueError(f"early-exit needs a target with at least 2 decoder layers; this one has {total}")
         if num_layers is not None and not (is_int(num_layers) and 1 <= num_layers < total):
-            raise ValueError(f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}")
+            raise ValueError(
+                f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}"
+            )
         self.target = self.model = target
         self.num_layers = num_layers
         self.k = max(1, k)

@@ -38,7 +38,11 @@ def parse(name: str) -> ProposerName:
     if kind not in KINDS:
         return ProposerName("model", model=name)
     if colon and not (number.isdigit() and int(number) >= 1):
-        what = "early-exit:M with M the number of decoder layers, e.g. early-exit:2" if kind == "early-exit" else "seasonal:S with S the season in steps, e.g. seasonal:12"
+        what = (
+            "early-exit:M with M the number of decoder layers, e.g. early-exit:2"
+            if kind == "early-exit"
+            else "seasonal:S with S the season in steps, e.g. seasonal:12"
+        )
         raise ValueError(f"{param('draft')} {name!r}: write {kind} or {what}")
     return ProposerName(kind, int(number) if colon else None)
 
@@ -47,8 +51,10 @@ def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], 
     """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for."""
     parsed = parse(name)
     if target.head_kind != "categorical":
-        raise ValueError(f"{param('draft')} {name!r}: {target.name!r} has continuous heads, and leapcast verifies "
-                         "proposals only for categorical heads so far; forecast without a draft")
+        raise ValueError(
+            f"{param('draft')} {name!r}: {target.name!r} has continuous heads, and leapcast verifies "
+            "proposals only for categorical heads so far; forecast without a draft"
+        )
     if parsed.kind == "early-exit":
         # the depth is calibrated on the checkpoint's own warping (the forecast's may differ; the output is exact either way)
         return EarlyExitProposer(target, parsed.number, k=k, sampling=SamplingConfig(**target.default_sampling()))

@@ -41,7 +41,9 @@ class SeasonalProposer:
         history, first_valid, lags = self._history(target_state, rows_per_series)
         width = max(history.shape[1], self.history.shape[1])  # left-pad the narrower histories; first_valid moves along
         pad_old, pad_new = width - self.history.shape[1], width - history.shape[1]
-        self.history = torch.cat([torch.nn.functional.pad(self.history, (pad_old, 0)), torch.nn.functional.pad(history, (pad_new, 0))])
+        self.history = torch.cat(
+            [torch.nn.functional.pad(self.history, (pad_old, 0)), torch.nn.functional.pad(history, (pad_new, 0))]
+        )
         self.first_valid = torch.cat([self.first_valid + pad_old, first_valid + pad_new])
         self.lags = torch.cat([self.lags, lags])
 
@@ -50,7 +52,9 @@ class SeasonalProposer:
 
     def propose(self, x: ProposalInput) -> Proposal:
         lc = self.history.shape[1]
-        full = torch.cat([self.history, x.committed, torch.zeros_like(x.committed[:, : x.k])], dim=1)  # [R, Lc + cap + k]
+        full = torch.cat(
+            [self.history, x.committed, torch.zeros_like(x.committed[:, : x.k])], dim=1
+        )  # [R, Lc + cap + k]
         rows = torch.arange(full.shape[0], device=full.device)
         steps = []
         for i in range(x.k):
