@@ -14,6 +14,7 @@ import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from numbers import Integral, Real
+from typing import Literal, overload
 
 _CLI = contextvars.ContextVar("leapcast_cli_spelling", default=False)
 
@@ -42,6 +43,14 @@ def is_int(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
+@overload
+def check_int(
+    value: object, name: str, *, low: int = ..., high: int | None = ..., none: Literal[False] = ..., must: str = ...
+) -> int: ...
+@overload
+def check_int(
+    value: object, name: str, *, low: int = ..., high: int | None = ..., none: bool, must: str = ...
+) -> int | None: ...
 def check_int(
     value: object,
     name: str,

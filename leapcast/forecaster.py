@@ -346,9 +346,8 @@ def _seasonal_indices(
             )
     else:
         raise ValueError(f"`season_length` must be an int or one int per series, got {season_length!r}")
-    for m in seasons:
-        check_int(m, "season_length", must="a positive integer (1: no season)")
-    return [seasonal_index(x, m, recent) if adjust else None for x, m in zip(series, seasons)]
+    checked = [check_int(m, "season_length", must="a positive integer (1: no season)") for m in seasons]
+    return [seasonal_index(x, m, recent) if adjust else None for x, m in zip(series, checked)]
 
 
 def _check_keys(keys, n: int) -> list[int]:

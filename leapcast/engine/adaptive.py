@@ -31,7 +31,7 @@ class KChooser:
     @property
     def off(self) -> bool:
         """Exploration is over and plain decoding (k = 0) is the fastest."""
-        return not self.exploring and min(self.cost, key=self.cost.get) == 0
+        return not self.exploring and min(self.cost, key=self.cost.__getitem__) == 0
 
     @property
     def settled(self) -> bool:
@@ -62,7 +62,7 @@ class KChooser:
                 return self.candidates[len(tried)]
             else:
                 self.exploring = False
-        best = min(self.cost, key=self.cost.get)
+        best = min(self.cost, key=self.cost.__getitem__)
         if self.iteration % 32 == 0:
             i = self.candidates.index(best)
             neighbours = self.candidates[max(0, i - 1) : i + 2]

@@ -66,6 +66,11 @@ class Decoder:
     def busy(self) -> bool:
         return self.rows is not None
 
+    def _live(self) -> _Rows:
+        """The rows decoding: ``step`` and its parts run only while ``busy``."""
+        assert self.rows is not None, "no series are decoding"
+        return self.rows
+
     def add(
         self, contexts: torch.Tensor, num_steps: int, sampling: SamplingConfig, streams: RowStreams, first_step: int = 0
     ) -> list[int]:
@@ -116,11 +121,11 @@ class Decoder:
 
     def step(self) -> dict[int, torch.Tensor]:
         """One iteration (one target pass) -> the series that finished in it, as in ``run``."""
-        rows = self.rows
+        rows = self._live()
         t0 = time.perf_counter()
         k = self._choose_k()
         if k == 0 and rows.together is not None:
-            return self._plain_together(t0)
+            return self._plain_together(rows.together, t0)
         active = rows.n < rows.goal  # [R]
         if k == 0:
             return self._plain_apart(active, t0)
@@ -138,7 +143,7 @@ class Decoder:
         """k = 0 with rows at different positions (after speculative passes, or joined later): only the least
         advanced rows take their step; the others wait, so that within a few passes every row stands at one
         position and plain decoding takes its fast path again. Waiting is exact: a row's numbers follow its steps."""
-        rows = self.rows
+        rows = self._live()
         cur = int(torch.where(active, rows.n, rows.n.max()).min())  # the least advanced active row
         at = torch.where(active, rows.n, cur)  # finished rows ride along at cur; their steps are dropped
         together = bool((at == cur).all())
@@ -159,11 +164,10 @@ class Decoder:
         self._record(0, 0, active, torch.zeros_like(at), active.long(), t0, t0, time.perf_counter())
         return self._finished()
 
-    def _plain_together(self, t0: float) -> dict[int, torch.Tensor]:
+    def _plain_together(self, t: int, t0: float) -> dict[int, torch.Tensor]:
         """k = 0 with every row at one position, all going to one goal, one sampling setting: the same
         step as the general path, without its per-row bookkeeping (plain decoding's hot loop)."""
-        rows = self.rows
-        t = rows.together
+        rows = self._live()  # every row at position t (rows.together)
         head = self.model.step(self.state, rows.pending[:, None], t)  # [R, 1]
         new = head.sample(self.samplings[int(rows.group[0])], _Rand(rows, None, SAMPLE, at=t))  # [R, 1, *shape]
         rows.pending = new[:, 0].to(
@@ -179,7 +183,7 @@ class Decoder:
         return self._finished() if t + 1 == rows.together_goal else {}
 
     def _choose_k(self) -> int:
-        if self.k_max and len(self.samplings) > 1 and bool((self.rows.group != self.rows.group[0]).any()):
+        if self.k_max and len(self.samplings) > 1 and bool((self._live().group != self._live().group[0]).any()):
             return 0  # rows with other sampling settings decode together plainly; speculation resumes when they part
         if self.chooser is None:
             return self.k_max
@@ -189,7 +193,7 @@ class Decoder:
 
     def _sample(self, head, at: torch.Tensor) -> torch.Tensor:
         """The step each row draws from ``head`` [R, 1] with its SAMPLE numbers at its position -> [R, 1, *shape]."""
-        rows = self.rows
+        rows = self._live()
         rand = _Rand(rows, at[:, None], SAMPLE)
         groups = rows.group
         if len(self.samplings) == 1 or bool((groups == groups[0]).all()):
@@ -200,13 +204,15 @@ class Decoder:
             part = _head_rows(head, idx).sample(self.samplings[g], rand.rows(idx))
             out = part.new_zeros((len(groups), *part.shape[1:])) if out is None else out
             out[idx] = part
+        assert out is not None  # rows of two settings or more: the loop ran
         return out
 
     def _speculate(self, k: int, at: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor, float]:
-        rows = self.rows
+        rows = self._live()
         sampling = self._one_sampling()
         window = at[:, None] + torch.arange(k + 1, device=at.device)  # [R, k+1] window steps of this pass
         u_sample = rows.u(SAMPLE).gather(1, window)  # proposals at 0..k-1, the bonus at k
+        assert self.proposer is not None  # k > 0 only with a proposer
         proposal = self.proposer.propose(
             ProposalInput(rows.pending, at, rows.committed, k, u_sample[:, :k], sampling, self.spec.stop_below)
         )
@@ -229,7 +235,7 @@ class Decoder:
         return new, verdict.accepted, t1
 
     def _one_sampling(self) -> SamplingConfig:
-        return self.samplings[int(self.rows.group[0])]  # one setting: _choose_k keeps mixed rows at k = 0
+        return self.samplings[int(self._live().group[0])]  # one setting: _choose_k keeps mixed rows at k = 0
 
     def _record(self, k, kp, active, accepted, gained, t0, t1, t2) -> None:
         st = self.stats
@@ -253,7 +259,7 @@ class Decoder:
 
     def _finished(self) -> dict[int, torch.Tensor]:
         """Series whose rows all reached their goal leave: their values out, their rows and caches dropped."""
-        rows = self.rows
+        rows = self._live()
         done_row = rows.n >= rows.goal
         if not bool(done_row.any()):
             return {}
@@ -430,6 +436,7 @@ class _Rand:
         )  # at: every row's window step
 
     def rows(self, index: torch.Tensor) -> _Rand:
+        assert self.window is not None  # rows of a window, not of one position
         return _Rand(self.rows_, self.window[index], self.kind, index if self.index is None else self.index[index])
 
     def __call__(self, count: int, offset: int = 0) -> torch.Tensor:
@@ -438,6 +445,7 @@ class _Rand:
             if count == 1 and offset == 0:
                 return rows.u(self.kind)[:, self.at : self.at + 1, None]  # [R, 1, 1], a view
             return rows.streams.block(rows.first[:, None] + self.at, self.kind, count, offset)
+        assert self.window is not None  # no common position: each row reads its window
         pick = slice(None) if self.index is None else self.index
         if count == 1 and offset == 0:
             return rows.u(self.kind)[pick].gather(1, self.window)[..., None]  # [R, n, 1]

@@ -14,7 +14,7 @@ of one series. Rows are laid out series-major: row ``r`` belongs to series
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -28,7 +28,7 @@ class DecoderState:
     in decoder positions.
     """
 
-    caches: object
+    caches: Any  # the family's own (Chronos-T5: _ChronosCaches)
     num_series: int
     rows_per_series: int
     max_steps: int

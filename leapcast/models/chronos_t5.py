@@ -7,14 +7,16 @@ sampled before it, exactly as Hugging Face ``generate`` does for Chronos.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.heads import Categorical
-from leapcast.models.t5 import T5, LayerCache
+from leapcast.models.t5 import T5, DecoderLayer, LayerCache
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = (
@@ -193,7 +195,7 @@ class ChronosT5:
         mask = torch.cat([_left_pad(a.mask, length, 1, False), _left_pad(b.mask, length, 1, False)])
         row_series = torch.cat([a.row_series, b.row_series + a.num_series])
         grouped = _grouped(row_series)
-        if self._bias_table.shape[-1] < capacity:
+        if self._bias_table is None or self._bias_table.shape[-1] < capacity:  # set by prefix, before any merge
             self._bias_table = self.net.decoder_bias_table(capacity)
         caches = _ChronosCaches(layers, cross_mask, self._bias_table, None if grouped else row_series.to(self.device))
         return ChronosState(caches, tokens, mask, torch.cat([a.scale, b.scale]), row_series, grouped, capacity)
@@ -208,7 +210,7 @@ class ChronosT5:
         b = tokens.shape[0]
         rows = b * rows_per_series
         caches = []
-        for layer in self.net.dec_layers:
+        for layer in cast("Iterable[DecoderLayer]", self.net.dec_layers):
             cross_k, cross_v = layer.cross_keys_values(memory)
             shape = (rows, cfg.num_heads, max_steps, cfg.d_kv)
             caches.append(

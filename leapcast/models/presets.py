@@ -7,14 +7,16 @@ benchmarks run with no download; they forecast nothing meaningful.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors.torch import save_file
 
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
-from leapcast.models.t5 import T5, T5Config
+from leapcast.models.t5 import T5, DecoderLayer, EncoderLayer, T5Config
 
 # (d_model, d_kv, d_ff, layers per stack, heads) of amazon/chronos-t5-*; all use ReLU, 32 buckets.
 CHRONOS_T5_SIZES = {
@@ -63,10 +65,12 @@ def random_chronos_t5(
         # T5 attention has no 1/sqrt(d_kv) scaling: queries start d_kv**-0.5 smaller instead,
         # or the initial attention logits have std ~sqrt(d_kv), the softmax saturates and barely learns
         inner = cfg.num_heads * cfg.d_kv
-        for layer in list(net.enc_layers) + list(net.dec_layers):
+        decoder = cast("Iterable[DecoderLayer]", net.dec_layers)
+        attending: list[EncoderLayer | DecoderLayer] = [*cast("Iterable[EncoderLayer]", net.enc_layers), *decoder]
+        for layer in attending:
             layer.qkv.weight[:, :inner] *= cfg.d_kv**-0.5
-        for layer in net.dec_layers:
-            layer.cross_q.weight *= cfg.d_kv**-0.5
+        for layer in decoder:
+            layer.cross_q.weight.mul_(cfg.d_kv**-0.5)
     return ChronosT5(net, chronos, name=name)
 
 

@@ -18,7 +18,9 @@ Weights are fused at load time (q|k|v, cross k|v, gated wi_0|wi_1) and stored
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +82,7 @@ class T5Config:
         )
 
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "gelu": F.gelu,
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -325,7 +327,7 @@ class T5(nn.Module):
         shape = (b, self.cfg.num_heads, n, self.cfg.d_kv)
         caches = [
             LayerCache(memory.new_zeros(shape), memory.new_zeros(shape), *layer.cross_keys_values(memory))
-            for layer in self.dec_layers
+            for layer in cast("Iterable[DecoderLayer]", self.dec_layers)
         ]
         cross_mask = (~mask).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
         bias = self.decoder_bias_table(n)[None]

@@ -23,14 +23,16 @@ How a forecast runs, and where it differs from the reference (``toto-ts``):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch.nn import functional as F
 
 from leapcast.models.heads import StudentTMixture
 from leapcast.models.sampling import SamplingConfig
-from leapcast.models.toto_net import TotoConfig, TotoNet, global_bounds, patch_stats, rms_norm
+from leapcast.models.toto_net import TotoConfig, TotoLayer, TotoNet, global_bounds, patch_stats, rms_norm
 
 XPOS_CENTERS = ("cached", "relative")
 EXTREME = torch.finfo(torch.float32).max / 2  # the reference's ``is_extreme_value`` threshold
@@ -392,7 +394,7 @@ class Toto:
         )
         mask = allowed[:, None, None]  # [B, 1, 1, Lp, Lp]: causal, no padding (a padding query sees itself)
         keys, values = [], []
-        for i, layer in enumerate(self.net.layers[: self._prefix_layers]):
+        for i, layer in enumerate(cast("Iterable[TotoLayer]", self.net.layers[: self._prefix_layers])):
             if layer.spacewise:
                 h = self._spacewise(layer, h)
                 continue

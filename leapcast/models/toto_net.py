@@ -180,6 +180,9 @@ class TotoLayer(nn.Module):
 class TotoNet(nn.Module):
     """Toto's weights and the pieces of its forward pass; ``leapcast.models.toto.Toto`` runs them."""
 
+    inv_freq: torch.Tensor  # buffers, registered in __init__
+    xpos: torch.Tensor
+
     def __init__(self, cfg: TotoConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -360,7 +363,7 @@ def convert_weights(ref: dict[str, torch.Tensor], cfg: TotoConfig) -> dict[str, 
             take(f"model.output_distribution.{n}.{part}") for n in ("mixture_weights", "loc_proj", "scale_proj", "df")
         ]
         if all(p is not None for p in pieces):
-            heads.append((part, torch.cat(pieces)))
+            heads.append((part, torch.cat([p for p in pieces if p is not None])))  # all of them
     for part, tensor in heads:
         out[f"head.{part}"] = tensor
     unexpected = sorted(set(ref) - used)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -18,7 +19,7 @@ from leapcast.models.toto import Toto, TotoOptions
 from leapcast.models.toto_net import TotoConfig, TotoNet, convert_weights
 
 # base: Toto-Open-Base-1.0 as released (151M parameters); small: a quarter-width, 4-layer sibling for CPUs.
-TOTO_SIZES = {
+TOTO_SIZES: dict[str, dict[str, Any]] = {
     "base": dict(
         patch_size=64,
         stride=64,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from leapcast.engine.proposers.base import Proposal, ProposalInput
@@ -12,8 +14,8 @@ class DecoderProposer:
     """A proposer that runs a decoder of its own (``model`` on ``state``); subclasses say how to build
     the state for new rows (``_state_for``)."""
 
-    model = None
-    state = None
+    model: Any = None  # a family's model (the contract in leapcast.models.base)
+    state: Any = None  # its DecoderState for the proposer's rows
 
     def _state_for(self, contexts: torch.Tensor, rows_per_series: int, target_state, capacity: int):
         raise NotImplementedError

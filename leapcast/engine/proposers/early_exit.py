@@ -17,6 +17,8 @@ chooses which proposer runs; the output distribution is the target's either way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from leapcast.checks import is_int
@@ -39,7 +41,8 @@ class EarlyExitProposer(DecoderProposer):
             raise ValueError(
                 f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}"
             )
-        self.target = self.model = target
+        self.target: Any = target  # a family's model that is also an EarlyExitModel
+        self.model = target
         self.num_layers = num_layers
         self.k = max(1, k)
         self.sampling = sampling or SamplingConfig()

@@ -62,4 +62,5 @@ def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], 
         return SeasonalProposer(target, parsed.number)
     if load_draft is None:
         raise ValueError(f"{param('draft')} {name!r} names a draft model, and no loader was given to read it")
+    assert parsed.model is not None  # kind "model": the draft's name
     return DraftModelProposer(load_draft(parsed.model), target)
