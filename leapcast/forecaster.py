@@ -158,6 +158,11 @@ class Forecaster:
         h = self.model.default_horizon if prediction_length is None else check_horizon(prediction_length)
         steps = -(-h // patch)  # a step is a patch of values: whole patches, cut to h after
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
+        if self.spec.tolerance is not None and self.proposer is not None and not sampling.greedy:
+            raise ValueError(
+                f"`tolerance` {self.spec.tolerance!r} applies to mean decoding (top_k=1); sampled forecasts are "
+                "verified exactly, so leave it unset"
+            )
         items = as_items(inputs)
         if items is not None:
             return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)

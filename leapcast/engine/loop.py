@@ -35,6 +35,7 @@ from leapcast.engine.proposers.base import ProposalInput, Proposer
 from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams
 from leapcast.engine.verifiers import verify
+from leapcast.engine.verifiers.continuous import verify_patches, verify_points
 from leapcast.models.sampling import SamplingConfig
 
 
@@ -211,6 +212,8 @@ class Decoder:
         rows = self._live()
         sampling = self._one_sampling()
         window = at[:, None] + torch.arange(k + 1, device=at.device)  # [R, k+1] window steps of this pass
+        if self.model.head_kind != "categorical":
+            return self._speculate_patches(k, at, positions, window, sampling)
         u_sample = rows.u(SAMPLE).gather(1, window)  # proposals at 0..k-1, the bonus at k
         assert self.proposer is not None  # k > 0 only with a proposer
         proposal = self.proposer.propose(
@@ -232,6 +235,60 @@ class Decoder:
         new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1).scatter_(
             1, verdict.accepted[:, None], verdict.next_step[:, None]
         )
+        return new, verdict.accepted, t1
+
+    def _speculate_patches(self, k: int, at: torch.Tensor, positions, window: torch.Tensor, sampling: SamplingConfig):
+        """The continuous twin of the categorical pass (``verifiers.continuous``): the draft draws each patch with
+        the numbers plain sampling reads at its window step, the bonus patch is plain sampling's own draw, and a
+        rejected position draws its residual from the RESIDUAL stream at that step."""
+        rows = self._live()
+        assert self.proposer is not None  # k > 0 only with a proposer
+        proposal = self.proposer.propose(
+            ProposalInput(
+                rows.pending,
+                at,
+                rows.committed,
+                k,
+                rows.u(SAMPLE).gather(1, window[:, :k]),
+                sampling,
+                self.spec.stop_below,
+                rand=lambda i: _Rand(rows, window[:, i : i + 1], SAMPLE),
+            )
+        )
+        steps, kp = proposal.steps, proposal.steps.shape[1]
+        t1 = time.perf_counter()
+        head = self.model.step(self.state, torch.cat([rows.pending[:, None], steps], dim=1), positions)  # [R, kp+1]
+        if (
+            sampling.greedy or self.spec.tolerance is not None
+        ):  # mean decoding: the target's mean patches, or a tolerance
+            tau = self.spec.tolerance or 0.0
+            scale = self.model.context_scale(self.state) if tau > 0 else None
+            verdict = verify_points(steps, head, tau, scale)
+            new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1)
+            new[torch.arange(len(at), device=at.device), verdict.accepted] = verdict.next_step
+            return new, verdict.accepted, t1
+        last = torch.full_like(at, kp)
+        bonus = head.pick(last).sample(sampling, _Rand(rows, window[:, kp : kp + 1], SAMPLE))[:, 0]  # [R, *step]
+
+        def residual_rand(idx: torch.Tensor, accepted: torch.Tensor):
+            streams = rows.streams.select(idx)
+            steps_at = (rows.first[idx] + at[idx] + accepted)[:, None]  # [R', 1] absolute steps of the rejections
+            return lambda columns: streams.columns(steps_at, RESIDUAL, columns)
+
+        verdict = verify_patches(
+            steps,
+            proposal.heads,
+            head,
+            rows.u(ACCEPT).gather(1, window[:, :kp]),
+            bonus,
+            residual_rand,
+            sampling,
+            self.spec.max_residual_tries,
+        )
+        new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1)
+        new[torch.arange(len(at), device=at.device), verdict.accepted] = verdict.next_step
+        self.stats.residual_tries += int(verdict.tries.sum())
+        self.stats.residual_capped += int(verdict.capped.sum())
         return new, verdict.accepted, t1
 
     def _one_sampling(self) -> SamplingConfig:

@@ -28,14 +28,27 @@ class SpecConfig:
         to its batch mates: reproducible in distribution, not path for path.
     Neither choice changes the output distribution: both depend only on the
     draft and the clock, never on the target's verdict for the current steps.
+    max_residual_tries: continuous heads only: after a rejected patch, the residual is drawn by rejection
+        from the target (expected tries 1 / TV(p, q)); None (default): unbounded, exact. A cap makes a row
+        past it take the target's own draw, an approximation counted in ``SpecStats.residual_capped``.
+    tolerance: mean decoding of continuous heads only (top_k=1): a proposed patch is kept when each value lies
+        within tolerance x the context's scale of the target's mean; otherwise the target's mean is committed.
+        Not lossless (0 is: only equal patches are kept); None: 0 under mean decoding, exact sampling otherwise.
     """
 
     k: int = 4
     adaptive: bool = True
     stop_below: float | None = None
+    max_residual_tries: int | None = None
+    tolerance: float | None = None
 
     def __post_init__(self) -> None:
+        if self.tolerance is not None and not (
+            isinstance(self.tolerance, (int, float)) and 0 <= self.tolerance < float("inf")
+        ):
+            raise ValueError(f"`tolerance` must be a finite number >= 0 or None, got {self.tolerance!r}")
         check_int(self.k, "k", high=33, must="an integer in 1..32")
+        check_int(self.max_residual_tries, "max_residual_tries", none=True)
         if self.stop_below is not None and not 0 < self.stop_below < 1:
             raise ValueError(f"`stop_below` must be in (0, 1) or None, got {self.stop_below!r}")
 
@@ -57,6 +70,8 @@ class SpecStats:
     draft_s: float = 0.0
     verify_s: float = 0.0
     other_s: float = 0.0
+    residual_tries: int = 0  # continuous heads: draws from the target made to sample the residuals of rejected patches
+    residual_capped: int = 0  # rejected patches that hit ``max_residual_tries`` (approximate; 0 without a cap)
 
     @property
     def acceptance_rate(self) -> float:
@@ -67,7 +82,17 @@ class SpecStats:
         return 1 + self.accepted_steps / self.drafts if self.drafts else 1.0
 
     def merge(self, other: SpecStats) -> None:
-        for name in ("target_passes", "drafts", "drafted_steps", "accepted_steps", "draft_s", "verify_s", "other_s"):
+        for name in (
+            "target_passes",
+            "drafts",
+            "drafted_steps",
+            "accepted_steps",
+            "draft_s",
+            "verify_s",
+            "other_s",
+            "residual_tries",
+            "residual_capped",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if not self.accepted_per_position:
             self.accepted_per_position = [0] * len(other.accepted_per_position)

@@ -81,13 +81,22 @@ class RowStreams:
     def block(self, steps: torch.Tensor, stream: int, count: int, offset: int = 0) -> torch.Tensor:
         """steps [R, n] -> [R, n, count] uniforms: columns offset..offset+count-1 of each (row, step, stream),
         for heads that need several numbers per step (a patch of values, rejection tries)."""
+        columns = torch.arange(offset, offset + count, dtype=torch.int64, device=self.base.device)
+        return self.columns(steps, stream, columns)
+
+    def columns(self, steps: torch.Tensor, stream: int, columns: torch.Tensor) -> torch.Tensor:
+        """steps [R, n], columns [m] long (any non-negative, e.g. strided) -> [R, n, m] uniforms: ``block`` for
+        columns that are not one contiguous range (residual tries reading their own stretch of a stream at once)."""
         steps = steps.to(self.base.device)
         a = _mix(self.base[:, None, 0] ^ _mix(steps + 0x9E3779B9))
         b = _mix(self.base[:, None, 1] ^ _mix(steps + 0x7F4A7C15))
         h = _mix(a ^ _mix(b ^ 0x1B873593))
         h = _mix(h ^ _mix(torch.full_like(h, stream + 0x632BE5AB)))
-        columns = torch.arange(offset, offset + count, dtype=torch.int64, device=h.device)
-        h = _mix(h[..., None] ^ _mix(columns + 0x5BD1E995))
+        columns = columns.to(h.device)
+        h = _mix(h[..., None] ^ _mix((columns & _MASK) + 0x5BD1E995))
+        high = columns >> 32  # columns past 2**32 (residual tries) mix their high half in too; lower ones are unchanged
+        if bool((high != 0).any()):
+            h = torch.where(high != 0, _mix(h ^ _mix(high + 0x68E31DA4)), h)
         return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
     def rand(self, steps: torch.Tensor, stream: int):

@@ -99,6 +99,33 @@ class StudentTMixture:
     def patch_size(self) -> int:
         return self.loc.shape[2]
 
+    def _map(self, fn) -> StudentTMixture:
+        return StudentTMixture(fn(self.weights), fn(self.loc), fn(self.scale), fn(self.df))
+
+    def rows(self, index: torch.Tensor) -> StudentTMixture:
+        """The heads of rows ``index`` [R'] -> [R', n]."""
+        return self._map(lambda t: t[index.to(t.device)])
+
+    def slice(self, start: int, stop: int) -> StudentTMixture:
+        """Positions start..stop-1 of every row -> [R, stop - start]."""
+        return self._map(lambda t: t[:, start:stop])
+
+    def pick(self, index: torch.Tensor) -> StudentTMixture:
+        """One position per row: index [R] long into n -> a head [R, 1]."""
+        rows = torch.arange(len(index), device=self.loc.device)
+        return self._map(lambda t: t[rows, index.to(t.device)][:, None])
+
+    def repeat(self, n: int) -> StudentTMixture:
+        """[R, 1] -> [R, n]: the one position's head n times (independent draws read other numbers)."""
+        return self._map(lambda t: t.expand(-1, n, *t.shape[2:]))
+
+    @staticmethod
+    def cat(heads: list[StudentTMixture]) -> StudentTMixture:
+        """Heads [R, n_i] side by side along positions -> [R, sum n_i]."""
+        return StudentTMixture(
+            *(torch.cat([getattr(h, f) for h in heads], dim=1) for f in ("weights", "loc", "scale", "df"))
+        )
+
     def mean(self) -> torch.Tensor:
         """[R, n, P]: the mixture mean (components with df <= 1 have none; their location stands in)."""
         return (self.weights.softmax(dim=-1) * self.loc).sum(dim=-1)

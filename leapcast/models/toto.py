@@ -22,6 +22,7 @@ How a forecast runs, and where it differs from the reference (``toto-ts``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ class TotoState:
     prefix_k / prefix_v: per time-wise layer [B, V, H, Lp, hd], the context's patches but the last (shared by a
     series' rows); prefix_valid [B, Lp] (False: whole patches of padding). keys / values: per time-wise layer
     [R, V, H, capacity, hd], written by decoder position. sums [R, V, capacity + 1, 3] float64: the scaler's
-    running sums before each decoder position. bounds [B, V, 2] float64: the scale's clamp. start [B, V, P]:
+    running sums before each decoder position. bounds [B, V, 3] float64: the scale's clamp (low, high) and the
+    context's scale. start [B, V, P]:
     the context's last patch (NaN: missing or padding). last [B] long: its patch index counted from the
     series' own first patch. row_series [R] (CPU); grouped: rows per series when every series has that many, in order.
     """
@@ -84,6 +86,7 @@ class TotoState:
     row_series: torch.Tensor
     grouped: int | None
     capacity: int
+    layers: int | None = None  # an early-exit state runs only the first this many layers (None: all)
 
     @property
     def num_rows(self) -> int:
@@ -150,11 +153,54 @@ class Toto:
                 "continuous; use top_k=1 for the mean path, or leave it unset to sample"
             )
 
+    def context_scale(self, state: TotoState) -> torch.Tensor:
+        """[R, V * P]: each row's context scale (its variate's standard deviation over the context, as the
+        scaler's global clamp computes it), what a tolerance on mean patches is measured in."""
+        scale = state.bounds[state.row_series.to(self.device), :, 2].float()  # [R, V]
+        return scale.repeat_interleave(self.patch_size, dim=1)
+
     def check_draft(self, draft) -> None:
-        raise ValueError(
-            f"{self.name!r} is a Toto model: speculative decoding of continuous heads needs the continuous "
-            "verifier, which leapcast does not have yet; forecast without a draft"
+        """A draft must cut and scale patches as this model does, over the same context (the scaler's global clamp
+        reads the whole context): the same patch size, scaler settings and context length."""
+        theirs = getattr(draft, "cfg", None)
+        if not isinstance(theirs, TotoConfig):
+            raise ValueError(f"draft {draft.name!r} is not a Toto model; a draft must share the target's patches")
+        for field in ("patch_size", "stabilize_with_global", "scale_factor_exponent"):
+            a, b = getattr(theirs, field), getattr(self.cfg, field)
+            if a != b:
+                raise ValueError(
+                    f"draft {draft.name!r} and target {self.name!r} differ in `{field}`: {a!r} in the draft, {b!r} in "
+                    "the target; a draft must cut and scale patches as the target does"
+                )
+        if draft.context_length != self.context_length:
+            raise ValueError(
+                f"draft {draft.name!r} reads {draft.context_length} context values and target {self.name!r} "
+                f"{self.context_length}; set the same `leapcast.context_length`, so that both scale from the same prefix"
+            )
+
+    # --- early exit: the first layers propose ---------------------------------------------------------------
+
+    @property
+    def num_decoder_layers(self) -> int:
+        return self.cfg.num_layers
+
+    def early_exit_state(self, state: TotoState, num_layers: int) -> TotoState:
+        """A state running the first ``num_layers`` layers and the head: it shares the context's keys and values
+        (the same for those layers), with its own row caches and scaler sums."""
+        time = sum(1 for i in self._time if i < num_layers)
+        return dataclasses.replace(
+            state,
+            keys=[torch.zeros_like(k) for k in state.keys[:time]],
+            values=[torch.zeros_like(v) for v in state.values[:time]],
+            sums=state.sums.clone(),
+            layers=num_layers,
         )
+
+    def layer_costs(self) -> tuple[float, float]:
+        """(multiply-adds of one layer per value patch, of the folded head): an exit's cost ratio."""
+        c = self.cfg
+        layer = 4 * c.embed_dim * c.embed_dim + 3 * c.embed_dim * c.mlp_hidden_dim
+        return float(layer), float(c.embed_dim * c.patch_size * 4 * c.k_components)
 
     def describe(self) -> dict[str, str]:
         c = self.cfg
@@ -199,7 +245,7 @@ class Toto:
         inside = torch.arange(width) >= (width - length)[:, None]  # [B, width]: within the series' read length
         weights = (observed & inside[:, None]).double()  # [B, V, width]
         x64 = torch.where(weights > 0, x.double(), 0.0)
-        bounds = global_bounds(x64, weights, cfg)  # [B, V, 2]
+        bounds = global_bounds(x64, weights, cfg)  # [B, V, 3]
         zeros = torch.zeros((b, v, 3), dtype=torch.float64)
         loc, scale, after = patch_stats(x64, weights, zeros, bounds, p)  # [B, V, Lmax], [B, V, Lmax], [B, V, Lmax, 3]
         work = self._work
@@ -263,7 +309,7 @@ class Toto:
         rope = self.net.rope(
             index[:, None, None], self._centers(index, state.last[rows][:, None])[:, None, None]
         )  # [R, 1, 1, n, hd]
-        for i, layer in enumerate(self.net.layers):
+        for i, layer in enumerate(self.net.layers[: state.layers]):
             if layer.spacewise:
                 h = self._spacewise(layer, h)
             else:
@@ -309,6 +355,7 @@ class Toto:
             row_series,
             _grouped(row_series),
             state.capacity,
+            state.layers,
         )
 
     def merge(self, a: TotoState, b: TotoState) -> TotoState:
@@ -351,6 +398,7 @@ class Toto:
             row_series,
             _grouped(row_series),
             cap,
+            layers=a.layers,
         )
 
     # --- the forward pass, in pieces ----------------------------------------------------------------------

@@ -268,22 +268,20 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def global_bounds(values: torch.Tensor, weights: torch.Tensor, cfg: TotoConfig) -> torch.Tensor:
-    """The clamp of the causal scale from the whole context's statistics (``stabilize_with_global``).
+    """The clamp of the causal scale from the whole context's statistics (``stabilize_with_global``), and that scale.
 
-    values, weights [..., T] float64 (weights 0 where missing or padding) -> [..., 2] float64 (low, high);
-    (0, inf) when the config does not stabilise.
+    values, weights [..., T] float64 (weights 0 where missing or padding) -> [..., 3] float64 (low, high, the
+    context's scale); low, high = (0, inf) when the config does not stabilise.
     """
-    if not cfg.stabilize_with_global:
-        bounds = torch.zeros((*values.shape[:-1], 2), dtype=torch.float64, device=values.device)
-        bounds[..., 1] = math.inf
-        return bounds
     count = weights.sum(-1).clamp_min(1.0)
     mean = torch.nan_to_num((values * weights).sum(-1) / count)
     variance = (((values - mean[..., None]) * weights) ** 2).sum(-1) / count
     scale = torch.sqrt(variance + MINIMUM_SCALE)
+    if not cfg.stabilize_with_global:
+        return torch.stack([torch.zeros_like(scale), torch.full_like(scale, math.inf), scale], dim=-1)
     factor = 10.0**cfg.scale_factor_exponent
     low = torch.clamp_min(scale / factor, MINIMUM_SCALE)
-    return torch.stack([low, scale * factor], dim=-1)
+    return torch.stack([low, scale * factor, scale], dim=-1)
 
 
 def patch_stats(
@@ -292,7 +290,7 @@ def patch_stats(
     """Causal statistics of whole patches, continuing from running sums (Welford, in float64).
 
     values, weights [..., n * P] float64 (weights 0 where missing); sums [..., 3] float64: (weight, weighted sum,
-    M2) of everything before; bounds [..., 2] from ``global_bounds`` ->
+    M2) of everything before; bounds [..., 2 or 3] from ``global_bounds`` ->
     (loc [..., n], scale [..., n] float64: each patch's statistics through its own last value, the values the
     patch is scaled by and the next patch's distribution is shifted and scaled by; sums after each patch [..., n, 3]).
     """

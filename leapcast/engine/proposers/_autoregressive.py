@@ -54,11 +54,15 @@ def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) 
     width = int((n + 1 - fed).max())
     start = (n + 1 - width).clamp(min=0)  # [R]
     pos = start[:, None] + torch.arange(width, device=n.device)  # [R, width] decoder positions
-    previous = x.committed.gather(1, (pos - 1).clamp(min=0, max=x.committed.shape[1] - 1))
-    inputs = torch.where(pos == 0, x.pending.new_full((), -1), previous)  # -1: placeholder for the start token
-    inputs = torch.where(pos == n[:, None], x.pending[:, None], inputs)
-    inputs = torch.where(inputs < 0, model.start_inputs(state)[:, None], inputs)
+    extra = (1,) * (x.committed.dim() - 2)  # a step's own dimensions (none for tokens, [V * P] for patches)
+    index = (pos - 1).clamp(min=0, max=x.committed.shape[1] - 1)
+    previous = x.committed.gather(1, index.view(*index.shape, *extra).expand(-1, -1, *x.committed.shape[2:]))
+    first = model.start_inputs(state).to(previous.device)[:, None].expand_as(previous)  # the input at position 0
+    inputs = torch.where((pos == 0).view(*pos.shape, *extra), first, previous)
+    inputs = torch.where((pos == n[:, None]).view(*pos.shape, *extra), x.pending[:, None], inputs)
     head = model.step(state, inputs, start).pick(n - start)  # [R, 1] at position n
+    if x.rand is not None:
+        return _propose_patches(model, state, x, head), n + 1
     steps, probs = [], []
     for i in range(x.k):
         ordered = head.sorted(x.sampling)  # the order plain sampling draws in: one number, one step
@@ -71,3 +75,17 @@ def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) 
         if i + 1 < x.k:
             head = model.step(state, step[:, None], n + i + 1)
     return Proposal(steps=torch.stack(steps, dim=1), probs=torch.stack(probs, dim=1)), n + 1
+
+
+def _propose_patches(model, state, x: ProposalInput, head) -> Proposal:
+    """k patches drawn from the draft's continuous heads, each with the numbers plain sampling would use at its
+    position (so a draft equal to the target proposes what plain decoding draws); the heads come back too."""
+    assert x.rand is not None  # the loop hands continuous heads their numbers
+    steps, heads = [], []
+    for i in range(x.k):
+        step = head.sample(x.sampling, x.rand(i))[:, 0]  # [R, *step]
+        steps.append(step)
+        heads.append(head)
+        if i + 1 < x.k:
+            head = model.step(state, step[:, None], x.n + i + 1)
+    return Proposal(steps=torch.stack(steps, dim=1), probs=None, heads=type(head).cat(heads))

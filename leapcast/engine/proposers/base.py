@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from leapcast.engine.sampling import SamplingConfig
+from leapcast.models.heads import Rand
 
 
 @dataclass(frozen=True)
@@ -20,19 +22,21 @@ class ProposalInput:
     start token at 0).
     """
 
-    pending: torch.Tensor  # [R] long
+    pending: torch.Tensor  # [R, *step] (token ids [R] long, or patches [R, V * P])
     n: torch.Tensor  # [R] long, clamped to the window so that finished rows stay in bounds
-    committed: torch.Tensor  # [R, capacity] long
+    committed: torch.Tensor  # [R, capacity, *step]
     k: int
-    uniforms: torch.Tensor  # [R, k] for proposers that sample
+    uniforms: torch.Tensor  # [R, k] for proposers that sample a categorical step (one number each)
     sampling: SamplingConfig
     stop_below: float | None = None  # stop once the mean top draft probability falls below this
+    rand: Callable[[int], Rand] | None = None  # rand(i): the numbers of proposal position i (continuous heads)
 
 
 @dataclass(frozen=True)
 class Proposal:
-    steps: torch.Tensor  # [R, k'] long, 1 <= k' <= k
+    steps: torch.Tensor  # [R, k', *step], 1 <= k' <= k
     probs: torch.Tensor | None  # [R, k', V] the distributions the steps were drawn from; None: point masses
+    heads: object | None = None  # continuous heads: the draft's heads [R, k'] the patches were drawn from
 
 
 class Proposer(Protocol):

@@ -50,10 +50,17 @@ def parse(name: str) -> ProposerName:
 def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], object] | None = None) -> Proposer:
     """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for."""
     parsed = parse(name)
-    if target.head_kind != "categorical":
+    continuous = target.head_kind != "categorical"
+    if continuous and parsed.kind == "seasonal":
         raise ValueError(
-            f"{param('draft')} {name!r}: {target.name!r} has continuous heads, and leapcast verifies "
-            "proposals only for categorical heads so far; forecast without a draft"
+            f"{param('draft')} {name!r}: the seasonal proposer offers a fixed patch, and under exact verification a "
+            f"fixed value of a continuous density has probability zero, so {target.name!r} would reject every proposal; "
+            "use a draft model or early-exit:M"
+        )
+    if continuous and parsed.kind == "early-exit" and parsed.number is None:
+        raise ValueError(
+            f"{param('draft')} {name!r}: early-exit calibrates its depth on categorical heads; "
+            f"name the depth for {target.name!r}, e.g. early-exit:2"
         )
     if parsed.kind == "early-exit":
         # the depth is calibrated on the checkpoint's own warping (the forecast's may differ; the output is exact either way)
