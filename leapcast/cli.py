@@ -186,6 +186,11 @@ def forecast(
     stop_below: float | None = typer.Option(
         None, help="Draft stops proposing when its mean top probability falls below this."
     ),
+    tolerance: float | None = typer.Option(
+        None,
+        help="Continuous heads (Toto), mean decoding (--top-k 1) with a draft: keep a proposed patch within this many "
+        "context scales of the target's mean (not lossless; unset: exact).",
+    ),
     stats_json: Path | None = typer.Option(None, help="Write speculative-decoding stats here."),
 ) -> None:
     """Forecast every series of a long table."""
@@ -206,7 +211,7 @@ def forecast(
         df = _read_table(input)
         if threads is not None:
             torch.set_num_threads(threads)
-        spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below)
+        spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below, tolerance=tolerance)
         fc = Forecaster.from_pretrained(
             model,
             draft=draft,
@@ -266,6 +271,10 @@ def _print_stats(stats, proposer: str) -> None:
     per = ", ".join(f"{a / max(stats.drafts, 1):.2f}" for a in stats.accepted_per_position)
     table.add_row("kept at position 1..k", per)
     table.add_row("time: draft / verify / rest", f"{stats.draft_s:.2f}s / {stats.verify_s:.2f}s / {stats.other_s:.2f}s")
+    if stats.residual_tries:
+        table.add_row(
+            "residual tries (continuous heads)", f"{stats.residual_tries:,} ({stats.residual_capped:,} capped)"
+        )
     console.print(table)
 
 

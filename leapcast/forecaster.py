@@ -92,7 +92,10 @@ class Forecaster:
             def load_draft(name: str):
                 return load_model(resolve(name, "draft"), device=device, dtype=dtype)
 
-            proposer = make_proposer(str(draft), model, k=(spec or SpecConfig()).k, load_draft=load_draft)
+            settings = spec or SpecConfig()
+            proposer = make_proposer(
+                str(draft), model, k=settings.k, load_draft=load_draft, tolerance=settings.tolerance
+            )
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
         name = Path(folder).resolve().name  # "." -> its folder name
@@ -160,8 +163,8 @@ class Forecaster:
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
         if self.spec.tolerance is not None and self.proposer is not None and not sampling.greedy:
             raise ValueError(
-                f"`tolerance` {self.spec.tolerance!r} applies to mean decoding (top_k=1); sampled forecasts are "
-                "verified exactly, so leave it unset"
+                f"{param('tolerance')} {self.spec.tolerance!r} applies to mean decoding ({param('top_k')} 1); sampled "
+                "forecasts are verified exactly, so leave it unset"
             )
         items = as_items(inputs)
         if items is not None:

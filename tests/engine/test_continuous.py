@@ -256,3 +256,60 @@ def test_drafts_that_cut_or_scale_patches_otherwise_are_refused():
         make_proposer("wide", target, load_draft=lambda name: other)
     with pytest.raises(ValueError, match="probability zero"):
         make_proposer("seasonal", target)
+
+
+def test_adaptive_k_chooses_for_continuous_drafts():
+    target, draft = pair(noise=0.05)
+    proposer = make_proposer("draft", target, k=4, load_draft=lambda name: draft)
+    fc = Forecaster(target, name="t", proposer=proposer, spec=SpecConfig(k=4))  # adaptive, the default
+    out = fc.predict([context(), context()[:15]], 24, num_samples=16, seed=0)
+    assert out.shape == (2, 16, 24) and torch.isfinite(out).all() and fc.last_stats.target_passes > 0
+
+
+def test_the_cli_speculates_on_toto_with_a_tolerance(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from leapcast.cli import app
+    from leapcast.models.toto_presets import save_toto
+
+    target, draft = pair(noise=0.05)
+    save_toto(target, tmp_path / "target")
+    save_toto(draft, tmp_path / "draft")
+    table = tmp_path / "y.csv"
+    table.write_text("unique_id,ds,y\n" + "\n".join(f"a,{i + 1},{v:.4f}" for i, v in enumerate(context())) + "\n")
+    args = [
+        "forecast",
+        "--model",
+        str(tmp_path / "target"),
+        "--draft",
+        str(tmp_path / "draft"),
+        "--input",
+        str(table),
+        "--h",
+        "8",
+        "--k",
+        "2",
+        "--fixed-k",
+        "--stats-json",
+        str(tmp_path / "stats.json"),
+    ]
+    sampled = CliRunner().invoke(app, [*args, "--num-samples", "32", "--seed", "0"])
+    assert sampled.exit_code == 0, sampled.output
+    assert "residual_tries" in json.loads((tmp_path / "stats.json").read_text())
+    mean = CliRunner().invoke(app, [*args, "--top-k", "1", "--num-samples", "1", "--tolerance", "0.5"])
+    assert mean.exit_code == 0, mean.output
+    refused = CliRunner().invoke(app, [*args, "--tolerance", "0.5"])
+    assert refused.exit_code == 2 and "`--tolerance` 0.5 applies to mean decoding" in refused.output
+
+
+def test_the_seasonal_proposer_offers_patches_one_season_back_under_a_tolerance():
+    """With a tolerance no mean patch can miss, every proposal is kept: the forecast is the seasonal naive one."""
+    target = random_toto(TARGET)
+    y = np.tile([1.0, 3.0, 2.0, 5.0, 4.0, 0.0], 6)  # season 6, 36 values
+    proposer = make_proposer("seasonal", target, k=3, tolerance=1e6)
+    fc = Forecaster(target, name="t", proposer=proposer, spec=SpecConfig(k=3, adaptive=False, tolerance=1e6))
+    out = fc.predict(y, 12, top_k=1, num_samples=1)[0, 0].numpy()
+    assert fc.last_stats.acceptance_rate == 1.0
+    assert np.array_equal(out, y[-6:].tolist() * 2)

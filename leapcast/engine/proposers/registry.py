@@ -16,6 +16,7 @@ from leapcast.engine.proposers.base import Proposer
 from leapcast.engine.proposers.draft_model import DraftModelProposer
 from leapcast.engine.proposers.early_exit import EarlyExitProposer
 from leapcast.engine.proposers.seasonal import SeasonalProposer
+from leapcast.engine.proposers.seasonal_patches import SeasonalPatchProposer
 from leapcast.engine.sampling import SamplingConfig
 
 KINDS = ("early-exit", "seasonal")  # model-free or target-made proposers; any other name is a draft model
@@ -47,15 +48,20 @@ def parse(name: str) -> ProposerName:
     return ProposerName(kind, int(number) if colon else None)
 
 
-def make_proposer(name: str, target, *, k: int = 4, load_draft: Callable[[str], object] | None = None) -> Proposer:
-    """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for."""
+def make_proposer(
+    name: str, target, *, k: int = 4, load_draft: Callable[[str], object] | None = None, tolerance: float | None = None
+) -> Proposer:
+    """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for;
+    ``tolerance``: the speculative settings' (continuous heads take the seasonal proposer only with one)."""
     parsed = parse(name)
     continuous = target.head_kind != "categorical"
+    if continuous and parsed.kind == "seasonal" and tolerance:
+        return SeasonalPatchProposer(target, parsed.number)
     if continuous and parsed.kind == "seasonal":
         raise ValueError(
             f"{param('draft')} {name!r}: the seasonal proposer offers a fixed patch, and under exact verification a "
             f"fixed value of a continuous density has probability zero, so {target.name!r} would reject every proposal; "
-            "use a draft model or early-exit:M"
+            "use a draft model or early-exit:M (or, for mean decoding, a tolerance: SpecConfig(tolerance=...))"
         )
     if continuous and parsed.kind == "early-exit" and parsed.number is None:
         raise ValueError(
