@@ -267,13 +267,18 @@ class Decoder:
             new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1)
             new[torch.arange(len(at), device=at.device), verdict.accepted] = verdict.next_step
             return new, verdict.accepted, t1
+        if proposal.heads is None:
+            raise ValueError(
+                f"proposer {self.proposer.name!r} offers fixed patches, which exact verification of densities would "
+                "always reject; use it with a tolerance on mean decoding (SpecConfig(tolerance=...), top_k=1)"
+            )
         last = torch.full_like(at, kp)
         bonus = head.pick(last).sample(sampling, _Rand(rows, window[:, kp : kp + 1], SAMPLE))[:, 0]  # [R, *step]
 
         def residual_rand(idx: torch.Tensor, accepted: torch.Tensor):
             streams = rows.streams.select(idx)
             steps_at = (rows.first[idx] + at[idx] + accepted)[:, None]  # [R', 1] absolute steps of the rejections
-            return lambda columns: streams.columns(steps_at, RESIDUAL, columns)
+            return lambda columns, sub: streams.select(sub).columns(steps_at[sub], RESIDUAL, columns)
 
         verdict = verify_patches(
             steps,
@@ -284,6 +289,7 @@ class Decoder:
             residual_rand,
             sampling,
             self.spec.max_residual_tries,
+            active=rows.n < rows.goal,
         )
         new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1)
         new[torch.arange(len(at), device=at.device), verdict.accepted] = verdict.next_step

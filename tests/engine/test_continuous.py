@@ -44,7 +44,7 @@ def verify_one(p: StudentTMixture, q: StudentTMixture, seed: int = 0):
     streams = RowStreams.for_series(seed, list(range(rows)), 1)
 
     def residual_rand(idx, accepted):
-        return lambda columns: streams.select(idx).columns(accepted[:, None], RESIDUAL, columns)
+        return lambda columns, sub: streams.select(idx[sub]).columns(accepted[sub, None], RESIDUAL, columns)
 
     g = torch.Generator().manual_seed(seed + 1)
     verdict = verify_patches(
@@ -76,7 +76,8 @@ def test_a_proposal_100_scales_away_is_always_replaced_from_the_residual():
 def _wrong_residual(p, q, rand, sampling, max_tries=None):
     """The control: a rejected patch redrawn from p itself, not from max(0, p - q) (STRIDE's redraw)."""
     rows = p.loc.shape[0]
-    y = p.sample(sampling, lambda count, offset=0: rand(torch.arange(1 + offset, 1 + offset + count)))
+    every = torch.arange(rows)
+    y = p.sample(sampling, lambda count, offset=0: rand(torch.arange(1 + offset, 1 + offset + count), every))
     return y[:, 0], torch.ones(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.bool)
 
 
@@ -112,7 +113,10 @@ def test_a_cap_on_residual_tries_is_counted():
     )  # nearly equal: a residual needs ~1/TV tries
     rows = 500
     streams = RowStreams.for_series(0, list(range(rows)), 1)
-    rand = lambda columns: streams.columns(torch.zeros(rows, 1, dtype=torch.long), RESIDUAL, columns)  # noqa: E731
+
+    def rand(columns, sub):
+        return streams.select(sub).columns(torch.zeros(len(sub), 1, dtype=torch.long), RESIDUAL, columns)
+
     _, tries, capped = continuous.residual(p, q, rand, SAMPLING, max_tries=3)
     assert bool((tries <= 3).all()) and bool(capped.any())
     _, tries, capped = continuous.residual(p, q, rand, SAMPLING)
@@ -304,12 +308,21 @@ def test_the_cli_speculates_on_toto_with_a_tolerance(tmp_path):
     assert refused.exit_code == 2 and "`--tolerance` 0.5 applies to mean decoding" in refused.output
 
 
-def test_the_seasonal_proposer_offers_patches_one_season_back_under_a_tolerance():
-    """With a tolerance no mean patch can miss, every proposal is kept: the forecast is the seasonal naive one."""
+@pytest.mark.parametrize("name, period", [("seasonal", 6), ("seasonal:3", 3), ("seasonal:1", 1)])
+def test_the_seasonal_proposer_offers_patches_one_season_back_under_a_tolerance(name, period):
+    """With a tolerance no mean patch can miss, every proposal is kept: the forecast is the seasonal naive one,
+    also for seasons shorter than a patch (4 values here)."""
     target = random_toto(TARGET)
-    y = np.tile([1.0, 3.0, 2.0, 5.0, 4.0, 0.0], 6)  # season 6, 36 values
-    proposer = make_proposer("seasonal", target, k=3, tolerance=1e6)
+    y = np.tile([1.0, 3.0, 2.0, 5.0, 4.0, 0.0][:period], 36 // period)  # 36 values of that period
+    proposer = make_proposer(name, target, k=3, tolerance=1e6)
     fc = Forecaster(target, name="t", proposer=proposer, spec=SpecConfig(k=3, adaptive=False, tolerance=1e6))
     out = fc.predict(y, 12, top_k=1, num_samples=1)[0, 0].numpy()
     assert fc.last_stats.acceptance_rate == 1.0
-    assert np.array_equal(out, y[-6:].tolist() * 2)
+    assert np.array_equal(out, np.tile(y[-period:], 12 // period + 1)[:12])
+
+
+def test_a_draft_without_a_density_is_rejected_and_its_residual_ends():
+    p, q = single(0.0, 1.0, math.inf, 64), single(0.0, 1.0, math.inf, 64)
+    q = StudentTMixture(q.weights, torch.full_like(q.loc, float("nan")), q.scale, q.df)
+    verdict, out = verify_one(p, q)
+    assert bool((verdict.accepted == 0).all()) and bool((verdict.tries == 1).all()) and torch.isfinite(out).all()

@@ -83,7 +83,7 @@ def test_gaussian_is_a_one_component_mixture():
     g = StudentTMixture.gaussian(torch.zeros(1, 1, 2), torch.ones(1, 1, 2))
     x = torch.tensor([[[0.0, 1.0]]])
     assert torch.allclose(
-        g.log_prob(x), torch.tensor([[stats.norm.logpdf(0.0) + stats.norm.logpdf(1.0)]], dtype=torch.float32)
+        g.log_prob(x).float(), torch.tensor([[stats.norm.logpdf(0.0) + stats.norm.logpdf(1.0)]], dtype=torch.float32)
     )
 
 

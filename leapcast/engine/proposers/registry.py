@@ -55,7 +55,7 @@ def make_proposer(
     ``tolerance``: the speculative settings' (continuous heads take the seasonal proposer only with one)."""
     parsed = parse(name)
     continuous = target.head_kind != "categorical"
-    if continuous and parsed.kind == "seasonal" and tolerance:
+    if continuous and parsed.kind == "seasonal" and tolerance is not None:
         return SeasonalPatchProposer(target, parsed.number)
     if continuous and parsed.kind == "seasonal":
         raise ValueError(

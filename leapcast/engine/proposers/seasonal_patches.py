@@ -54,14 +54,11 @@ class SeasonalPatchProposer:
         cap = x.committed.shape[1]
         p = x.committed.shape[2] // v
         committed = x.committed.float().view(r, cap, v, p).permute(0, 2, 1, 3).reshape(r, v, cap * p)
-        extra = torch.zeros((r, v, x.k * p), dtype=committed.dtype, device=committed.device)
-        full = torch.cat([self.history, committed, extra], dim=2)  # [R, V, T + (cap + k) P]
-        offsets = torch.arange(p, device=full.device)
-        steps = []
-        for i in range(x.k):
-            target = t + (x.n + i)[:, None] * p + offsets  # [R, P] where patch n + i goes in ``full``
-            source = (target - self.lags[:, None]).clamp(min=0)
-            patch = full.gather(2, source[:, None].expand(r, v, p))  # [R, V, P]
-            full.scatter_(2, target[:, None].expand(r, v, p), patch)
-            steps.append(patch.reshape(r, v * p))
-        return Proposal(steps=torch.stack(steps, dim=1), probs=None)
+        full = torch.cat([self.history, committed], dim=2)  # [R, V, T + cap P]
+        first = t + x.n[:, None] * p  # [R, 1] where the first proposed value goes
+        target = first + torch.arange(x.k * p, device=full.device)  # [R, k P]
+        # one season back, and further back by whole seasons until the value is known (not itself proposed now)
+        back = torch.div(target - first + self.lags[:, None], self.lags[:, None], rounding_mode="floor")
+        source = (target - self.lags[:, None] * back).clamp(min=0)
+        values = full.gather(2, source[:, None].expand(r, v, -1))  # [R, V, k P]
+        return Proposal(steps=values.view(r, v, x.k, p).permute(0, 2, 1, 3).reshape(r, x.k, v * p), probs=None)

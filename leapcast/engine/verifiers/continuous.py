@@ -34,6 +34,7 @@ that exhausts it take the target's own draw instead: an approximation, counted (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,8 +46,10 @@ TRY_STRIDE = 1 << 24  # residual stream columns per try: column 0 its acceptance
 FIRST_BLOCK = 8  # residual tries drawn together at first; each later block doubles, up to MAX_BLOCK
 MAX_BLOCK = 512
 
-# columns [m] long -> [R, 1, m] uniforms of each row's residual stream at its verified window step
-WindowRand = Callable[[torch.Tensor], torch.Tensor]
+# (columns [m] long, rows [R''] of the R' rejected rows) -> [R'', 1, m] uniforms of those rows' residual streams
+# at their verified window steps
+WindowRand = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BUDGET = 1 << 24  # uniforms a block of tries may hash at once (rows x tries x numbers per try)
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,11 @@ def verify_patches(
     residual_rand: Callable[[torch.Tensor, torch.Tensor], WindowRand],
     sampling: SamplingConfig,
     max_tries: int | None = None,
+    active: torch.Tensor | None = None,
 ) -> ContinuousVerdict:
-    """proposal [R, k, *step] (as drawn); draft_heads [R, k] (q at each proposed position); target_heads
+    """active [R] bool: rows still decoding (finished rows riding along draw no residual).
+
+    proposal [R, k, *step] (as drawn); draft_heads [R, k] (q at each proposed position); target_heads
     [R, k+1] (p); accept_uniforms [R, k]; bonus [R, *step]: the patch plain decoding draws from p_{k+1}
     (the same numbers, so a draft equal to the target reproduces plain sampling); residual_rand(rows, accepted):
     the residual stream of ``rows`` [R'] at their rejected window steps as a ``WindowRand``."""
@@ -79,7 +85,7 @@ def verify_patches(
     next_step = bonus.clone()
     tries = torch.zeros(rows, dtype=torch.long, device=proposal.device)
     capped = torch.zeros(rows, dtype=torch.bool, device=proposal.device)
-    rejected = (accepted < k).nonzero().squeeze(1)
+    rejected = (accepted < k).nonzero().squeeze(1) if active is None else ((accepted < k) & active).nonzero().squeeze(1)
     if len(rejected):
         at = accepted[rejected]
         p = target_heads.rows(rejected).pick(at)  # [R', 1]
@@ -126,17 +132,20 @@ def residual(p, q, rand: WindowRand, sampling: SamplingConfig, max_tries: int | 
             if block <= 0:
                 break
         idx = todo.nonzero().squeeze(1)
+        per_try = 1 + 9 * math.prod(p.loc.shape[2:-1])  # an acceptance number, then a draw's first block
+        block = max(1, min(block, BUDGET // (len(idx) * per_try)))
         pb, qb = p.rows(idx).repeat(block), q.rows(idx).repeat(block)  # [R', block]
         starts = (done_tries + torch.arange(block, device=device)) * TRY_STRIDE  # [block] each try's first column
 
         def tries_rand(count: int, offset: int = 0, idx=idx, starts=starts) -> torch.Tensor:
             columns = (starts[:, None] + 1 + offset + torch.arange(count, device=starts.device)).reshape(-1)
-            return rand(columns)[idx].view(len(idx), len(starts), count)  # [R', block, count]
+            return rand(columns, idx).view(len(idx), len(starts), count)  # [R', block, count]
 
         y = pb.sample(sampling, tries_rand)  # [R', block, *step]
-        u = rand(starts)[idx].view(len(idx), block)  # [R', block]: each try's acceptance number
-        log_p, log_q = pb.log_prob(y), qb.log_prob(y)
+        u = rand(starts, idx).view(len(idx), block)  # [R', block]: each try's acceptance number
+        log_p, log_q = pb.log_prob(y), qb.log_prob(y).nan_to_num(nan=-math.inf)  # a draft without a density: q = 0
         kept = (log_p > log_q) & (torch.log(u) < torch.log1p(-torch.exp((log_q - log_p).clamp(max=0.0))))  # u < 1 - q/p
+        kept |= torch.isnan(log_p)  # a target without a density: its draw, as plain decoding would commit
         found = kept.any(dim=1)
         first = kept.float().argmax(dim=1)  # the first try kept
         if out is None:
@@ -153,7 +162,7 @@ def residual(p, q, rand: WindowRand, sampling: SamplingConfig, max_tries: int | 
         start = done_tries * TRY_STRIDE + 1
 
         def fallback_rand(count: int, offset: int = 0, idx=idx) -> torch.Tensor:
-            return rand(torch.arange(start + offset, start + offset + count, device=device))[idx]
+            return rand(torch.arange(start + offset, start + offset + count, device=device), idx)
 
         fallback = p.rows(idx).sample(sampling, fallback_rand)
         if out is None:
