@@ -36,6 +36,7 @@ from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams
 from leapcast.engine.verifiers import verify
 from leapcast.engine.verifiers.continuous import verify_patches, verify_points
+from leapcast.models.rows import pad_right
 from leapcast.models.sampling import SamplingConfig
 
 
@@ -447,7 +448,7 @@ class _Rows:
     def merge(self, other: _Rows) -> _Rows:
         cap = max(self.committed.shape[1], other.committed.shape[1])
         return _Rows(
-            torch.cat([_pad_dim1(self.committed, cap), _pad_dim1(other.committed, cap)]),
+            torch.cat([pad_right(self.committed, cap, 1), pad_right(other.committed, cap, 1)]),
             torch.cat([self.n, other.n]),
             torch.cat([self.goal, other.goal]),
             torch.cat([self.pending, other.pending]),
@@ -456,7 +457,7 @@ class _Rows:
             torch.cat([self.first, other.first]),
             RowStreams(torch.cat([self.streams.base, other.streams.base])),
             {
-                kind: torch.cat([_pad_dim1(u, cap), _pad_dim1(other.uniforms[kind], cap)])
+                kind: torch.cat([pad_right(u, cap, 1), pad_right(other.uniforms[kind], cap, 1)])
                 for kind, u in self.uniforms.items()
                 if kind in other.uniforms
             },
@@ -471,11 +472,6 @@ class _Rows:
             else None,
             self.together_goal,
         )
-
-
-def _pad_dim1(x: torch.Tensor, size: int) -> torch.Tensor:
-    extra = size - x.shape[1]
-    return x if extra == 0 else torch.cat([x, x.new_zeros((x.shape[0], extra, *x.shape[2:]))], dim=1)
 
 
 class _Rand:

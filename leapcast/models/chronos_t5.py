@@ -16,6 +16,8 @@ import torch
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.heads import Categorical
+from leapcast.models.rows import grouped as _grouped
+from leapcast.models.rows import pad_left, pad_right
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
@@ -176,23 +178,21 @@ class ChronosT5:
         for la, lb in zip(ca.layers, cb.layers):
             layers.append(
                 LayerCache(
-                    k=torch.cat([_pad_positions(la.k, capacity), _pad_positions(lb.k, capacity)]),
-                    v=torch.cat([_pad_positions(la.v, capacity), _pad_positions(lb.v, capacity)]),
-                    cross_k=torch.cat([_left_pad(la.cross_k, length, 2), _left_pad(lb.cross_k, length, 2)]),
-                    cross_v=torch.cat([_left_pad(la.cross_v, length, 2), _left_pad(lb.cross_v, length, 2)]),
+                    k=torch.cat([pad_right(la.k, capacity, 2), pad_right(lb.k, capacity, 2)]),
+                    v=torch.cat([pad_right(la.v, capacity, 2), pad_right(lb.v, capacity, 2)]),
+                    cross_k=torch.cat([pad_left(la.cross_k, length, 2), pad_left(lb.cross_k, length, 2)]),
+                    cross_v=torch.cat([pad_left(la.cross_v, length, 2), pad_left(lb.cross_v, length, 2)]),
                 )
             )
         masked = torch.finfo(self.dtype).min
-        cross_mask = torch.cat(
-            [_left_pad(ca.cross_mask, length, 3, masked), _left_pad(cb.cross_mask, length, 3, masked)]
-        )
+        cross_mask = torch.cat([pad_left(ca.cross_mask, length, 3, masked), pad_left(cb.cross_mask, length, 3, masked)])
         tokens = torch.cat(
             [
-                _left_pad(a.tokens, length, 1, self.chronos.pad_token_id),
-                _left_pad(b.tokens, length, 1, self.chronos.pad_token_id),
+                pad_left(a.tokens, length, 1, self.chronos.pad_token_id),
+                pad_left(b.tokens, length, 1, self.chronos.pad_token_id),
             ]
         )
-        mask = torch.cat([_left_pad(a.mask, length, 1, False), _left_pad(b.mask, length, 1, False)])
+        mask = torch.cat([pad_left(a.mask, length, 1, False), pad_left(b.mask, length, 1, False)])
         row_series = torch.cat([a.row_series, b.row_series + a.num_series])
         grouped = _grouped(row_series)
         if self._bias_table is None or self._bias_table.shape[-1] < capacity:  # set by prefix, before any merge
@@ -323,28 +323,3 @@ class ChronosState:
     @property
     def rows_per_series(self) -> int | None:
         return self.grouped
-
-
-def _grouped(row_series: torch.Tensor) -> int | None:
-    """Rows per series when ``row_series`` [R] is series-major with equal counts (0,0,1,1,...), else None."""
-    counts = torch.bincount(row_series)
-    if len(counts) == 0 or bool((counts != counts[0]).any()):
-        return None
-    s = int(counts[0])
-    return s if torch.equal(row_series, torch.arange(len(counts)).repeat_interleave(s)) else None
-
-
-def _pad_positions(cache: torch.Tensor, capacity: int) -> torch.Tensor:
-    """[R, H, T, dk] -> [R, H, capacity, dk] (positions past T are never read before written)."""
-    extra = capacity - cache.shape[2]
-    return cache if extra == 0 else torch.cat([cache, cache.new_zeros(*cache.shape[:2], extra, cache.shape[3])], dim=2)
-
-
-def _left_pad(x: torch.Tensor, length: int, dim: int, value=0) -> torch.Tensor:
-    """Pad ``dim`` on the left to ``length`` with ``value`` (context positions: left-padded, masked)."""
-    extra = length - x.shape[dim]
-    if extra == 0:
-        return x
-    shape = list(x.shape)
-    shape[dim] = extra
-    return torch.cat([torch.full(shape, value, dtype=x.dtype, device=x.device), x], dim=dim)

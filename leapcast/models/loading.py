@@ -19,7 +19,10 @@ from safetensors.torch import load_file
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.t5 import T5, T5Config
-from leapcast.models.toto_presets import is_toto_config, load_toto
+from leapcast.models.toto import Toto
+from leapcast.models.toto_net import TotoNet
+from leapcast.models.toto_net import convert_weights as convert_toto_weights
+from leapcast.models.toto_presets import is_toto_config, toto_settings
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -83,10 +86,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     """A native model for the checkpoint folder at ``path``: Chronos-T5 or Toto, told apart by config.json."""
     config, weights = read_checkpoint(path)
     if is_toto_config(config):
-        try:
-            return load_toto(config, weights, Path(path), device, dtype)
-        except ValueError as err:
-            raise CheckpointError(str(err)) from None
+        return _load_toto(config, weights, Path(path), device, dtype)
     if "chronos_config" not in config:
         raise CheckpointError(
             f"{Path(path) / 'config.json'} is neither a Chronos-T5 checkpoint (config.json with a chronos_config block, "
@@ -103,6 +103,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     _load_weights(net, convert_hf_t5(weights, cfg), Path(path))
     net = net.to(device=device, dtype=dtype)
     return ChronosT5(net, chronos, name=Path(path).name)
+
+
+def _load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, device, dtype: torch.dtype) -> Toto:
+    try:
+        cfg, options = toto_settings(config, folder)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    try:
+        converted = convert_toto_weights(weights, cfg)
+    except ValueError as err:
+        raise CheckpointError(f"the weights in {str(folder)!r} do not fit its config.json: {err}") from None
+    net = TotoNet(cfg)
+    _load_weights(net, converted, folder)
+    return Toto(net.to(device=device, dtype=dtype), options, name=folder.name)
 
 
 def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], folder: Path) -> None:

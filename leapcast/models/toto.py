@@ -32,6 +32,8 @@ import torch
 from torch.nn import functional as F
 
 from leapcast.models.heads import StudentTMixture
+from leapcast.models.rows import grouped as _grouped
+from leapcast.models.rows import pad_left, pad_right
 from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto_net import TotoConfig, TotoLayer, TotoNet, global_bounds, patch_stats, rms_norm
 
@@ -367,31 +369,14 @@ class Toto:
         lp = max(a.prefix_valid.shape[1], b.prefix_valid.shape[1])
         cap = max(a.capacity, b.capacity)
 
-        def left(t: torch.Tensor, dim: int, value=0) -> torch.Tensor:
-            extra = lp - t.shape[dim]
-            return (
-                t
-                if extra == 0
-                else torch.cat(
-                    [torch.full_like(t.narrow(dim, 0, 1).expand(*t.shape[:dim], extra, *t.shape[dim + 1 :]), value), t],
-                    dim=dim,
-                )
-            )
-
-        def right(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-            extra = size - t.shape[dim]
-            return (
-                t if extra == 0 else torch.cat([t, t.new_zeros((*t.shape[:dim], extra, *t.shape[dim + 1 :]))], dim=dim)
-            )
-
         row_series = torch.cat([a.row_series, b.row_series + a.num_series])
         return TotoState(
-            [torch.cat([left(x, 3), left(y, 3)]) for x, y in zip(a.prefix_k, b.prefix_k)],
-            [torch.cat([left(x, 3), left(y, 3)]) for x, y in zip(a.prefix_v, b.prefix_v)],
-            torch.cat([left(a.prefix_valid, 1, False), left(b.prefix_valid, 1, False)]),
-            [torch.cat([right(x, 3, cap), right(y, 3, cap)]) for x, y in zip(a.keys, b.keys)],
-            [torch.cat([right(x, 3, cap), right(y, 3, cap)]) for x, y in zip(a.values, b.values)],
-            torch.cat([right(a.sums, 2, cap + 1), right(b.sums, 2, cap + 1)]),
+            [torch.cat([pad_left(x, lp, 3), pad_left(y, lp, 3)]) for x, y in zip(a.prefix_k, b.prefix_k)],
+            [torch.cat([pad_left(x, lp, 3), pad_left(y, lp, 3)]) for x, y in zip(a.prefix_v, b.prefix_v)],
+            torch.cat([pad_left(a.prefix_valid, lp, 1, False), pad_left(b.prefix_valid, lp, 1, False)]),
+            [torch.cat([pad_right(x, cap, 3), pad_right(y, cap, 3)]) for x, y in zip(a.keys, b.keys)],
+            [torch.cat([pad_right(x, cap, 3), pad_right(y, cap, 3)]) for x, y in zip(a.values, b.values)],
+            torch.cat([pad_right(a.sums, cap + 1, 2), pad_right(b.sums, cap + 1, 2)]),
             torch.cat([a.bounds, b.bounds]),
             torch.cat([a.start, b.start]),
             torch.cat([a.last, b.last]),
@@ -526,12 +511,3 @@ class Toto:
             ag = att.view(-1, s, v, hh, n, lp).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, lp)
             return (ag @ pv).view(-1, v, hh, s, n, pv.shape[-1]).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, -1)
         return att @ pv[state.row_series.to(att.device)]
-
-
-def _grouped(row_series: torch.Tensor) -> int | None:
-    """Rows per series when every series has the same number of rows, consecutive and in order; else None."""
-    counts = torch.bincount(row_series)
-    s = int(counts[0]) if len(counts) else 0
-    if s == 0 or not bool((counts == s).all()):
-        return None
-    return s if torch.equal(row_series, torch.arange(len(counts)).repeat_interleave(s)) else None

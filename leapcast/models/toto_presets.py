@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from leapcast.models.toto import Toto, TotoOptions
-from leapcast.models.toto_net import TotoConfig, TotoNet, convert_weights
+from leapcast.models.toto_net import TotoConfig, TotoNet
 
 # base: Toto-Open-Base-1.0 as released (151M parameters); small: a quarter-width, 4-layer sibling for CPUs.
 TOTO_SIZES: dict[str, dict[str, Any]] = {
@@ -78,8 +78,8 @@ def random_toto(
     return Toto(net, options, name=name)
 
 
-def load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, device, dtype: torch.dtype) -> Toto:
-    """A native Toto from a checkpoint folder's parsed config.json and safetensors weights."""
+def toto_settings(config: dict, folder: Path) -> tuple[TotoConfig, TotoOptions]:
+    """A Toto checkpoint folder's parsed config.json -> its network config and leapcast's options (its ``leapcast`` block)."""
     where = str(folder / "config.json")
     cfg = TotoConfig.from_dict(config, where)
     block = config.get("leapcast", {})
@@ -91,24 +91,7 @@ def load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, devi
         raise ValueError(
             f"{where}: the `leapcast` block has fields Toto does not take: {unknown} (known: {sorted(known)})"
         )
-    options = TotoOptions(**{k: v for k, v in block.items() if k in known})
-    net = TotoNet(cfg)
-    try:
-        converted = convert_weights(weights, cfg)
-    except ValueError as err:
-        raise ValueError(f"the weights in {str(folder)!r} do not fit its config.json: {err}") from None
-    expected = net.state_dict()
-    wrong = [
-        (k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items() if v.shape != expected[k].shape
-    ]
-    if wrong:
-        shown = "; ".join(f"{k}: {got} in the weights, {want} from the config" for k, got, want in wrong[:3])
-        raise ValueError(
-            f"the weights in {str(folder)!r} do not match its config.json: {len(wrong)} tensor(s) have other "
-            f"shapes (e.g. {shown}); the config.json belongs to another model size"
-        )
-    net.load_state_dict(converted, strict=True)
-    return Toto(net.to(device=device, dtype=dtype), options, name=folder.name)
+    return cfg, TotoOptions(**{k: v for k, v in block.items() if k in known})
 
 
 def to_reference(net: TotoNet, fused: bool = False) -> dict[str, torch.Tensor]:
