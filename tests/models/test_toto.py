@@ -124,11 +124,8 @@ def test_mixture_parameters_match_the_reference_patch_by_patch(name, centers):
     ref = reference_of(model)
     p = cfg.patch_size
     x = context(2, v, t)
-    width = -(-t // p) * p
-    series = torch.zeros(1, v, width)
-    series[..., -t:] = x
-    observed = torch.zeros(1, v, width, dtype=torch.bool)
-    observed[..., -t:] = True
+    series, observed, _, _ = _padded(x, p)
+    width = series.shape[-1]
     ids = torch.zeros(1, v, width, dtype=torch.int)
     steps = 5
     cache = (
