@@ -3,7 +3,7 @@
 At the row counts of decoding (one to a few hundred rows a step) torch's default float32 GEMM runs
 far below the machine's peak: a 20 x 768 by 768 x 6144 product took 3.1 ms here (2 threads), the same
 product with the weight packed once for oneDNN 1.3 ms, and 3072 -> 768 went from 1.3 to 0.46 ms
-(see docs/models.md). The arithmetic is the same float32 (or bfloat16) multiply-add; only the
+(float32, `F.linear` against the packed op on random weights, timed in one process). The arithmetic is the same float32 (or bfloat16) multiply-add; only the
 summation order differs, so results agree to float rounding.
 
 The packed copy is made on first use and remade when the weight changes (its version counter), the
