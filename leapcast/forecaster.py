@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,45 @@ from leapcast.models.loading import leapcast_options, load_model
 from leapcast.registry import resolve
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Univariate series ready for a decode loop (``Forecaster.prepare``), and what ``Forecaster.finish`` undoes.
+
+    contexts: N tensors [1, T_i] float32: each series divided by ``factor``, seasonally adjusted where it is
+    keys: N random-stream keys: series i draws from the stream (seed, keys[i])
+    sampling: the checked sampling settings (seed None: the caller picks one, as ``predict`` does)
+    h, steps: the horizon in values, and in model steps (whole patches)
+    factor: [N] float64, the scale each series was divided by; indices: N seasonal indices (None: not adjusted)
+    """
+
+    contexts: list[torch.Tensor]
+    keys: list[int]
+    sampling: SamplingConfig
+    h: int
+    steps: int
+    factor: np.ndarray
+    indices: list[SeasonalIndex | None]
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """A long frame ready to forecast (``Forecaster.plan_frame``) and the columns of its answer (``frame_of``).
+
+    panel: the checked series; h: the horizon; times: their future timestamps [N * h];
+    season: the season length for the seasonal adjustment; keys: N random-stream keys (stable hashes of the ids);
+    name: the point column; point: 'median' or 'mean'; intervals: (column, quantile level) of the other columns.
+    """
+
+    panel: frame.Panel
+    h: int
+    times: object
+    season: int
+    keys: list[int]
+    name: str
+    point: str
+    intervals: list[tuple[str, float]]
 
 
 class Forecaster:
@@ -157,19 +197,75 @@ class Forecaster:
         variates together (Toto): samples [N, V, S, h].
         With a draft, the speculative counts and timings land in ``self.last_stats``.
         """
-        patch = self.model.patch_size
+        h, steps, sampling = self._settings(prediction_length, num_samples, temperature, top_k, top_p, seed)
+        items = as_items(inputs)
+        if items is not None:
+            return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
+        check_int(batch_size, "batch_size")
+        prepared = self._prepare_series(inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys)
+        out = self._decode(prepared.contexts, prepared.keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
+        return self.finish(prepared, out)
+
+    def prepare(
+        self,
+        inputs,
+        prediction_length: int | None = None,
+        *,
+        num_samples: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        season_length: int | Sequence[int] | None = None,
+        seasonal_adjustment: bool | None = None,
+        series_keys: Sequence[int] | None = None,
+    ) -> Prepared:
+        """What ``predict`` does before its decode loop, for callers that run the loop themselves (the server's
+        scheduler): univariate ``inputs`` checked, scaled and seasonally adjusted as ``predict`` does, with their
+        sampling settings and random-stream keys. Decode ``prepared.contexts`` with ``leapcast.engine`` (streams
+        ``RowStreams.for_series(seed, [key], S)`` per series), cut the samples to ``h`` values in float64 and pass
+        them to ``finish``: the result is ``predict``'s. Arguments as in ``predict``."""
+        h, steps, sampling = self._settings(prediction_length, num_samples, temperature, top_k, top_p, seed)
+        if as_items(inputs) is not None:
+            raise ValueError(
+                "`inputs` of shape [N, V, T] are forecast by `predict` only; `prepare` takes univariate series"
+            )
+        return self._prepare_series(inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys)
+
+    def finish(self, prepared: Prepared, samples: torch.Tensor) -> torch.Tensor:
+        """samples [N, S, h] float64 decoded from ``prepared.contexts`` -> the forecasts ``predict`` returns
+        [N, S, h] float64: the season restored and the scale multiplied back (in place). A forecast past float64
+        is refused."""
+        h = prepared.h
+        for i, ix in enumerate(prepared.indices):
+            if ix is not None:
+                samples[i] = torch.from_numpy(ix.restore(samples[i].numpy()))
+        samples *= torch.from_numpy(prepared.factor)[:, None, None]
+        bad = ~torch.isfinite(samples).all(dim=(1, 2))
+        if bad.any():  # a rollout that grew past float64: refused, never returned as inf
+            raise ValueError(
+                f"the forecasts of {int(bad.sum())} series (first: position {int(bad.nonzero()[0])} of `inputs`) "
+                f"overflow float64 at horizon {h}; forecast a shorter horizon or rescale the series"
+            )
+        return samples
+
+    def _settings(
+        self, prediction_length, num_samples, temperature, top_k, top_p, seed
+    ) -> tuple[int, int, SamplingConfig]:
+        """The horizon in values and in steps (whole patches, cut to h after), and the sampling settings, checked."""
         h = self.model.default_horizon if prediction_length is None else check_horizon(prediction_length)
-        steps = -(-h // patch)  # a step is a patch of values: whole patches, cut to h after
+        steps = -(-h // self.model.patch_size)
         sampling = self.sampling_config(num_samples, temperature, top_k, top_p, seed)
         if self.spec.tolerance is not None and self.proposer is not None and not sampling.greedy:
             raise ValueError(
                 f"{param('tolerance')} {self.spec.tolerance!r} applies to mean decoding ({param('top_k')} 1); sampled "
                 "forecasts are verified exactly, so leave it unset"
             )
-        items = as_items(inputs)
-        if items is not None:
-            return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
-        check_int(batch_size, "batch_size")
+        return h, steps, sampling
+
+    def _prepare_series(
+        self, inputs, h: int, steps: int, sampling: SamplingConfig, season_length, seasonal_adjustment, series_keys
+    ) -> Prepared:
         series = as_series_list(inputs)
         keys = _check_keys(series_keys, len(series))
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(series)  # [N] float64, exact
@@ -181,18 +277,7 @@ class Forecaster:
         )
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
-        out = self._decode([left_pad([x]) for x in series], keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
-        for i, ix in enumerate(indices):
-            if ix is not None:
-                out[i] = torch.from_numpy(ix.restore(out[i].numpy()))
-        out *= torch.from_numpy(factor)[:, None, None]
-        bad = ~torch.isfinite(out).all(dim=(1, 2))
-        if bad.any():  # a rollout that grew past float64: refused, never returned as inf
-            raise ValueError(
-                f"the forecasts of {int(bad.sum())} series (first: position {int(bad.nonzero()[0])} of `inputs`) "
-                f"overflow float64 at horizon {h}; forecast a shorter horizon or rescale the series"
-            )
-        return out
+        return Prepared([left_pad([x]) for x in series], keys, sampling, h, steps, factor, indices)
 
     def _decode(
         self,
@@ -313,6 +398,43 @@ class Forecaster:
         ``season_length``: for the seasonal adjustment; default: the frequency's
         usual season (``leapcast.deseason.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
         """
+        plan = self.plan_frame(
+            df,
+            h,
+            quantiles=quantiles,
+            level=level,
+            point=point,
+            id_col=id_col,
+            time_col=time_col,
+            target_col=target_col,
+            freq=freq,
+            alias=alias,
+            season_length=season_length,
+        )
+        samples = self.predict(
+            plan.panel.contexts, plan.h, season_length=plan.season, series_keys=plan.keys, **predict_kwargs
+        )  # [N, S, h]
+        return self.frame_of(plan, samples)
+
+    def plan_frame(
+        self,
+        df: pd.DataFrame,
+        h: int,
+        *,
+        quantiles: Sequence[float] | None = None,
+        level: Sequence[float] | None = None,
+        point: str = "median",
+        id_col: str = "unique_id",
+        time_col: str = "ds",
+        target_col: str = "y",
+        freq=None,
+        alias: str | None = None,
+        season_length: int | None = None,
+    ) -> FramePlan:
+        """What ``forecast`` does before it predicts, for callers that decode themselves (the server): the frame
+        checked into series, their future timestamps, season length and random-stream keys, and the answer's
+        columns. ``predict`` (or ``prepare`` ... ``finish``) ``plan.panel.contexts`` with ``season_length=plan.season``
+        and ``series_keys=plan.keys``, then ``frame_of(plan, samples)`` is ``forecast``'s frame. Arguments as there."""
         h = check_horizon(h, "h")
         if quantiles is not None and level is not None:
             raise ValueError(f"pass either {param('quantiles')} or {param('level')}, not both")
@@ -324,12 +446,16 @@ class Forecaster:
         times = frame.future_times(panel, h)  # a horizon past the calendar is refused before any forecasting
         season = season_length_of(panel.freq) if season_length is None else season_length
         keys = [stream_key(i) for i in panel.ids]  # a series' paths follow its id, not its place in the frame
-        samples = self.predict(panel.contexts, h, season_length=season, series_keys=keys, **predict_kwargs)  # [N, S, h]
+        return FramePlan(panel, h, times, season, keys, name, point, intervals)
+
+    def frame_of(self, plan: FramePlan, samples: torch.Tensor) -> pd.DataFrame:
+        """samples [N, S, h] float64 (``predict``'s, of ``plan.panel``'s series) -> ``forecast``'s long frame."""
         # the median as np.median (mean of the two middle samples when S is even), so it equals `-q-50`
-        columns = {name: (torch.quantile(samples, 0.5, dim=1) if point == "median" else samples.mean(dim=1)).numpy()}
-        for label, q in intervals:
+        point = torch.quantile(samples, 0.5, dim=1) if plan.point == "median" else samples.mean(dim=1)
+        columns = {plan.name: point.numpy()}
+        for label, q in plan.intervals:
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
-        return frame.future_frame(panel, h, columns, times)
+        return frame.future_frame(plan.panel, plan.h, columns, plan.times)
 
 
 def _stack_left(contexts: list[torch.Tensor]) -> torch.Tensor:

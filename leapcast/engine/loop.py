@@ -49,9 +49,20 @@ class Decoder:
     """
 
     def __init__(
-        self, model, proposer: Proposer | None = None, spec: SpecConfig | None = None, chooser: KChooser | None = None
+        self,
+        model,
+        proposer: Proposer | None = None,
+        spec: SpecConfig | None = None,
+        chooser: KChooser | None = None,
+        catch_up: bool = True,
     ) -> None:
+        """``catch_up``: how plain passes treat rows at different positions. True: rows ahead wait while the least
+        advanced catch up (rows a few steps apart after speculative passes soon stand together again, and plain
+        decoding takes its fast path). False: every unfinished row takes its step each pass at its own position,
+        for continuous batching, where series join at step 0 beside rows far ahead that should not wait for them.
+        Either way a row draws the numbers of the steps it commits, so the forecasts are the same."""
         self.model = model
+        self.catch_up = catch_up
         self.proposer = proposer
         self.spec = spec or SpecConfig()
         self.chooser = chooser if (proposer is not None and self.spec.adaptive) else None
@@ -142,16 +153,17 @@ class Decoder:
         return self._finished()
 
     def _plain_apart(self, active: torch.Tensor, t0: float) -> dict[int, torch.Tensor]:
-        """k = 0 with rows at different positions (after speculative passes, or joined later): only the least
-        advanced rows take their step; the others wait, so that within a few passes every row stands at one
-        position and plain decoding takes its fast path again. Waiting is exact: a row's numbers follow its steps."""
+        """k = 0 with rows at different positions (after speculative passes, or joined later): with ``catch_up``
+        only the least advanced rows take their step and the others wait, so that within a few passes every row
+        stands at one position and plain decoding takes its fast path again; without it every active row takes
+        its step. Both are exact: a row's numbers follow its steps."""
         rows = self._live()
         cur = int(torch.where(active, rows.n, rows.n.max()).min())  # the least advanced active row
         at = torch.where(active, rows.n, cur)  # finished rows ride along at cur; their steps are dropped
         together = bool((at == cur).all())
         head = self.model.step(self.state, rows.pending[:, None], cur if together else at)  # [R, 1]
         new = self._sample(head, at)  # [R, 1, *shape]
-        move = active & (rows.n == cur)
+        move = active & (rows.n == cur) if self.catch_up else active
         rows.commit(new, torch.zeros_like(at), move, together and bool(move.all()))
         goal = int(rows.goal[0])
         if (
