@@ -352,14 +352,26 @@ class Decoder:
             mine = idx[rows.series[idx] == sid]
             goal = int(rows.goal[mine[0]])
             out[sid] = self.model.values(self.state, rows.committed[mine, :goal], mine).reshape(len(mine), -1)
-        keep = (~leaving).nonzero().squeeze(1)
+        self._keep((~leaving).nonzero().squeeze(1))
+        return out
+
+    def drop(self, ids: list[int]) -> None:
+        """Series leave before their goal (their forecast is no longer wanted): their rows and caches are dropped
+        between iterations, and nothing of them is returned. Ids not decoding are ignored."""
+        if self.rows is None or not ids:
+            return
+        gone = torch.isin(self.rows.series, torch.tensor(ids, device=self.rows.series.device))  # [R]
+        if bool(gone.any()):
+            self._keep((~gone).nonzero().squeeze(1))
+
+    def _keep(self, keep: torch.Tensor) -> None:
+        """Only rows ``keep`` [R'] go on decoding (none: the decoder is idle)."""
         if len(keep) == 0:
             self.rows, self.state = None, None
-        else:
-            self.rows, self.state = rows.select(keep), self.model.select(self.state, keep)
-            if self.proposer is not None:
-                self.proposer.select(keep)
-        return out
+            return
+        self.rows, self.state = self._live().select(keep), self.model.select(self.state, keep)
+        if self.proposer is not None:
+            self.proposer.select(keep)
 
 
 @dataclasses.dataclass

@@ -1,0 +1,78 @@
+"""The decode loop as the server drives it: series join far behind rows already decoding, and leave early."""
+
+import torch
+from conftest import make_checkpoint
+
+from leapcast.engine.loop import Decoder
+from leapcast.engine.sampling import SamplingConfig
+from leapcast.engine.streams import RowStreams
+from leapcast.models.loading import load_model
+
+GREEDY = SamplingConfig(num_samples=2, top_k=1)
+SAMPLED = SamplingConfig(num_samples=3)
+
+
+def _model(tmp_path):
+    return load_model(make_checkpoint(tmp_path / "m", prediction_length=12, context_length=32))
+
+
+def _contexts():
+    return torch.randn(2, 30, generator=torch.Generator().manual_seed(0)).cumsum(-1)  # [2, 30]
+
+
+def _alone(model, ctx, sampling, key):
+    dec = Decoder(model)
+    (sid,) = dec.add(ctx, 10, sampling, RowStreams.for_series(7, [key], sampling.num_samples))
+    return dec.run()[sid]
+
+
+def _join_late(model, ctx, sampling, catch_up):
+    """A decodes 4 passes alone, then B joins at step 0; -> ({"a"/"b": values}, {"a"/"b": pass that returned it})."""
+    dec = Decoder(model, catch_up=catch_up)
+    (a,) = dec.add(ctx[:1], 10, sampling, RowStreams.for_series(7, [0], sampling.num_samples))
+    passes, got, when = 0, {}, {}
+    while dec.busy:
+        if passes == 4:
+            (b,) = dec.add(ctx[1:], 10, sampling, RowStreams.for_series(7, [1], sampling.num_samples))
+        passes += 1
+        for sid, values in dec.step().items():
+            name = "a" if sid == a else "b"
+            got[name], when[name] = values, passes
+    return got, when
+
+
+def test_without_catch_up_rows_ahead_keep_stepping_while_a_series_joins(tmp_path):
+    model, ctx = _model(tmp_path), _contexts()
+    got, when = _join_late(model, ctx, GREEDY, catch_up=False)
+    assert when == {"a": 10, "b": 14}  # A is not held back by B: 10 passes for its 10 steps
+    waited, when_waiting = _join_late(model, ctx, GREEDY, catch_up=True)
+    assert when_waiting == {"a": 14, "b": 14}  # the default: A waits 4 passes for B to catch up (the control)
+    for name, i in (("a", 0), ("b", 1)):
+        want = _alone(model, ctx[i : i + 1], GREEDY, i)
+        assert torch.equal(got[name], want)
+        assert torch.equal(waited[name], want)
+
+
+def test_sampled_rows_draw_their_own_numbers_at_any_position(tmp_path):
+    model, ctx = _model(tmp_path), _contexts()
+    got, _ = _join_late(model, ctx, SAMPLED, catch_up=False)
+    for name, i in (("a", 0), ("b", 1)):
+        want = _alone(model, ctx[i : i + 1], SAMPLED, i)
+        same = (got[name] == want).float().mean().item()
+        assert same >= 0.99, f"series {name}: {same:.1%} of values as alone"  # float rounding may move a rare bin
+        assert not torch.equal(got[name], _alone(model, ctx[i : i + 1], SAMPLED, i + 5))  # another stream differs
+
+
+def test_drop_removes_a_series_and_leaves_the_others_as_they_were(tmp_path):
+    model, ctx = _model(tmp_path), _contexts()
+    dec = Decoder(model, catch_up=False)
+    a, b = dec.add(ctx, 10, GREEDY, RowStreams.for_series(7, [0, 1], GREEDY.num_samples))
+    out = dec.step()
+    dec.drop([a, 99])  # 99: not decoding, ignored
+    assert dec.rows is not None and set(dec.rows.series.tolist()) == {b}
+    out.update(dec.run())
+    assert list(out) == [b]
+    assert torch.equal(out[b], _alone(model, ctx[1:], GREEDY, 1))
+    dec.add(ctx[:1], 10, GREEDY, RowStreams.for_series(7, [0], GREEDY.num_samples))
+    dec.drop([dec.rows.series[0].item()])
+    assert not dec.busy  # the last series dropped: idle, ready for the next
