@@ -173,6 +173,11 @@ def forecast(
     ),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="torch device: cpu, or cuda / cuda:N / mps where this torch build has it."),
+    dtype: str = typer.Option(
+        "float32",
+        help="Precision tier of the linear maps: float32 (the reference), bfloat16 (float32 activations), or auto "
+        "(bfloat16 where the CPU has bfloat16 matrix instructions). docs/precision.md.",
+    ),
     draft: str | None = typer.Option(
         None,
         help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S.",
@@ -217,6 +222,7 @@ def forecast(
             draft=draft,
             spec=spec,
             device=device,
+            dtype=dtype,
             seasonal_adjustment=seasonal_adjustment,
             adjustment_seasons=adjustment_seasons or None,
         )

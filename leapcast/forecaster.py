@@ -22,6 +22,7 @@ from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.inputs import as_items, as_series_list, check_horizon, left_pad, power_of_two_scale, raw_range_scale
 from leapcast.models.loading import leapcast_options, load_model
+from leapcast.models.precision import resolve_tier
 from leapcast.registry import resolve
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -102,7 +103,7 @@ class Forecaster:
         draft: str | Path | None = None,
         spec: SpecConfig | None = None,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: str | torch.dtype | None = None,
         seasonal_adjustment: bool | None = None,
         adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> Forecaster:
@@ -116,6 +117,10 @@ class Forecaster:
         ``"seasonal"`` / ``"seasonal:S"`` (the same phase one season back).
         ``spec`` sets the proposal length k.
 
+        ``dtype``: the precision tier the linear maps run in (target and draft alike): ``"float32"`` (None, the
+        default: the reference), ``"bfloat16"`` (float32 activations, bfloat16 products; docs/precision.md) or
+        ``"auto"`` (bfloat16 where the CPU has bfloat16 matrix instructions, float32 elsewhere).
+
         ``seasonal_adjustment``: adjust seasonal histories before the model sees
         them (``leapcast.deseason``) whenever a season length is known; None takes
         the checkpoint's choice (config.json ``leapcast.seasonal_adjustment``: on
@@ -124,6 +129,7 @@ class Forecaster:
         seasons (None: the whole history; ``leapcast.deseason``).
         """
         device = check_device(device)
+        dtype = resolve_tier(dtype, device)
         folder = resolve(path)
         model = load_model(folder, device=device, dtype=dtype)
         proposer = None

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
+from leapcast.models.precision import lower, resolve_tier
 from leapcast.models.t5 import T5, T5Config
 from leapcast.models.toto import Toto
 from leapcast.models.toto_net import TotoNet
@@ -82,11 +83,16 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """A native model for the checkpoint folder at ``path``: Chronos-T5 or Toto, told apart by config.json."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None):
+    """A native model for the checkpoint folder at ``path``: Chronos-T5 or Toto, told apart by config.json.
+
+    ``dtype``: the precision tier its linear maps run in (``leapcast.models.precision``: float32, bfloat16,
+    auto; None: float32); activations stay float32 (float64 for a float64 net, which the tests use).
+    """
+    tier = resolve_tier(dtype, device)
     config, weights = read_checkpoint(path)
     if is_toto_config(config):
-        return _load_toto(config, weights, Path(path), device, dtype)
+        return _load_toto(config, weights, Path(path), device, tier)
     if "chronos_config" not in config:
         raise CheckpointError(
             f"{Path(path) / 'config.json'} is neither a Chronos-T5 checkpoint (config.json with a chronos_config block, "
@@ -101,11 +107,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     cfg = T5Config.from_dict(config)
     net = T5(cfg)
     _load_weights(net, convert_hf_t5(weights, cfg), Path(path))
-    net = net.to(device=device, dtype=dtype)
-    return ChronosT5(net, chronos, name=Path(path).name)
+    return ChronosT5(_in_tier(net, device, tier), chronos, name=Path(path).name)
 
 
-def _load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, device, dtype: torch.dtype) -> Toto:
+def _in_tier(net: torch.nn.Module, device, tier: torch.dtype) -> torch.nn.Module:
+    """float64 runs whole (the tests' yardstick); lower tiers keep float32 activations around their linear maps."""
+    net = net.to(device=device, dtype=torch.float64 if tier == torch.float64 else torch.float32)
+    return lower(net, tier) if tier == torch.bfloat16 else net
+
+
+def _load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, device, tier: torch.dtype) -> Toto:
     try:
         cfg, options = toto_settings(config, folder)
     except ValueError as err:
@@ -116,7 +127,7 @@ def _load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, dev
         raise CheckpointError(f"the weights in {str(folder)!r} do not fit its config.json: {err}") from None
     net = TotoNet(cfg)
     _load_weights(net, converted, folder)
-    return Toto(net.to(device=device, dtype=dtype), options, name=folder.name)
+    return Toto(_in_tier(net, device, tier), options, name=folder.name)
 
 
 def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], folder: Path) -> None:

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from leapcast.models.precision import LinearMap
+
 PACKED_DTYPES = (torch.float32, torch.bfloat16)
 ROWS_HINT = 32  # the batch size oneDNN tunes the packed layout for; any row count works
 
@@ -33,7 +35,14 @@ class Packed:
         self.weight: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """F.linear(x, weight, bias): x [..., in] -> [..., out]."""
+        """F.linear(x, weight, bias): x [..., in] -> [..., out], in ``x``'s type.
+
+        A weight in a lower tier than ``x`` (bfloat16 weights, float32 activations; ``leapcast.models.precision``)
+        multiplies in the weight's type, with float32 accumulation, and hands back ``x``'s type.
+        """
+        if weight.dtype != x.dtype:
+            out = self(x.to(weight.dtype), weight, None if bias is None else bias.to(weight.dtype))
+            return out.to(x.dtype)
         if (
             weight.device.type != "cpu"
             or weight.dtype not in PACKED_DTYPES
@@ -45,12 +54,12 @@ class Packed:
         version = 0 if weight.is_inference() else weight._version  # inference tensors keep no version
         key = (weight.data_ptr(), version, weight.dtype, tuple(weight.shape))
         if key != self.key:
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), ROWS_HINT)
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), ROWS_HINT)
             self.key = key
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, bias, "none", [], "")
 
 
-class PackedLinear(nn.Linear):
+class PackedLinear(nn.Linear, LinearMap):
     """``nn.Linear`` (same parameters and state dict) whose forward uses a packed weight where it can."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:

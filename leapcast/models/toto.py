@@ -126,7 +126,8 @@ class Toto:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.net.embed.weight.dtype
+        """The activations' type (float32; float64 in checks); linear maps may run in a lower tier."""
+        return self.net.layers[0].norm1.dtype
 
     @property
     def _work(self) -> torch.dtype:
