@@ -543,6 +543,15 @@ def _check_requirements_plot() -> None:
         _fail("`leapcast plot` draws with matplotlib, which is not installed: pip install matplotlib")
 
 
+def _register_serve() -> None:
+    from leapcast.serve.command import serve
+
+    app.command(name="serve")(serve)  # the HTTP server (leapcast/serve, docs/serving.md)
+
+
+_register_serve()
+
+
 def main() -> None:
     """The `leapcast` command: the app, and a last resort for what no check foresaw (a bug, not bad input)."""
     try:

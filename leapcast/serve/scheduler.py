@@ -1,0 +1,426 @@
+"""The engine loop: one thread owns the model and decodes the series of every request.
+
+A request becomes a ``Job``: its series, prepared by the library (``Forecaster.prepare``), each decoded in
+windows of at most the model's ``prediction_length`` steps (``Window``), longer horizons rolling out by the
+model's own rule (``model.extend``) as ``leapcast.engine.rollout`` does. Each series draws from the stream
+(seed, series key), whatever it is batched with, so a seeded request gets the library's forecast (to float
+rounding, which can differ with the batch's shape: docs/serving.md).
+
+Batching modes:
+
+- continuous: one ``Decoder`` runs for the life of the server. Between two decode iterations, series that
+  finished leave and queued windows join (first come, first served) while their rows (series x sample paths)
+  fit in ``max_rows``; every unfinished row takes a step each iteration (``Decoder(catch_up=False)``).
+- static: requests are gathered for ``static_window_ms`` after the first one waits, or until
+  ``static_max_requests``, among those whose horizon falls in the first one's bucket (powers of two in model
+  steps: 1-8, 9-16, 17-32, ...), then decoded as one batch to its end; no request joins a running batch.
+- off: one request at a time (static batches of one, no window).
+
+Rows of a request that is given up (timeout, client gone, an error) are dropped between iterations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+import torch
+
+from leapcast.engine.loop import Decoder
+from leapcast.engine.streams import RowStreams
+from leapcast.forecaster import Forecaster, Prepared
+from leapcast.serve.limits import ServeConfig
+from leapcast.serve.metrics import Metrics
+
+log = logging.getLogger("leapcast.serve")
+
+
+class QueueFull(Exception):
+    """``max_queue`` requests already wait: try again after ``retry_after`` seconds."""
+
+    def __init__(self, waiting: int, retry_after: int) -> None:
+        super().__init__(f"{waiting} requests are waiting, this server's limit (`--max-queue`); retry later")
+        self.retry_after = retry_after
+
+
+class Closed(Exception):
+    """The server is shutting down and takes no new requests."""
+
+
+class GivenUp(Exception):
+    """The request was given up (timeout, client gone) before its forecast was done."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request in the engine. ``future`` resolves to its samples [N, S, h] float64 (before
+    ``Forecaster.finish``), or to the error that failed it."""
+
+    prepared: Prepared
+    seed: int
+    created: float = field(default_factory=time.monotonic)
+    future: Future = field(default_factory=Future)
+    cancelled: bool = False
+    out: torch.Tensor | None = None  # [N, S, h] float64, filled as series finish
+    pieces: list[list[torch.Tensor]] = field(default_factory=list)  # per series, its windows' values [S, n * P]
+    left: int = 0  # series not finished
+    waiting: int = 0  # series whose first window has not joined the decode loop
+
+    @property
+    def rows(self) -> int:
+        """Rows per series: its sample paths."""
+        return self.prepared.sampling.num_samples
+
+
+@dataclass(eq=False)
+class Window:
+    """Steps ``first_step .. first_step + steps - 1`` of series ``index`` of ``job``, from ``context`` [1, T]."""
+
+    job: Job
+    index: int
+    context: torch.Tensor
+    first_step: int
+    steps: int
+
+
+class Scheduler:
+    """Owns the model on one thread; ``submit`` from any thread, ``cancel`` to give a request up."""
+
+    def __init__(self, forecaster: Forecaster, config: ServeConfig, metrics: Metrics | None = None) -> None:
+        self.fc = forecaster
+        self.model = forecaster.model
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self._cv = threading.Condition()
+        self._queue: deque[Window] = deque()  # windows waiting for rows, first come first served
+        self._waiting_jobs = 0  # jobs with a series not yet admitted: what --max-queue bounds
+        self._cancelled: list[Job] = []  # given up, rows still to drop (engine thread)
+        self._live: dict[int, Window] = {}  # decoder series id -> its window
+        self._closing = False
+        self._abort = False
+        self._done_times: deque[float] = deque(maxlen=256)  # when series finished: the rate behind Retry-After
+        self._seen = (None, 0, 0)  # (decoder, drafted, accepted) already counted in the metrics
+        self.decoder: Decoder | None = None
+        self._thread = threading.Thread(target=self._run, name="leapcast-engine", daemon=True)
+
+    # --- any thread ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, prepared: Prepared, seed: int) -> Job:
+        """Queue a request's series; QueueFull when ``max_queue`` requests wait, Closed while shutting down."""
+        job = Job(prepared, seed)
+        n = len(prepared.contexts)
+        job.pieces, job.left, job.waiting = [[] for _ in range(n)], n, n
+        first = min(prepared.steps, self.model.prediction_length)
+        with self._cv:
+            if self._closing:
+                raise Closed("the server is shutting down")
+            if self._waiting_jobs >= self.config.max_queue:
+                raise QueueFull(self._waiting_jobs, self._retry_after())
+            self._queue.extend(Window(job, i, c, 0, first) for i, c in enumerate(prepared.contexts))
+            self._waiting_jobs += 1
+            self._gauges()
+            self._cv.notify()
+        return job
+
+    def cancel(self, job: Job, error: BaseException | None = None) -> None:
+        """Give ``job`` up: its queued windows go now, its rows between the next iterations; its future
+        resolves to ``error`` (default GivenUp) unless it has resolved already."""
+        with self._cv:
+            if not job.cancelled:
+                job.cancelled = True
+                if job.waiting > 0:
+                    self._waiting_jobs -= 1
+                self._queue = deque(w for w in self._queue if w.job is not job)
+                self._cancelled.append(job)
+                self._gauges()
+                self._cv.notify()
+        _resolve(job, error=error or GivenUp("the request was given up"))
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop taking requests; with ``drain`` finish those queued and decoding first, else fail them."""
+        with self._cv:
+            self._closing = True
+            if not drain:
+                self._abort = True
+                for w in list(self._queue):
+                    _resolve(w.job, error=Closed("the server shut down before this request was forecast"))
+                self._queue.clear()
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def queued_series(self) -> int:
+        return len(self._queue)
+
+    # --- the engine thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if self.config.threads is not None:
+            torch.set_num_threads(self.config.threads)
+        with torch.no_grad():  # as Forecaster.predict runs: its samples are ordinary tensors that finish may change
+            if self.config.batching == "continuous":
+                self._continuous()
+            else:
+                self._static()
+
+    def _continuous(self) -> None:
+        dec = self._decoder(catch_up=False)
+        while True:
+            with self._cv:
+                while not (self._queue or dec.busy or self._cancelled or self._closing):
+                    self._cv.wait()
+                if self._abort:
+                    self._fail_live(Closed("the server shut down before this request was forecast"))
+                    return
+                if self._closing and not self._queue and not dec.busy:
+                    return
+                cancelled, self._cancelled = self._cancelled, []
+                busy = len(dec.rows.series) if dec.rows is not None else 0
+                admitted = self._admit(busy)
+            self._drop(dec, cancelled)
+            self._add(dec, admitted)
+            if dec.busy:
+                finished = self._step(dec)
+                if finished is None:  # the pass failed: a fresh decoder for the requests that come next
+                    dec = self._decoder(catch_up=False)
+                else:
+                    later = self._collect(finished)
+                    if later:
+                        with self._cv:
+                            self._queue.extendleft(reversed(later))  # a started request's next window goes first
+                            self._gauges()
+
+    def _admit(self, busy: int) -> list[Window]:
+        """Queued windows, first come first served, while their rows fit beside ``busy`` rows (one at least)."""
+        admitted = []
+        while self._queue and (busy == 0 or busy + self._queue[0].job.rows <= self.config.max_rows):
+            w = self._queue.popleft()
+            busy += w.job.rows
+            admitted.append(w)
+            if w.first_step == 0:
+                w.job.waiting -= 1
+                if w.job.waiting == 0:
+                    self._waiting_jobs -= 1
+        self._gauges()
+        return admitted
+
+    def _static(self) -> None:
+        off = self.config.batching == "off"
+        most = 1 if off else self.config.static_max_requests
+        window = 0.0 if off else self.config.static_window_ms / 1000
+        while True:
+            with self._cv:
+                while not (self._queue or self._closing):
+                    self._cv.wait()
+                if not self._queue:
+                    return
+                jobs = self._gather(most, window)
+                batch = [w for w in self._queue if w.job in jobs]
+                self._queue = deque(w for w in self._queue if w.job not in jobs)
+                for job in jobs:
+                    job.waiting = 0
+                self._waiting_jobs -= len(jobs)
+                self._gauges()
+            self._run_batch(batch)
+            if self._abort:
+                return
+
+    def _gather(self, most: int, window: float) -> set[Job]:
+        """The jobs of the next static batch: the first waiting job's horizon bucket, up to ``most`` jobs whose rows
+        fit in ``max_rows`` (the first always), once the batch is full or ``window`` seconds after the first arrived.
+        Called holding the lock; waits on it."""
+        while True:
+            if not self._queue:
+                return set()
+            first = self._queue[0].job
+            bucket = _bucket(first.prepared.steps)
+            jobs: dict[Job, None] = {}  # ordered: first come first served
+            rows = 0
+            full = False
+            for w in self._queue:
+                job = w.job
+                if job in jobs or _bucket(job.prepared.steps) != bucket:
+                    continue
+                need = job.rows * len(job.prepared.contexts)
+                if jobs and (len(jobs) >= most or rows + need > self.config.max_rows):
+                    full = True
+                    break
+                jobs[job] = None
+                rows += need
+            wait = first.created + window - time.monotonic()
+            if full or len(jobs) >= most or wait <= 0 or self._closing:
+                return set(jobs)
+            self._cv.wait(wait)
+
+    def _run_batch(self, windows: list[Window]) -> None:
+        """A static batch to its end: window by window as ``rollout`` goes, ``max_rows`` rows at a time."""
+        pending = windows
+        while pending and not self._abort:
+            dec = self._decoder(catch_up=True)
+            chunk, rows = [], 0
+            while pending and (not chunk or rows + pending[0].job.rows <= self.config.max_rows):
+                rows += pending[0].job.rows
+                chunk.append(pending.pop(0))
+            self._add(dec, chunk)
+            later: list[Window] = []
+            while dec.busy and not self._abort:
+                with self._cv:
+                    cancelled, self._cancelled = self._cancelled, []
+                self._drop(dec, cancelled)
+                if not dec.busy:
+                    break
+                finished = self._step(dec)
+                if finished is None:
+                    break
+                later.extend(self._collect(finished))
+            pending = [w for w in pending + later if not w.job.cancelled]
+        if self._abort:
+            self._fail_live(Closed("the server shut down before this request was forecast"))
+
+    # --- the parts: join, step, leave ---------------------------------------------------------------
+
+    def _decoder(self, catch_up: bool) -> Decoder:
+        self._live.clear()
+        self.decoder = Decoder(self.model, self.fc.proposer, self.fc.spec, catch_up=catch_up)  # the one running
+        return self.decoder
+
+    def _add(self, dec: Decoder, windows: Iterable[Window]) -> None:
+        """Windows join the decoder, one ``add`` per (sampling setting, steps, first step); a group that fails is
+        retried window by window, so that only the window at fault fails its request."""
+        groups: dict[tuple, list[Window]] = {}
+        for w in windows:
+            if w.job.cancelled:
+                continue
+            s = w.job.prepared.sampling
+            groups.setdefault((s.temperature, s.top_k, s.top_p, s.num_samples, w.steps, w.first_step), []).append(w)
+        for group in groups.values():
+            self._add_group(dec, group)
+
+    def _add_group(self, dec: Decoder, group: list[Window]) -> None:
+        first = group[0]
+        width = max(w.context.shape[-1] for w in group)
+        contexts = torch.cat(
+            [torch.nn.functional.pad(w.context, (width - w.context.shape[-1], 0), value=float("nan")) for w in group]
+        )  # [B, T_max], left-padded with NaN
+        streams = RowStreams(
+            torch.cat(
+                [RowStreams.for_series(w.job.seed, [w.job.prepared.keys[w.index]], w.job.rows).base for w in group]
+            )
+        )
+        try:
+            ids = dec.add(contexts, first.steps, first.job.prepared.sampling, streams, first_step=first.first_step)
+        except Exception as err:  # noqa: BLE001 - a request's numbers; it fails alone
+            if len(group) > 1:
+                for w in group:
+                    self._add_group(dec, [w])
+                return
+            log.warning("a request failed as its series joined the decode loop: %s", err)
+            self.cancel(first.job, err)
+            return
+        self._live.update(zip(ids, group))
+
+    def _step(self, dec: Decoder) -> dict[int, torch.Tensor] | None:
+        """One decode iteration -> the series that finished; None when the pass failed (every request decoding in
+        it fails: a pass runs many requests' rows at once, so the fault cannot be told apart)."""
+        rows = len(dec.rows.series) if dec.rows is not None else 0
+        try:
+            finished = dec.step()
+        except Exception as err:  # noqa: BLE001 - reported to the requests, logged; the loop goes on
+            log.exception("a decode iteration failed; its requests fail, the loop goes on")
+            self._fail_live(err)
+            return None
+        m = self.metrics
+        m.occupancy.observe(min(rows / self.config.max_rows, 1.0))
+        m.rows.set(len(dec.rows.series) if dec.rows is not None else 0)
+        seen_dec, drafted, accepted = self._seen
+        if seen_dec is not dec:
+            drafted = accepted = 0
+        st = dec.stats
+        m.spec(st.drafted_steps - drafted, st.accepted_steps - accepted, st.drafted_steps, st.accepted_steps)
+        self._seen = (dec, st.drafted_steps, st.accepted_steps)
+        return finished
+
+    def _collect(self, finished: dict[int, torch.Tensor]) -> list[Window]:
+        """Finished windows: a series with steps to go gets its next window (returned), a series done is written
+        into its job's samples, and a job with every series done resolves."""
+        later = []
+        for sid, values in finished.items():  # values [S, steps * P]
+            w = self._live.pop(sid)
+            job = w.job
+            if job.cancelled:
+                continue
+            job.pieces[w.index].append(values)
+            done = w.first_step + w.steps
+            p = job.prepared
+            if done < p.steps:
+                try:
+                    context = self.model.extend(w.context, values[None])  # [1, T + steps * P]
+                except Exception as err:  # noqa: BLE001
+                    self.cancel(job, err)
+                    continue
+                later.append(Window(job, w.index, context, done, min(p.steps - done, self.model.prediction_length)))
+                continue
+            if job.out is None:
+                job.out = torch.empty(len(p.contexts), job.rows, p.h, dtype=torch.float64)
+            job.out[w.index] = torch.cat(job.pieces[w.index], dim=-1)[:, : p.h].double()  # as Forecaster._decode
+            job.pieces[w.index] = []
+            job.left -= 1
+            self._done_times.append(time.monotonic())
+            self.metrics.series.inc()
+            if job.left == 0:
+                _resolve(job, result=job.out)
+        return later
+
+    def _drop(self, dec: Decoder, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        gone = {id(j) for j in jobs}
+        ids = [sid for sid, w in self._live.items() if id(w.job) in gone]
+        dec.drop(ids)
+        for sid in ids:
+            del self._live[sid]
+        self.metrics.rows.set(len(dec.rows.series) if dec.rows is not None else 0)
+
+    def _fail_live(self, err: BaseException) -> None:
+        for w in list(self._live.values()):
+            self.cancel(w.job, err)
+        self._live.clear()
+        self.metrics.rows.set(0)
+
+    def _gauges(self) -> None:
+        self.metrics.queue_requests.set(self._waiting_jobs)
+        self.metrics.queue_series.set(len(self._queue))
+
+    def _retry_after(self) -> int:
+        """Seconds until the queued series would be done at the recent rate (1..60)."""
+        times = self._done_times
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 1
+        rate = (len(times) - 1) / (times[-1] - times[0])  # series per second
+        return int(min(60, max(1, math.ceil(len(self._queue) / rate))))
+
+
+def _bucket(steps: int) -> int:
+    """Static batching's horizon bucket: 1-8 steps, 9-16, 17-32, 33-64, ... (powers of two)."""
+    return max(3, (steps - 1).bit_length())
+
+
+def _resolve(job: Job, result: torch.Tensor | None = None, error: BaseException | None = None) -> None:
+    """Settle ``job.future`` once; a future already settled (or cancelled by its waiter) stays as it is."""
+    try:
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+    except InvalidStateError:
+        pass
