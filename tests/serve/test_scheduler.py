@@ -1,0 +1,175 @@
+"""The server's scheduler on a tiny random checkpoint (windows of 8 steps, so horizons roll out): series join and
+leave the decode loop between iterations, given-up requests lose their rows, a failing request fails alone, a full
+queue answers 429, a slow request 504; every mode and a draft give the library's forecast."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("prometheus_client")
+from conftest import make_checkpoint  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from leapcast import Forecaster  # noqa: E402
+from leapcast.engine.speculative import SpecConfig  # noqa: E402
+from leapcast.serve.app import create_app  # noqa: E402
+from leapcast.serve.limits import ServeConfig  # noqa: E402
+from leapcast.serve.scheduler import GivenUp, Scheduler  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("tiny") / "m", layers=2, prediction_length=8, context_length=64)
+
+
+@pytest.fixture(scope="module")
+def fc(folder):
+    return Forecaster.from_pretrained(folder)
+
+
+def series(n: int, length: int, seed: int = 0) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    return [list(rng.normal(size=length).cumsum() + 10) for _ in range(n)]
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    """Poll ``condition`` until it holds (a bound against hanging, not a speed claim)."""
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "the scheduler did not get there"
+        time.sleep(0.005)
+
+
+def forecast(fc, sched, values, h, **settings):
+    prepared = fc.prepare(values, h, seed=settings.pop("seed", 0), **settings)
+    return prepared, sched.submit(prepared, prepared.sampling.seed)
+
+
+def result(fc, prepared, job, seconds: float = 60.0):
+    return fc.finish(prepared, job.future.result(timeout=seconds))
+
+
+def finish_order(fc, batching: str) -> list[str]:
+    """A long request decodes; a short one arrives after it started: which is answered first?"""
+    sched = Scheduler(fc, ServeConfig(batching=batching, max_rows=200))
+    sched.start()
+    order: list[str] = []
+    _, long = forecast(fc, sched, series(2, 40), 600, num_samples=4)
+    wait_for(lambda: sched.decoder is not None and sched.decoder.busy)
+    _, short = forecast(fc, sched, series(1, 30, seed=1), 3, num_samples=4)
+    long.future.add_done_callback(lambda _: order.append("long"))
+    short.future.add_done_callback(lambda _: order.append("short"))
+    wait_for(lambda: len(order) == 2, 120)
+    sched.close()
+    return order
+
+
+def test_continuous_batching_answers_a_short_request_while_a_long_one_decodes(fc):
+    assert finish_order(fc, "continuous") == ["short", "long"]
+    assert finish_order(fc, "off") == ["long", "short"]  # the control: one request at a time
+
+
+@pytest.mark.parametrize("batching", ["continuous", "static", "off"])
+def test_every_mode_gives_the_library_forecast(fc, batching):
+    sched = Scheduler(fc, ServeConfig(batching=batching, max_rows=60))  # 60 rows: 3 series of 20 at a time
+    jobs = []
+    for i, (n, h) in enumerate([(3, 5), (1, 20), (4, 12), (2, 5)]):
+        values = series(n, 20 + 15 * i, seed=i)
+        for top_k in (1, None):
+            jobs.append((values, h, top_k, *forecast(fc, sched, values, h, seed=i, top_k=top_k)))
+    sched.start()  # every request queued before the loop starts: they share windows and batches
+    for values, h, top_k, prepared, job in jobs:
+        want = fc.predict(values, h, seed=prepared.sampling.seed, top_k=top_k)
+        got = result(fc, prepared, job)
+        if top_k == 1:
+            assert torch.equal(got, want)
+        elif h <= 8:  # one window; past it a rare flipped draw moves the median the next window starts from
+            assert (got == want).double().mean() >= 0.99
+    sched.close()
+
+
+def test_a_given_up_request_loses_its_rows_and_the_others_go_on(fc):
+    sched = Scheduler(fc, ServeConfig(max_rows=200))
+    gone_values, kept_values = series(2, 40, seed=3), series(1, 50, seed=4)
+    _, gone = forecast(fc, sched, gone_values, 800, num_samples=5)
+    kept_prep, kept = forecast(fc, sched, kept_values, 300, num_samples=5, top_k=1)
+    sched.start()
+    wait_for(lambda: {w.job for w in sched._live.values()} == {gone, kept})
+    sched.cancel(gone)  # what the app does when its client disconnects or its timeout passes
+    wait_for(lambda: gone not in {w.job for w in sched._live.values()})
+    rows = sched.decoder.rows
+    assert not kept.future.done() and rows is not None and len(rows.series) == 5  # only the kept request's rows
+    with pytest.raises(GivenUp):
+        gone.future.result(timeout=1)
+    assert torch.equal(result(fc, kept_prep, kept), fc.predict(kept_values, 300, seed=0, num_samples=5, top_k=1))
+    sched.close()
+
+
+class Faulty:
+    """The model, except that a series of exactly 77 values fails as it joins (a numeric error of its own)."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def prefix(self, contexts, rows_per_series, capacity):
+        if bool(((~torch.isnan(contexts)).sum(-1) == 77).any()):
+            raise FloatingPointError("the series overflowed")
+        return self._model.prefix(contexts, rows_per_series, capacity)
+
+
+def test_a_failing_request_fails_alone_and_the_loop_goes_on(fc):
+    faulty = Forecaster(Faulty(fc.model), name="faulty")
+    sched = Scheduler(faulty, ServeConfig())
+    good = [forecast(faulty, sched, series(2, 50, seed=s), 10, top_k=1) for s in (5, 6)]
+    _, bad = forecast(faulty, sched, series(1, 77), 10, top_k=1)
+    sched.start()  # the three join in one group: it fails, and is retried series by series
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        bad.future.result(timeout=60)
+    for (prepared, job), s in zip(good, (5, 6)):
+        assert torch.equal(result(faulty, prepared, job), fc.predict(series(2, 50, seed=s), 10, seed=0, top_k=1))
+    later_prep, later = forecast(faulty, sched, series(1, 60, seed=7), 10, top_k=1)  # the loop goes on
+    assert torch.equal(result(faulty, later_prep, later), fc.predict(series(1, 60, seed=7), 10, seed=0, top_k=1))
+    sched.close()
+
+
+def test_speculative_decoding_inside_continuous_batching(folder, fc):
+    spec = Forecaster.from_pretrained(folder, draft="early-exit:1", spec=SpecConfig(k=3, adaptive=False))
+    sched = Scheduler(spec, ServeConfig())
+    jobs = [(s, *forecast(spec, sched, series(2, 40, seed=s), 20 + s, top_k=1, num_samples=2)) for s in range(3)]
+    sched.start()
+    for s, prepared, job in jobs:  # lossless: greedy forecasts are the plain ones
+        want = fc.predict(series(2, 40, seed=s), 20 + s, seed=0, top_k=1, num_samples=2)
+        assert torch.equal(result(spec, prepared, job), want)
+    assert sched.decoder.stats.drafted_steps > 0
+    assert sched.metrics.drafted._value.get() > 0 and sched.metrics.acceptance._value.get() > 0
+    sched.close()
+
+
+def test_a_full_queue_answers_429_and_a_slow_request_504(fc):
+    config = ServeConfig(max_queue=1, timeout_s=1.0, warmup=False)
+    app = create_app(config, fc)
+    body = {"series": [{"id": "a", "values": series(1, 30)[0]}], "h": 4}
+    with TestClient(app) as client:
+        state = app.state.leapcast
+        state.scheduler.close()
+        state.scheduler = Scheduler(fc, config, state.metrics)  # never started: requests wait in its queue
+        answers = {}
+        first = threading.Thread(target=lambda: answers.setdefault("first", client.post("/v1/forecast", json=body)))
+        first.start()
+        wait_for(lambda: state.scheduler.queued_series == 1)
+        full = client.post("/v1/forecast", json=body)
+        assert full.status_code == 429 and "--max-queue" in full.json()["detail"]
+        assert int(full.headers["retry-after"]) >= 1
+        first.join()
+        slow = answers["first"]
+        assert slow.status_code == 504 and "--timeout" in slow.json()["detail"]
+        assert state.scheduler.queued_series == 0  # given up: its series left the queue
+        metrics = client.get("/metrics").text
+        assert 'status="429"' in metrics and 'status="504"' in metrics

@@ -1,0 +1,78 @@
+"""`leapcast serve` as a user runs it: a real uvicorn process on loopback, drained by SIGTERM."""
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+from conftest import make_checkpoint  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rows_decoding(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("leapcast_rows_decoding "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_bad_options_exit_2_with_a_message():
+    done = subprocess.run(
+        [sys.executable, "-m", "leapcast.cli", "serve", "--batching", "sometimes"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "`--batching` must be one of continuous, static, off" in done.stderr
+
+
+def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
+    folder = make_checkpoint(tmp_path / "m", prediction_length=8, context_length=64)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "leapcast.cli", "serve", "--model", str(folder), "--port", str(port)]
+        + ["--max-h", "1000", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not get ready"
+            time.sleep(0.1)
+        answer = {}
+        body = {"series": [{"id": "a", "values": [float(i % 12) for i in range(60)]}], "h": 400, "seed": 0}
+        sender = threading.Thread(
+            target=lambda: answer.setdefault("r", httpx.post(f"{url}/v1/forecast", json=body, timeout=120))
+        )
+        sender.start()
+        while rows_decoding(url) == 0:  # the long request is decoding
+            assert time.monotonic() < deadline + 60 and sender.is_alive()
+            time.sleep(0.02)
+        server.send_signal(signal.SIGTERM)
+        sender.join(120)
+        r = answer["r"]
+        assert r.status_code == 200 and len(r.json()["series"][0]["mean"]) == 400  # finished, not cut off
+        assert server.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
