@@ -23,7 +23,7 @@ from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.inputs import as_items, as_series_list, check_horizon, left_pad, power_of_two_scale, raw_range_scale
 from leapcast.models.loading import leapcast_options, load_model
 from leapcast.models.precision import resolve_tier
-from leapcast.registry import resolve
+from leapcast.registry import model_name, resolve
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -144,7 +144,7 @@ class Forecaster:
             )
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
-        name = Path(folder).resolve().name  # "." -> its folder name
+        name = model_name(path, folder)  # a hub id: its own name; a folder: its name ("." -> the folder it means)
         return cls(
             model,
             name=name,

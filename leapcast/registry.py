@@ -1,11 +1,11 @@
-"""Models addressed by name: checkpoints bundled in the package."""
+"""Models addressed by name: a checkpoint folder, a model bundled in the package, or a model hub id."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from leapcast.checks import param
+from leapcast.hub import download, parse_hub_id
 
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
 DEFAULT_MODEL = "house-target"  # used when no model is named, once a build bundles it
@@ -19,7 +19,10 @@ def bundled_models() -> list[str]:
 
 
 def resolve(model: str | Path | None, name: str = "model") -> Path:
-    """A checkpoint folder path, or the name of a bundled model -> its folder; None: the default bundled model.
+    """A checkpoint folder path, the name of a bundled model, or a model hub id (``owner/name``, optionally
+    ``owner/name@revision``; ``leapcast.hub``) -> its folder; None: the default bundled model.
+
+    A local folder wins over a hub id of the same spelling.
 
     ``name``: the argument being resolved (``model``, ``draft``, ...), for messages.
     """
@@ -41,18 +44,19 @@ def resolve(model: str | Path | None, name: str = "model") -> Path:
         raise FileNotFoundError(
             f"{shown} is a file; pass the checkpoint folder that holds config.json and model.safetensors"
         )
-    if _looks_like_hub_id(str(model)):
-        raise FileNotFoundError(
-            f"{shown} looks like a model hub id, and leapcast downloads nothing; fetch the checkpoint folder where "
-            f"the internet is reachable (e.g. `huggingface-cli download {model} --local-dir {Path(str(model)).name}`), "
-            f"then pass that folder (bundled models: {names})"
-        )
+    hub = parse_hub_id(str(model))
+    if hub is not None:  # not a local folder: a model on the hub, from the cache or fetched into it
+        return download(hub, name)
     raise FileNotFoundError(
-        f"{shown} is neither a checkpoint folder nor a bundled model (bundled: {names}); "
-        "pass a folder holding config.json and model.safetensors"
+        f"{shown} is neither a checkpoint folder, a bundled model (bundled: {names}) nor a model hub id "
+        "(owner/name); pass a folder holding config.json and model.safetensors"
     )
 
 
-def _looks_like_hub_id(text: str) -> bool:
-    """``owner/name`` with nothing that makes it a local path (no leading ./, / or ~, one slash)."""
-    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None
+def model_name(model: str | Path | None, folder: Path) -> str:
+    """The name forecasts carry for ``model`` resolved to ``folder``: a hub id's own name (``chronos-t5-small``,
+    not its snapshot's commit), else the folder's name (``"."`` -> the folder it means)."""
+    hub = parse_hub_id(str(model)) if model is not None else None
+    if hub is not None and not Path(str(model)).expanduser().is_dir():
+        return hub.name
+    return Path(folder).resolve().name

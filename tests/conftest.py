@@ -9,6 +9,9 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
 
+# Nothing downloads in tests: model hub ids resolve from the local cache only (tests/test_hub.py builds one)
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 FIXTURES = (
     Path(__file__).parent / "fixtures"
 )  # files the tests read: pinned outputs, recorded configs, the smoke config

@@ -358,13 +358,14 @@ def test_cli_messages_use_option_names(model, tmp_path):
     )
 
 
-def test_draft_and_hub_ids_are_named(model, tmp_path):
+def test_draft_and_hub_ids_are_named(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # offline (conftest) and not cached
     src = write(monthly(), tmp_path / "m.csv")
     refused(invoke("forecast", "--model", model, "--input", src, "--h", 3, "--draft", "nothing"), "`--draft` 'nothing'")
     line = refused(
         invoke("forecast", "--input", src, "--h", 3, "--model", "amazon/chronos-t5-small"),
-        "`--model` 'amazon/chronos-t5-small' looks like a model hub id",
-        "downloads nothing",
+        "`--model` 'amazon/chronos-t5-small' is a model hub id that is not in the local model cache",
+        "HF_HUB_OFFLINE",
     )
     assert "leapcast init" not in line
 
