@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from leapcast.checks import check_int
@@ -85,16 +87,23 @@ class Decoder:
         return self.rows
 
     def add(
-        self, contexts: torch.Tensor, num_steps: int, sampling: SamplingConfig, streams: RowStreams, first_step: int = 0
+        self,
+        contexts: torch.Tensor,
+        num_steps: int | Sequence[int],
+        sampling: SamplingConfig,
+        streams: RowStreams,
+        first_step: int | Sequence[int] = 0,
     ) -> list[int]:
         """Series join: contexts [B, T] float32, ``sampling.num_samples`` rows each, ``num_steps`` steps from
         horizon step ``first_step`` (rollout keeps windows within the model's prediction_length); ``streams`` for their B * S rows.
-        Returns the series' ids, the keys of ``run`` / ``step``'s results."""
+        ``num_steps`` and ``first_step`` may give one value per series (one join, one merge of the caches, for
+        series of many horizons). Returns the series' ids, the keys of ``run`` / ``step``'s results."""
         b, s = contexts.shape[0], sampling.num_samples
-        num_steps = check_int(num_steps, "num_steps")
+        steps = _per_series(num_steps, b, "num_steps", low=1)
+        firsts = _per_series(first_step, b, "first_step", low=0)
         if len(streams) != b * s:
             raise ValueError(f"`streams` has {len(streams)} rows for {b} series x {s} samples")
-        capacity = num_steps + self.k_max + 1
+        capacity = max(steps) + self.k_max + 1
         state = self.model.prefix(contexts, s, capacity)
         if self.proposer is not None:
             if self.rows is None:
@@ -113,8 +122,8 @@ class Decoder:
             self.model.start_inputs(state).to(device),
             streams,
             torch.tensor(ids, device=device).repeat_interleave(s),
-            num_steps,
-            first_step,
+            torch.tensor(steps, device=device).repeat_interleave(s),
+            torch.tensor(firsts, device=device).repeat_interleave(s),
             group,
             capacity,
             self.k_max,
@@ -403,29 +412,31 @@ class _Rows:
         start: torch.Tensor,
         streams: RowStreams,
         series: torch.Tensor,
-        num_steps: int,
-        first_step: int,
+        goal: torch.Tensor,
+        first: torch.Tensor,
         group: int,
         capacity: int,
         k_max: int,
     ) -> _Rows:
+        """Rows of series joining: series, goal, first [R] long (each row's series id, steps, first horizon step)."""
         r, device = len(series), start.device
         streams = RowStreams(streams.base.to(device))
         window = torch.arange(capacity, device=device).expand(r, capacity)
         kinds = (SAMPLE, ACCEPT, RESIDUAL) if k_max > 0 else (SAMPLE,)
-        uniforms = {kind: streams.uniforms(first_step + window, kind) for kind in kinds}
+        uniforms = {kind: streams.uniforms(first[:, None] + window, kind) for kind in kinds}
+        one_goal = bool((goal == goal[0]).all())  # rows stand together only while they go to one goal
         return cls(
             committed=start.new_zeros((r, capacity, *start.shape[1:])),
             n=torch.zeros(r, dtype=torch.long, device=device),
-            goal=torch.full((r,), num_steps, dtype=torch.long, device=device),
+            goal=goal,
             pending=start,
             series=series,
             group=torch.full((r,), group, dtype=torch.long, device=device),
-            first=torch.full((r,), first_step, dtype=torch.long, device=device),
+            first=first,
             streams=streams,
             uniforms=uniforms,
-            together=0,
-            together_goal=num_steps,
+            together=0 if one_goal else None,
+            together_goal=int(goal[0]) if one_goal else None,
         )
 
     def u(self, kind: int) -> torch.Tensor:
@@ -543,6 +554,14 @@ def _head_rows(head, index: torch.Tensor):
     return type(head)(
         **{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()}
     )
+
+
+def _per_series(value: int | Sequence[int], b: int, name: str, low: int) -> list[int]:
+    """One int for every series, or one per series -> [B] ints, each checked."""
+    values = list(value) if isinstance(value, (Sequence, np.ndarray)) else [value] * b
+    if len(values) != b:
+        raise ValueError(f"`{name}` has {len(values)} entries for {b} series; pass one int or one per series")
+    return [check_int(v, name, low=low, must=f"an integer >= {low}") for v in values]
 
 
 def _warping(sampling: SamplingConfig) -> tuple:

@@ -76,3 +76,20 @@ def test_drop_removes_a_series_and_leaves_the_others_as_they_were(tmp_path):
     dec.add(ctx[:1], 10, GREEDY, RowStreams.for_series(7, [0], GREEDY.num_samples))
     dec.drop([dec.rows.series[0].item()])
     assert not dec.busy  # the last series dropped: idle, ready for the next
+
+
+def test_one_join_with_a_horizon_and_first_step_per_series_is_the_same_as_one_join_each(tmp_path):
+    model, ctx = _model(tmp_path), _contexts()
+    streams = RowStreams.for_series(7, [0, 1], SAMPLED.num_samples)
+    dec = Decoder(model, catch_up=False)
+    ids = dec.add(ctx, [4, 9], SAMPLED, streams, first_step=[0, 3])
+    got = dec.run()
+    for i, (steps, first) in enumerate([(4, 0), (9, 3)]):
+        alone = Decoder(model)
+        (sid,) = alone.add(ctx[i : i + 1], steps, SAMPLED, streams.select(torch.arange(3) + 3 * i), first_step=first)
+        want = alone.run()[sid]
+        assert got[ids[i]].shape == want.shape == (3, steps)
+        assert (got[ids[i]] == want).float().mean() >= 0.99
+    shifted = Decoder(model)  # the control: another first step reads other numbers
+    (sid,) = shifted.add(ctx[1:], 9, SAMPLED, streams.select(torch.arange(3) + 3), first_step=0)
+    assert not torch.equal(shifted.run()[sid], got[ids[1]])
