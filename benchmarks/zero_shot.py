@@ -10,6 +10,9 @@ over the test span (12/4/4-month split), MSE and MAE of the median.
 
     python benchmarks/zero_shot.py --models runs/house-target/last --max-series 200   # quick
     python benchmarks/zero_shot.py --models house-target house-draft                  # full
+    python benchmarks/zero_shot.py --models house-target --dtypes float32 bfloat16 --seeds 0 1 2 \
+        --datasets m3-yearly m3-quarterly m3-monthly m3-other tourism-yearly tourism-quarterly tourism-monthly \
+        --baselines SeasonalNaive --ett                                                 # a tier against float32
 
 Leapcast models get each data set's season length (ETT: 24), so a forecaster
 with seasonal adjustment on (house-target's default) uses it;
@@ -60,15 +63,20 @@ def main() -> None:
         help="also score each model without seasonal adjustment, as '<name> (no adjustment)'",
     )
     p.add_argument("--samples", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="leapcast models run once per seed")
+    p.add_argument(
+        "--dtypes", nargs="+", default=["float32"], help="precision tiers; labels other than float32 say theirs"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS / "zero_shot.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    forecasters = {
-        Path(m).name if Path(m).name != "last" else Path(m).parent.name: Forecaster.from_pretrained(m)
-        for m in args.models
-    }
+    forecasters = {}
+    for m in args.models:
+        base = Path(m).name if Path(m).name != "last" else Path(m).parent.name
+        for dtype in args.dtypes:
+            label = base if dtype == "float32" else f"{base} [{dtype}]"
+            forecasters[label] = Forecaster.from_pretrained(m, dtype=dtype)
     seasons = {
         name: True for name in forecasters
     }  # label -> pass the season length (the forecaster adjusts if it is set to)
@@ -76,11 +84,12 @@ def main() -> None:
         for name in list(forecasters):
             forecasters[f"{name} (no adjustment)"] = forecasters[name]
             seasons[f"{name} (no adjustment)"] = False
+    runs = [(model, seed) for model in forecasters for seed in args.seeds] + [(b, None) for b in args.baselines]
     rows = []
     for name in args.datasets:
         win = official_window(name, args.max_series)
         histories, actual, season, h = win.histories, win.actuals, win.season_length, win.h
-        for model in list(forecasters) + args.baselines:
+        for model, seed in runs:
             t0 = time.perf_counter()
             if model in forecasters:
                 point, quant, _ = leapcast_forecast(
@@ -88,7 +97,7 @@ def main() -> None:
                     histories,
                     h,
                     args.samples,
-                    args.seed,
+                    seed,
                     season_length=season if seasons[model] else None,
                 )
             else:
@@ -97,6 +106,7 @@ def main() -> None:
                 dict(
                     dataset=name,
                     model=model,
+                    seed=seed,
                     series=len(histories),
                     h=h,
                     mase=M.mase(actual, point, histories, season),
@@ -105,25 +115,29 @@ def main() -> None:
                 )
             )
             print(
-                f"{name:18s} {model:22s} MASE {rows[-1]['mase']:.3f}  WQL {rows[-1]['wql']:.3f}  ({rows[-1]['seconds']:.1f}s)",
+                f"{name:18s} {model:22s} seed {seed} MASE {rows[-1]['mase']:.3f}  WQL {rows[-1]['wql']:.3f}  "
+                f"({rows[-1]['seconds']:.1f}s)",
                 flush=True,
             )
     for name in args.ett:
         for h in args.ett_horizons:
             contexts, actual = ett_windows(name, h)
-            for model in forecasters:
+            for model, seed in runs:
+                if model not in forecasters:
+                    continue
                 point, _, _ = leapcast_forecast(
                     forecasters[model],
                     contexts,
                     h,
                     args.samples,
-                    args.seed,
+                    seed,
                     season_length=ETT_SEASON if seasons[model] else None,
                 )
                 rows.append(
                     dict(
                         dataset=f"{name}-h{h}",
                         model=model,
+                        seed=seed,
                         series=len(contexts),
                         h=h,
                         mse=M.mse(actual, point),
@@ -132,14 +146,25 @@ def main() -> None:
                 )
                 print(f"{name}-h{h:<10d} {model:22s} MSE {rows[-1]['mse']:.3f}  MAE {rows[-1]['mae']:.3f}", flush=True)
     summary = {}
-    for model in list(forecasters) + args.baselines:
+    base = {r["dataset"]: r for r in rows if r["model"] == "SeasonalNaive"}
+    for model, seed in runs:
         for metric in ("mase", "wql"):
-            scores = {r["dataset"]: r[metric] for r in rows if r["model"] == model and metric in r}
-            base = {r["dataset"]: r[metric] for r in rows if r["model"] == "SeasonalNaive" and metric in r}
             for family in ("m3", "tourism"):
-                fam = {k: v for k, v in scores.items() if k.startswith(family)}
-                if fam and base:
-                    summary[f"{model}/{family}/{metric}"] = M.geometric_mean_relative(fam, base)
+                mine = {
+                    r["dataset"]: r[metric]
+                    for r in rows
+                    if r["model"] == model and r["seed"] == seed and metric in r and r["dataset"].startswith(family)
+                }
+                if mine and base:
+                    ref = {name: base[name][metric] for name in mine if name in base}
+                    key = f"{model}/{family}/{metric}" + ("" if seed is None else f"/seed{seed}")
+                    summary[key] = M.geometric_mean_relative(mine, ref)
+    for model in forecasters:  # the mean over seeds
+        for metric in ("mase", "wql"):
+            for family in ("m3", "tourism"):
+                per_seed = [summary.get(f"{model}/{family}/{metric}/seed{seed}") for seed in args.seeds]
+                if per_seed and None not in per_seed:
+                    summary[f"{model}/{family}/{metric}"] = sum(per_seed) / len(per_seed)
     for key, value in summary.items():
         print(f"relative {key}: {value:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

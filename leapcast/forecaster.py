@@ -22,7 +22,7 @@ from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.inputs import as_items, as_series_list, check_horizon, left_pad, power_of_two_scale, raw_range_scale
 from leapcast.models.loading import leapcast_options, load_model
-from leapcast.models.precision import resolve_tier
+from leapcast.models.precision import resolve_tier, tier_name
 from leapcast.registry import model_name, resolve
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -92,9 +92,10 @@ class Forecaster:
             adjustment_seasons, "adjustment_seasons", none=True, must="a positive integer or None (the whole history)"
         )
         self.last_stats: SpecStats | None = None
+        self.tier = "float32"  # the precision tier of the linear maps (from_pretrained sets it)
         self._choosers: dict[
-            tuple[int, int], KChooser
-        ] = {}  # adaptive k, per (batch rows, horizon): learned across calls
+            tuple[str, int, int], KChooser
+        ] = {}  # adaptive k, per (tier, batch rows, horizon): learned across calls
 
     @classmethod
     def from_pretrained(
@@ -145,7 +146,7 @@ class Forecaster:
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
         name = model_name(path, folder)  # a hub id: its own name; a folder: its name ("." -> the folder it means)
-        return cls(
+        forecaster = cls(
             model,
             name=name,
             proposer=proposer,
@@ -153,6 +154,8 @@ class Forecaster:
             seasonal_adjustment=seasonal_adjustment,
             adjustment_seasons=adjustment_seasons,
         )
+        forecaster.tier = tier_name(dtype)
+        return forecaster
 
     def sampling_config(self, num_samples=None, temperature=None, top_k=None, top_p=None, seed=None) -> SamplingConfig:
         """The checkpoint's own defaults, overridden by whatever is not None."""
@@ -303,7 +306,7 @@ class Forecaster:
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
         chooser = None
         if self.spec.adaptive:  # what one call learns about which k pays carries to the next call of the same shape
-            shape = (min(batch_size, len(contexts)) * sampling.num_samples, h)
+            shape = (self.tier, min(batch_size, len(contexts)) * sampling.num_samples, h)
             chooser = self._choosers.setdefault(shape, KChooser(self.spec.k))
         starts = range(0, len(contexts), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))

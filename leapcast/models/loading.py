@@ -11,6 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -24,6 +25,8 @@ from leapcast.models.toto import Toto
 from leapcast.models.toto_net import TotoNet
 from leapcast.models.toto_net import convert_weights as convert_toto_weights
 from leapcast.models.toto_presets import is_toto_config, toto_settings
+
+NetT = TypeVar("NetT", bound=torch.nn.Module)
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -110,10 +113,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
     return ChronosT5(_in_tier(net, device, tier), chronos, name=Path(path).name)
 
 
-def _in_tier(net: torch.nn.Module, device, tier: torch.dtype) -> torch.nn.Module:
+def _in_tier(net: NetT, device, tier: torch.dtype) -> NetT:
     """float64 runs whole (the tests' yardstick); lower tiers keep float32 activations around their linear maps."""
     net = net.to(device=device, dtype=torch.float64 if tier == torch.float64 else torch.float32)
-    return lower(net, tier) if tier == torch.bfloat16 else net
+    if tier == torch.bfloat16:
+        lower(net, tier)
+    return net
 
 
 def _load_toto(config: dict, weights: dict[str, torch.Tensor], folder: Path, device, tier: torch.dtype) -> Toto:

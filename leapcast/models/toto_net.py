@@ -224,7 +224,7 @@ class TotoNet(nn.Module):
         key = tuple(
             (t.data_ptr(), t.dtype, 0 if t.is_inference() else t._version)
             for t in (self.unembed.weight, self.unembed.bias, self.head.weight, self.head.bias)
-        )
+        ) + (getattr(self, "tier", None),)
         if getattr(self, "_fold_key", None) != key:
             cfg = self.cfg
             with torch.no_grad():

@@ -17,6 +17,7 @@ from leapcast.engine.verifiers import continuous
 from leapcast.engine.verifiers.continuous import verify_patches, verify_points
 from leapcast.forecaster import Forecaster
 from leapcast.models.heads import StudentTMixture
+from leapcast.models.precision import lower
 from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto_net import TotoConfig
 from leapcast.models.toto_presets import random_toto
@@ -174,8 +175,11 @@ def _bonferroni(a: np.ndarray, b: np.ndarray) -> float:
     return min(pvalues) * len(pvalues)
 
 
-def test_speculative_paths_follow_plain_decoding_and_a_wrong_residual_does_not(monkeypatch):
+@pytest.mark.parametrize("tier", [torch.float32, torch.bfloat16])
+def test_speculative_paths_follow_plain_decoding_and_a_wrong_residual_does_not(monkeypatch, tier):
     target, draft = pair(noise=0.05)
+    lower(target.net, tier), lower(draft.net, tier)  # plain and speculative decoding in the same tier
+    assert target.net.layers[0].qkv.weight.dtype == draft.net.embed.weight.dtype == tier
     h = 2 * TARGET.patch_size
     plain = Forecaster(target, name="t").predict(context(), h, num_samples=N, seed=1)[0].numpy()
     fc = _speculative(target, draft)

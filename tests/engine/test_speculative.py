@@ -31,10 +31,13 @@ def contexts():
     ]
 
 
-def spec_forecaster(pair, proposer, k):
+def spec_forecaster(pair, proposer, k, dtype=None):
     target, draft = pair
     return Forecaster.from_pretrained(
-        target, draft=str(draft) if proposer == "draft" else proposer, spec=SpecConfig(k=k, adaptive=False)
+        target,
+        draft=str(draft) if proposer == "draft" else proposer,
+        spec=SpecConfig(k=k, adaptive=False),
+        dtype=dtype,
     )
 
 
@@ -99,11 +102,24 @@ def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_un
     return Verdict(right.accepted, torch.where(right.accepted == proposal.shape[1], right.next_step, redraw))
 
 
-def test_distribution_test_rejects_a_wrong_residual(small_vocab_pair, monkeypatch):
-    plain = Forecaster.from_pretrained(small_vocab_pair[0])
+@pytest.mark.parametrize("proposer", ["draft", "early-exit:1"])
+def test_sampled_same_distribution_as_plain_in_bfloat16(small_vocab_pair, proposer):
+    """The gate of a lower tier: speculative against plain decoding in the same tier (kernel shapes differ, the
+    distribution must not)."""
+    plain = Forecaster.from_pretrained(small_vocab_pair[0], dtype="bfloat16")
+    expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]
+    fc = spec_forecaster(small_vocab_pair, proposer, 3, dtype="bfloat16")
+    got = fc.predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
+    assert fc.last_stats.accepted_steps < fc.last_stats.drafted_steps
+    assert min(_pvalues(got, expected)) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_distribution_test_rejects_a_wrong_residual(small_vocab_pair, monkeypatch, dtype):
+    plain = Forecaster.from_pretrained(small_vocab_pair[0], dtype=dtype)
     expected = plain.predict(CTX, 4, num_samples=DRAWS, seed=0)[0]
     monkeypatch.setattr(loop, "verify", _wrong_verify)
-    got = spec_forecaster(small_vocab_pair, "draft", 3).predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
+    got = spec_forecaster(small_vocab_pair, "draft", 3, dtype=dtype).predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
     assert min(_pvalues(got, expected)) < 1e-3
 
 
@@ -313,7 +329,7 @@ def test_every_plain_route_gives_the_same_seeded_forecast(pair):
     fc = Forecaster.from_pretrained(pair[0], draft=str(pair[1]), spec=SpecConfig(k=4))
     chooser = KChooser(4)
     chooser.exploring, chooser.cost, chooser.iteration = False, {0: 1.0, 1: 9.0, 2: 9.0, 4: 9.0}, 1
-    fc._choosers[(3 * 5, 19)] = chooser
+    fc._choosers[("float32", 3 * 5, 19)] = chooser
     assert torch.equal(fc.predict(ctx, 19, num_samples=5, seed=4), expected)
 
 
@@ -400,7 +416,7 @@ def test_the_plain_tail_after_ragged_rows_keeps_the_sampled_distribution(small_v
     chooser = KChooser(3)
     chooser.exploring, chooser.cost, chooser.iteration = False, {0: 1.0, 1: 100.0, 2: 100.0, 3: 100.0}, 1
     chooser.windows = chooser.recheck - 1  # the next window re-checks
-    fc._choosers[(DRAWS, 4)] = chooser
+    fc._choosers[("float32", DRAWS, 4)] = chooser
     got = fc.predict(CTX, 4, num_samples=DRAWS, seed=1)[0]
     st = fc.last_stats
     assert st.drafts >= DRAWS and chooser.off  # a plain pass, three k = 1 passes, then plain steps
