@@ -56,6 +56,7 @@ from leapcast.eval.report import write_report
 from leapcast.eval.timing import interleaved, timed
 from leapcast.forecaster import DEFAULT_QUANTILES, Forecaster
 from leapcast.models.loading import load_model
+from leapcast.models.precision import resolve_tier
 from leapcast.models.zoo import SIZES, write_random_pair
 from leapcast.registry import bundled_models, resolve
 
@@ -78,6 +79,8 @@ class Suite:
     batch_size: series per batch (None: a data set's series in one batch).
     official: time chronos-forecasting's ChronosPipeline when installed.
     fan_series: series drawn in the fan chart.
+    dtype: the precision tier leapcast's targets and drafts run in (``leapcast.models.precision``); the official
+        pipeline runs in float32.
     """
 
     name: str
@@ -93,12 +96,14 @@ class Suite:
     official: bool = True
     seed: int = 0
     fan_series: int = 3
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("samples", "repeats", "fan_series"):
             check_int(getattr(self, name), name, must="an integer >= 1")
         for name in ("max_series", "batch_size"):
             check_int(getattr(self, name), name, none=True, must="an integer >= 1 or None")
+        resolve_tier(self.dtype)  # a bad tier fails here, before any model loads
         if not self.datasets:
             raise ValueError("`datasets` is empty; name at least one, e.g. ('m3-monthly',)")
         if not self.ks or not all(is_int(k) and 1 <= k <= 32 for k in self.ks):
@@ -296,7 +301,7 @@ def _describe(m: ModelSpec) -> dict:
 
 def _bench_model(suite: Suite, model: ModelSpec, win: Window, official: bool, fans: list, log) -> list[dict]:
     """Every mode of one model on one window, each timed interleaved with plain and scored."""
-    plain = Forecaster.from_pretrained(model.target)
+    plain = Forecaster.from_pretrained(model.target, dtype=suite.dtype)
     n, batch = len(win.ids), suite.batch_size or len(win.ids)
     args = (win.histories, win.h, suite.samples, suite.seed)
     base = lambda: leapcast_forecast(plain, *args, batch_size=batch)  # noqa: E731
@@ -311,7 +316,10 @@ def _bench_model(suite: Suite, model: ModelSpec, win: Window, official: bool, fa
             fn = lambda: official_forecast(pipeline, *args)  # noqa: E731
         else:
             fc = Forecaster(
-                plain.model, name=plain.name, proposer=_proposer(mode, model, plain.model, proposers), spec=mode.spec
+                plain.model,
+                name=plain.name,
+                proposer=_proposer(mode, model, plain.model, proposers, suite.dtype),
+                spec=mode.spec,
             )
             fn = lambda fc=fc: leapcast_forecast(fc, *args, batch_size=batch)  # noqa: E731
         timing = interleaved(base, fn, suite.repeats, warmup=mode.kind == "official")  # its first call loads lazily
@@ -342,6 +350,7 @@ def _bench_model(suite: Suite, model: ModelSpec, win: Window, official: bool, fa
             mean_accepted_length=st.mean_accepted_length if st else None,
             accepted_per_position=[a / max(st.drafts, 1) for a in st.accepted_per_position] if st else None,
         )
+        row["dtype"] = "float32" if mode.kind == "official" else plain.tier
         rows.append(_scored(row, win, point, quant))
         log(
             f"{win.name:18s} {model.label:26s} {mode.label:28s} {wall:7.2f}s  x{row['speedup']:.2f}  MASE {row['mase']:.3f}"
@@ -359,12 +368,12 @@ def _bench_model(suite: Suite, model: ModelSpec, win: Window, official: bool, fa
     return rows
 
 
-def _proposer(mode: Mode, model: ModelSpec, target, loaded: dict):
-    """The mode's proposer; a draft model loads once (into ``loaded``) and serves every k."""
+def _proposer(mode: Mode, model: ModelSpec, target, loaded: dict, dtype: str):
+    """The mode's proposer; a draft model loads once (into ``loaded``), in the target's tier, and serves every k."""
     if mode.proposer != "draft":
         return make_proposer(mode.proposer, target, k=mode.spec.k)  # calibrated early-exit plans for its k
     if "draft" not in loaded:
-        loaded["draft"] = make_proposer(str(model.draft), target, load_draft=load_model)
+        loaded["draft"] = make_proposer(str(model.draft), target, load_draft=lambda path: load_model(path, dtype=dtype))
     return loaded["draft"]
 
 
