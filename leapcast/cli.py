@@ -414,6 +414,9 @@ def bench(
     batch_size: int | None = typer.Option(
         None, help="Override series per batch (default: a data set's series in one batch)."
     ),
+    dtype: str | None = typer.Option(
+        None, help="Precision tier of leapcast's models: float32 (default), bfloat16 or auto (docs/precision.md)."
+    ),
 ) -> None:
     """Speed and accuracy of every decoding mode (official pipeline, plain, speculative) on official test windows."""
     from dataclasses import replace
@@ -433,6 +436,7 @@ def bench(
             repeats=repeats,
             ks=tuple(ks or ()) or None,
             batch_size=batch_size,
+            dtype=dtype,
         )
         overrides = {name: value for name, value in overrides.items() if value is not None}
         chosen = replace(SUITES[suite], **overrides)
