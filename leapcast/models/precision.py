@@ -1,11 +1,13 @@
 """Precision tiers: the numeric type a model's linear maps run in.
 
 - ``float32``: the reference; every oracle test holds it to the official implementations.
-- ``bfloat16``: the weights of every linear map (attention and feed-forward projections, the output
-  head; for Toto also the patch embedding and the folded head) are stored in bfloat16. A map casts its
-  float32 input to bfloat16, oneDNN multiplies with float32 accumulation, and the result comes back as
-  float32. Embedding look-ups, the residual stream, norms, attention scores and softmax, scaling, the
-  output distribution and sampling stay float32. Weights take half the memory and bandwidth.
+- ``bfloat16``: the weights of the linear maps inside the network (attention and feed-forward projections;
+  for Toto also the patch embedding) are stored in bfloat16. A map casts its float32 input to bfloat16,
+  oneDNN multiplies with float32 accumulation, and the result comes back as float32. Embedding look-ups, the
+  residual stream, norms, attention scores and softmax, scaling, the output head, the output distribution
+  and sampling stay float32. The output head stays float32 because oneDNN's bfloat16 product also rounds its
+  result to bfloat16: 8 significant bits, 0.06 at a logit of 16, enough to tie the top-k boundary and move the
+  probabilities sampling draws from.
 - ``auto``: bfloat16 where the CPU has bfloat16 matrix instructions (AMX or AVX512-BF16), float32 elsewhere.
   CPUs without them emulate bfloat16 products, many times slower than float32.
 
@@ -74,19 +76,20 @@ def tier_name(dtype: torch.dtype) -> str:
 
 class LinearMap(nn.Module):
     """Marks a module whose ``weight`` (and ``bias``, if any) ``lower`` stores in the tier's type; its forward
-    casts its input to the weight's type and its output back (``leapcast.models.packed.Packed`` does)."""
+    casts its input to the weight's type and its output back (``leapcast.models.packed.Packed`` does).
+    ``in_tier = False`` keeps one (an output head) in float32."""
+
+    in_tier = True
 
 
 def lower(net: nn.Module, tier: torch.dtype) -> nn.Module:
     """Store the weights of ``net``'s linear maps in ``tier`` (in place); everything else keeps its type.
-
-    The net records its tier (``net.tier``) for maps it builds from its weights (tied or folded heads).
-    """
+    The net records its tier (``net.tier``)."""
     if tier not in (torch.float32, torch.float64, torch.bfloat16):
         raise ValueError(f"{param('tier')} {tier} is not a tier to lower to")
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, LinearMap):
+            if isinstance(module, LinearMap) and module.in_tier:
                 module.weight.data = module.weight.data.to(tier)
                 bias = getattr(module, "bias", None)
                 if bias is not None:

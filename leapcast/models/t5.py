@@ -283,6 +283,8 @@ class T5(nn.Module):
         self.dec_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers))
         self.dec_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.lm_head = None if cfg.tie_word_embeddings else Dense(cfg.d_model, cfg.vocab_size)
+        if self.lm_head is not None:
+            self.lm_head.in_tier = False  # logits in float32 (``leapcast.models.precision``)
         self._head_packed = Packed()
 
     def position_bias(self, num_queries: int, num_keys: int, bidirectional: bool) -> torch.Tensor:
@@ -313,23 +315,13 @@ class T5(nn.Module):
         future = torch.ones(max_steps, max_steps, dtype=torch.bool, device=bias.device).triu(1)
         return bias.masked_fill(future, torch.finfo(dtype).min)
 
-    def head(self, x: torch.Tensor, tied: torch.Tensor | None = None) -> torch.Tensor:
-        """decoder hidden [.., D] -> logits [.., V] float32.
-
-        ``tied``: the tied embedding [V, D] in the net's tier for decoding (``tied_head_weight``); None: the
-        embedding itself (training).
-        """
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """decoder hidden [.., D] -> logits [.., V] float32 (in float32 whatever the tier: ``precision``)."""
         x = self.dec_norm(x)
         if self.lm_head is None:
             x = x * self.cfg.d_model**-0.5
-            return self._head_packed(x, self.embed.weight if tied is None else tied, None).float()
+            return self._head_packed(x, self.embed.weight, None).float()
         return self.lm_head(x).float()
-
-    def tied_head_weight(self) -> torch.Tensor | None:
-        """The tied embedding [V, D] in the tier the linear maps run in, for ``head`` (None: an untied head)."""
-        if self.lm_head is not None:
-            return None
-        return self.embed.weight.detach().to(getattr(self, "tier", self.embed.weight.dtype))
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, decoder_inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced pass for training: tokens, mask [B, L]; decoder_inputs [B, n] -> logits [B, n, V]."""

@@ -220,11 +220,12 @@ class TotoNet(nn.Module):
         return logits, loc + scale * base_loc, scale * positive[..., 0, :], 2.0 + positive[..., 1, :]
 
     def _folded(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unembedding and head as one map: weight [P * 4C, D], bias [P * 4C] in the net's tier (cached)."""
+        """The unembedding and head as one map: weight [P * 4C, D], bias [P * 4C] in the activations' type, whatever
+        the tier (``leapcast.models.precision``), cached."""
         key = tuple(
             (t.data_ptr(), t.dtype, 0 if t.is_inference() else t._version)
             for t in (self.unembed.weight, self.unembed.bias, self.head.weight, self.head.bias)
-        ) + (getattr(self, "tier", None),)
+        )
         if getattr(self, "_fold_key", None) != key:
             cfg = self.cfg
             with torch.no_grad():
@@ -233,8 +234,7 @@ class TotoNet(nn.Module):
                 hw, hb = self.head.weight.double(), self.head.bias.double()  # [4C, D]
                 weight = torch.einsum("cd,pde->pce", hw, u).reshape(-1, cfg.embed_dim)
                 bias = (ub @ hw.T + hb).reshape(-1)
-            tier = getattr(self, "tier", self.unembed.weight.dtype)  # the type the linear maps run in
-            self._fold = (weight.to(tier), bias.to(tier))
+            self._fold = (weight.to(self.unembed.weight.dtype), bias.to(self.unembed.weight.dtype))
             self._fold_key = key
         return self._fold
 
