@@ -34,8 +34,9 @@ def leapcast_forecast(
     return summarize(s)
 
 
-def official_pipeline(folder: str | Path):
-    """chronos-forecasting's ``ChronosPipeline`` on a checkpoint folder (ImportError when not installed)."""
+def official_pipeline(folder: str | Path, dtype: torch.dtype = torch.float32):
+    """chronos-forecasting's ``ChronosPipeline`` on a checkpoint folder, its model cast to ``dtype``
+    (ImportError when not installed)."""
     import transformers
     from chronos import ChronosPipeline
 
@@ -43,7 +44,7 @@ def official_pipeline(folder: str | Path):
     transformers.logging.disable_progress_bar()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ChronosPipeline.from_pretrained(str(folder))
+        return ChronosPipeline.from_pretrained(str(folder), dtype=dtype)
 
 
 def official_forecast(pipeline, histories, h: int, samples: int, seed: int):
