@@ -57,14 +57,20 @@ class Decoder:
         spec: SpecConfig | None = None,
         chooser: KChooser | None = None,
         catch_up: bool = True,
+        keep_finished: bool = False,
     ) -> None:
         """``catch_up``: how plain passes treat rows at different positions. True: rows ahead wait while the least
         advanced catch up (rows a few steps apart after speculative passes soon stand together again, and plain
         decoding takes its fast path). False: every unfinished row takes its step each pass at its own position,
         for continuous batching, where series join at step 0 beside rows far ahead that should not wait for them.
-        Either way a row draws the numbers of the steps it commits, so the forecasts are the same."""
+        Either way a row draws the numbers of the steps it commits, so the forecasts are the same.
+
+        ``keep_finished``: the rows of a series that finished stay, inactive, until ``compact`` (its values are
+        returned when it finishes either way). Leaving copies every cache of the rows that stay; a server whose
+        series leave nearly every iteration compacts once for many, when others join."""
         self.model = model
         self.catch_up = catch_up
+        self.keep_finished = keep_finished
         self.proposer = proposer
         self.spec = spec or SpecConfig()
         self.chooser = chooser if (proposer is not None and self.spec.adaptive) else None
@@ -349,9 +355,8 @@ class Decoder:
         if not bool(done_row.any()):
             return {}
         ids, inverse = rows.series.unique(return_inverse=True)
-        left = (
-            torch.bincount(inverse, weights=(~done_row).float(), minlength=len(ids)) == 0
-        )  # [series]: no row still going
+        going = torch.bincount(inverse, weights=(~done_row).float(), minlength=len(ids))  # [series] rows still going
+        left = (going == 0) & (ids != _LEFT)  # [series]: finished now (not reported already)
         if not bool(left.any()):
             return {}
         leaving = left[inverse]  # [R]
@@ -361,8 +366,24 @@ class Decoder:
             mine = idx[rows.series[idx] == sid]
             goal = int(rows.goal[mine[0]])
             out[sid] = self.model.values(self.state, rows.committed[mine, :goal], mine).reshape(len(mine), -1)
-        self._keep((~leaving).nonzero().squeeze(1))
+        if self.keep_finished and not bool(done_row.all()):
+            rows.series[leaving] = _LEFT  # they ride along, inactive, until compact()
+        else:
+            self._keep(((~leaving) & (rows.series != _LEFT)).nonzero().squeeze(1))
         return out
+
+    def compact(self) -> None:
+        """Drop the rows of series that finished (kept by ``keep_finished``): one copy of the caches for every
+        series that left since the last compaction."""
+        if self.rows is not None:
+            gone = self.rows.series == _LEFT
+            if bool(gone.any()):
+                self._keep((~gone).nonzero().squeeze(1))
+
+    @property
+    def finished_rows(self) -> int:
+        """Rows of finished series still riding along (``keep_finished``), awaiting ``compact``."""
+        return 0 if self.rows is None else int((self.rows.series == _LEFT).sum())
 
     def drop(self, ids: list[int]) -> None:
         """Series leave before their goal (their forecast is no longer wanted): their rows and caches are dropped
@@ -381,6 +402,9 @@ class Decoder:
         self.rows, self.state = self._live().select(keep), self.model.select(self.state, keep)
         if self.proposer is not None:
             self.proposer.select(keep)
+
+
+_LEFT = -1  # the series id of rows whose series finished but which stay until ``Decoder.compact``
 
 
 @dataclasses.dataclass

@@ -34,6 +34,9 @@ def serve(
     ),
     max_body_mb: float = typer.Option(16.0, help="Largest request body in MiB (413 beyond)."),
     timeout: float = typer.Option(120.0, help="Seconds a request may take (504 after; its rows are dropped); 0: none."),
+    join_share: float = typer.Option(
+        0.25, help="continuous: queued series join once this share of --max-rows is free (joins copy the caches)."
+    ),
     static_max_requests: int = typer.Option(32, help="static: most requests per batch."),
     static_window_ms: float = typer.Option(10.0, help="static: how long a batch waits to fill."),
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM: seconds requests in flight may take to finish."),
@@ -66,6 +69,7 @@ def serve(
                 max_samples=max_samples,
                 max_body_bytes=max(1, int(max_body_mb * 2**20)),
                 timeout_s=timeout or None,
+                join_share=join_share,
                 static_max_requests=static_max_requests,
                 static_window_ms=static_window_ms,
                 drain_s=drain_timeout,

@@ -21,6 +21,8 @@ class ServeConfig:
         for ``static_window_ms`` or until ``static_max_requests``, by horizon bucket, then decoded to the end of the
         batch's longest horizon), or "off" (one request at a time).
     max_rows: rows (series x sample paths) decoding at once; the decode loop's budget in every mode.
+    join_share: continuous: queued series join once this share of ``max_rows`` is free (or the loop is idle, or
+        all that waits fits): every join copies the caches of the rows decoding, so joins come in waves.
     max_queue: requests waiting for rows; one more is answered 429 with Retry-After.
     max_series, max_h, max_context, max_samples, max_body_bytes: per-request limits (413 / 422, naming the limit);
         max_samples None: max_rows.
@@ -45,6 +47,7 @@ class ServeConfig:
     max_samples: int | None = None
     max_body_bytes: int = 16 * 2**20
     timeout_s: float | None = 120.0
+    join_share: float = 0.25
     static_max_requests: int = 32
     static_window_ms: float = 10.0
     drain_s: float = 30.0
@@ -66,6 +69,12 @@ class ServeConfig:
                 f"{param('max_samples')} ({self.max_samples}) exceeds {param('max_rows')} ({self.max_rows}): one "
                 "series' sample paths must fit in the decode loop's rows"
             )
+        if (
+            isinstance(self.join_share, bool)
+            or not isinstance(self.join_share, (int, float))
+            or not 0 <= self.join_share <= 1
+        ):
+            raise ValueError(f"{param('join_share')} must be a number in [0, 1], got {self.join_share!r}")
         for name, none in (("timeout_s", True), ("static_window_ms", False), ("drain_s", False)):
             value = getattr(self, name)
             if value is None and none:

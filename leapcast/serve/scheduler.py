@@ -175,6 +175,7 @@ class Scheduler:
 
     def _continuous(self) -> None:
         dec = self._decoder(catch_up=False)
+        wave = max(1, round(self.config.join_share * self.config.max_rows))
         while True:
             with self._cv:
                 while not (self._queue or dec.busy or self._cancelled or self._closing):
@@ -185,9 +186,17 @@ class Scheduler:
                 if self._closing and not self._queue and not dec.busy:
                     return
                 cancelled, self._cancelled = self._cancelled, []
-                busy = len(dec.rows.series) if dec.rows is not None else 0
-                admitted = self._admit(busy)
+                rows = len(dec.rows.series) if dec.rows is not None else 0
+                going = rows - dec.finished_rows  # rows of series still decoding
+                free = self.config.max_rows - going
+                queued = sum(w.job.rows for w in self._queue)
+                # joins copy every cache (a merge), and so does compacting: both wait until a wave of rows is free,
+                # unless the loop is idle or everything queued fits
+                join = bool(self._queue) and (going == 0 or free >= wave or queued <= free)
+                admitted = self._admit(going) if join else []
             self._drop(dec, cancelled)
+            if admitted or 2 * dec.finished_rows > rows:
+                dec.compact()
             self._add(dec, admitted)
             if dec.busy:
                 finished = self._step(dec)
@@ -290,19 +299,22 @@ class Scheduler:
     # --- the parts: join, step, leave ---------------------------------------------------------------
 
     def _decoder(self, catch_up: bool) -> Decoder:
+        """A fresh decoder (continuous batching: rows of finished series stay until the next join, ``compact``)."""
         self._live.clear()
-        self.decoder = Decoder(self.model, self.fc.proposer, self.fc.spec, catch_up=catch_up)  # the one running
+        self.decoder = Decoder(
+            self.model, self.fc.proposer, self.fc.spec, catch_up=catch_up, keep_finished=not catch_up
+        )
         return self.decoder
 
     def _add(self, dec: Decoder, windows: Iterable[Window]) -> None:
-        """Windows join the decoder, one ``add`` per (sampling setting, steps, first step); a group that fails is
-        retried window by window, so that only the window at fault fails its request."""
+        """Windows join the decoder, one ``add`` (one merge of the caches) per sampling setting and sample count;
+        a group that fails is retried window by window, so that only the window at fault fails its request."""
         groups: dict[tuple, list[Window]] = {}
         for w in windows:
             if w.job.cancelled:
                 continue
             s = w.job.prepared.sampling
-            groups.setdefault((s.temperature, s.top_k, s.top_p, s.num_samples, w.steps, w.first_step), []).append(w)
+            groups.setdefault((s.temperature, s.top_k, s.top_p, s.num_samples), []).append(w)
         for group in groups.values():
             self._add_group(dec, group)
 
@@ -318,7 +330,8 @@ class Scheduler:
             )
         )
         try:
-            ids = dec.add(contexts, first.steps, first.job.prepared.sampling, streams, first_step=first.first_step)
+            steps, starts = [w.steps for w in group], [w.first_step for w in group]
+            ids = dec.add(contexts, steps, first.job.prepared.sampling, streams, first_step=starts)
         except Exception as err:  # noqa: BLE001 - a request's numbers; it fails alone
             if len(group) > 1:
                 for w in group:
@@ -341,7 +354,7 @@ class Scheduler:
             return None
         m = self.metrics
         m.occupancy.observe(min(rows / self.config.max_rows, 1.0))
-        m.rows.set(len(dec.rows.series) if dec.rows is not None else 0)
+        m.rows.set(len(dec.rows.series) - dec.finished_rows if dec.rows is not None else 0)
         seen_dec, drafted, accepted = self._seen
         if seen_dec is not dec:
             drafted = accepted = 0

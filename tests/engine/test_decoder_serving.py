@@ -93,3 +93,23 @@ def test_one_join_with_a_horizon_and_first_step_per_series_is_the_same_as_one_jo
     shifted = Decoder(model)  # the control: another first step reads other numbers
     (sid,) = shifted.add(ctx[1:], 9, SAMPLED, streams.select(torch.arange(3) + 3), first_step=0)
     assert not torch.equal(shifted.run()[sid], got[ids[1]])
+
+
+def test_finished_series_can_stay_until_compact(tmp_path):
+    model, ctx = _model(tmp_path), _contexts()
+    streams = RowStreams.for_series(7, [0, 1], GREEDY.num_samples)
+    plain = Decoder(model, catch_up=False)
+    want = plain.run() if plain.add(ctx, [4, 10], GREEDY, streams) else {}
+    dec = Decoder(model, catch_up=False, keep_finished=True)
+    a, b = dec.add(ctx, [4, 10], GREEDY, streams)
+    got = {}
+    for _ in range(4):
+        got.update(dec.step())
+    assert list(got) == [a] and dec.finished_rows == 2 and len(dec.rows.series) == 4  # A returned, its rows stay
+    dec.step()
+    assert dec.finished_rows == 2  # reported once, riding along
+    dec.compact()
+    assert dec.finished_rows == 0 and len(dec.rows.series) == 2
+    got.update(dec.run())
+    assert not dec.busy and (a, b) == (0, 1)  # ids as the plain decoder's
+    assert torch.equal(got[a], want[0]) and torch.equal(got[b], want[1])
