@@ -134,6 +134,10 @@ class Dense(LinearMap):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._packed(x, self.weight.t(), None)
 
+    def in_tier(self, x: torch.Tensor) -> torch.Tensor:
+        """The product in the weight's type, not cast back (for a ReLU next, which is exact in any type)."""
+        return self._packed(x.to(self.weight.dtype), self.weight.t(), None)
+
 
 class RMSNorm(nn.Module):
     """T5's layer norm: scale only, no mean subtraction, variance in fp32."""
@@ -161,6 +165,8 @@ class FeedForward(nn.Module):
         self.act = _ACTIVATIONS[cfg.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act is F.relu and not self.gated:  # in a lower tier the hidden layer stays there: two casts fewer
+            return self.wo(F.relu(self.wi.in_tier(x))).to(x.dtype)
         h = self.wi(x)
         if self.gated:
             h = self.act(h[..., : self.d_ff]) * h[..., self.d_ff :]
