@@ -197,8 +197,27 @@ def forecast(
         "context scales of the target's mean (not lossless; unset: exact).",
     ),
     stats_json: Path | None = typer.Option(None, help="Write speculative-decoding stats here."),
+    ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Forecast on a Ray cluster: --input a file, folder or glob of Parquet/CSV shards, --output a new folder "
+        "of Parquet shards (failing series in its _errors/), --threads per worker. docs/distributed.md.",
+    ),
+    address: str | None = typer.Option(
+        None, help="With --ray: the Ray cluster to join (head:6379); default: start a local one and stop it after."
+    ),
+    workers: int | None = typer.Option(
+        None, help="With --ray: model workers (one model each); default: the cluster's CPUs // --threads."
+    ),
 ) -> None:
-    """Forecast every series of a long table."""
+    """Forecast every series of a long table (with --ray: of many shards, on a Ray cluster)."""
+    if ray or address is not None or workers is not None:  # leapcast.distributed, with every option given here
+        options = dict(locals())
+        from leapcast.distributed.cli import forecast_on_ray
+
+        with _refusals():
+            forecast_on_ray(console, **options)
+        return
     import torch
 
     from leapcast.checks import check_device

@@ -1,0 +1,206 @@
+"""leapcast.distributed on a local Ray of 2 CPUs (started once for the file): the same forecasts as
+Forecaster.forecast, through the Python API and `leapcast forecast --ray`; failing series reported while the rest
+finish; a worker killed mid-run retried with every series forecast exactly once."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from leapcast import cli  # noqa: E402  (after the skip: the plain install has no ray)
+from leapcast.distributed import forecast, plan  # noqa: E402
+from leapcast.distributed.cli import SOME_FAILED, forecast_on_ray  # noqa: E402
+from leapcast.engine.speculative import SpecConfig  # noqa: E402
+from leapcast.forecaster import Forecaster  # noqa: E402
+
+H = 6
+# engine batches of 4 series (local and distributed alike), so that a dozen series make several batches
+SAMPLING = dict(num_samples=4, seed=11, batch_size=4)
+
+
+def panel(n: int = 12, bad: bool = False) -> pd.DataFrame:
+    """n monthly series of 24..70 values (seasonal, trending, noisy); ``bad`` adds series 'zz-inf' (an infinite
+    value) and 'zz-dup' (a duplicated month), which fail validation. They sort last, so the others keep the engine
+    batches a local forecast of them alone makes (a failure amid a batch re-forecasts its mates in smaller ones)."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(n):
+        t = np.arange(int(rng.integers(24, 71)))
+        y = 50 + i + 0.3 * t + 8 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1.5, len(t))
+        frames.append(
+            pd.DataFrame(
+                {"unique_id": f"s{i:02d}", "ds": pd.date_range("2001-01-01", periods=len(t), freq="MS"), "y": y}
+            )
+        )
+    if bad:
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unique_id": "zz-inf",
+                    "ds": pd.date_range("2001-01-01", periods=30, freq="MS"),
+                    "y": np.r_[np.ones(29), np.inf],
+                }
+            )
+        )
+        dup = pd.DataFrame(
+            {"unique_id": "zz-dup", "ds": pd.date_range("2001-01-01", periods=30, freq="MS"), "y": np.arange(30.0)}
+        )
+        frames.append(pd.concat([dup, dup.tail(1)]))
+    return pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=1)  # rows in any order
+
+
+def same(distributed: pd.DataFrame, local: pd.DataFrame) -> None:
+    """Equal value for value, once each: the distributed frame sorted as `forecast` sorts it."""
+    got = distributed.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    got = got.astype(local.dtypes.to_dict())  # Ray hands columns back Arrow-backed
+    pd.testing.assert_frame_equal(got, local, check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def house():
+    return Forecaster.from_pretrained()
+
+
+def test_the_same_forecasts_as_local_and_failures_reported(cluster, house, tmp_path):
+    # Float reductions that could differ between one machine and many: the tokenizer's mean |x| sums a row padded
+    # to its engine batch's longest series, and matrix products may pick kernels by batch rows and threads. The
+    # batches are made of the engine batches a local forecast makes, so only the threads differ (1 per worker
+    # here, the machine's cores locally); on the bundled model they move nothing: compared value for value.
+    df = panel(bad=True)
+    out = forecast(
+        ray.data.from_pandas(df), h=H, level=[80], series_per_batch=4, workers=2, errors=tmp_path / "errors", **SAMPLING
+    )
+    good = df[~df.unique_id.str.startswith("zz")]
+    same(out.to_pandas(), house.forecast(good, H, level=[80], **SAMPLING))
+    errors = pd.read_parquet(tmp_path / "errors").sort_values("unique_id")
+    assert errors.unique_id.tolist() == ["zz-dup", "zz-inf"]
+    assert "duplicated (unique_id, ds) pairs" in errors.error.iloc[0] and "infinite values" in errors.error.iloc[1]
+
+
+def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
+    df = panel(bad=True)
+    shards = tmp_path / "in"
+    shards.mkdir()
+    for i, part in enumerate(np.array_split(df.sort_values("unique_id"), 3)):  # a series may span two shards
+        part.to_csv(shards / f"part-{i}.csv", index=False)
+    args = f"--input {shards / '*.csv'} --output {tmp_path / 'out'} --h {H} --level 80 --num-samples 4 --seed 11"
+    args += " --batch-size 4 --workers 2 --top-k 1 --draft house-draft --k 3 --fixed-k --dtype float32"
+    result = CliRunner().invoke(cli.app, ["forecast", "--ray", *args.split()])
+    text = " ".join(result.output.split())
+    assert result.exit_code == SOME_FAILED, text
+    assert "forecasting 14 series from 3 csv file(s) in 2 batches on 2 workers x 1 threads (seed 11)" in text
+    assert "wrote forecasts of 12 series (72 rows)" in text
+    assert "2 series failed and were left out" in text and "_errors" in text
+    # Ray reads CSV decimals correctly rounded; so does pandas with float_precision="round_trip" (its default
+    # parser may land one ulp away, and a float32 scale one ulp away moves a forecast by ~1e-7)
+    read = pd.concat(pd.read_csv(p, float_precision="round_trip") for p in sorted(shards.iterdir()))
+    spec = SpecConfig(k=3, adaptive=False)  # fixed k: adaptive k follows the clock
+    local = Forecaster.from_pretrained(draft="house-draft", spec=spec, dtype="float32")
+    expected = local.forecast(read[~read.unique_id.str.startswith("zz")], H, level=[80], top_k=1, **SAMPLING)
+    same(pd.read_parquet(tmp_path / "out"), expected)  # the folder's shards; _errors/ is skipped by its name
+    assert sorted(pd.read_parquet(tmp_path / "out" / "_errors").unique_id) == ["zz-dup", "zz-inf"]
+
+
+def test_a_worker_killed_mid_run_is_retried_and_every_series_comes_once(cluster, house):
+    psutil = pytest.importorskip("psutil")
+    df = panel(16)
+    planned = plan(ray.data.from_pandas(df), h=H, series_per_batch=2, workers=2, **{**SAMPLING, "batch_size": 2})
+    assert planned.batches == 8
+    killed: list[int] = []
+    frames = []
+    for batch in planned.dataset.iter_batches(batch_size=None, batch_format="pandas"):
+        frames.append(batch)
+        if not killed:  # the first batch is back and the others are in flight: kill the busiest worker
+            workers = [
+                p for p in psutil.Process().children(recursive=True) if "BatchForecaster" in " ".join(p.cmdline())
+            ]
+            busiest = max(workers, key=lambda p: p.cpu_percent(interval=0.2))
+            os.kill(busiest.pid, signal.SIGKILL)
+            killed.append(busiest.pid)
+    assert killed and not psutil.pid_exists(killed[0])
+    out = pd.concat(frames, ignore_index=True)
+    assert Counter(out.unique_id) == {uid: H for uid in df.unique_id.unique()}  # every series once, none lost
+    same(out, house.forecast(df, H, **{**SAMPLING, "batch_size": 2}))
+
+
+def test_bad_arguments_are_named_before_any_work(cluster, tmp_path):
+    data = ray.data.from_pandas(panel(2))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['num_sample'\]"):
+        forecast(data, h=H, num_sample=4)
+    with pytest.raises(ValueError, match="`workers` 3 x `threads` 1 do not fit the Ray cluster, which has 2 CPUs"):
+        forecast(data, h=H, workers=3)
+    with pytest.raises(ValueError, match=r"columns \['item'\] are missing"):
+        forecast(data, h=H, id_col="item")
+    with pytest.raises(ValueError, match="`level` values must be numbers in"):
+        forecast(data, h=H, level=[120])
+    with pytest.raises(FileNotFoundError, match="`draft` 'no-such-draft'"):
+        forecast(data, h=H, draft="no-such-draft")
+    runner = CliRunner()
+    src = tmp_path / "m.parquet"
+    panel(2).to_parquet(src)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    for args, needle in [
+        (["--address", "head:6379"], "`--address` and `--workers` apply to forecasts on a Ray cluster: add --ray"),
+        (["--ray"], "`--output` is required with --ray"),
+        (["--ray", "--output", str(tmp_path / "full")], "is not empty; name a new or empty folder"),
+        (["--ray", "--output", str(tmp_path / "o"), "--stats-json", "s.json"], "`--stats-json` is not collected"),
+        (["--ray", "--output", str(tmp_path / "o"), "--input", str(tmp_path / "*.csv")], "matches no file"),
+        (["--ray", "--output", str(tmp_path / "o"), "--workers", "5"], "`--workers` 5 x `--threads` 1 do not fit"),
+    ]:
+        args = (
+            ["forecast", "--input", str(src), "--h", "3", *args]
+            if "--input" not in args
+            else ["forecast", "--h", "3", *args]
+        )
+        result = runner.invoke(cli.app, args)
+        assert result.exit_code == 2 and needle in " ".join(result.output.split()), (args, result.output)
+
+
+def test_every_cli_option_reaches_the_ray_path():
+    options = set(inspect.signature(cli.forecast).parameters)
+    assert options == set(inspect.signature(forecast_on_ray).parameters) - {"console"}
+
+
+def test_a_worker_isolates_failing_series_in_whole_engine_batches(house, tmp_path):
+    """In this process, without Ray: a block of 14 series of which two fail (at the end of the sorted ids) forecasts the
+    other twelve in the engine batches `forecast` makes of them, and writes the two to the errors folder."""
+    import torch
+
+    from leapcast.distributed.worker import BATCH, BatchForecaster
+
+    threads = torch.get_num_threads()
+    kwargs = dict(h=H, progress=False, **SAMPLING)
+    try:
+        worker = BatchForecaster(None, {}, kwargs, threads=1, errors=str(tmp_path / "errors"), cli=True)
+        strict = BatchForecaster(None, {}, kwargs, threads=1, errors=None, cli=False)
+    finally:
+        torch.set_num_threads(threads)
+    block = panel(bad=True).assign(**{BATCH: 3})
+    (out,) = list(worker(block))
+    good = block[~block.unique_id.str.startswith("zz")]
+    same(out, house.forecast(good, H, **SAMPLING))
+    errors = pd.read_parquet(tmp_path / "errors" / "batch-000003.parquet")
+    assert errors.unique_id.tolist() == ["zz-dup", "zz-inf"]
+    assert "pass --freq" not in errors.error.iloc[0]  # messages name options as the command line does (none here)
+    with pytest.raises(ValueError, match=r"duplicated \(unique_id, ds\) pairs, e\.g\. \('zz-dup'"):
+        list(strict(block))
+    assert list(worker(block.iloc[:0])) == []  # an empty block yields nothing
