@@ -55,6 +55,8 @@ class ChronosT5:
         # Chronos generates with min_new_tokens = max_new_tokens, so EOS is never sampled.
         self.banned_tokens = (chronos.eos_token_id,)
         self._bias_table: torch.Tensor | None = None
+        # [D, V] copy of the tied embedding for the head; decoding only, the weights stay frozen.
+        self._head_t = net.embed.weight.detach().t().contiguous() if net.lm_head is None else None
 
     @property
     def device(self) -> torch.device:
@@ -271,7 +273,7 @@ class ChronosT5:
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
             x = layer(x, cache, start, self_bias, c.cross_mask, used, c.row_series)
-        return self.net.head(x)
+        return self.net.head(x, self._head_t)
 
 
 class _ChronosCaches:
