@@ -106,8 +106,10 @@ def forecast_on_ray(
         )
         console.print(
             f"forecasting {planned.series:,} series from {len(paths)} {kind} file(s) in {planned.batches:,} batches "
-            f"on {planned.workers} workers x {planned.threads} threads (seed {planned.seed})",
+            f"on {planned.workers} workers x {planned.threads} threads (seed {planned.seed}; read and planned in "
+            f"{time.perf_counter() - began:.1f} s)",
             highlight=False,
+            soft_wrap=True,
         )
         planned.dataset.write_parquet(str(folder), min_rows_per_file=ROWS_PER_FILE)
         seconds = time.perf_counter() - began
@@ -122,6 +124,7 @@ def forecast_on_ray(
         f"wrote forecasts of {done:,} series ({done * h:,} rows) to {folder}/ in {seconds:.1f} s "
         f"({3600 * done / max(seconds, 1e-9):,.0f} series/hour)",
         highlight=False,
+        soft_wrap=True,
     )
     if len(failed):
         shown = "; ".join(f"{i!r}: {m}" for i, m in zip(failed[id_col][:3], failed["error"][:3]))

@@ -131,9 +131,12 @@ def plan(
     alias=None,
     season_length=None,
     cli=False,
+    worker: type = BatchForecaster,
     **sampling,
 ) -> Plan:
-    """``forecast``, with what it planned (series, batches, workers, seed) for callers that report it (the CLI)."""
+    """``forecast``, with what it planned (series, batches, workers, seed) for callers that report it (the CLI).
+    ``worker``: the class the actor pool runs, constructed as ``BatchForecaster`` is (a benchmark swaps in one that
+    does not forecast, to time Ray's own share)."""
     import ray
     import ray.data
 
@@ -190,7 +193,7 @@ def plan(
         )
     blocks = ray.data.from_arrow_refs(refs)  # one input per block: the sort hands its blocks on in one bundle
     out = blocks.map_batches(
-        BatchForecaster,
+        worker,
         fn_constructor_kwargs=dict(
             model=_shared(model, "model"),
             load=load,
