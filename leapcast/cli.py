@@ -128,7 +128,7 @@ def forecast(
         None,
         "--model",
         "-m",
-        help="Checkpoint folder (config.json + model.safetensors) or bundled model name; default: the bundled house-target.",
+        help="Checkpoint folder (config.json + model.safetensors), bundled model name or model hub id (owner/name[@revision]); default: the bundled house-target.",
     ),
     input: Path = typer.Option(
         ..., "--input", "-i", help="Long table (.csv, .csv.gz or .parquet) with id, time and target columns."
@@ -180,7 +180,7 @@ def forecast(
     ),
     draft: str | None = typer.Option(
         None,
-        help="Speculative decoding: a draft checkpoint/bundled name, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S.",
+        help="Speculative decoding: a draft checkpoint/bundled name/hub id, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S.",
     ),
     k: int = typer.Option(4, "--k", help="Steps proposed per target pass (the most, with --adaptive)."),
     adaptive: bool = typer.Option(
@@ -305,7 +305,7 @@ def _print_stats(stats, proposer: str) -> None:
 
 @app.command()
 def info(
-    model: str | None = typer.Argument(None, help="Checkpoint folder or bundled model name."),
+    model: str | None = typer.Argument(None, help="Checkpoint folder, bundled model name or model hub id."),
     list_models: bool = typer.Option(False, "--list", help="List bundled models."),
 ) -> None:
     """Configuration, parameter count and size of a checkpoint."""
