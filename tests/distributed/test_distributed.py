@@ -79,18 +79,42 @@ def house():
     return Forecaster.from_pretrained()
 
 
-def test_the_same_forecasts_as_local_and_failures_reported(cluster, house, tmp_path):
+def test_the_same_forecasts_as_local_despite_failing_series_and_a_killed_worker(cluster, house, tmp_path):
     # Float reductions that could differ between one machine and many: the tokenizer's mean |x| sums a row padded
     # to its engine batch's longest series, and matrix products may pick kernels by batch rows and threads. The
     # batches are made of the engine batches a local forecast makes, so only the threads differ (1 per worker
     # here, the machine's cores locally); on the bundled model they move nothing: compared value for value.
-    df = panel(bad=True)
-    out = forecast(
+    psutil = pytest.importorskip("psutil")
+
+    def command(pid: int) -> str:
+        """A live process's command line; "" once it is gone (a killed worker stays a zombie until reaped)."""
+        try:
+            process = psutil.Process(pid)
+            return "" if process.status() == psutil.STATUS_ZOMBIE else " ".join(process.cmdline())
+        except psutil.Error:
+            return ""
+
+    df = panel(16, bad=True)
+    planned = plan(
         ray.data.from_pandas(df), h=H, level=[80], series_per_batch=4, workers=2, errors=tmp_path / "errors", **SAMPLING
     )
+    assert (planned.series, planned.batches, planned.series_per_batch) == (18, 5, 4)
+    killed: list[int] = []
+    frames = []
+    for batch in planned.dataset.iter_batches(batch_size=None, batch_format="pandas"):
+        frames.append(batch)
+        if not killed:  # the first batch is back and the others are in flight: kill the busiest worker
+            workers = [p for p in psutil.Process().children(recursive=True) if "BatchForecaster" in command(p.pid)]
+            busiest = max(workers, key=lambda p: p.cpu_percent(interval=0.2))
+            os.kill(busiest.pid, signal.SIGKILL)
+            killed.append(busiest.pid)
+    assert killed and not command(killed[0])
+    # Ray restarts the actor and reruns its batch (or runs it on the other): either way each series comes once
+    out = pd.concat(frames, ignore_index=True)
     good = df[~df.unique_id.str.startswith("zz")]
-    same(out.to_pandas(), house.forecast(good, H, level=[80], **SAMPLING))
-    errors = pd.read_parquet(tmp_path / "errors").sort_values("unique_id")
+    assert Counter(out.unique_id) == {uid: H for uid in good.unique_id.unique()}  # every series once, none lost
+    same(out, house.forecast(good, H, level=[80], **SAMPLING))
+    errors = pd.read_parquet(tmp_path / "errors").sort_values("unique_id")  # failing series: reported, not lost
     assert errors.unique_id.tolist() == ["zz-dup", "zz-inf"]
     assert "duplicated (unique_id, ds) pairs" in errors.error.iloc[0] and "infinite values" in errors.error.iloc[1]
 
@@ -117,36 +141,6 @@ def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
     expected = local.forecast(read[~read.unique_id.str.startswith("zz")], H, level=[80], top_k=1, **SAMPLING)
     same(pd.read_parquet(tmp_path / "out"), expected)  # the folder's shards; _errors/ is skipped by its name
     assert sorted(pd.read_parquet(tmp_path / "out" / "_errors").unique_id) == ["zz-dup", "zz-inf"]
-
-
-def test_a_worker_killed_mid_run_is_retried_and_every_series_comes_once(cluster, house):
-    psutil = pytest.importorskip("psutil")
-
-    def command(pid: int) -> str:
-        """A live process's command line; "" once it is gone (a killed worker stays a zombie until reaped)."""
-        try:
-            process = psutil.Process(pid)
-            return "" if process.status() == psutil.STATUS_ZOMBIE else " ".join(process.cmdline())
-        except psutil.Error:
-            return ""
-
-    df = panel(16)
-    planned = plan(ray.data.from_pandas(df), h=H, series_per_batch=2, workers=2, **{**SAMPLING, "batch_size": 2})
-    assert planned.batches == 8
-    killed: list[int] = []
-    frames = []
-    for batch in planned.dataset.iter_batches(batch_size=None, batch_format="pandas"):
-        frames.append(batch)
-        if not killed:  # the first batch is back and the others are in flight: kill the busiest worker
-            workers = [p for p in psutil.Process().children(recursive=True) if "BatchForecaster" in command(p.pid)]
-            busiest = max(workers, key=lambda p: p.cpu_percent(interval=0.2))
-            os.kill(busiest.pid, signal.SIGKILL)
-            killed.append(busiest.pid)
-    assert killed and not command(killed[0])
-    # Ray restarts the actor and retries its batch (or runs it on the other): either way each series comes once
-    out = pd.concat(frames, ignore_index=True)
-    assert Counter(out.unique_id) == {uid: H for uid in df.unique_id.unique()}  # every series once, none lost
-    same(out, house.forecast(df, H, **{**SAMPLING, "batch_size": 2}))
 
 
 def test_bad_arguments_are_named_before_any_work(cluster, tmp_path):
