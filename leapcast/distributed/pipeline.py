@@ -151,6 +151,7 @@ def plan(
             f"columns {missing} are missing from the dataset (it has {dataset.schema().names}); rename them or pass "
             f"{param('id_col')}, {param('time_col')}, {param('target_col')}"
         )
+    shared = _shared(model, "model")  # checked here, before any work
     load: dict[str, Any] = dict(
         draft=_shared(draft, "draft"),
         spec=spec,
@@ -161,6 +162,8 @@ def plan(
     if dtype is not None:
         load["dtype"] = dtype
     gpus = 1 if str(device).startswith("cuda") else 0
+    if not ray.is_initialized():  # as Ray Data would on its first step: a local Ray of this machine's cores
+        ray.init()
     workers = _check_workers(workers, threads, gpus, ray.cluster_resources())
     seed = random_seed() if sampling.get("seed") is None else sampling["seed"]
     kwargs = dict(
@@ -195,7 +198,7 @@ def plan(
     out = blocks.map_batches(
         worker,
         fn_constructor_kwargs=dict(
-            model=_shared(model, "model"),
+            model=shared,
             load=load,
             forecast=kwargs,
             threads=threads,
