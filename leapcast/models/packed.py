@@ -54,8 +54,13 @@ class Packed:
         version = 0 if weight.is_inference() else weight._version  # inference tensors keep no version
         key = (weight.data_ptr(), version, weight.dtype, tuple(weight.shape))
         if key != self.key:
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), ROWS_HINT)
+            try:
+                self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), ROWS_HINT)
+            except RuntimeError:  # a oneDNN build or CPU without this type's packed kernels: the plain product
+                self.weight = None
             self.key = key
+        if self.weight is None:
+            return F.linear(x, weight, bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, bias, "none", [], "")
 
 
