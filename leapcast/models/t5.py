@@ -140,7 +140,7 @@ class Dense(LinearMap):
             return x @ self.weight
         return self._packed(x, self.weight.t(), None)
 
-    def in_tier(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_in_tier(self, x: torch.Tensor) -> torch.Tensor:
         """The product in the weight's type, not cast back (for a ReLU next, which is exact in any type)."""
         if x.dtype == self.weight.dtype:
             return x @ self.weight
@@ -174,7 +174,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act is F.relu and not self.gated:  # in a lower tier the hidden layer stays there: two casts fewer
-            return self.wo(F.relu(self.wi.in_tier(x))).to(x.dtype)
+            return self.wo(F.relu(self.wi.forward_in_tier(x))).to(x.dtype)
         h = self.wi(x)
         if self.gated:
             h = self.act(h[..., : self.d_ff]) * h[..., self.d_ff :]
