@@ -1,0 +1,250 @@
+"""Batch forecasting on Ray against the local CLI, end to end, on this machine (docs/distributed.md).
+
+M3-monthly-like series (M3's 1428 monthly histories tiled, each copy scaled by its own random factor and dated to
+its own last month), h 18, 20 samples, seed 0, house-target. In one run, each as a user runs it (a fresh process,
+Ray's start-up and shut-down included):
+
+  local      `leapcast forecast --input all.parquet` (one process, torch on every core)
+  local-1    the same at `--threads 1`: what one core does without Ray, and the numbers a worker's make
+  before     `local` on the code before `--ray` existed (--before COMMIT or folder): the local path is no slower
+  ray-1      `leapcast forecast --ray --input shards/*.parquet --workers 1 --threads 1` (a local Ray of every core)
+  ray-2      the same with --workers 2
+
+and Ray's own share: the same pipeline with a worker that loads no model and forecasts nothing, per batch. The
+forecasts of ray-1 and ray-2 are checked against local-1's, value for value (a worker runs 1 torch thread; more
+threads may split a matrix product's sums differently and flip a sampled step). Series per hour come from the measured
+series; figures for larger counts (--targets) are extrapolated from them, and say so.
+
+    flock /tmp/leapcast-bench.lock python benchmarks/distributed.py --series 2000 --targets 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def m3_like(n: int, seed: int = 0) -> pd.DataFrame:
+    """[rows, (unique_id, ds, y)]: n series, copies of M3 monthly's training histories (48-126 months)."""
+    from leapcast.data import load
+
+    train = load("m3-monthly").train
+    groups = [(str(sid), g["y"].to_numpy()) for sid, g in train.groupby("unique_id", sort=True)]
+    rng = np.random.default_rng(seed)
+    ids, ds, ys = [], [], []
+    for i in range(n):
+        sid, y = groups[i % len(groups)]
+        copy = i // len(groups)
+        scale = 1.0 if copy == 0 else float(rng.uniform(0.5, 2.0))
+        end = pd.Timestamp("2019-12-01") - pd.DateOffset(months=int(rng.integers(0, 36)))
+        ids.append(np.full(len(y), f"{sid}-{copy}"))
+        ds.append(pd.date_range(end=end, periods=len(y), freq="MS").to_numpy())
+        ys.append(y * scale)
+    return pd.DataFrame({"unique_id": np.concatenate(ids), "ds": np.concatenate(ds), "y": np.concatenate(ys)})
+
+
+def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+    """One command in a fresh process: its wall time, and the times `leapcast forecast --ray` reports."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "leapcast.cli", "forecast", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    text = " ".join(done.stderr.split())
+    planned = re.search(r"read and planned in ([\d.]+) s", text)
+    forecast = re.search(r"to \S+ in ([\d.]+) s \(", text)
+    batches = re.search(r"in ([\d,]+) batches", text)
+    out = {"name": name, "wall_s": round(wall, 1)}
+    if planned and forecast and batches:
+        out |= {
+            "planned_s": float(planned[1]),
+            "run_s": float(forecast[1]),  # read, plan, forecast and write, after Ray's start-up
+            "batches": int(batches[1].replace(",", "")),
+        }
+    print(f"{name}: {wall:.1f} s", {k: v for k, v in out.items() if k != "name"}, flush=True)
+    return out
+
+
+def ray_share(shards: str, h: int, samples: int) -> dict:
+    """The --ray pipeline with a worker that returns nothing: Ray's start, plan and per-batch costs alone."""
+    import ray
+
+    from leapcast.distributed import plan
+    from leapcast.distributed.worker import BatchForecaster
+
+    class NoForecast(BatchForecaster):
+        def __init__(self, model, load, forecast, threads, errors, cli) -> None:
+            self.kwargs = forecast
+
+        def __call__(self, block):
+            yield pd.DataFrame({"unique_id": block["unique_id"].unique()})
+
+    started = time.perf_counter()
+    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    up = time.perf_counter()
+    planned = plan(ray.data.read_parquet(shards), h=h, num_samples=samples, seed=0, workers=1, worker=NoForecast)
+    ready = time.perf_counter()
+    count = planned.dataset.count()
+    done = time.perf_counter()
+    ray.shutdown()
+    assert count == planned.series
+    out = {
+        "ray_start_s": round(up - started, 2),
+        "planned_s": round(ready - up, 2),
+        "actor_stage_s": round(done - ready, 2),
+        "batches": planned.batches,
+        "per_batch_s": round((done - ready) / planned.batches, 3),
+    }
+    print("ray share:", out, flush=True)
+    return out
+
+
+def before_tree(commit: str, into: Path) -> Path:
+    """A folder holding the package to compare with (given as is), or the package at a commit (git archive)."""
+    if (Path(commit) / "leapcast" / "cli.py").is_file():
+        return Path(commit)
+    tar = into / "before.tar"
+    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), commit, "leapcast"], check=True)
+    with tarfile.open(tar) as t:
+        t.extractall(into / "before", filter="data")
+    return into / "before"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--series", type=int, default=2000, help="series measured per configuration")
+    p.add_argument("--targets", type=int, nargs="*", default=[10_000, 100_000], help="series counts extrapolated to")
+    p.add_argument("--h", type=int, default=18)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--shards", type=int, default=8)
+    p.add_argument(
+        "--before", default=None, help="a commit, or a folder holding the package, whose local CLI to time too"
+    )
+    p.add_argument("--out", type=Path, default=RESULTS / "distributed.json")
+    args = p.parse_args()
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="leapcast-dist-") as tmp:
+        tmp = Path(tmp)
+        df = m3_like(args.series)
+        df.to_parquet(tmp / "all.parquet", index=False)
+        (tmp / "shards").mkdir()
+        ids = df["unique_id"].unique()
+        for k, part in enumerate(np.array_split(ids, args.shards)):  # rows of a series may sit in any shard
+            df[df["unique_id"].isin(part)].to_parquet(tmp / "shards" / f"part-{k}.parquet", index=False)
+        common = ["--h", str(args.h), "--num-samples", str(args.samples), "--seed", "0"]
+        local_args = ["--input", str(tmp / "all.parquet"), *common]
+        rows = [run("local", [*local_args, "--output", str(tmp / "local.parquet")])]
+        rows.append(run("local-1", [*local_args, "--threads", "1", "--output", str(tmp / "local-1.parquet")]))
+        if args.before:
+            tree = before_tree(args.before, tmp)
+            rows.append(
+                run(
+                    "before",
+                    ["--input", str(tmp / "all.parquet"), *common, "--output", str(tmp / "before.parquet")],
+                    env={"PYTHONPATH": str(tree)},
+                    cwd=tree,
+                )
+            )
+        for workers in (1, 2):
+            out = tmp / f"ray-{workers}"
+            ray_args = ["--ray", "--input", str(tmp / "shards" / "*.parquet"), "--output", str(out)]
+            rows.append(run(f"ray-{workers}", [*ray_args, "--workers", str(workers), "--threads", "1", *common]))
+        share = ray_share(str(tmp / "shards"), args.h, args.samples)
+        local = pd.read_parquet(tmp / "local-1.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
+        cores = pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
+        for row in rows:
+            if row["name"].startswith("ray"):
+                got = pd.read_parquet(glob.glob(str(tmp / row["name"]))[0]).sort_values(["unique_id", "ds"])
+                got = got.reset_index(drop=True).astype(local.dtypes.to_dict())
+                row["identical_to_local"] = bool(got.equals(local))
+                point = local.columns[2]
+                row["values_differing_from_local_all_cores"] = int((got[point] != cores[point]).sum())
+                row["values"] = len(got)
+    n = args.series
+    for row in rows:
+        row["series_per_hour"] = round(3600 * n / row["wall_s"])
+        if "run_s" in row:
+            row["series_per_hour_after_start"] = round(3600 * n / row["run_s"])
+    by = {row["name"]: row for row in rows}
+    speedup = by["ray-1"]["wall_s"] / by["ray-2"]["wall_s"]
+    speedup_run = by["ray-1"]["run_s"] / by["ray-2"]["run_s"]
+    extrapolated = {}
+    for target in args.targets:
+        extrapolated[target] = {
+            name: round((row["wall_s"] - row.get("run_s", 0) + row.get("run_s", row["wall_s"]) * target / n) / 3600, 2)
+            for name, row in by.items()
+        }
+    result = {
+        "date": str(date.today()),
+        "command": "flock /tmp/leapcast-bench.lock python benchmarks/distributed.py " + " ".join(sys.argv[1:]),
+        "series": n,
+        "h": args.h,
+        "samples": args.samples,
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "runs": rows,
+        "ray_share": share,
+        "speedup_2_over_1_workers": round(speedup, 2),
+        "speedup_2_over_1_workers_after_start": round(speedup_run, 2),
+        "goal_2_workers_at_least_1_7x": speedup >= 1.7,
+        "extrapolated_hours": extrapolated,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(f"wrote {args.out}")
+
+
+def table(result: dict) -> str:
+    n = result["series"]
+    lines = [
+        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour | identical to local-1 |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["runs"]:
+        after = f"{row['run_s']:.1f}, {row['series_per_hour_after_start']:,}" if "run_s" in row else "-"
+        same = {True: "yes", False: "NO"}.get(row.get("identical_to_local"), "-")
+        lines.append(f"| {row['name']} | {row['wall_s']:.1f} | {row['series_per_hour']:,} | {after} | {same} |")
+    share = result["ray_share"]
+    lines += [
+        "",
+        f"Ray's share (a worker that forecasts nothing, 1 worker): start-up {share['ray_start_s']} s, read and plan "
+        f"{share['planned_s']} s, {share['per_batch_s']} s per batch ({share['batches']} batches, actor start included).",
+        f"2 workers / 1 worker: x{result['speedup_2_over_1_workers']} end to end, "
+        f"x{result['speedup_2_over_1_workers_after_start']} after Ray's start (goal >= 1.7: "
+        f"{'met' if result['goal_2_workers_at_least_1_7x'] else 'NOT met'}).",
+        "",
+        "| series (extrapolated) | " + " | ".join(row["name"] for row in result["runs"]) + " |",
+        "|---|" + "---|" * len(result["runs"]),
+    ]
+    for target, hours in result["extrapolated_hours"].items():
+        lines.append(f"| {int(target):,} | " + " | ".join(f"{hours[row['name']]} h" for row in result["runs"]) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
