@@ -6,7 +6,7 @@ Ray's start-up and shut-down included):
 
   local      `leapcast forecast --input all.parquet` (one process, torch on every core)
   local-1    the same at `--threads 1`: what one core does without Ray, and the numbers a worker's make
-  before     `local` on the code before `--ray` existed (--before COMMIT or folder): the local path is no slower
+  before     `local` with the commit that added `--ray` reversed in leapcast/cli.py (--before COMMIT): no slower
   ray-1      `leapcast forecast --ray --input shards/*.parquet --workers 1 --threads 1` (a local Ray of every core)
   ray-2      the same with --workers 2
 
@@ -25,9 +25,9 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from datetime import date
@@ -59,6 +59,9 @@ def m3_like(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"unique_id": np.concatenate(ids), "ds": np.concatenate(ds), "y": np.concatenate(ys)})
 
 
+TIMEOUT_S = 1200  # a run past this stops the benchmark (it stops by itself)
+
+
 def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
     """One command in a fresh process: its wall time, and the times `leapcast forecast --ray` reports."""
     started = time.perf_counter()
@@ -68,6 +71,7 @@ def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = 
         text=True,
         env={**os.environ, **(env or {})},
         cwd=cwd,
+        timeout=TIMEOUT_S,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -123,14 +127,17 @@ def ray_share(shards: str, h: int, samples: int) -> dict:
 
 
 def before_tree(commit: str, into: Path) -> Path:
-    """A folder holding the package to compare with (given as is), or the package at a commit (git archive)."""
-    if (Path(commit) / "leapcast" / "cli.py").is_file():
-        return Path(commit)
-    tar = into / "before.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), commit, "leapcast"], check=True)
-    with tarfile.open(tar) as t:
-        t.extractall(into / "before", filter="data")
-    return into / "before"
+    """This tree's package with ``commit``'s change to leapcast/cli.py reversed (the commit that added --ray): the
+    local path as it was, on the same engine."""
+    tree = into / "before"
+    shutil.copytree(ROOT / "leapcast", tree / "leapcast", ignore=shutil.ignore_patterns("__pycache__", "distributed"))
+    patch = subprocess.run(
+        ["git", "-C", str(ROOT), "diff", f"{commit}^", commit, "--", "leapcast/cli.py"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["patch", "-R", "-p1", "-s"], input=patch, cwd=tree, check=True)
+    if '"--ray"' in (tree / "leapcast" / "cli.py").read_text():
+        raise SystemExit(f"--before {commit}: leapcast/cli.py still has --ray after reversing it")
+    return tree
 
 
 def main() -> None:
@@ -141,7 +148,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--shards", type=int, default=8)
     p.add_argument(
-        "--before", default=None, help="a commit, or a folder holding the package, whose local CLI to time too"
+        "--before", default=None, help="the commit that added --ray: time this tree's local CLI with it reversed too"
     )
     p.add_argument("--out", type=Path, default=RESULTS / "distributed.json")
     args = p.parse_args()
