@@ -136,6 +136,7 @@ GENERIC = {
     "loading",
     "zoo",
     "rows",
+    "precision",
 }  # leapcast.models modules that name no family's classes
 
 

@@ -79,7 +79,7 @@ def test_suite_and_model_arguments_are_checked(tmp_path):
         bench.model_specs(["random:huge"], None, tmp_path)
     with pytest.raises(ValueError, match=r"one draft per model \(1\) or one for all, got 2"):
         bench.model_specs(["random:tiny"], ["a", "b"], tmp_path)
-    with pytest.raises(FileNotFoundError, match="neither a checkpoint folder nor a bundled model"):
+    with pytest.raises(FileNotFoundError, match="is neither a checkpoint folder, a bundled model"):
         bench.model_specs([str(tmp_path / "nope")], None, tmp_path)
 
 
