@@ -10,12 +10,14 @@ Ray's start-up and shut-down included):
   ray-1      `leapcast forecast --ray --input shards/*.parquet --workers 1 --threads 1` (a local Ray of every core)
   ray-2      the same with --workers 2
 
-and Ray's own share: the same pipeline with a worker that loads no model and forecasts nothing, per batch. The
+and Ray's own share: the same pipeline with a worker that loads no model and forecasts nothing, per batch. Each run
+waits (up to 10 minutes) for the machine to be idle and records the share of its CPU other processes took meanwhile;
+Ray's workers run at nice 0 like the local CLI (Ray's default, 15, hands them only what others leave). The
 forecasts of ray-1 and ray-2 are checked against local-1's, value for value (a worker runs 1 torch thread; more
 threads may split a matrix product's sums differently and flip a sampled step). Series per hour come from the measured
 series; figures for larger counts (--targets) are extrapolated from them, and say so.
 
-    flock /tmp/leapcast-bench.lock python benchmarks/distributed.py --series 2000 --targets 10000 100000
+    flock /tmp/leapcast-bench.lock python benchmarks/distributed.py --series 3000 --targets 10000 100000 --before 1076457
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,10 +63,35 @@ def m3_like(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 TIMEOUT_S = 1200  # a run past this stops the benchmark (it stops by itself)
+QUIET_S = 600  # before each run, wait up to this long for the machine to be idle (others' tests take its cores)
+# Ray starts its workers at nice 15 (RAY_worker_niceness): on a machine shared with other work they would get only
+# the leftover CPU while the local CLI runs at 0. Here they run at 0 too, like with like.
+RAY_ENV = {"RAY_worker_niceness": "0"}
+
+
+def cpu_busy() -> float:
+    """CPU-seconds every core of this machine has been busy since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet() -> float:
+    """Wait (up to QUIET_S) until the cores are at least 90% idle over 3 s; the busy share last seen."""
+    deadline = time.monotonic() + QUIET_S
+    while True:
+        before = cpu_busy()
+        time.sleep(3)
+        busy = (cpu_busy() - before) / (3 * os.cpu_count())
+        if busy < 0.1 or time.monotonic() > deadline:
+            return round(busy, 2)
 
 
 def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
-    """One command in a fresh process: its wall time, and the times `leapcast forecast --ray` reports."""
+    """One command in a fresh process: its wall time, the times `leapcast forecast --ray` reports, and the CPU time
+    others took meanwhile (the machine's busy CPU-seconds less this command's own)."""
+    idle_wait = wait_for_quiet()
+    busy, own = cpu_busy(), _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "leapcast.cli", "forecast", *args],
@@ -74,13 +102,19 @@ def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = 
         timeout=TIMEOUT_S,
     )
     wall = time.perf_counter() - started
+    others = (cpu_busy() - busy) - (_children_cpu() - own)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     text = " ".join(done.stderr.split())
     planned = re.search(r"read and planned in ([\d.]+) s", text)
     forecast = re.search(r"to \S+ in ([\d.]+) s \(", text)
     batches = re.search(r"in ([\d,]+) batches", text)
-    out = {"name": name, "wall_s": round(wall, 1)}
+    out = {
+        "name": name,
+        "wall_s": round(wall, 1),
+        "busy_share_before": idle_wait,
+        "others_cpu_share": round(max(others, 0.0) / (wall * os.cpu_count()), 2),  # of the machine, during the run
+    }
     if planned and forecast and batches:
         out |= {
             "planned_s": float(planned[1]),
@@ -89,6 +123,12 @@ def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = 
         }
     print(f"{name}: {wall:.1f} s", {k: v for k, v in out.items() if k != "name"}, flush=True)
     return out
+
+
+def _children_cpu() -> float:
+    """CPU-seconds of this process's finished children and theirs (a command's Ray workers included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ray_share(shards: str, h: int, samples: int) -> dict:
@@ -105,7 +145,9 @@ def ray_share(shards: str, h: int, samples: int) -> dict:
         def __call__(self, block):
             yield pd.DataFrame({"unique_id": block["unique_id"].unique()})
 
+    wait_for_quiet()
     started = time.perf_counter()
+    os.environ.update(RAY_ENV)
     ray.init(include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     up = time.perf_counter()
@@ -178,7 +220,8 @@ def main() -> None:
         for workers in (1, 2):
             out = tmp / f"ray-{workers}"
             ray_args = ["--ray", "--input", str(tmp / "shards" / "*.parquet"), "--output", str(out)]
-            rows.append(run(f"ray-{workers}", [*ray_args, "--workers", str(workers), "--threads", "1", *common]))
+            ray_args += ["--workers", str(workers), "--threads", "1", *common]
+            rows.append(run(f"ray-{workers}", ray_args, env=RAY_ENV))
         share = ray_share(str(tmp / "shards"), args.h, args.samples)
         local = pd.read_parquet(tmp / "local-1.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
         cores = pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
@@ -229,13 +272,17 @@ def main() -> None:
 def table(result: dict) -> str:
     n = result["series"]
     lines = [
-        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour | identical to local-1 |",
-        "|---|---|---|---|---|",
+        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour | identical to local-1 "
+        "| others' CPU share |",
+        "|---|---|---|---|---|---|",
     ]
     for row in result["runs"]:
         after = f"{row['run_s']:.1f}, {row['series_per_hour_after_start']:,}" if "run_s" in row else "-"
         same = {True: "yes", False: "NO"}.get(row.get("identical_to_local"), "-")
-        lines.append(f"| {row['name']} | {row['wall_s']:.1f} | {row['series_per_hour']:,} | {after} | {same} |")
+        lines.append(
+            f"| {row['name']} | {row['wall_s']:.1f} | {row['series_per_hour']:,} | {after} | {same} "
+            f"| {row['others_cpu_share']:.0%} |"
+        )
     share = result["ray_share"]
     lines += [
         "",
