@@ -301,6 +301,39 @@ def long_client(url: str, seconds: float) -> None:
     print(json.dumps(latencies))
 
 
+def scaling(args) -> list[str]:
+    """How one decode iteration's cost grows with its rows (in this process, no HTTP): what batching can gain.
+
+    For each row count, 20-path series decode 48 steps together; the seconds of iterations 10-21 are timed."""
+    import torch
+
+    from leapcast.engine.loop import Decoder
+    from leapcast.engine.sampling import SamplingConfig
+    from leapcast.engine.streams import RowStreams
+    from leapcast.models.loading import load_model
+    from leapcast.registry import resolve
+
+    torch.set_num_threads(args.threads)
+    model = load_model(resolve(args.model))
+    sampling = SamplingConfig(num_samples=20)
+    lines = ["| rows | ms per iteration | us per row-step |", "|---|---|---|"]
+    for series in (1, 4, 8, 16, 32):
+        contexts = torch.randn(series, 128, generator=torch.Generator().manual_seed(0)).cumsum(-1)
+        times = []
+        for _ in range(3):
+            dec = Decoder(model)
+            dec.add(contexts, 48, sampling, RowStreams.for_series(0, list(range(series)), 20))
+            for _ in range(10):
+                dec.step()
+            started = time.perf_counter()
+            for _ in range(12):
+                dec.step()
+            times.append((time.perf_counter() - started) / 12)
+        best = float(np.median(times))
+        lines.append(f"| {series * 20} | {best * 1000:.1f} | {best / (series * 20) * 1e6:.0f} |")
+    return lines
+
+
 def goals(cells: list[Cell], soaked: dict | None, longs: list[dict]) -> list[str]:
     """The serving issue's goals, each met or missed, by how much."""
     lines = []
@@ -362,7 +395,7 @@ def table(cells: list[Cell]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="house-target")
-    p.add_argument("--modes", nargs="+", default=["continuous", "static", "off"])
+    p.add_argument("--modes", nargs="*", default=["continuous", "static", "off"])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     p.add_argument("--seconds", type=float, default=40.0, help="measured seconds per level (at most)")
     p.add_argument("--warmup", type=float, default=8.0, help="seconds before a level is measured")
@@ -375,12 +408,15 @@ def main() -> None:
     p.add_argument("--long-modes", nargs="+", default=["continuous", "off"])
     p.add_argument("--long-seconds", type=float, default=25.0)
     p.add_argument("--long-client", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--scaling", action="store_true", help="first: a decode iteration's cost against its rows")
     p.add_argument("--out", default=None, help="write the results here (JSON)")
     args = p.parse_args()
     if args.long_client:
         long_client(args.long_client, args.long_seconds)
         return
     started = time.monotonic()
+    if args.scaling:
+        print("\n".join(scaling(args)), flush=True)
     pool = make_pool(args.pool, seed=0)
     cells: list[Cell] = []
     for mode in args.modes:

@@ -175,6 +175,8 @@ class Decoder:
         rows = self._live()
         cur = int(torch.where(active, rows.n, rows.n.max()).min())  # the least advanced active row
         at = torch.where(active, rows.n, cur)  # finished rows ride along at cur; their steps are dropped
+        if not self.catch_up and bool(active.any()):
+            at = _beside_active(rows.n, active)  # they ride where their neighbours stand: one run of positions
         together = bool((at == cur).all())
         head = self.model.step(self.state, rows.pending[:, None], cur if together else at)  # [R, 1]
         new = self._sample(head, at)  # [R, 1, *shape]
@@ -578,6 +580,16 @@ def _head_rows(head, index: torch.Tensor):
     return type(head)(
         **{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()}
     )
+
+
+def _beside_active(n: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """n [R], active [R] (one at least) -> positions [R]: an active row's own, an inactive row the position of the
+    nearest active row before it (after it, for leading rows). Rows that ride along then split no run of rows
+    standing at one position, whose self-attention the model computes over that run's positions only."""
+    index = torch.arange(len(n), device=n.device)
+    before = torch.where(active, index, -1).cummax(0).values  # [R] the last active row at or before each
+    first = int(active.nonzero()[0])
+    return n[torch.where(before >= 0, before, first)]
 
 
 def _per_series(value: int | Sequence[int], b: int, name: str, low: int) -> list[int]:

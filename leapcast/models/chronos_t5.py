@@ -260,20 +260,35 @@ class ChronosT5:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
         c: _ChronosCaches = state.caches
         n = steps.shape[1]
+        runs = None
         if isinstance(start, int):
             used = start + n
             self_bias = c.bias_table[None, :, start:used, :used]  # [1, H, n, used]
         else:
             start = start.to(self.device)
             used = int(start.max()) + n
-            query_pos = start[:, None] + torch.arange(n, device=start.device)  # [R, n]
-            self_bias = c.bias_table[:, query_pos, :used].transpose(0, 1)  # [R, H, n, used]
+            runs = _position_runs(start)
+            if runs is None:
+                query_pos = start[:, None] + torch.arange(n, device=start.device)  # [R, n]
+                self_bias = c.bias_table[:, query_pos, :used].transpose(0, 1)  # [R, H, n, used]
+            else:
+                self_bias = c.bias_table  # [H, T, T], sliced per run
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
-            x = layer(x, cache, start, self_bias, c.cross_mask, used, c.row_series)
+            x = layer(x, cache, start, self_bias, c.cross_mask, used, c.row_series, runs)
         return self.net.head(x, self._head_t)
+
+
+def _position_runs(start: torch.Tensor, most: int = 8) -> list[tuple[int, int, int]] | None:
+    """start [R] -> (first row, end row, position) of each run of consecutive rows at one position, or None when
+    there are more than ``most`` runs (rows apart after speculative passes: one masked attention is cheaper)."""
+    positions, counts = torch.unique_consecutive(start, return_counts=True)
+    if len(positions) > most:
+        return None
+    ends = counts.cumsum(0).tolist()
+    return [(end - count, end, pos) for end, count, pos in zip(ends, counts.tolist(), positions.tolist())]
 
 
 class _ChronosCaches:

@@ -235,19 +235,38 @@ class DecoderLayer(nn.Module):
         cross_mask: torch.Tensor,
         used: int,
         row_series: torch.Tensor | None = None,
+        runs: list[tuple[int, int, int]] | None = None,
     ) -> torch.Tensor:
         """x [R, n, D]; self_bias [1|R, H, n, used]; cross_mask [B, 1, 1, L].
 
         ``row_series`` [R]: the series of each row when the rows of a series are not
         R / B consecutive rows (series joined or rows left); None: series-major, equal counts.
+        ``runs``: with rows at several positions, (first row, end row, position) of each run of consecutive rows at
+        one position: each run attends over its own positions only, as rows standing together do (self-attention's
+        cost grows with the positions attended; continuous batching keeps a few runs, far apart); self_bias is then
+        the bias table [H, T, T].
         """
         r, n, _ = x.shape
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
-        out = F.scaled_dot_product_attention(
-            q, cache.k[:, :, :used], cache.v[:, :, :used], attn_mask=self_bias, scale=1.0
-        )
+        if runs is None:
+            out = F.scaled_dot_product_attention(
+                q, cache.k[:, :, :used], cache.v[:, :, :used], attn_mask=self_bias, scale=1.0
+            )
+        else:
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[a:b],
+                        cache.k[a:b, :, : p + n],
+                        cache.v[a:b, :, : p + n],
+                        attn_mask=self_bias[None, :, p : p + n, : p + n],
+                        scale=1.0,
+                    )
+                    for a, b, p in runs
+                ]
+            )  # [R, H, n, dk]
         x = x + self.o(out.transpose(1, 2).reshape(r, n, -1))
 
         if row_series is None:  # rows share their series' keys and values without a copy
