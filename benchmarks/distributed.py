@@ -6,7 +6,10 @@ Ray's start-up and shut-down included):
 
   local      `leapcast forecast --input all.parquet` (one process, torch on every core)
   local-1    the same at `--threads 1`: what one core does without Ray, and the numbers a worker's make
+  local-1x2  two `local-1` processes side by side, half the series each: what two single-thread workers can gain on
+             this machine without Ray (its cores share one L3 cache and the memory bus)
   before     `local` with the commit that added `--ray` reversed in leapcast/cli.py (--before COMMIT): no slower
+             (local and before run twice, alternately, and their median counts)
   ray-1      `leapcast forecast --ray --input shards/*.parquet --workers 1 --threads 1` (a local Ray of every core)
   ray-2      the same with --workers 2
 
@@ -27,17 +30,18 @@ import glob
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,25 +91,45 @@ def wait_for_quiet() -> float:
             return round(busy, 2)
 
 
-def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
-    """One command in a fresh process: its wall time, the times `leapcast forecast --ray` reports, and the CPU time
-    others took meanwhile (the machine's busy CPU-seconds less this command's own)."""
+def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = None, copies: int = 1) -> dict:
+    """One command in a fresh process (``copies`` of it side by side, each given its own ``{i}`` in ``args``): the
+    wall time, the times `leapcast forecast --ray` reports, and the share of the machine's CPU that processes outside
+    the command's tree took meanwhile (Ray's daemons and workers belong to the tree)."""
     idle_wait = wait_for_quiet()
-    busy, own = cpu_busy(), _children_cpu()
+    busy = cpu_busy()
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "leapcast.cli", "forecast", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=TIMEOUT_S,
-    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "leapcast.cli", "forecast", *[a.replace("{i}", str(i)) for a in args]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+        for i in range(copies)
+    ]
+    own = _TreeCpu([p.pid for p in procs])
+    errs = [[] for _ in procs]
+    readers = [threading.Thread(target=lambda p=p, e=e: e.append(p.stderr.read())) for p, e in zip(procs, errs)]
+    for reader in readers:
+        reader.start()
+    while any(p.poll() is None for p in procs):
+        own.sample()
+        if time.perf_counter() - started > TIMEOUT_S:
+            for p in procs:
+                p.kill()
+            raise SystemExit(f"{name} ran past {TIMEOUT_S} s")
+        time.sleep(0.5)
     wall = time.perf_counter() - started
-    others = (cpu_busy() - busy) - (_children_cpu() - own)
-    if done.returncode != 0:
-        raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    text = " ".join(done.stderr.split())
+    others = (cpu_busy() - busy) - own.total()
+    for reader in readers:
+        reader.join()
+    stderr = "".join(e[0] for e in errs)
+    for p in procs:
+        if p.returncode != 0:
+            raise SystemExit(f"{name} failed ({p.returncode}):\n{stderr[-3000:]}")
+    text = " ".join(stderr.split())
     planned = re.search(r"read and planned in ([\d.]+) s", text)
     forecast = re.search(r"to \S+ in ([\d.]+) s \(", text)
     batches = re.search(r"in ([\d,]+) batches", text)
@@ -125,10 +149,37 @@ def run(name: str, args: list[str], env: dict | None = None, cwd: Path | None = 
     return out
 
 
-def _children_cpu() -> float:
-    """CPU-seconds of this process's finished children and theirs (a command's Ray workers included)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _median_run(runs: list[dict]) -> dict:
+    """Runs of one command -> one row: the median wall time (of two: their mean), each run's time kept."""
+    out = dict(runs[0])
+    out["wall_s"] = round(float(np.median([r["wall_s"] for r in runs])), 1)
+    out["wall_s_each"] = [r["wall_s"] for r in runs]
+    out["others_cpu_share"] = max(r["others_cpu_share"] for r in runs)
+    return out
+
+
+class _TreeCpu:
+    """CPU-seconds of some processes and all their descendants, sampled while they run (each one's last sample)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.roots = [psutil.Process(pid) for pid in pids]
+        self.seen: dict[int, float] = {}
+
+    def sample(self) -> None:
+        for root in self.roots:
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in tree:
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                self.seen[proc.pid] = times.user + times.system
+
+    def total(self) -> float:
+        return sum(self.seen.values())
 
 
 def ray_share(shards: str, h: int, samples: int) -> dict:
@@ -207,16 +258,18 @@ def main() -> None:
         local_args = ["--input", str(tmp / "all.parquet"), *common]
         rows = [run("local", [*local_args, "--output", str(tmp / "local.parquet")])]
         rows.append(run("local-1", [*local_args, "--threads", "1", "--output", str(tmp / "local-1.parquet")]))
-        if args.before:
+        for k, part in enumerate(np.array_split(ids, 2)):
+            df[df["unique_id"].isin(part)].to_parquet(tmp / f"half-{k}.parquet", index=False)
+        half = ["--input", str(tmp / "half-{i}.parquet"), *common, "--threads", "1"]
+        rows.append(run("local-1x2", [*half, "--output", str(tmp / "half-{i}-out.parquet")], copies=2))
+        if args.before:  # before and local once more, alternately: two-thread runs vary by 10% or more here
             tree = before_tree(args.before, tmp)
-            rows.append(
-                run(
-                    "before",
-                    ["--input", str(tmp / "all.parquet"), *common, "--output", str(tmp / "before.parquet")],
-                    env={"PYTHONPATH": str(tree)},
-                    cwd=tree,
-                )
-            )
+            before_args = ["--input", str(tmp / "all.parquet"), *common, "--output", str(tmp / "before.parquet")]
+            again = [run("before", before_args, env={"PYTHONPATH": str(tree)}, cwd=tree)]
+            again.append(run("local", [*local_args, "--output", str(tmp / "local-again.parquet")]))
+            again.append(run("before", before_args, env={"PYTHONPATH": str(tree)}, cwd=tree))
+            rows[0] = _median_run([rows[0], again[1]])
+            rows.append(_median_run([again[0], again[2]]))
         for workers in (1, 2):
             out = tmp / f"ray-{workers}"
             ray_args = ["--ray", "--input", str(tmp / "shards" / "*.parquet"), "--output", str(out)]
@@ -241,6 +294,7 @@ def main() -> None:
     by = {row["name"]: row for row in rows}
     speedup = by["ray-1"]["wall_s"] / by["ray-2"]["wall_s"]
     speedup_run = by["ray-1"]["run_s"] / by["ray-2"]["run_s"]
+    ceiling = by["local-1"]["wall_s"] / by["local-1x2"]["wall_s"]
     extrapolated = {}
     for target in args.targets:
         extrapolated[target] = {
@@ -261,6 +315,7 @@ def main() -> None:
         "speedup_2_over_1_workers": round(speedup, 2),
         "speedup_2_over_1_workers_after_start": round(speedup_run, 2),
         "goal_2_workers_at_least_1_7x": speedup >= 1.7,
+        "two_processes_over_one_without_ray": round(ceiling, 2),
         "extrapolated_hours": extrapolated,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,7 +345,8 @@ def table(result: dict) -> str:
         f"{share['planned_s']} s, {share['per_batch_s']} s per batch ({share['batches']} batches, actor start included).",
         f"2 workers / 1 worker: x{result['speedup_2_over_1_workers']} end to end, "
         f"x{result['speedup_2_over_1_workers_after_start']} after Ray's start (goal >= 1.7: "
-        f"{'met' if result['goal_2_workers_at_least_1_7x'] else 'NOT met'}).",
+        f"{'met' if result['goal_2_workers_at_least_1_7x'] else 'NOT met'}); two single-thread processes without Ray "
+        f"over one: x{result['two_processes_over_one_without_ray']}.",
         "",
         "| series (extrapolated) | " + " | ".join(row["name"] for row in result["runs"]) + " |",
         "|---|" + "---|" * len(result["runs"]),

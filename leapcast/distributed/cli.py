@@ -111,7 +111,13 @@ def forecast_on_ray(
             highlight=False,
             soft_wrap=True,
         )
-        planned.dataset.write_parquet(str(folder), min_rows_per_file=ROWS_PER_FILE)
+        # writing is I/O: its tasks ask for no CPU, or they would wait for a model worker's to come free. Ray Data
+        # warns once that a job may hang when no CPU is free at its start (the planning tasks' CPUs are released a
+        # moment late); the workers were checked to fit the cluster (plan), so that warning is marked as given.
+        from ray.util.debug import log_once
+
+        log_once("cpu_warning")
+        planned.dataset.write_parquet(str(folder), min_rows_per_file=ROWS_PER_FILE, ray_remote_args={"num_cpus": 0})
         seconds = time.perf_counter() - began
     finally:
         if started:
