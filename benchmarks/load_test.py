@@ -1,7 +1,8 @@
 """Load test of `leapcast serve` on loopback: closed-loop httpx clients against a server per batching mode.
 
 Each batching mode gets its own server process (`python -m leapcast.cli serve --batching MODE`, the bundled
-house-target by default), then every concurrency level runs in turn: C async clients, each sending its next
+house-target by default), all started first; then every concurrency level runs in turn, each mode in turn at a
+level: C async clients, each sending its next
 request as soon as its last is answered. Requests mix 1-8 series, contexts of 50-500 values and horizons of
 6-48 steps, 20 sample paths (a fixed pool, the same for every mode). A level runs a warm-up, then is measured
 for --seconds or --max-requests answers, whichever comes first; requests still out at its end are dropped (the
@@ -419,11 +420,14 @@ def main() -> None:
         print("\n".join(scaling(args)), flush=True)
     pool = make_pool(args.pool, seed=0)
     cells: list[Cell] = []
-    for mode in args.modes:
-        server = Server(mode, args)
-        try:
-            for clients in args.concurrency:
-                warmup = args.warmup + clients / 16  # the first round of a closed loop arrives at once
+    servers: dict[str, Server] = {}
+    try:  # every mode's server up at once (an idle one takes no CPU), the modes in turn at each level: this
+        # machine's speed drifts by 10-20% over minutes, and modes measured minutes apart would carry that drift
+        for mode in args.modes:
+            servers[mode] = Server(mode, args)
+        for clients in args.concurrency:
+            warmup = args.warmup + clients / 16  # the first round of a closed loop arrives at once
+            for mode, server in servers.items():
                 records, window, peak, cpu_s = asyncio.run(
                     closed_loop(server.url, pool, clients, warmup, args.seconds, args.max_requests, server)
                 )
@@ -431,7 +435,8 @@ def main() -> None:
                 cells.append(cell)
                 print(table([cell]).splitlines()[-1], flush=True)
                 server.settle()
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
     soaked = soak(args, pool) if args.soak else None
     longs = [long_check(args, pool, mode) for mode in args.long_modes] if args.long else []

@@ -85,7 +85,8 @@ def measure(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         target = checkpoint(args.target, Path(tmp))
         draft = checkpoint(args.draft, Path(tmp)) if args.draft else None
-        plain = Forecaster.from_pretrained(target)
+        tier = dict(dtype=args.dtype)
+        plain = Forecaster.from_pretrained(target, **tier)
         for batch in args.batches:
             ctx = contexts(batch)
             cost_target = step_cost(plain, batch, args.samples, 1)
@@ -95,7 +96,7 @@ def measure(args) -> list[dict]:
                     continue
                 c = 0.0
                 if proposer == "draft":
-                    c = step_cost(Forecaster.from_pretrained(draft), batch, args.samples, 1) / cost_target
+                    c = step_cost(Forecaster.from_pretrained(draft, **tier), batch, args.samples, 1) / cost_target
                 elif proposer.startswith("early-exit"):
                     m = int(proposer.split(":")[1])
                     c = m / len(plain.model.net.dec_layers)
@@ -103,7 +104,8 @@ def measure(args) -> list[dict]:
                     [SpecConfig(k=max(args.ks), adaptive=True)] if args.adaptive else []
                 )
                 for spec in configs:
-                    fc = Forecaster.from_pretrained(target, draft=name, spec=spec)
+                    fc = Forecaster.from_pretrained(target, draft=name, spec=spec, **tier)
+                    verify = step_cost(plain, batch, args.samples, spec.k + 1) / cost_target  # v(k)
                     kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)
                     run_plain, run_spec = (
                         (lambda: plain.predict(ctx, args.horizon, **kw)),
@@ -131,13 +133,16 @@ def measure(args) -> list[dict]:
                         mean_accepted_length=st.mean_accepted_length,
                         cost_ratio=c,
                         bound=speedup_bound(a, spec.k, c),
+                        dtype=args.dtype,
+                        verify_cost=verify,
+                        bound_with_verify=speedup_bound(a, spec.k, c, verify),
                         accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                     )
                     rows.append(row)
                     print(
                         f"batch {batch:2d} {proposer:14s} k={spec.k}{' adaptive' if spec.adaptive else '':9s} speedup x{row['speedup']:.2f} "
                         + (f"(first call x{first:.2f}) " if first else "")
-                        + f"(bound x{row['bound']:.2f}) a={a:.2f} mean accepted length {st.mean_accepted_length:.2f} c={c:.2f}",
+                        + f"(bound x{row['bound']:.2f}, with v(k)={verify:.2f}: x{row['bound_with_verify']:.2f}) a={a:.2f} mean accepted length {st.mean_accepted_length:.2f} c={c:.2f}",
                         flush=True,
                     )
     return rows
@@ -209,6 +214,7 @@ def main() -> None:
         help="time one call of each first, reported apart (adaptive k explores in it), then the repeats",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="float32", help="the tier of target and draft (float32, bfloat16, auto)")
     p.add_argument("--project", action="store_true", help="cost projection for official sizes instead of a measurement")
     p.add_argument("--project-sizes", nargs="+", default=["tiny", "mini", "small", "base"])
     p.add_argument("--project-targets", nargs="+", default=["small", "base"])

@@ -110,9 +110,11 @@ def acceptance_probability(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.minimum(p, q).sum(-1)
 
 
-def speedup_bound(a: float, k: int, c: float) -> float:
-    """The expected speedup of k proposed steps per target pass at acceptance a and draft cost ratio c
-    (one draft step / one target step): (1 - a^(k+1)) / ((1 - a)(k c + 1)), (k + 1) / (k c + 1) at a = 1."""
+def speedup_bound(a: float, k: int, c: float, v: float = 1.0) -> float:
+    """The expected speedup of k proposed steps per target pass at acceptance a, draft cost ratio c (one draft
+    step / one target step) and verify cost v (one target pass over k + 1 positions / one target step; 1 where the
+    pass is bound by reading the weights, as on a GPU): (1 - a^(k+1)) / ((1 - a)(k c + v)), (k + 1) / (k c + v)
+    at a = 1."""
     if a >= 1:
-        return (k + 1) / (k * c + 1)
-    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + 1))
+        return (k + 1) / (k * c + v)
+    return (1 - a ** (k + 1)) / ((1 - a) * (k * c + v))

@@ -422,3 +422,13 @@ def test_the_plain_tail_after_ragged_rows_keeps_the_sampled_distribution(small_v
     assert st.drafts >= DRAWS and chooser.off  # a plain pass, three k = 1 passes, then plain steps
     assert 0 < st.accepted_steps < st.drafted_steps
     assert min(_pvalues(got, expected)) > 1e-3
+
+
+def test_speedup_bound_counts_the_verify_pass():
+    """E[steps per pass] / (k c + v): at a = 0.8, k = 2, c = 0.1 the expected steps are 1 + 0.8 + 0.64 = 2.44;
+    a verify pass that costs 1.5 plain steps lowers the bound from 2.44 / 1.2 to 2.44 / 1.7."""
+    from leapcast.engine.speculative import speedup_bound
+
+    assert speedup_bound(0.8, 2, 0.1) == pytest.approx(2.44 / 1.2)
+    assert speedup_bound(0.8, 2, 0.1, 1.5) == pytest.approx(2.44 / 1.7)
+    assert speedup_bound(1.0, 4, 0.0, 2.0) == pytest.approx(2.5)
