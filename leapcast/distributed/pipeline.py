@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +186,7 @@ def plan(
     ids = _sorted_ids(_unique_ids(rows, id_col), id_col)
     size = _batch_size(series_per_batch, len(ids), workers, sampling.get("batch_size", 32))
     bounds = np.array(ids[size::size], dtype=object)  # the first id of every batch but the first
-    tagged = rows.map_batches(_tag, fn_kwargs=dict(id_col=id_col, bounds=bounds), batch_format="pandas")
+    tagged = rows.map_batches(_shipped(_tag), fn_kwargs=dict(id_col=id_col, bounds=bounds), batch_format="pandas")
     batches = len(bounds) + 1
     # a range partition on the batch number, one block per batch; materialized before the actors start, so they
     # never hold the cores the shuffle needs
@@ -217,10 +219,22 @@ def plan(
 def _unique_ids(rows: ray.data.Dataset, id_col: str) -> list:
     """Every series id once: each block's own, gathered here (a task per block; no aggregation actors to start)."""
     ids: set = set()
-    blocks = rows.map_batches(_block_ids, fn_kwargs=dict(id_col=id_col), batch_format="pandas")
+    blocks = rows.map_batches(_shipped(_block_ids), fn_kwargs=dict(id_col=id_col), batch_format="pandas")
     for batch in blocks.iter_batches(batch_size=None, batch_format="pandas"):
         ids.update(batch[id_col].tolist())
     return list(ids)
+
+
+def _shipped(fn: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+    """``fn`` (pandas and numpy only) as a function Ray sends by value: a module-level function goes by reference,
+    and the task workers that run it would import leapcast, and with it torch (about 3 s per worker process,
+    most of the planning time of a small dataset), only to tag rows."""
+
+    def shipped(block: pd.DataFrame, **kwargs) -> pd.DataFrame:
+        return code(block, **kwargs)
+
+    code = types.FunctionType(fn.__code__, {"pd": pd, "np": np, "BATCH": BATCH}, fn.__name__, fn.__defaults__)
+    return shipped
 
 
 def _block_ids(block: pd.DataFrame, id_col: str) -> pd.DataFrame:

@@ -218,3 +218,23 @@ def test_a_worker_isolates_failing_series_in_whole_engine_batches(house, tmp_pat
     assert errors.unique_id.tolist() == ["zz-dup", "zz-inf"]
     assert "pass --freq" not in errors.error.iloc[0]  # messages name options as the command line does (none here)
     assert list(worker(block.iloc[:0])) == []  # an empty block yields nothing
+
+
+def test_planning_tasks_run_without_importing_leapcast():
+    """The row-tagging function reaches Ray's task workers by value: unpickled in a fresh interpreter it tags rows
+    by their batch without importing leapcast or torch (seconds per worker process)."""
+    import subprocess
+    import sys
+
+    from ray import cloudpickle
+
+    from leapcast.distributed import pipeline
+
+    blob = cloudpickle.dumps(pipeline._shipped(pipeline._tag))
+    code = (
+        "import pickle, sys\nimport numpy as np, pandas as pd\nf = pickle.loads(sys.stdin.buffer.read())\n"
+        "out = f(pd.DataFrame({'unique_id': ['a', 'b', 'c']}), id_col='unique_id', bounds=np.array(['b'], dtype=object))\n"
+        "print(out[out.columns[-1]].tolist(), 'leapcast' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True)
+    assert done.stdout.decode().split() == ["[0,", "1,", "1]", "False", "False"]
