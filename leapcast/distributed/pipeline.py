@@ -226,15 +226,11 @@ def _unique_ids(rows: ray.data.Dataset, id_col: str) -> list:
 
 
 def _shipped(fn: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
-    """``fn`` (pandas and numpy only) as a function Ray sends by value: a module-level function goes by reference,
+    """``fn`` (pandas and numpy only) as a copy Ray sends by value: a module-level function goes by reference,
     and the task workers that run it would import leapcast, and with it torch (about 3 s per worker process,
-    most of the planning time of a small dataset), only to tag rows."""
-
-    def shipped(block: pd.DataFrame, **kwargs) -> pd.DataFrame:
-        return code(block, **kwargs)
-
-    code = types.FunctionType(fn.__code__, {"pd": pd, "np": np, "BATCH": BATCH}, fn.__name__, fn.__defaults__)
-    return shipped
+    most of the planning time of a small dataset), only to tag rows. The copy carries the globals it names."""
+    names = {name: fn.__globals__[name] for name in fn.__code__.co_names if name in fn.__globals__}
+    return types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__)
 
 
 def _block_ids(block: pd.DataFrame, id_col: str) -> pd.DataFrame:
