@@ -343,12 +343,18 @@ def train(
     out_dir: str | None = typer.Option(None, help="Override the config's out_dir."),
     steps: int | None = typer.Option(None, help="Override the number of optimizer steps."),
 ) -> None:
-    """Pretrain a Chronos-T5-architecture model from scratch (resumes from OUT_DIR/last)."""
-    from leapcast.train.pretrain import TrainConfig
-    from leapcast.train.pretrain import train as run
+    """Pretrain a Chronos-T5- or Toto-architecture model from scratch (the config's `family`; resumes from OUT_DIR/last)."""
+    from leapcast.train.config import TotoTrainConfig, TrainConfig, family_of
 
     with _refusals():
-        cfg = TrainConfig.from_file(config, out_dir=out_dir, steps=steps)
+        if family_of(config) == "toto":
+            from leapcast.train.toto_pretrain import train_toto as run
+
+            cfg = TotoTrainConfig.from_file(config, out_dir=out_dir, steps=steps)
+        else:
+            from leapcast.train.pretrain import train as run
+
+            cfg = TrainConfig.from_file(config, out_dir=out_dir, steps=steps)
     folder = run(cfg)
     console.print(f"checkpoint: {folder}")
 
@@ -362,18 +368,25 @@ def distill(
     ),
     steps: int | None = typer.Option(None, help="Override the number of steps."),
 ) -> None:
-    """Distil a small draft that proposes for TARGET (same tokenizer, KL to its warped distributions)."""
+    """Distil a small draft that proposes for TARGET (Chronos-T5: same tokenizer, KL to its warped distributions;
+    Toto: same patches and scaler, the log-likelihood of its draws)."""
+    from leapcast.models.toto_presets import is_toto_config
     from leapcast.registry import resolve
-    from leapcast.train.distill import DistillConfig
-    from leapcast.train.distill import distill as run
+    from leapcast.train.config import DistillConfig, TotoDistillConfig
 
     with _refusals():
         folder = str(resolve(target, "target"))
+        toto = is_toto_config(json.loads((Path(folder) / "config.json").read_text()))
+        kind = TotoDistillConfig if toto else DistillConfig
         cfg = (
-            DistillConfig.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps)
+            kind.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps)
             if draft_config
-            else DistillConfig(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
+            else kind(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
         )
+        if toto:
+            from leapcast.train.toto_distill import distill_toto as run
+        else:
+            from leapcast.train.distill import distill as run
     console.print(f"draft: {run(cfg)}")
 
 

@@ -134,7 +134,11 @@ class StudentTMixture:
         """values [R, n, P] -> log-density of each whole patch [R, n] (the sum over its values), float64: a
         speculative acceptance compares two such sums over thousands of values, and lgamma of a large df
         loses 1e-4 in float32."""
-        x = values.double()[..., None]  # [R, n, P, 1]
+        return self.value_log_prob(values).sum(dim=-1)
+
+    def value_log_prob(self, values: torch.Tensor) -> torch.Tensor:
+        """values [..., P] -> the log-density of each value [..., P], float64 (differentiable: the training loss)."""
+        x = values.double()[..., None]  # [..., P, 1]
         loc, scale, df = self.loc.double(), self.scale.double(), self.df.double()
         z = (x - loc) / scale
         finite = torch.isfinite(df)
@@ -147,7 +151,7 @@ class StudentTMixture:
         )
         normal = -0.5 * z * z - 0.5 * math.log(2 * math.pi)
         per_component = torch.where(finite, student, normal) - torch.log(scale)
-        return torch.logsumexp(self.weights.double().log_softmax(dim=-1) + per_component, dim=-1).sum(dim=-1)
+        return torch.logsumexp(self.weights.double().log_softmax(dim=-1) + per_component, dim=-1)
 
     def sample(self, sampling: SamplingConfig, rand: Rand) -> torch.Tensor:
         """[R, n, P] values: a component by inverse CDF, then a Student-T draw by Bailey's polar method

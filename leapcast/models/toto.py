@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 from torch.nn import functional as F
@@ -35,7 +33,7 @@ from leapcast.models.heads import StudentTMixture
 from leapcast.models.rows import grouped as _grouped
 from leapcast.models.rows import pad_left, pad_right
 from leapcast.models.sampling import SamplingConfig
-from leapcast.models.toto_net import TotoConfig, TotoLayer, TotoNet, global_bounds, patch_stats, rms_norm
+from leapcast.models.toto_net import TotoConfig, TotoNet, global_bounds, patch_stats
 
 XPOS_CENTERS = ("cached", "relative")
 EXTREME = torch.finfo(torch.float32).max / 2  # the reference's ``is_extreme_value`` threshold
@@ -312,9 +310,9 @@ class Toto:
         rope = self.net.rope(
             index[:, None, None], self._centers(index, state.last[rows][:, None])[:, None, None]
         )  # [R, 1, 1, n, hd]
-        for i, layer in enumerate(self.net.layers[: state.layers]):
+        for i, layer in enumerate(self.net.blocks(state.layers)):
             if layer.spacewise:
-                h = self._spacewise(layer, h)
+                h = layer.across_variates(h)
             else:
                 h = self._cached_timewise(layer, self._time.index(i), h, state, pos, at, rope)
         logits, loc_v, scale_v, df = self.net.mixture(h, loc, scale)  # [R, V, n, P, C] each
@@ -402,12 +400,6 @@ class Toto:
         make = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(2 * len(self._time))]
         return make[0::2], make[1::2]
 
-    def _qkv(self, layer, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """h [..., n, D] -> q, k, v [..., H, n, hd]."""
-        c = self.cfg
-        qkv = layer.qkv(rms_norm(h, layer.norm1)).unflatten(-1, (3, c.num_heads, c.head_dim))  # [..., n, 3, H, hd]
-        return qkv.movedim(-4, -2).unbind(-4)  # [..., H, n, hd] x 3
-
     def _run_prefix(self, scaled: torch.Tensor, valid: torch.Tensor, pad: torch.Tensor, last: torch.Tensor):
         """scaled [B, V, Lp, P] context patches but the last; valid [B, Lp]; pad, last [B] -> per time-wise
         layer the keys and values [B, V, H, Lp, hd]."""
@@ -428,11 +420,11 @@ class Toto:
         )
         mask = allowed[:, None, None]  # [B, 1, 1, Lp, Lp]: causal, no padding (a padding query sees itself)
         keys, values = [], []
-        for i, layer in enumerate(cast("Iterable[TotoLayer]", self.net.layers[: self._prefix_layers])):
+        for i, layer in enumerate(self.net.blocks(self._prefix_layers)):
             if layer.spacewise:
-                h = self._spacewise(layer, h)
+                h = layer.across_variates(h)
                 continue
-            q, k, val = self._qkv(layer, h)  # [B, V, H, Lp, hd]
+            q, k, val = layer.attention_inputs(h)  # [B, V, H, Lp, hd]
             q, k = self.net.rotate(q, rope, keys=False), self.net.rotate(k, rope, keys=True)
             keys.append(k.contiguous())
             values.append(val.contiguous())
@@ -441,12 +433,6 @@ class Toto:
             att = F.scaled_dot_product_attention(q, k, val, attn_mask=mask)  # [B, V, H, Lp, hd]
             h = layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)))
         return keys, values
-
-    def _spacewise(self, layer, h: torch.Tensor) -> torch.Tensor:
-        """h [N, V, n, D]: bidirectional attention across the V variates at each patch."""
-        q, k, v = self._qkv(layer, h.transpose(1, 2))  # [N, n, H, V, hd]
-        att = F.scaled_dot_product_attention(q, k, v)
-        return layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)).transpose(1, 2))
 
     def _cached_timewise(
         self,
@@ -461,7 +447,7 @@ class Toto:
         """h [R, V, n, D] at decoder positions ``at`` [R, n]: causal attention over the series' shared context
         keys and the row's own keys up to each position (one softmax over both), writing the new keys first."""
         r, v, n, _ = h.shape
-        q, k, val = self._qkv(layer, h)  # [R, V, H, n, hd]
+        q, k, val = layer.attention_inputs(h)  # [R, V, H, n, hd]
         q, k = self.net.rotate(q, rope, keys=False), self.net.rotate(k, rope, keys=True)
         ks, vs = state.keys[cache], state.values[cache]  # [R, V, H, cap, hd]
         used = int(at.max()) + 1

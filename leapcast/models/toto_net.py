@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -164,12 +165,24 @@ class TotoLayer(nn.Module):
         super().__init__()
         d = cfg.embed_dim
         self.spacewise = spacewise
+        self.num_heads = cfg.num_heads
         self.norm1 = nn.Parameter(torch.ones(d))
         self.norm2 = nn.Parameter(torch.ones(d))
         self.qkv = PackedLinear(d, 3 * d)
         self.out = PackedLinear(d, d)
         self.ff_in = PackedLinear(d, 2 * cfg.mlp_hidden_dim)
         self.ff_out = PackedLinear(cfg.mlp_hidden_dim, d)
+
+    def attention_inputs(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """h [..., n, D] -> q, k, v [..., H, n, hd] (before rotation)."""
+        qkv = self.qkv(rms_norm(h, self.norm1)).unflatten(-1, (3, self.num_heads, -1))  # [..., n, 3, H, hd]
+        return qkv.movedim(-4, -2).unbind(-4)
+
+    def across_variates(self, h: torch.Tensor) -> torch.Tensor:
+        """A space-wise layer: h [N, V, n, D] -> [N, V, n, D], bidirectional attention across the V variates at each patch."""
+        q, k, v = self.attention_inputs(h.transpose(1, 2))  # [N, n, H, V, hd]
+        att = F.scaled_dot_product_attention(q, k, v)
+        return self.feed_forward(h + self.out(att.transpose(-3, -2).flatten(-2)).transpose(1, 2))
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., D] (after attention's residual) -> x + SwiGLU(norm2(x)); the gate is the first half, as in the reference."""
@@ -218,6 +231,39 @@ class TotoNet(nn.Module):
         positive = F.softplus(out[..., 2:, :]).clamp_min(eps)  # scale and df, [..., P, 2, C]
         loc, scale = loc[..., None, None], scale[..., None, None]
         return logits, loc + scale * base_loc, scale * positive[..., 0, :], 2.0 + positive[..., 1, :]
+
+    def forward(self, scaled: torch.Tensor) -> torch.Tensor:
+        """The whole causal pass, for training: scaled [B, V, L, P] (patches scaled by their own causal statistics,
+        counted from each series' first patch; a series shorter than L ends in padding, which no earlier patch
+        attends to) -> h [B, V, L, D] at the last layer. Positions count from 0 with one xPos centre, so only
+        relative positions count, as in the reference's uncached pass."""
+        length = scaled.shape[2]
+        index = torch.arange(length, device=scaled.device, dtype=self.xpos.dtype)
+        rope = self.rope(index, torch.zeros_like(index))  # [L, hd] each
+        h = self.embed(scaled)
+        for layer in self.blocks():
+            if layer.spacewise:
+                h = layer.across_variates(h)
+            else:
+                q, k, v = layer.attention_inputs(h)  # [B, V, H, L, hd]
+                q, k = self.rotate(q, rope, keys=False), self.rotate(k, rope, keys=True)
+                att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                h = layer.feed_forward(h + layer.out(att.transpose(-3, -2).flatten(-2)))
+        return h
+
+    def blocks(self, count: int | None = None) -> list[TotoLayer]:
+        """The first ``count`` layers (None: all), typed."""
+        return cast("list[TotoLayer]", list(self.layers)[:count])
+
+    def distribution(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """h [..., D] -> (logits, loc, scale, df) [..., P, C] of the next patch in the scaled space (before
+        ``mixture`` shifts and scales it to values): the unembedding and the head one after the other, so
+        gradients flow (``mixture`` runs them folded, for decoding)."""
+        cfg = self.cfg
+        u = self.unembed(h).unflatten(-1, (cfg.patch_size, cfg.embed_dim))  # [..., P, D]
+        out = self.head(u).unflatten(-1, (4, cfg.k_components))  # [..., P, 4, C]
+        positive = F.softplus(out[..., 2:, :]).clamp_min(torch.finfo(out.dtype).eps)
+        return out[..., 0, :], out[..., 1, :], positive[..., 0, :], 2.0 + positive[..., 1, :]
 
     def _folded(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unembedding and head as one map: weight [P * 4C, D], bias [P * 4C] in the activations' type, whatever

@@ -134,6 +134,127 @@ class DistillConfig:
         return from_file(cls, path, overrides)
 
 
+@dataclass(frozen=True)
+class TotoTrainConfig:
+    """Pretraining a univariate Toto-architecture model (``"family": "toto"`` in the file): its shape, the crops
+    (``max_patches`` patches of ``patch_size`` values, the whole crop teacher forced: every patch predicts the
+    next), the loss (the reference's: ``lambda_nll`` x the mixture's negative log-likelihood + the rest x a robust
+    loss of its mean, both in the causally scaled space), the optimizer and the data (as ``TrainConfig``)."""
+
+    out_dir: str
+    family: str = "toto"
+    patch_size: int = 4
+    embed_dim: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_hidden_dim: int = 512
+    k_components: int = 8
+    lag_heads: int = 0  # heads of the first layer started as look-ups of fixed patch lags (see toto_initial)
+    context_length: int = 512  # values read at inference (config.json's leapcast block)
+    max_patches: int = 96  # crop length in patches
+    prediction_length: int = 64  # values; the TSMixup series' horizon part, as in TrainConfig
+    min_context: int = 8
+    batch_size: int = 32
+    steps: int = 2000
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    lambda_nll: float = 0.575  # the reference's CombinedLoss
+    robust_delta: float = 0.1
+    init_from: str | None = None
+    datasets: tuple[str, ...] = TRAIN_DATASETS
+    kernel_synth: int = 2000
+    kernel_synth_length: int = 512
+    mixup: int = 2000
+    seasonal_synth: int = 2000
+    seasonal_adjustment: bool = False
+    synthetic_fraction: float = 0.5
+    trend_augmentation: float = 0.0
+    max_trend: float = 0.12
+    min_trend_damping: float = 1.0
+    save_every: int = 250
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        validate(self, "train")
+        if self.family != "toto":
+            raise ConfigError("train", "family", f"must be 'toto' for this config, got {self.family!r}")
+        _check_heads(self, "train")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> TotoTrainConfig:
+        """The config in ``path`` (``extends`` resolved) with the non-None ``overrides`` applied."""
+        return from_file(cls, path, overrides)
+
+
+@dataclass(frozen=True)
+class TotoDistillConfig:
+    """Distilling a draft for a Toto target (``leapcast distill`` with a Toto target): the draft's shape (its patches
+    and scaler are the target's), the number of the target's draws per position it learns from, and the data and
+    optimizer as ``TotoTrainConfig`` has them."""
+
+    target: str
+    out_dir: str
+    embed_dim: int = 96
+    num_layers: int = 1
+    num_heads: int = 2
+    mlp_hidden_dim: int = 256
+    k_components: int = 4
+    lag_heads: int = 2
+    draws: int = 8  # the target's draws per position (and value) the draft's log-likelihood is taken over
+    max_patches: int = 96
+    prediction_length: int = 64
+    context_length: int = 512
+    min_context: int = 8
+    batch_size: int = 32
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    init_from: str | None = None
+    datasets: tuple[str, ...] = TRAIN_DATASETS
+    kernel_synth: int = 1000
+    kernel_synth_length: int = 512
+    mixup: int = 1000
+    seasonal_synth: int = 1000
+    seasonal_adjustment: bool = False
+    synthetic_fraction: float = 0.5
+    trend_augmentation: float = 0.0
+    max_trend: float = 0.12
+    min_trend_damping: float = 1.0
+    save_every: int = 250
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        validate(self, "distill")
+        _check_heads(self, "distill")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> TotoDistillConfig:
+        """The config in ``path`` (``extends`` resolved) with the non-None ``overrides`` applied."""
+        return from_file(cls, path, overrides)
+
+
+def _check_heads(cfg: TotoTrainConfig | TotoDistillConfig, kind: str) -> None:
+    if cfg.embed_dim % cfg.num_heads or (cfg.embed_dim // cfg.num_heads) % 2:
+        raise ConfigError(
+            kind, "embed_dim", f"must split into `num_heads` {cfg.num_heads} heads of even size, got {cfg.embed_dim}"
+        )
+    if cfg.lag_heads > cfg.num_heads:
+        raise ConfigError(kind, "lag_heads", f"must be at most `num_heads` {cfg.num_heads}, got {cfg.lag_heads}")
+
+
+def family_of(path: str | Path) -> str:
+    """The model family a training config file trains (its ``family`` key, ``extends`` resolved): "chronos-t5" or "toto"."""
+    raw, _ = resolve(path, {f.name for f in fields(TrainConfig)} | {f.name for f in fields(TotoTrainConfig)})
+    family = raw.get("family", "chronos-t5")
+    if family not in ("chronos-t5", "toto"):
+        raise ValueError(f"{path}: `family` must be 'chronos-t5' or 'toto', got {family!r}")
+    return family
+
+
 def pipeline_options(cfg: TrainConfig | DistillConfig) -> dict:
     """What a forecaster must do around a model trained with ``cfg`` (config.json's ``leapcast`` block)."""
     return {"seasonal_adjustment": True} if cfg.seasonal_adjustment else {}
@@ -165,12 +286,23 @@ RANGES = {
             "kernel_synth_length",
             "save_every",
             "threads",
+            "patch_size",
+            "embed_dim",
+            "mlp_hidden_dim",
+            "k_components",
+            "max_patches",
+            "draws",
         )
     },
     **{
-        name: _AT_LEAST_0 for name in ("kernel_synth", "mixup", "seasonal_synth", "seed", "weight_decay", "label_sigma")
+        name: _AT_LEAST_0
+        for name in ("kernel_synth", "mixup", "seasonal_synth", "seed", "weight_decay", "label_sigma", "lag_heads")
     },
-    **{name: _SHARE for name in ("on_policy", "synthetic_fraction", "trend_augmentation", "min_trend_damping")},
+    **{
+        name: _SHARE
+        for name in ("on_policy", "synthetic_fraction", "trend_augmentation", "min_trend_damping", "lambda_nll")
+    },
+    "robust_delta": _POSITIVE,
     "lr": _POSITIVE,
     "max_trend": _POSITIVE,
     "embedding_init": (lambda v: v in ("fourier", "random"), "must be 'fourier' or 'random'"),
@@ -179,7 +311,7 @@ RANGES = {
 }
 
 
-def validate(cfg: TrainConfig | DistillConfig, kind: str) -> None:
+def validate(cfg, kind: str) -> None:
     """Check every field of ``cfg`` against its type and range; ``datasets`` becomes a tuple and may not hold held-out data."""
     if isinstance(cfg.datasets, list):
         object.__setattr__(cfg, "datasets", tuple(cfg.datasets))
@@ -231,9 +363,7 @@ def _describe(hint: object) -> str:
     }[hint]
 
 
-def from_file(
-    cls: type[TrainConfig] | type[DistillConfig], path: str | Path, overrides: dict
-) -> TrainConfig | DistillConfig:
+def from_file(cls, path: str | Path, overrides: dict):
     """``cls`` from the config file ``path`` with the non-None ``overrides`` applied; a bad value names the file that set it."""
     known = {f.name for f in fields(cls)}
     raw, origin = resolve(path, known)
@@ -243,7 +373,7 @@ def from_file(
                 raise TypeError(f"{cls.__name__} has no field `{key}`")
             raw[key] = value
             origin.pop(key, None)
-    kind = "train" if cls is TrainConfig else "distill"
+    kind = "distill" if cls in (DistillConfig, TotoDistillConfig) else "train"
     missing = [f.name for f in fields(cls) if f.name not in raw and f.default is MISSING]
     if missing:
         raise ValueError(f"{path}: {kind} config needs `{missing[0]}` (set it in the file or pass it)")

@@ -1,4 +1,5 @@
-"""The pretraining loss: cross-entropy of the horizon tokens, teacher forced.
+"""The pretraining losses: cross-entropy of the horizon tokens, teacher forced (Chronos-T5); the reference's
+combined loss of the next patch (Toto, ``patch_loss``).
 
 With ``sigma > 0`` the target of a bin token is a Gaussian over the
 neighbouring bins (HL-Gauss, Imani & White 2018; Farebrother et al., arXiv
@@ -13,7 +14,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from leapcast.models.heads import StudentTMixture
 from leapcast.models.t5 import T5
+from leapcast.models.toto_net import TotoNet
+from leapcast.train.patches import PatchBatch
 
 
 def loss_on(
@@ -46,3 +50,15 @@ def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, sigma: float, fi
     weight = weight / weight.sum(-1, keepdim=True)
     picked = logp.gather(-1, idx.clamp(0, vocab - 1))  # [B, T, W]
     return -(weight * picked).sum(-1)[valid].mean()
+
+
+def patch_loss(net: TotoNet, batch: PatchBatch, lambda_nll: float, delta: float) -> torch.Tensor:
+    """The reference's training loss (``toto-ts``'s CombinedLoss) on teacher-forced patches, in the scaled space:
+    lambda_nll x the mixture's negative log-likelihood of each next value + (1 - lambda_nll) x
+    log(1 + ((mean - value) / delta)^2 / 2) (Barron's robust loss, alpha 0), averaged over observed values."""
+    h = net(batch.inputs)[:, :, :-1]  # [B, 1, L - 1, D]: the last patch predicts nothing in the crop
+    head = StudentTMixture(*(t.squeeze(1) for t in net.distribution(h)))  # [B, L - 1, P, C] each
+    targets, observed = batch.targets.squeeze(1), batch.observed.squeeze(1)  # [B, L - 1, P]
+    nll = -head.value_log_prob(targets).float()
+    robust = torch.log1p(0.5 * ((head.mean() - targets) / delta) ** 2)
+    return (lambda_nll * nll + (1 - lambda_nll) * robust)[observed].mean()

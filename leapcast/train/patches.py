@@ -1,0 +1,81 @@
+"""Training crops for patch models: random windows of the series pool, cut into patches and scaled as Toto scales them.
+
+A crop is at most ``max_patches * patch_size`` values of one series, from a random end point back. Its first
+patch gets 0 to P - 1 missing values in front (a context that does not fill its first patch is padded so at
+inference), and a crop shorter than the batch's longest ends in whole patches of padding. Every patch is
+scaled by the causal statistics through its own last value (``toto_net.patch_stats``), and is the input that
+predicts the next patch; the next patch's values, scaled by the same statistics, are its targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from leapcast.models.toto_net import TotoConfig, global_bounds, patch_stats
+from leapcast.train.config import TotoTrainConfig
+from leapcast.train.crops import with_trend
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """inputs [B, 1, L, P] scaled patches (missing values as 0 before scaling, as at inference); targets
+    [B, 1, L - 1, P] the next patch's values in the scaled space of the patch before; observed [B, 1, L - 1, P]
+    (False: missing or padding, no loss)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    observed: torch.Tensor
+
+
+def scale_patches(values: np.ndarray, cfg: TotoConfig) -> PatchBatch:
+    """values [B, L * P] float64, NaN where missing or padding -> the batch the loss reads."""
+    p = cfg.patch_size
+    x = torch.from_numpy(values)[:, None]  # [B, 1, L * P]
+    weights = (~torch.isnan(x)).double()
+    x = torch.where(weights > 0, x, 0.0)
+    bounds = global_bounds(x, weights, cfg)
+    loc, scale, _ = patch_stats(x, weights, torch.zeros(*x.shape[:2], 3, dtype=torch.float64), bounds, p)
+    patches = x.unflatten(-1, (-1, p))  # [B, 1, L, P]
+    # float32 statistics, as the model rounds them at inference
+    loc, scale = loc.float()[..., None], scale.float()[..., None]  # [B, 1, L, 1]
+    inputs = (patches.float() - loc) / scale
+    targets = (patches[:, :, 1:].float() - loc[:, :, :-1]) / scale[:, :, :-1]
+    observed = weights.unflatten(-1, (-1, p))[:, :, 1:] > 0
+    return PatchBatch(inputs, torch.where(observed, targets, 0.0), observed)
+
+
+class PatchSampler:
+    """Random crops of the pool (synthetic with probability ``synthetic_fraction``), as ``PatchBatch``es."""
+
+    def __init__(self, cfg: TotoTrainConfig, real: list[np.ndarray], synthetic: list[np.ndarray]) -> None:
+        self.cfg = cfg
+        self.real, self.synthetic = real, synthetic
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def values(self) -> np.ndarray:
+        """[B, L * P] float64 crops (NaN: missing or padding); L is the batch's longest crop, in patches."""
+        cfg, rng, p = self.cfg, self.rng, self.cfg.patch_size
+        rows = []
+        for _ in range(cfg.batch_size):
+            pool = (
+                self.synthetic
+                if (self.synthetic and (not self.real or rng.random() < cfg.synthetic_fraction))
+                else self.real
+            )
+            y = pool[rng.integers(len(pool))]
+            lead = int(rng.integers(p))  # missing values in front of the first patch
+            end = int(rng.integers(min(len(y), cfg.min_context + 1), len(y) + 1))
+            crop = y[max(0, end - (cfg.max_patches * p - lead)) : end]
+            if rng.random() < cfg.trend_augmentation:
+                split = int(rng.integers(1, len(crop))) if len(crop) > 1 else len(crop)
+                past, future = with_trend(crop[:split], crop[split:], rng, cfg.max_trend, cfg.min_trend_damping)
+                crop = np.concatenate([past, future])
+            rows.append(np.concatenate([np.full(lead, np.nan), crop]))
+        width = -(-max(len(r) for r in rows) // p) * p
+        out = np.full((cfg.batch_size, width), np.nan)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
