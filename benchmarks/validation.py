@@ -26,7 +26,8 @@ Q79), not a 0/1 dummy (Seatbelts law) and has no gaps (presidents has).
 
 Scores as zero_shot.py scores M3: MASE (median) and WQL (levels 0.1..0.9)
 per set relative to statsforecast's SeasonalNaive, then the geometric mean
-over the three sets. Sampling noise at 20 samples moves a set's score by a
+over the three sets; and the 80% interval's coverage (the share of actual
+values between the 0.1 and 0.9 quantiles), pooled over every forecast value. Sampling noise at 20 samples moves a set's score by a
 few percent, so ``--seeds`` averages the relative scores over several seeds.
 Several windows per series, not only the last: the last yearly window
 (2012-2017) is one macro period shared by every series, and it alone
@@ -35,6 +36,7 @@ prefer.
 
     python benchmarks/validation.py --models house-target runs/house-target-trend/last --seeds 0 1 2
     python benchmarks/validation.py --models house-target --adjustment-seasons all 5 8 --seeds 0 1 2
+    python benchmarks/validation.py --models house-target --adjustment-seasons off --seeds 0 1 2   # the model alone
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ from leapcast.deseason import RECENT_SEASONS
 from leapcast.eval import metrics as M
 from leapcast.eval.forecasts import leapcast_forecast, stats_forecast
 from leapcast.forecaster import DEFAULT_QUANTILES
+
+LEVELS = [round(float(q), 2) for q in DEFAULT_QUANTILES]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -142,12 +146,17 @@ def windows(series: list[np.ndarray], h: int, season: int, origins: int) -> tupl
     return histories, np.stack(actuals)
 
 
+OFF = -1  # --adjustment-seasons off: the model alone, whatever its checkpoint asks
+
+
 def _seasons(text: str) -> int | None:
-    """--adjustment-seasons value: "all" or "0" -> None (the whole history), else a positive int."""
+    """--adjustment-seasons value: "all" or "0" -> None (the whole history), "off" -> OFF, else a positive int."""
     if text in ("all", "0"):
         return None
+    if text == "off":
+        return OFF
     if not text.isdigit():
-        raise SystemExit(f"--adjustment-seasons takes positive integers, 0 or 'all', got {text!r}")
+        raise SystemExit(f"--adjustment-seasons takes positive integers, 0, 'all' or 'off', got {text!r}")
     return int(text)
 
 
@@ -158,7 +167,8 @@ def main() -> None:
         "--adjustment-seasons",
         nargs="+",
         default=[str(RECENT_SEASONS)],
-        help="seasonal indices over the last N seasons; 'all' or 0: the whole history; several: each scored",
+        help="seasonal indices over the last N seasons; 'all' or 0: the whole history; 'off': the model alone; "
+        "several: each scored",
     )
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -173,12 +183,17 @@ def main() -> None:
         point, quant = stats_forecast("SeasonalNaive", histories, h, season)
         base = M.mase(actual, point, histories, season), M.wql(actual, quant, DEFAULT_QUANTILES)
         for model, recent in variants:
-            fc = Forecaster.from_pretrained(model, adjustment_seasons=recent)
-            if args.adjustment_seasons != [str(RECENT_SEASONS)]:
+            fc = Forecaster.from_pretrained(model, adjustment_seasons=None if recent == OFF else recent)
+            if recent == OFF:
+                model = f"{model} (no adjustment)"
+            elif args.adjustment_seasons != [str(RECENT_SEASONS)]:
                 model = f"{model} (indices: {'all' if recent is None else recent} seasons)"
-            rel = []
+            rel, covered = [], []
             for seed in args.seeds:
-                point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=season)
+                known = None if recent == OFF else season  # no season length: no adjustment
+                point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=known)
+                low, high = quant[..., LEVELS.index(0.1)], quant[..., LEVELS.index(0.9)]
+                covered.append(((low <= actual) & (actual <= high)).mean())
                 rel.append(
                     (
                         M.mase(actual, point, histories, season) / base[0],
@@ -195,6 +210,8 @@ def main() -> None:
                     rel_mase=mase,
                     rel_wql=wql,
                     per_seed=[[round(a, 4), round(b, 4)] for a, b in rel],
+                    coverage_80=float(np.mean(covered)),
+                    values=int(actual.size),
                 )
             )
             print(
@@ -205,7 +222,13 @@ def main() -> None:
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         summary[model] = {m: float(np.exp(np.mean([np.log(r[f"rel_{m}"]) for r in mine]))) for m in ("mase", "wql")}
-        print(f"geometric mean  {model:34s} rel MASE {summary[model]['mase']:.3f}  rel WQL {summary[model]['wql']:.3f}")
+        summary[model]["coverage_80"] = sum(r["coverage_80"] * r["values"] for r in mine) / sum(
+            r["values"] for r in mine
+        )
+        print(
+            f"geometric mean  {model:34s} rel MASE {summary[model]['mase']:.3f}  rel WQL {summary[model]['wql']:.3f}  "
+            f"80% coverage {summary[model]['coverage_80']:.3f} (pooled)"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

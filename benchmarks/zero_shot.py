@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--baselines", nargs="+", default=["SeasonalNaive", "AutoETS", "AutoTheta"])
     p.add_argument("--datasets", nargs="+", default=COMPETITIONS)
     p.add_argument("--ett", nargs="*", default=["etth1", "etth2"])
-    p.add_argument("--ett-horizons", nargs="+", type=int, default=[96, 336])
+    p.add_argument("--ett-horizons", nargs="+", type=int, default=[96, 336, 720])
     p.add_argument("--max-series", type=int, default=None)
     p.add_argument(
         "--also-unadjusted",

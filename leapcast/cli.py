@@ -370,13 +370,12 @@ def distill(
 ) -> None:
     """Distil a small draft that proposes for TARGET (Chronos-T5: same tokenizer, KL to its warped distributions;
     Toto: same patches and scaler, the log-likelihood of its draws)."""
-    from leapcast.models.toto_presets import is_toto_config
     from leapcast.registry import resolve
-    from leapcast.train.config import DistillConfig, TotoDistillConfig
+    from leapcast.train.config import DistillConfig, TotoDistillConfig, target_family
 
     with _refusals():
         folder = str(resolve(target, "target"))
-        toto = is_toto_config(json.loads((Path(folder) / "config.json").read_text()))
+        toto = target_family(folder) == "toto"
         kind = TotoDistillConfig if toto else DistillConfig
         cfg = (
             kind.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps)

@@ -237,6 +237,14 @@ class TotoDistillConfig:
         return from_file(cls, path, overrides)
 
 
+def target_family(folder: str | Path) -> str:
+    """The family of the checkpoint folder a draft is distilled for: "toto" or "chronos-t5"."""
+    from leapcast.models.toto_presets import is_toto_config
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    return "toto" if is_toto_config(config) else "chronos-t5"
+
+
 def _check_heads(cfg: TotoTrainConfig | TotoDistillConfig, kind: str) -> None:
     if cfg.embed_dim % cfg.num_heads or (cfg.embed_dim // cfg.num_heads) % 2:
         raise ConfigError(

@@ -16,7 +16,7 @@ import pytest
 from conftest import FIXTURES
 
 from leapcast.registry import BUNDLED_DIR
-from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
+from leapcast.train.config import DistillConfig, TotoTrainConfig, TrainConfig, pipeline_options
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "leapcast" / "train" / "configs"
@@ -52,7 +52,8 @@ def load(path: Path, **overrides) -> TrainConfig | DistillConfig:
 
 
 def test_the_configs_folder_holds_the_recorded_stages_and_nothing_else():
-    assert sorted(p.name for p in CONFIGS.glob("*.json")) == sorted(
+    """Besides the patch-model stages (their own chain, tested below)."""
+    assert sorted(p.name for p in CONFIGS.glob("*.json") if not p.name.startswith("patch-")) == sorted(
         n for n in RECORDED if not (EXPERIMENTS / n).is_file()
     )
     assert all(config_path(name).is_file() for name in RECORDED)
@@ -99,10 +100,14 @@ def commands(text: str) -> list[tuple[str, dict[str, str]]]:
     found = []
     for line in text.splitlines():
         words = line.split("#")[0].split()
+        if words[:2] == ["leapcast", "train"] and Path(words[2]).name.startswith("patch-"):
+            continue  # the patch models' stages: test_the_patch_stages_chain_and_are_documented_in_order
         if words[:2] == ["leapcast", "train"]:
             found.append((words[2], {}))
         elif words[:2] == ["leapcast", "distill"]:
             options = dict(zip(words[2::2], words[3::2]))
+            if Path(options["--draft-config"]).name.startswith("patch-"):
+                continue
             found.append((options.pop("--draft-config"), options))
     return found
 
@@ -191,6 +196,22 @@ def test_the_last_stages_are_the_bundled_checkpoints():
         json.loads((BUNDLED_DIR / "house-target" / "config.json").read_text())["relative_attention_num_buckets"]
         == target.relative_attention_num_buckets
     )
+
+
+def test_the_patch_stages_chain_and_are_documented_in_order():
+    """Each patch-target stage resolves as a Toto config writing to runs/<its name> and starts from the stage
+    before; docs/training.md trains them in that order."""
+    stages = sorted(p for p in CONFIGS.glob("patch-target-*.json"))
+    assert [p.name[13] for p in stages] == [str(i) for i in range(len(stages))] and stages
+    before = None
+    for path in stages:
+        cfg = TotoTrainConfig.from_file(path)
+        assert cfg.out_dir == f"runs/{path.stem}"
+        assert cfg.init_from == (None if before is None else f"runs/{before.stem}/last"), path.name
+        before = path
+    text = (ROOT / "docs" / "training.md").read_text()
+    documented = [w[2] for w in (line.split() for line in text.splitlines()) if w[:2] == ["leapcast", "train"]]
+    assert [d for d in documented if "patch-target" in d] == [str(p.relative_to(ROOT)) for p in stages]
 
 
 # --- refusals: each names the file (and the key) responsible
