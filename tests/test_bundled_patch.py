@@ -1,0 +1,65 @@
+"""The bundled patch pair (Toto architecture): shipped, small, documented, seasonal without adjustment, and a draft
+that proposes for its target."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from leapcast import Forecaster, SpecConfig
+from leapcast.models.loading import load_model
+from leapcast.models.toto import Toto
+from leapcast.registry import BUNDLED_DIR, bundled_models
+
+PAIR = ("house-patch-target", "house-patch-draft")
+pytestmark = pytest.mark.skipif(
+    not set(PAIR) <= set(bundled_models()), reason="the patch pair is not bundled in this build"
+)
+
+
+def test_the_patch_pair_ships_with_cards_and_fits_the_size_budget():
+    total = 0
+    for name in PAIR:
+        folder = BUNDLED_DIR / name
+        assert (folder / "MODEL_CARD.md").is_file() and (folder / "model.safetensors").is_file()
+        assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+        card = (folder / "MODEL_CARD.md").read_text().lower()
+        for word in ("## data", "## steps and wall time", "## evaluation", "leapcast "):
+            assert word in card, (name, word)
+        total += sum(f.stat().st_size for f in folder.iterdir())
+    assert total < 40 * 2**20
+
+
+def test_the_patch_draft_reads_its_targets_patches_and_is_far_smaller():
+    target, draft = load_model(BUNDLED_DIR / PAIR[0]), load_model(BUNDLED_DIR / PAIR[1])
+    assert isinstance(target, Toto) and isinstance(draft, Toto)
+    target.check_draft(draft)  # raises where the patches, scaler or context differ
+    assert draft.num_parameters() < 0.15 * target.num_parameters()
+
+
+def test_house_patch_target_keeps_a_monthly_season_without_adjustment():
+    """No season length, no adjustment: the season comes back from the context alone."""
+    rng = np.random.default_rng(0)
+    pattern = np.array([0.6, 0.7, 0.9, 1.0, 1.2, 1.5, 1.6, 1.4, 1.1, 0.9, 0.7, 0.5])
+    y = 100 * pattern[np.arange(96) % 12] * np.exp(rng.normal(0, 0.03, 96))
+    fc = Forecaster.from_pretrained(PAIR[0])
+    median = fc.predict_quantiles(torch.tensor(y, dtype=torch.float32), 12, quantile_levels=[0.5], seed=0)[0]
+    median = median[0, :, 0].numpy()
+    assert np.corrcoef(median, pattern)[0, 1] > 0.95
+    assert np.abs(median / (100 * pattern) - 1).max() < 0.2
+
+
+def test_house_patch_target_reads_where_the_series_is_now():
+    fc = Forecaster.from_pretrained(PAIR[0])
+    up, down = torch.linspace(10, 100, 60), torch.linspace(100, 10, 60)
+    median = fc.predict_quantiles([up, down], 4, quantile_levels=[0.5], seed=0)[0][:, :, 0]
+    assert (median[0] > 80).all() and (median[1] < 30).all(), median
+
+
+def test_house_patch_draft_speculation_keeps_mean_forecasts():
+    df = pd.read_csv("leapcast/data/examples/monthly.csv")
+    series = [torch.tensor(g["y"].to_numpy(), dtype=torch.float32) for _, g in df.groupby("unique_id")]
+    plain = Forecaster.from_pretrained(PAIR[0]).predict(series, 24, top_k=1, num_samples=2)
+    fc = Forecaster.from_pretrained(PAIR[0], draft=PAIR[1], spec=SpecConfig(k=2, adaptive=False))
+    # the same mean path; verifying k + 1 positions in one pass sums in another order (float32 rounding)
+    torch.testing.assert_close(fc.predict(series, 24, top_k=1, num_samples=2), plain, rtol=1e-5, atol=1e-5)
