@@ -422,9 +422,16 @@ def test_help_shows_whole_option_names(columns):
 def test_info_list_says_what_each_model_is():
     result = invoke("info", "--list")
     lines = result.output.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["house-draft", "house-target"]
+    assert [line.split()[0] for line in lines] == [
+        "house-draft",
+        "house-patch-draft",
+        "house-patch-target",
+        "house-target",
+    ]
     assert "chronos-t5, 0.46M parameters: A draft model for speculative decoding" in lines[0]
-    assert "chronos-t5, 7.87M parameters" in lines[1]
+    assert "toto, 0.15M parameters: A draft for speculative decoding" in lines[1]
+    assert "toto, 1.93M parameters" in lines[2]
+    assert "chronos-t5, 7.87M parameters" in lines[3]
 
 
 def test_bench_writes_outside_the_tracked_results():
