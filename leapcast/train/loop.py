@@ -12,11 +12,23 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+
+def start_run(cfg, record: str = "train_config.json") -> Path:
+    """What every run does first: torch's threads and seed from ``cfg``, its out_dir made, ``cfg`` recorded there
+    as ``record``; returns ``out_dir/last``, where a resumed run's checkpoint is."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / record).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return out / "last"
 
 
 def fit(

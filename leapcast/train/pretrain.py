@@ -8,8 +8,6 @@ checkpoints in ``out_dir/checkpoint-<step>`` and ``out_dir/last``).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from leapcast.models.presets import save_chronos_t5
 from leapcast.train.config import TrainConfig, pipeline_options
 from leapcast.train.crops import CropSampler, series_pool
 from leapcast.train.initial import initial_model
-from leapcast.train.loop import fit
+from leapcast.train.loop import fit, start_run
 from leapcast.train.loss import loss_on
 
 __all__ = ["TrainConfig", "pipeline_options", "train"]
@@ -28,12 +26,7 @@ __all__ = ["TrainConfig", "pipeline_options", "train"]
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) pretraining; returns the folder of the last checkpoint."""
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    last = out / "last"
+    last = start_run(cfg)
     model = load_model(last) if (last / "config.json").is_file() else initial_model(cfg)
     sampler = CropSampler(cfg, *series_pool(cfg))
 

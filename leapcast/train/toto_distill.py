@@ -13,7 +13,6 @@ estimated here by Monte Carlo over the draft's draws, beside the per-value overl
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from leapcast.models.toto import Toto
 from leapcast.models.toto_presets import random_toto, save_toto
 from leapcast.train.config import TotoDistillConfig, TotoTrainConfig
 from leapcast.train.crops import series_pool
-from leapcast.train.loop import fit
+from leapcast.train.loop import fit, start_run
 from leapcast.train.patches import PatchBatch, PatchSampler, scale_patches
 from leapcast.train.toto_pretrain import lag_heads, network_config
 
@@ -97,15 +96,10 @@ def data_config(cfg: TotoDistillConfig, target: Toto) -> TotoTrainConfig:
 
 def distill_toto(cfg: TotoDistillConfig, progress: bool = True) -> Path:
     """Run (or resume) distillation; returns the folder of the last checkpoint."""
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     target = load_model(cfg.target)
     if not isinstance(target, Toto):
         raise ValueError(f"distill `target` {cfg.target!r} is not a Toto checkpoint")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    last = out / "last"
+    last = start_run(cfg, "distill_config.json")
     draft = load_model(last) if (last / "config.json").is_file() else initial_draft(cfg, target)
     if not isinstance(draft, Toto):
         raise ValueError(f"{last} holds a {type(draft).__name__} checkpoint, not Toto; use a fresh `out_dir`")

@@ -15,8 +15,6 @@ by phi_i = theta_i * lag against the queries peak at t - u = lag. The lags are t
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ from leapcast.models.toto_net import TotoConfig, TotoNet
 from leapcast.models.toto_presets import random_toto, save_toto
 from leapcast.train.config import TotoDistillConfig, TotoTrainConfig
 from leapcast.train.crops import series_pool
-from leapcast.train.loop import fit
+from leapcast.train.loop import fit, start_run
 from leapcast.train.loss import patch_loss
 from leapcast.train.patches import PatchSampler, scale_patches
 
@@ -100,12 +98,7 @@ def initial_toto(cfg: TotoTrainConfig) -> Toto:
 
 def train_toto(cfg: TotoTrainConfig, progress: bool = True) -> Path:
     """Run (or resume) pretraining; returns the folder of the last checkpoint."""
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    last = out / "last"
+    last = start_run(cfg)
     model = load_model(last) if (last / "config.json").is_file() else initial_toto(cfg)
     if not isinstance(model, Toto):
         raise ValueError(f"{last} holds a {type(model).__name__} checkpoint, not Toto; use a fresh `out_dir`")
