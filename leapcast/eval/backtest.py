@@ -147,15 +147,19 @@ def official_window(name: str, max_series: int | None = None) -> Window:
     return Window(name, ids, [train[i] for i in ids], np.stack([test[i] for i in ids]), ds.season_length, ds.horizon)
 
 
-def ett_windows(name: str, h: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """(contexts: W arrays, actuals [W, h]) in z-scored units: non-overlapping windows over the test span."""
+def ett_windows(name: str, h: int, span: str = "test") -> tuple[list[np.ndarray], np.ndarray]:
+    """(contexts: W arrays, actuals [W, h]) in z-scored units: non-overlapping windows over the test span (or
+    the validation span, ``span="validation"``, for choices that must not see the test span)."""
     h = check_int(h, "h", must="an integer >= 1")
+    if span not in ("test", "validation"):
+        raise ValueError(f"`span` must be 'test' or 'validation', got {span!r}")
     ds = load(name)
     y = (ds.train if ds.test is None else ds.full()).sort_values("ds")["y"].to_numpy(float)
-    _, val_end, test_end = ett_split(name)
+    train_end, val_end, test_end = ett_split(name)
     stats = ett_stats(name)
     z = (y - float(stats["mean"].iloc[0])) / float(stats["std"].iloc[0])
-    starts = range(val_end, test_end - h + 1, h)
+    first, end = (val_end, test_end) if span == "test" else (train_end, val_end)
+    starts = range(first, end - h + 1, h)
     if not starts:
-        raise ValueError(f"`h` = {h} is longer than {name!r}'s test span ({test_end - val_end} rows)")
+        raise ValueError(f"`h` = {h} is longer than {name!r}'s {span} span ({end - first} rows)")
     return [z[:s] for s in starts], np.stack([z[s : s + h] for s in starts])

@@ -45,12 +45,17 @@ class TotoOptions:
 
     context_length: the longest context read (values; longer ones keep their end). num_samples: default paths.
     horizon: the default forecast length (values). xpos_centers: see the module docstring.
+    clip_scales: a house rule, not the reference's (None there): a drawn value past the context's mean
+    ± clip_scales x the context's scale (``context_scale``) is clipped there, where it is fed back and where it is
+    returned. Mean decoding feeding on its own output can otherwise run away exponentially at long horizons.
+    The clip is a fixed function of the committed draw, so speculative decoding stays exact.
     """
 
     context_length: int = 4096
     num_samples: int = 128
     horizon: int = 64
     xpos_centers: str = "cached"
+    clip_scales: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("context_length", "num_samples", "horizon"):
@@ -59,6 +64,9 @@ class TotoOptions:
                 raise ValueError(f"`leapcast.{name}` must be a positive integer, got {value!r}")
         if self.xpos_centers not in XPOS_CENTERS:
             raise ValueError(f"`leapcast.xpos_centers` must be one of {XPOS_CENTERS}, got {self.xpos_centers!r}")
+        c = self.clip_scales
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf):
+            raise ValueError(f"`leapcast.clip_scales` must be a positive number or null, got {c!r}")
 
 
 @dataclass
@@ -72,6 +80,7 @@ class TotoState:
     context's scale. start [B, V, P]:
     the context's last patch (NaN: missing or padding). last [B] long: its patch index counted from the
     series' own first patch. row_series [R] (CPU); grouped: rows per series when every series has that many, in order.
+    clip [B, V, 2] (low, high) float32: the range drawn values are clipped to (``TotoOptions.clip_scales``), None: no clip.
     """
 
     prefix_k: list[torch.Tensor]
@@ -87,6 +96,7 @@ class TotoState:
     grouped: int | None
     capacity: int
     layers: int | None = None  # an early-exit state runs only the first this many layers (None: all)
+    clip: torch.Tensor | None = None
 
     @property
     def num_rows(self) -> int:
@@ -218,6 +228,9 @@ class Toto:
             "context / default horizon": f"{self.context_length} / {self.default_horizon} values",
             "default sampling": f"{self.options.num_samples} paths",
             "xPos centres": self.options.xpos_centers,
+            "clip of drawn values": "none (the reference's rule)"
+            if self.options.clip_scales is None
+            else f"the context's mean ± {self.options.clip_scales:g} scales",
         }
 
     def context_steps(self, state):
@@ -265,6 +278,11 @@ class Toto:
         sums[:, :, 0] = (after[:, :, lp - 1] if lp > 0 else zeros)[row_series].to(dev)
         start = torch.where(weights[..., -p:] > 0, x[..., -p:], math.nan).to(self._work)  # [B, V, P]
         keys, values = self._row_caches(b * rows_per_series, v, capacity)
+        clip = None
+        if self.options.clip_scales is not None:
+            mean = (x64 * weights).sum(-1) / weights.sum(-1).clamp(min=1)  # [B, V]
+            reach = self.options.clip_scales * bounds[..., 2]
+            clip = torch.stack([mean - reach, mean + reach], dim=-1).to(dev, self._work)  # [B, V, 2]
         return TotoState(
             prefix_k,
             prefix_v,
@@ -278,6 +296,7 @@ class Toto:
             row_series,
             rows_per_series,
             capacity,
+            clip=clip,
         )
 
     def start_inputs(self, state: TotoState) -> torch.Tensor:
@@ -301,6 +320,9 @@ class Toto:
         weights = (~missing).double()
         x = torch.where(missing | drawn_bad, 0.0, x)
         rows = state.row_series.to(dev)
+        if state.clip is not None:  # drawn patches only: the context's own last patch stays as it is
+            low, high = state.clip[rows][..., 0, None, None], state.clip[rows][..., 1, None, None]  # [R, V, 1, 1]
+            x = torch.where(context, x, torch.minimum(torch.maximum(x, low), high))
         before = state.sums.gather(2, pos.view(r, 1, 1, 1).expand(r, v, 1, 3)).squeeze(2)  # [R, V, 3]
         loc, scale, after = patch_stats(x.double().flatten(2), weights.flatten(2), before, state.bounds[rows], p)
         loc, scale = loc.to(self._work), scale.to(self._work)  # the reference rounds its statistics to the data's type
@@ -328,6 +350,13 @@ class Toto:
         v = state.start.shape[1]
         x = steps.float().cpu()
         x = torch.where(~torch.isfinite(x) | (x.abs() >= EXTREME), 0.0, x)
+        if state.clip is not None:
+            clip = state.clip[state.row_series[rows.cpu()].to(state.clip.device)].float().cpu()  # [R', V, 2]
+            low, high = (
+                clip[..., 0].repeat_interleave(self.patch_size, 1),
+                clip[..., 1].repeat_interleave(self.patch_size, 1),
+            )
+            x = torch.minimum(torch.maximum(x, low[:, None]), high[:, None])  # [R', n, V * P]
         return x.view(r, n, v, self.patch_size).transpose(1, 2).reshape(r, -1)
 
     def extend(self, contexts: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
@@ -357,6 +386,7 @@ class Toto:
             _grouped(row_series),
             state.capacity,
             state.layers,
+            None if state.clip is None else state.clip[sd],
         )
 
     def merge(self, a: TotoState, b: TotoState) -> TotoState:
@@ -383,6 +413,7 @@ class Toto:
             _grouped(row_series),
             cap,
             layers=a.layers,
+            clip=None if a.clip is None or b.clip is None else torch.cat([a.clip, b.clip]),
         )
 
     # --- the forward pass, in pieces ----------------------------------------------------------------------

@@ -151,6 +151,7 @@ class TotoTrainConfig:
     k_components: int = 8
     lag_heads: int = 0  # heads of the first layer started as look-ups of fixed patch lags (see toto_initial)
     context_length: int = 512  # values read at inference (config.json's leapcast block)
+    clip_scales: float | None = 5.0  # inference: drawn values clipped to the context's mean +- 5 scales (TotoOptions)
     max_patches: int = 96  # crop length in patches
     prediction_length: int = 64  # values; the TSMixup series' horizon part, as in TrainConfig
     min_context: int = 8
@@ -311,6 +312,7 @@ RANGES = {
         for name in ("on_policy", "synthetic_fraction", "trend_augmentation", "min_trend_damping", "lambda_nll")
     },
     "robust_delta": _POSITIVE,
+    "clip_scales": _POSITIVE,
     "lr": _POSITIVE,
     "max_trend": _POSITIVE,
     "embedding_init": (lambda v: v in ("fourier", "random"), "must be 'fourier' or 'random'"),
@@ -355,6 +357,8 @@ def _is_a(value: object, hint: object) -> bool:
         return isinstance(value, str)
     if hint == (str | None):
         return value is None or isinstance(value, str)
+    if hint == (float | None):
+        return value is None or _is_a(value, float)
     if hint == tuple[str, ...]:
         return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
     raise TypeError(f"no check for config fields of type {hint}")  # a new field type needs a line above
@@ -367,6 +371,7 @@ def _describe(hint: object) -> str:
         float: "a number",
         str: "a string",
         str | None: "a string or null",
+        float | None: "a number or null",
         tuple[str, ...]: "a list of data set names",
     }[hint]
 

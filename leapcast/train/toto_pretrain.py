@@ -53,7 +53,9 @@ def network_config(cfg: TotoTrainConfig | TotoDistillConfig, patch_size: int | N
 
 
 def options(cfg: TotoTrainConfig) -> TotoOptions:
-    return TotoOptions(context_length=cfg.context_length, num_samples=20, horizon=cfg.prediction_length)
+    return TotoOptions(
+        context_length=cfg.context_length, num_samples=20, horizon=cfg.prediction_length, clip_scales=cfg.clip_scales
+    )
 
 
 def season_lag(season: int, patch_size: int) -> int:

@@ -431,3 +431,52 @@ def test_cli_forecast_info_and_init(tmp_path, tiny):
     assert made.exit_code == 0, made.output
     small = load_model(tmp_path / "small")
     assert (small.cfg.embed_dim, small.cfg.num_layers, small.patch_size) == (256, 4, 16)
+
+
+# --- the house clip -----------------------------------------------------------------------------------------
+
+
+def _decode(model, x: torch.Tensor, steps: int, sampling, proposer=None, spec=None) -> torch.Tensor:
+    from leapcast.engine.loop import Decoder
+    from leapcast.engine.streams import RowStreams
+
+    dec = Decoder(model, proposer, spec)
+    ids = dec.add(x, steps, sampling, RowStreams.for_series(0, list(range(len(x))), sampling.num_samples))
+    out = dec.run()
+    return torch.stack([out[i] for i in ids])  # [B, S, steps * P]
+
+
+def test_clip_scales_keeps_drawn_values_within_the_contexts_band_and_speculation_exact():
+    """clip_scales c: every drawn value lies within the context's mean +- c x its scale (the clip
+    binds: values reach the band's edge, and without it they leave the band); mean decoding with a draft equal
+    to the target still gives plain mean decoding's path."""
+    from leapcast.engine.proposers.draft_model import DraftModelProposer
+    from leapcast.engine.sampling import SamplingConfig
+    from leapcast.engine.speculative import SpecConfig
+
+    cfg = CONFIGS["ragged-context"][0]
+    x = torch.from_numpy(np.stack(_series(5, (48, 48)))).float()  # [2, 48]
+    mean = x.double().mean(-1, keepdim=True)
+    std = (x.double().var(-1, unbiased=False, keepdim=True) + toto_net.MINIMUM_SCALE).sqrt()  # context_scale
+    sampled = SamplingConfig(num_samples=50)
+    free = _decode(random_toto(cfg, seed=8), x, 6, sampled).double()  # [2, 50, 48]
+    c = 0.5
+    clipped_model = random_toto(cfg, seed=8, options=TotoOptions(clip_scales=c))
+    clipped = _decode(clipped_model, x, 6, sampled).double()
+    low, high = (mean - c * std)[:, None], (mean + c * std)[:, None]  # [2, 1, 1]
+    slack = 1e-4 * std[:, None]
+    assert bool(((free < low - slack) | (free > high + slack)).any())  # the control: unclipped draws leave the band
+    assert bool(((clipped >= low - slack) & (clipped <= high + slack)).all())
+    assert bool(((clipped - high).abs() < slack).any() and ((clipped - low).abs() < slack).any())
+    greedy = SamplingConfig(num_samples=1, top_k=1)
+    plain = _decode(clipped_model, x, 6, greedy)
+    spec = _decode(
+        clipped_model, x, 6, greedy, DraftModelProposer(clipped_model, clipped_model), SpecConfig(k=3, adaptive=False)
+    )
+    assert relative_error(spec, plain) < TOL
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "5", True, float("inf")])
+def test_a_bad_clip_scales_is_refused_naming_it(value):
+    with pytest.raises(ValueError, match=r"`leapcast\.clip_scales` must be a positive number or null"):
+        TotoOptions(clip_scales=value)

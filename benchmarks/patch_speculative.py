@@ -1,0 +1,265 @@
+"""Speculative decoding on the bundled patch pair (house-patch-target, house-patch-draft), timed against plain
+decoding of the same target, interleaved in one process.
+
+Exact mode (sampled paths): batch 1 and 16 series x 20 paths, h = 64 / 336 / 720 values, k = 1, 2, 3 fixed and
+adaptive k (from k = 3). Per cell: the median speedup over repeats, whole-patch acceptance a, the mean accepted
+length, c (one draft step over one target step), v(k) (one target pass over k + 1 patches per row over a plain
+pass) and the bound (1 - a^(k+1)) / ((1 - a)(k c + v(k))) they give; "share" is speedup / bound.
+
+Tolerance mode (mean decoding, top_k = 1, one path, fixed k): tau is chosen per proposer on validation series
+(benchmarks/validation.py's sets at their horizons, and ETTh1 / ETTh2's validation span at h = 720, every
+window): the largest tau of --taus whose MASE stays within 1% of plain mean decoding on every set. Then, at
+h = 720 on the ETTh1 / ETTh2 OT test windows (every window, contexts of the model's 512 values), each proposer
+at its tau: speedup over plain mean decoding (batch 1 and all windows at once) and MASE (season 24) against
+plain mean decoding's.
+
+    python benchmarks/patch_speculative.py --out benchmarks/results/patch_speculative.json
+    python benchmarks/patch_speculative.py --skip-exact --taus 0.05 0.1      # tolerance mode only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import validation  # noqa: E402 - the validation sets, beside this file
+
+from leapcast import Forecaster, SpecConfig  # noqa: E402
+from leapcast.engine.speculative import speedup_bound  # noqa: E402
+from leapcast.eval.backtest import ett_windows  # noqa: E402
+from leapcast.eval.metrics import mase  # noqa: E402
+from leapcast.eval.timing import interleaved  # noqa: E402
+
+ETT_SEASON = 24
+
+
+def ett_contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
+    """``batch`` ETTh1 OT contexts of ``length`` values (z-scored), ending 24 x 7 values apart (timing only)."""
+    contexts, _ = ett_windows("etth1", 96)
+    y = contexts[-1]
+    return [torch.tensor(y[len(y) - length - 168 * i : len(y) - 168 * i], dtype=torch.float32) for i in range(batch)]
+
+
+def step_cost(model, contexts: list[torch.Tensor], samples: int, positions: int, repeats: int = 7) -> float:
+    """Median seconds of one pass over ``positions`` patches for every row (through the engine's contract)."""
+    state = model.prefix(torch.stack(contexts), samples, 16)
+    start = model.start_inputs(state)  # [R, P]
+    inputs = start[:, None].expand(-1, positions, *start.shape[1:]).contiguous()
+    model.step(state, inputs, 4)  # warm
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.step(state, inputs, 4)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def exact(args, log) -> list[dict]:
+    plain = Forecaster.from_pretrained(args.target)
+    draft = Forecaster.from_pretrained(args.draft)
+    rows = []
+    for batch in args.batches:
+        ctx = ett_contexts(batch)
+        one = step_cost(plain.model, ctx, args.samples, 1)
+        c = step_cost(draft.model, ctx, args.samples, 1) / one
+        v = {k: step_cost(plain.model, ctx, args.samples, k + 1) / one for k in args.ks}
+        for h in args.horizons:
+            configs = [SpecConfig(k=k, adaptive=False) for k in args.ks] + [SpecConfig(k=max(args.ks), adaptive=True)]
+            for spec in configs:
+                fc = Forecaster.from_pretrained(args.target, draft=args.draft, spec=spec)
+                kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)
+
+                def run_plain():
+                    return plain.predict(ctx, h, **kw)
+
+                def run_spec():
+                    return fc.predict(ctx, h, **kw)
+
+                first = None
+                if spec.adaptive:  # the first call explores k: timed on its own
+                    t0 = time.perf_counter()
+                    run_plain()
+                    t1 = time.perf_counter()
+                    run_spec()
+                    first = (t1 - t0) / (time.perf_counter() - t1)
+                timing = interleaved(run_plain, run_spec, args.repeats, warmup=not spec.adaptive)
+                st = fc.last_stats
+                a = st.acceptance_rate
+                k = spec.k
+                bound = speedup_bound(a, k, c, v[k]) if st.drafted_steps else None  # adaptive k may settle on plain
+                row = dict(
+                    mode="exact",
+                    batch=batch,
+                    horizon=h,
+                    samples=args.samples,
+                    k=k,
+                    adaptive=spec.adaptive,
+                    plain_s=timing.base_median,
+                    spec_s=timing.other_median,
+                    speedup=timing.speedup,
+                    first_call_speedup=first,
+                    acceptance=a,
+                    mean_accepted_length=st.mean_accepted_length,
+                    cost_ratio=c,
+                    verify_cost=v[k],
+                    bound=bound,
+                    share_of_bound=timing.speedup / bound if bound else None,
+                    accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
+                )
+                rows.append(row)
+                log(
+                    f"exact batch {batch:2d} h {h:3d} k={k}{' adaptive' if spec.adaptive else ''}: x{row['speedup']:.2f}"
+                    + (f" (first call x{first:.2f})" if first else "")
+                    + f" a={a:.3f} length {st.mean_accepted_length:.2f} c={c:.2f} v={v[k]:.2f}"
+                    + (
+                        f" bound x{bound:.2f} share {timing.speedup / bound:.2f}"
+                        if bound
+                        else " (plain: nothing drafted)"
+                    )
+                )
+    return rows
+
+
+def _mean_forecast(fc: Forecaster, contexts, h: int, batch: int) -> np.ndarray:
+    out = fc.predict(contexts, h, num_samples=1, top_k=1, seed=0, batch_size=batch, progress=False)
+    return out[:, 0].numpy()
+
+
+def _ett(span: str) -> tuple[list[torch.Tensor], list[np.ndarray], np.ndarray]:
+    """ETTh1 and ETTh2 OT windows at h = 720 of ``span``: (contexts of 512 values, their histories, actuals)."""
+    windows = [ett_windows(name, 720, span) for name in ("etth1", "etth2")]
+    histories = [c for w in windows for c in w[0]]
+    contexts = [torch.tensor(c[-512:], dtype=torch.float32) for c in histories]
+    return contexts, histories, np.concatenate([w[1] for w in windows])
+
+
+def _tolerant(args, proposer: str, tau: float, k: int) -> Forecaster:
+    return Forecaster.from_pretrained(args.target, draft=proposer, spec=SpecConfig(k=k, adaptive=False, tolerance=tau))
+
+
+def choose_tau(args, log) -> tuple[dict[str, float], list[dict]]:
+    """Per proposer, the largest tau whose mean-decoding MASE stays within 1% of plain mean decoding on every
+    validation set: the short-horizon sets of validation.py and ETTh1 / ETTh2's validation span at h = 720."""
+    plain = Forecaster.from_pretrained(args.target)
+    sets = {"yearly": (6, 1, validation.yearly, 4), "quarterly": (8, 4, validation.quarterly, 3)}
+    sets["monthly"] = (18, 12, validation.monthly, 3)
+    data = {}
+    for name, (h, season, series, origins) in sets.items():
+        histories, actual = validation.windows(series(), h, season, origins)
+        data[name] = ([torch.tensor(c, dtype=torch.float32) for c in histories], histories, actual, h, season)
+    data["ett-validation-h720"] = (*_ett("validation"), 720, ETT_SEASON)
+    base = {n: mase(a, _mean_forecast(plain, c, h, 64), hist, s) for n, (c, hist, a, h, s) in data.items()}
+    rows, chosen = [], {}
+    for proposer in args.tolerance_proposers:
+        for tau in sorted(args.taus):
+            fc = _tolerant(args, proposer, tau, args.tolerance_k)
+            change = {
+                n: mase(a, _mean_forecast(fc, c, h, 64), hist, s) / base[n] - 1
+                for n, (c, hist, a, h, s) in data.items()
+            }
+            ok = all(abs(x) <= 0.01 for x in change.values())
+            rows.append(dict(mode="choose-tau", proposer=proposer, tau=tau, mase_change=change, within_1pct=ok))
+            log(
+                f"{proposer} tau {tau}: MASE "
+                + ", ".join(f"{n} {x:+.2%}" for n, x in change.items())
+                + (" ok" if ok else "")
+            )
+            if ok:
+                chosen[proposer] = tau
+    return chosen, rows
+
+
+def tolerance(args, taus: dict[str, float], log) -> list[dict]:
+    """Each proposer at its chosen tau on the ETT test windows at h = 720: speed and MASE against plain mean decoding."""
+    plain = Forecaster.from_pretrained(args.target)
+    ctx, histories, actual = _ett("test")
+    base_mase = mase(actual, _mean_forecast(plain, ctx, 720, len(ctx)), histories, ETT_SEASON)
+    rows = []
+    for proposer, tau in taus.items():
+        for k in args.tolerance_ks:
+            fc = _tolerant(args, proposer, tau, k)
+            change = mase(actual, _mean_forecast(fc, ctx, 720, len(ctx)), histories, ETT_SEASON) / base_mase - 1
+            for batch in (1, len(ctx)):
+                part = ctx[:batch]
+                timing = interleaved(
+                    lambda: _mean_forecast(plain, part, 720, batch),
+                    lambda: _mean_forecast(fc, part, 720, batch),
+                    args.repeats,
+                    warmup=True,
+                )
+                st = fc.last_stats
+                row = dict(
+                    mode="tolerance",
+                    tau=tau,
+                    proposer=proposer,
+                    k=k,
+                    batch=batch,
+                    horizon=720,
+                    speedup=timing.speedup,
+                    plain_s=timing.base_median,
+                    spec_s=timing.other_median,
+                    acceptance=st.acceptance_rate,
+                    mean_accepted_length=st.mean_accepted_length,
+                    mase_change=change,
+                    windows=len(ctx),
+                )
+                rows.append(row)
+                log(
+                    f"tolerance {proposer} tau {tau} k={k} batch {batch}: x{row['speedup']:.2f} "
+                    f"a={st.acceptance_rate:.3f} length {st.mean_accepted_length:.2f}, ETT test h720 MASE {change:+.2%}"
+                )
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="house-patch-target")
+    p.add_argument("--draft", default="house-patch-draft")
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    p.add_argument("--horizons", nargs="+", type=int, default=[64, 336, 720])
+    p.add_argument("--ks", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--taus", nargs="+", type=float, default=[0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
+    p.add_argument("--tolerance-k", type=int, default=4, help="k while tau is chosen")
+    p.add_argument("--tolerance-proposers", nargs="+", default=["house-patch-draft", "seasonal"])
+    p.add_argument("--tolerance-ks", nargs="+", type=int, default=[2, 4, 8])
+    p.add_argument("--skip-exact", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    rows = [] if args.skip_exact else exact(args, log)
+    taus, chosen_rows = choose_tau(args, log)
+    log(f"chosen tau per proposer: {taus}")
+    rows += chosen_rows + tolerance(args, taus, log)
+    if args.out:
+        report = dict(
+            benchmark="patch-speculative",
+            date=str(date.today()),
+            command="python " + " ".join(sys.argv),
+            threads=args.threads,
+            dtype="float32",
+            target=args.target,
+            draft=args.draft,
+            chosen_tau=taus,
+            rows=rows,
+        )
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
