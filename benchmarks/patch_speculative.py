@@ -220,6 +220,38 @@ def tolerance(args, taus: dict[str, float], log) -> list[dict]:
     return rows
 
 
+def tables(report: dict) -> str:
+    """Markdown tables of a results file (``--table``)."""
+    out = [f"`{report['command']}`", ""]
+    out += ["| batch | h | k | speedup | first call | a | mean accepted length | c | v(k) | bound | share of bound |"]
+    out += ["|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in report["rows"] if r["mode"] == "exact"):
+        k = f"{r['k']} adaptive" if r["adaptive"] else str(r["k"])
+        first = f"x{r['first_call_speedup']:.2f}" if r["first_call_speedup"] else ""
+        bound = f"x{r['bound']:.2f}" if r["bound"] else "(plain)"
+        share = f"{r['share_of_bound']:.2f}" if r["share_of_bound"] else ""
+        out.append(
+            f"| {r['batch']} | {r['horizon']} | {k} | x{r['speedup']:.2f} | {first} | {r['acceptance']:.3f} | "
+            f"{r['mean_accepted_length']:.2f} | {r['cost_ratio']:.2f} | {r['verify_cost']:.2f} | {bound} | {share} |"
+        )
+    out += [
+        "",
+        "| proposer | tau | MASE change on the validation sets (yearly, quarterly, monthly, ETT h720) | within 1% |",
+    ]
+    out += ["|---|---|---|---|"]
+    for r in (r for r in report["rows"] if r["mode"] == "choose-tau"):
+        change = ", ".join(f"{x:+.2%}" for x in r["mase_change"].values())
+        out.append(f"| {r['proposer']} | {r['tau']} | {change} | {'yes' if r['within_1pct'] else 'no'} |")
+    out += ["", "| proposer | tau | k | batch | speedup | a | mean accepted length | ETT test h720 MASE change |"]
+    out += ["|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in report["rows"] if r["mode"] == "tolerance"):
+        out.append(
+            f"| {r['proposer']} | {r['tau']} | {r['k']} | {r['batch']} | x{r['speedup']:.2f} | {r['acceptance']:.3f} | "
+            f"{r['mean_accepted_length']:.2f} | {r['mase_change']:+.2%} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="house-patch-target")
@@ -236,7 +268,11 @@ def main() -> None:
     p.add_argument("--skip-exact", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--table", type=Path, default=None, help="print the markdown tables of this results file and stop")
     args = p.parse_args()
+    if args.table:
+        print(tables(json.loads(args.table.read_text())))
+        return
     torch.set_num_threads(args.threads)
 
     def log(line: str) -> None:

@@ -52,15 +52,23 @@ COMPETITIONS = [
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=[])
-    p.add_argument("--baselines", nargs="+", default=["SeasonalNaive", "AutoETS", "AutoTheta"])
-    p.add_argument("--datasets", nargs="+", default=COMPETITIONS)
+    p.add_argument("--baselines", nargs="*", default=["SeasonalNaive", "AutoETS", "AutoTheta"])
+    p.add_argument("--datasets", nargs="*", default=COMPETITIONS, help="none: ETT only")
     p.add_argument("--ett", nargs="*", default=["etth1", "etth2"])
     p.add_argument("--ett-horizons", nargs="+", type=int, default=[96, 336, 720])
+    p.add_argument(
+        "--ett-span", default="test", choices=["test", "validation"], help="validation: choices, never reports"
+    )
     p.add_argument("--max-series", type=int, default=None)
     p.add_argument(
         "--also-unadjusted",
         action="store_true",
         help="also score each model without seasonal adjustment, as '<name> (no adjustment)'",
+    )
+    p.add_argument(
+        "--only-unadjusted",
+        action="store_true",
+        help="score each model without seasonal adjustment only (the model alone)",
     )
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="leapcast models run once per seed")
@@ -80,10 +88,12 @@ def main() -> None:
     seasons = {
         name: True for name in forecasters
     }  # label -> pass the season length (the forecaster adjusts if it is set to)
-    if args.also_unadjusted:
+    if args.also_unadjusted or args.only_unadjusted:
         for name in list(forecasters):
             forecasters[f"{name} (no adjustment)"] = forecasters[name]
             seasons[f"{name} (no adjustment)"] = False
+            if args.only_unadjusted:
+                del forecasters[name], seasons[name]
     runs = [(model, seed) for model in forecasters for seed in args.seeds] + [(b, None) for b in args.baselines]
     rows = []
     for name in args.datasets:
@@ -121,7 +131,7 @@ def main() -> None:
             )
     for name in args.ett:
         for h in args.ett_horizons:
-            contexts, actual = ett_windows(name, h)
+            contexts, actual = ett_windows(name, h, args.ett_span)
             for model, seed in runs:
                 if model not in forecasters:
                     continue

@@ -360,3 +360,17 @@ def test_ts_mixup_k1_is_a_scaled_crop():
         crop = series[m.sources[0]][m.starts[0] : m.starts[0] + 60]
         np.testing.assert_allclose(m.values, crop / np.abs(crop).mean(), rtol=1e-12)
         assert math.isclose(np.abs(m.values).mean(), 1.0)
+
+
+def test_ett_windows_cover_the_test_or_the_validation_span_and_refuse_another():
+    from leapcast.eval.backtest import ett_windows
+
+    ett_folder()
+    train_end, val_end, test_end = ett_split("etth1")
+    for span, first, end in (("test", val_end, test_end), ("validation", train_end, val_end)):
+        contexts, actual = ett_windows("etth1", 720, span)
+        assert [len(c) for c in contexts] == list(range(first, end - 720 + 1, 720))
+        assert actual.shape == (len(contexts), 720)
+        assert np.array_equal(contexts[1][-720:], actual[0])  # the next window's context holds this one's actuals
+    with pytest.raises(ValueError, match="`span` must be 'test' or 'validation', got 'train'"):
+        ett_windows("etth1", 96, "train")
