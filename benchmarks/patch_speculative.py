@@ -23,7 +23,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from leapcast import Forecaster, SpecConfig  # noqa: E402
 from leapcast.engine.speculative import speedup_bound  # noqa: E402
 from leapcast.eval.backtest import ett_windows  # noqa: E402
 from leapcast.eval.metrics import mase  # noqa: E402
-from leapcast.eval.timing import interleaved  # noqa: E402
+from leapcast.eval.timing import interleaved, timed  # noqa: E402
 
 ETT_SEASON = 24
 
@@ -55,12 +54,7 @@ def step_cost(model, contexts: list[torch.Tensor], samples: int, positions: int,
     start = model.start_inputs(state)  # [R, P]
     inputs = start[:, None].expand(-1, positions, *start.shape[1:]).contiguous()
     model.step(state, inputs, 4)  # warm
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model.step(state, inputs, 4)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timed(lambda: model.step(state, inputs, 4))[0] for _ in range(repeats))
 
 
 def exact(args, log) -> list[dict]:
@@ -84,13 +78,8 @@ def exact(args, log) -> list[dict]:
                 def run_spec():
                     return fc.predict(ctx, h, **kw)
 
-                first = None
-                if spec.adaptive:  # the first call explores k: timed on its own
-                    t0 = time.perf_counter()
-                    run_plain()
-                    t1 = time.perf_counter()
-                    run_spec()
-                    first = (t1 - t0) / (time.perf_counter() - t1)
+                # the first call explores k: timed on its own
+                first = timed(run_plain)[0] / timed(run_spec)[0] if spec.adaptive else None
                 timing = interleaved(run_plain, run_spec, args.repeats, warmup=not spec.adaptive)
                 st = fc.last_stats
                 a = st.acceptance_rate

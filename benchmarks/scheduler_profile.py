@@ -32,8 +32,9 @@ from leapcast.serve.scheduler import Scheduler  # noqa: E402
 PARTS = ("step", "prefix", "merge", "select")
 
 
-def instrument(model, seconds: dict, counts: dict) -> None:
-    """Time the model's contract methods on this instance, and count rows per decode pass."""
+def instrument(model, seconds: dict, counts: dict):
+    """Time the model's contract methods on this instance, and count rows per decode pass -> a function that
+    undoes both."""
     for name in PARTS:
         inner = getattr(model, name)
 
@@ -55,11 +56,18 @@ def instrument(model, seconds: dict, counts: dict) -> None:
 
     loop.Decoder.step = counted  # type: ignore[method-assign]
 
+    def restore() -> None:
+        loop.Decoder.step = step  # type: ignore[method-assign]
+        for name in PARTS:  # back to the class's methods
+            delattr(model, name)
+
+    return restore
+
 
 def run(fc: Forecaster, mode: str, requests: list, clients: int, total: int, max_rows: int, threads: int) -> dict:
     seconds: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.Counter()
-    instrument(fc.model, seconds, counts)
+    restore = instrument(fc.model, seconds, counts)
     sched = Scheduler(fc, ServeConfig(batching=mode, max_rows=max_rows, threads=threads))
     sched.start()
     lock = threading.Lock()
@@ -87,8 +95,7 @@ def run(fc: Forecaster, mode: str, requests: list, clients: int, total: int, max
         w.join()
     elapsed = time.perf_counter() - t0
     sched.close()
-    for name in PARTS:  # back to the class's methods for the next mode
-        delattr(fc.model, name)
+    restore()
     passes = max(counts["step"], 1)
     return dict(
         mode=mode,
@@ -120,10 +127,8 @@ def main() -> None:
     for body, _ in make_pool(256, 0):
         b = json.loads(body)
         requests.append(([torch.tensor(s["values"], dtype=torch.float32) for s in b["series"]], b["h"], b["seed"]))
-    step = loop.Decoder.step
     rows = []
     for mode in args.modes:
-        loop.Decoder.step = step  # type: ignore[method-assign]
         r = run(fc, mode, requests, args.clients, args.requests, args.max_rows, args.threads)
         rows.append(r)
         parts = ", ".join(f"{n} {r['part_seconds'][n]:.1f} s ({r['part_calls'][n]})" for n in PARTS)

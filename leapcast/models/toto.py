@@ -321,8 +321,8 @@ class Toto:
         x = torch.where(missing | drawn_bad, 0.0, x)
         rows = state.row_series.to(dev)
         if state.clip is not None:  # drawn patches only: the context's own last patch stays as it is
-            low, high = state.clip[rows][..., 0, None, None], state.clip[rows][..., 1, None, None]  # [R, V, 1, 1]
-            x = torch.where(context, x, torch.minimum(torch.maximum(x, low), high))
+            clip = state.clip[rows][:, :, None, None]  # [R, V, 1, 1, 2]
+            x = torch.where(context, x, x.clamp(clip[..., 0], clip[..., 1]))
         before = state.sums.gather(2, pos.view(r, 1, 1, 1).expand(r, v, 1, 3)).squeeze(2)  # [R, V, 3]
         loc, scale, after = patch_stats(x.double().flatten(2), weights.flatten(2), before, state.bounds[rows], p)
         loc, scale = loc.to(self._work), scale.to(self._work)  # the reference rounds its statistics to the data's type
@@ -352,11 +352,8 @@ class Toto:
         x = torch.where(~torch.isfinite(x) | (x.abs() >= EXTREME), 0.0, x)
         if state.clip is not None:
             clip = state.clip[state.row_series[rows.cpu()].to(state.clip.device)].float().cpu()  # [R', V, 2]
-            low, high = (
-                clip[..., 0].repeat_interleave(self.patch_size, 1),
-                clip[..., 1].repeat_interleave(self.patch_size, 1),
-            )
-            x = torch.minimum(torch.maximum(x, low[:, None]), high[:, None])  # [R', n, V * P]
+            clip = clip.repeat_interleave(self.patch_size, dim=1)[:, None]  # [R', 1, V * P, 2]
+            x = x.clamp(clip[..., 0], clip[..., 1])  # [R', n, V * P]
         return x.view(r, n, v, self.patch_size).transpose(1, 2).reshape(r, -1)
 
     def extend(self, contexts: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
