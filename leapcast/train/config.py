@@ -152,6 +152,7 @@ class TotoTrainConfig:
     lag_heads: int = 0  # heads of the first layer started as look-ups of fixed patch lags (see toto_initial)
     context_length: int = 512  # values read at inference (config.json's leapcast block)
     clip_scales: float | None = 5.0  # inference: drawn values clipped to the context's mean +- 5 scales (TotoOptions)
+    num_samples: int = 100  # inference: the paths a forecast draws unless told (TotoOptions); 20 gave too narrow bands
     max_patches: int = 96  # crop length in patches
     prediction_length: int = 64  # values; the TSMixup series' horizon part, as in TrainConfig
     min_context: int = 8
@@ -301,6 +302,7 @@ RANGES = {
             "k_components",
             "max_patches",
             "draws",
+            "num_samples",
         )
     },
     **{

@@ -139,7 +139,9 @@ def test_tiny_toto_pretraining_learns_resumes_and_forecasts(tmp_path):
     assert final < first - 0.3, (first, final)
     config = json.loads((last / "config.json").read_text())
     assert config["spacewise_every_n_layers"] == -1 and config["leapcast"]["context_length"] == 64
+    assert config["leapcast"]["num_samples"] == cfg.num_samples == 100  # the paths a forecast draws unless told
     fc = Forecaster.from_pretrained(last)
+    assert fc.sampling_config().num_samples == 100
     samples = fc.predict(torch.arange(40.0), 6, num_samples=3)
     assert samples.shape == (1, 3, 6) and torch.isfinite(samples).all()
     train_toto(TotoTrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=70), progress=False)
@@ -159,6 +161,9 @@ def test_the_cli_trains_the_family_its_config_names(tmp_path):
     bad.write_text(json.dumps({"extends": str(CONFIG), "datasets": ["m3-monthly"]}))
     result = CliRunner().invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "held-out" in result.output
+    bad.write_text(json.dumps({"extends": str(CONFIG), "num_samples": 0}))
+    result = CliRunner().invoke(app, ["train", str(bad)])
+    assert result.exit_code == 2 and "num_samples" in result.output and "0" in result.output
     bad.write_text(json.dumps({"extends": str(CONFIG), "lag_heads": 9}))
     result = CliRunner().invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "lag_heads" in result.output and "9" in result.output
