@@ -54,7 +54,10 @@ def network_config(cfg: TotoTrainConfig | TotoDistillConfig, patch_size: int | N
 
 def options(cfg: TotoTrainConfig) -> TotoOptions:
     return TotoOptions(
-        context_length=cfg.context_length, num_samples=cfg.num_samples, horizon=cfg.prediction_length, clip_scales=cfg.clip_scales
+        context_length=cfg.context_length,
+        num_samples=cfg.num_samples,
+        horizon=cfg.prediction_length,
+        clip_scales=cfg.clip_scales,
     )
 
 
