@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from datetime import date
 from pathlib import Path
@@ -36,7 +35,7 @@ from leapcast import Forecaster, SpecConfig  # noqa: E402
 from leapcast.engine.speculative import speedup_bound  # noqa: E402
 from leapcast.eval.backtest import ett_windows  # noqa: E402
 from leapcast.eval.metrics import mase  # noqa: E402
-from leapcast.eval.timing import interleaved, timed  # noqa: E402
+from leapcast.eval.timing import interleaved, round_robin, timed  # noqa: E402
 
 ETT_SEASON = 24
 
@@ -48,13 +47,17 @@ def ett_contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
     return [torch.tensor(y[len(y) - length - 168 * i : len(y) - 168 * i], dtype=torch.float32) for i in range(batch)]
 
 
-def step_cost(model, contexts: list[torch.Tensor], samples: int, positions: int, repeats: int = 7) -> float:
-    """Median seconds of one pass over ``positions`` patches for every row (through the engine's contract)."""
-    state = model.prefix(torch.stack(contexts), samples, 16)
-    start = model.start_inputs(state)  # [R, P]
-    inputs = start[:, None].expand(-1, positions, *start.shape[1:]).contiguous()
-    model.step(state, inputs, 4)  # warm
-    return statistics.median(timed(lambda: model.step(state, inputs, 4))[0] for _ in range(repeats))
+def pass_costs(models: dict, contexts: list[torch.Tensor], samples: int, widths: list[int], repeats: int = 15) -> dict:
+    """Median seconds of one pass over ``width`` patches for every row (through the engine's contract), per (name,
+    width), the calls of every model and width timed in turn (``round_robin``)."""
+    calls = {}
+    for name, model in models.items():
+        state = model.prefix(torch.stack(contexts), samples, 16)
+        start = model.start_inputs(state)  # [R, P]
+        for width in widths:
+            inputs = start[:, None].expand(-1, width, *start.shape[1:]).contiguous()
+            calls[(name, width)] = lambda model=model, state=state, inputs=inputs: model.step(state, inputs, 4)
+    return round_robin(calls, repeats)
 
 
 def exact(args, log) -> list[dict]:
@@ -63,9 +66,12 @@ def exact(args, log) -> list[dict]:
     rows = []
     for batch in args.batches:
         ctx = ett_contexts(batch)
-        one = step_cost(plain.model, ctx, args.samples, 1)
-        c = step_cost(draft.model, ctx, args.samples, 1) / one
-        v = {k: step_cost(plain.model, ctx, args.samples, k + 1) / one for k in args.ks}
+        costs = pass_costs(
+            {"target": plain.model, "draft": draft.model}, ctx, args.samples, sorted({1} | {k + 1 for k in args.ks})
+        )
+        one = costs[("target", 1)]
+        c = costs[("draft", 1)] / one
+        v = {k: costs[("target", k + 1)] / one for k in args.ks}
         for h in args.horizons:
             configs = [SpecConfig(k=k, adaptive=False) for k in args.ks] + [SpecConfig(k=max(args.ks), adaptive=True)]
             for spec in configs:

@@ -2,8 +2,10 @@
 
 For each proposer and k (and adaptive k), batch 1 and 16 series x 20 sample
 paths, h=64: the median speedup over repeats, the measured acceptance a, mean
-accepted length, the draft cost ratio c (one draft step / one target step) and
-the bound (1 - a^(k+1)) / ((1 - a)(k c + 1)). Plots: speedup vs k per proposer,
+accepted length, the draft cost ratio c (one draft step / one target step), the
+verify cost v(k) (one target pass over k + 1 positions / one target step; c and
+v(k) from passes timed in turn) and the bound (1 - a^(k+1)) / ((1 - a)(k c + v)),
+with v = 1 (as on a GPU) and with v = v(k). Plots: speedup vs k per proposer,
 acceptance per position.
 
     python benchmarks/speculative.py --target PATH --draft PATH          # a trained pair
@@ -21,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import torch
 from leapcast import Forecaster, SpecConfig
 from leapcast.engine.speculative import speedup_bound
 from leapcast.eval.plots import acceptance_per_position, figure, save, speedup_vs_k
-from leapcast.eval.timing import interleaved, timed
+from leapcast.eval.timing import interleaved, round_robin, timed
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,19 +65,19 @@ def contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
         ]
 
 
-def step_cost(fc: Forecaster, batch: int, samples: int, positions: int, repeats: int = 5) -> float:
-    """Median seconds of one target decoder call over ``positions`` new steps for all rows."""
-    m = fc.model
-    tok = m.tokenize(torch.stack([c[-256:] for c in contexts(batch, 256)]))
-    state = m.setup(tok, samples, 80)
-    rows = batch * samples
-    steps = torch.randint(3, m.vocab_size - 1, (rows, positions))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        m.decode(steps, torch.full((rows,), 10), state)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def pass_costs(fcs: dict[str, Forecaster], batch: int, samples: int, widths: list[int], repeats: int = 25) -> dict:
+    """Median seconds of one decoder pass over ``width`` new positions for all rows, per (name, width), the
+    calls of every model and width timed in turn (``round_robin``): rows in lockstep at position 32 (the middle
+    of h = 64) over M3 contexts of 256 values."""
+    ctx = torch.stack([c[-256:] for c in contexts(batch, 256)])
+    calls = {}
+    for name, fc in fcs.items():
+        m = fc.model
+        state = m.prefix(ctx, samples, 80)
+        for width in widths:
+            steps = torch.randint(3, m.vocab_size - 1, (batch * samples, width))
+            calls[(name, width)] = lambda m=m, state=state, steps=steps: m.step(state, steps, 32)
+    return round_robin(calls, repeats)
 
 
 def measure(args) -> list[dict]:
@@ -89,14 +89,17 @@ def measure(args) -> list[dict]:
         plain = Forecaster.from_pretrained(target, **tier)
         for batch in args.batches:
             ctx = contexts(batch)
-            cost_target = step_cost(plain, batch, args.samples, 1)
+            models = {"target": plain} | ({"draft": Forecaster.from_pretrained(draft, **tier)} if draft else {})
+            widths = sorted({1} | {k + 1 for k in args.ks})
+            costs = pass_costs(models, batch, args.samples, widths)
+            cost_target = costs[("target", 1)]
             for proposer in args.proposers:
                 name = str(draft) if proposer == "draft" else proposer
                 if proposer == "draft" and draft is None:
                     continue
                 c = 0.0
                 if proposer == "draft":
-                    c = step_cost(Forecaster.from_pretrained(draft, **tier), batch, args.samples, 1) / cost_target
+                    c = costs[("draft", 1)] / cost_target
                 elif proposer.startswith("early-exit"):
                     m = int(proposer.split(":")[1])
                     c = m / len(plain.model.net.dec_layers)
@@ -105,7 +108,7 @@ def measure(args) -> list[dict]:
                 )
                 for spec in configs:
                     fc = Forecaster.from_pretrained(target, draft=name, spec=spec, **tier)
-                    verify = step_cost(plain, batch, args.samples, spec.k + 1) / cost_target  # v(k)
+                    verify = costs[("target", spec.k + 1)] / cost_target  # v(k)
                     kw = dict(num_samples=args.samples, seed=0, batch_size=batch, progress=False)
                     run_plain, run_spec = (
                         (lambda: plain.predict(ctx, args.horizon, **kw)),
@@ -154,11 +157,10 @@ def project(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         fcs = {s: Forecaster.from_pretrained(checkpoint(s, Path(tmp))) for s in args.project_sizes}
         for batch in args.batches:
-            one = {s: step_cost(fc, batch, args.samples, 1, repeats=3) for s, fc in fcs.items()}
+            costs = pass_costs(fcs, batch, args.samples, sorted({1} | {k + 1 for k in args.ks}), repeats=5)
+            one = {s: costs[(s, 1)] for s in fcs}
             for target in args.project_targets:
-                verify = {
-                    k: step_cost(fcs[target], batch, args.samples, k + 1, repeats=3) / one[target] for k in args.ks
-                }
+                verify = {k: costs[(target, k + 1)] / one[target] for k in args.ks}
                 for drafter in args.project_drafts:
                     c = one[drafter] / one[target]
                     for a in args.acceptance:

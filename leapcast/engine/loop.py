@@ -252,15 +252,13 @@ class Decoder:
         steps, kp = proposal.steps, proposal.steps.shape[1]  # kp <= k when the proposer stopped early
         t1 = time.perf_counter()
         head = self.model.step(self.state, torch.cat([rows.pending[:, None], steps], dim=1), positions)  # [R, kp+1]
-        ordered = head.sorted(sampling)  # [R, kp+1, K] each
         verdict = verify(
             steps,
             proposal.probs,
-            head.probs(sampling, ordered),
+            head.sorted(sampling),  # [R, kp+1, K] each
             rows.u(ACCEPT).gather(1, window[:, :kp]),
             u_sample[:, kp],
             rows.u(RESIDUAL).gather(1, window[:, :kp]),
-            bonus=(ordered[0][:, kp], ordered[1][:, kp]),
         )
         new = torch.cat([steps, torch.zeros_like(steps[:, :1])], dim=1).scatter_(
             1, verdict.accepted[:, None], verdict.next_step[:, None]

@@ -7,7 +7,6 @@ import hashlib
 from leapcast.models.sampling import (
     SamplingConfig,
     draw,
-    draw_sorted,
     probabilities,
     sample,
     sorted_probabilities,
@@ -17,7 +16,6 @@ from leapcast.models.sampling import (
 __all__ = [
     "SamplingConfig",
     "draw",
-    "draw_sorted",
     "probabilities",
     "sample",
     "sorted_probabilities",

@@ -57,3 +57,18 @@ def interleaved(
         seconds, last = timed(other)
         other_s.append(seconds)
     return Interleaved(base_s, other_s, last)
+
+
+def round_robin(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each call, timed in turn (a, b, c, a, b, c, ...) ``repeats`` times after ``warmup``
+    untimed rounds: cost ratios between them (a verify pass over k + 1 positions against one step, a draft
+    step against a target step) see the same background load, as in ``interleaved``."""
+    check_int(repeats, "repeats", must="an integer >= 1")
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            times[name].append(timed(fn)[0])
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -84,20 +84,6 @@ def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, point, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
-def draw_sorted(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF draw over the steps in order of falling probability, as ``sample`` draws:
-    probs [R, V], uniforms [R] -> steps [R] long.
-
-    Every sampler in the engine (plain steps, a draft's proposals, bonus and
-    recovered steps) orders the CDF this way, so one uniform gives one step
-    whichever of them draws it: a draft equal to the target proposes exactly
-    the steps plain decoding would sample.
-    """
-    support = int((probs > 0).sum(dim=-1).max())  # top-k leaves few non-zero steps: sort only those
-    values, steps = torch.topk(probs, max(support, 1), dim=-1)  # [R, K] descending
-    return steps.gather(1, draw(values, uniforms)[:, None]).squeeze(1)
-
-
 def sample(
     logits: torch.Tensor, cfg: SamplingConfig, uniforms: torch.Tensor, banned: tuple[int, ...] = ()
 ) -> torch.Tensor:

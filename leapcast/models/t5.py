@@ -247,11 +247,12 @@ class DecoderLayer(nn.Module):
         the bias table [H, T, T].
         """
         r, n, _ = x.shape
+        fused = not 1 < n <= _FEW_POSITIONS
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
         if runs is None:
-            out = _sdpa(q, cache.k[:, :, :used], cache.v[:, :, :used], self_bias)
+            out = _sdpa(q, cache.k[:, :, :used], cache.v[:, :, :used], self_bias, fused)
         else:
             out = torch.cat(
                 [
@@ -260,6 +261,7 @@ class DecoderLayer(nn.Module):
                         cache.k[a:b, :, : p + n],
                         cache.v[a:b, :, : p + n],
                         self_bias[None, :, p : p + n, : p + n],
+                        fused,
                     )
                     for a, b, p in runs
                 ]
@@ -274,14 +276,25 @@ class DecoderLayer(nn.Module):
             out = _sdpa(q, cache.cross_k, cache.cross_v, cross_mask)
         else:  # ragged rows: each row gathers its series' keys and values
             q = self.cross_q(self.norm_cross(x)).view(r, n, self.heads, self.d_kv).transpose(1, 2)  # [R, H, n, dk]
-            out = _sdpa(q, cache.cross_k[row_series], cache.cross_v[row_series], cross_mask[row_series])
+            out = _sdpa(q, cache.cross_k[row_series], cache.cross_v[row_series], cross_mask[row_series], fused)
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
         return x + self.ff(self.norm_ff(x))
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """T5's unscaled attention: q [.., n, dk], k, v [.., T, dk], mask broadcast to [.., n, T] -> [.., n, dk]."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+_FEW_POSITIONS = 8  # decoder passes over 2..8 positions per row attend without the fused kernel (``_sdpa``)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, fused: bool = True) -> torch.Tensor:
+    """T5's unscaled attention: q [.., n, dk], k, v [.., T, dk], mask broadcast to [.., n, T] -> [.., n, dk].
+
+    ``fused``: the fused kernel; False: two products and a softmax, which a decoder pass over a few positions per
+    row takes (a verify pass over k + 1 positions, a draft catching up): there the CPU's fused kernel costs
+    1.4-2.2x as much (docs/speculative.md), most of what a pass over 2 positions adds to a step. One position
+    per row (plain decoding) keeps the fused kernel."""
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+    scores = torch.matmul(q, k.transpose(-1, -2)).add_(mask)  # [.., n, T]
+    return torch.matmul(scores.softmax(dim=-1), v)
 
 
 @dataclass
@@ -298,10 +311,10 @@ class LayerCache:
             self.k[:, :, start : start + n] = k
             self.v[:, :, start : start + n] = v
         else:
-            pos = (start[:, None] + torch.arange(n, device=start.device))[:, None, :, None]  # [R, 1, n, 1]
-            pos = pos.expand_as(k)
-            self.k.scatter_(2, pos, k)
-            self.v.scatter_(2, pos, v)
+            pos = start[:, None] + torch.arange(n, device=start.device)  # [R, n]
+            rows = torch.arange(len(start), device=start.device)[:, None]
+            self.k[rows, :, pos] = k.transpose(1, 2)  # [R, n, H, dk]: indexing puts the row and position dims first
+            self.v[rows, :, pos] = v.transpose(1, 2)
 
 
 class T5(nn.Module):

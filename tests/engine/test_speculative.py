@@ -93,12 +93,13 @@ def test_sampled_same_distribution_as_plain(small_vocab_pair, proposer, settings
     assert min(_pvalues(got, expected)) > 1e-3
 
 
-def _wrong_verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms, bonus=None):
+def _wrong_verify(proposal, draft_probs, target, accept_uniforms, bonus_uniforms, residual_uniforms):
     """The classic bug: after a rejection, redraw from p instead of norm(max(0, p - q))."""
-    right = verify(proposal, draft_probs, target_probs, accept_uniforms, bonus_uniforms, residual_uniforms, bonus)
+    right = verify(proposal, draft_probs, target, accept_uniforms, bonus_uniforms, residual_uniforms)
     at = right.accepted.clamp(max=proposal.shape[1] - 1)
     rows = torch.arange(len(at))
-    redraw = draw(target_probs[rows, at], residual_uniforms[rows, at])
+    probs, steps = target[0][rows, at], target[1][rows, at]
+    redraw = steps.gather(1, draw(probs, residual_uniforms[rows, at])[:, None]).squeeze(1)
     return Verdict(right.accepted, torch.where(right.accepted == proposal.shape[1], right.next_step, redraw))
 
 
@@ -127,6 +128,12 @@ def test_distribution_test_rejects_a_wrong_residual(small_vocab_pair, monkeypatc
 P = torch.tensor([0.1, 0.2, 0.3, 0.4])
 
 
+def _sorted(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense distributions [..., V] -> verify's target form: (probs, steps) most likely first (zeros included)."""
+    probs, steps = p.sort(dim=-1, descending=True)
+    return probs.contiguous(), steps.contiguous()
+
+
 def _verdicts(p_rows, q_rows, proposal, n=20000):
     """Run verify n times on one hand-built case -> (accepted [n], next [n])."""
     k = proposal.shape[0]
@@ -136,7 +143,7 @@ def _verdicts(p_rows, q_rows, proposal, n=20000):
     v = verify(
         proposal[None].expand(n, k),
         q,
-        p,
+        _sorted(p),
         torch.rand(n, k, generator=g),
         torch.rand(n, generator=g),
         torch.rand(n, k, generator=g),
@@ -169,7 +176,7 @@ def test_proposals_drawn_from_q_give_steps_distributed_as_p():
     v = verify(
         proposal,
         q.expand(n, 1, 4),
-        P.expand(n, 2, 4),
+        _sorted(P.expand(n, 2, 4)),
         torch.rand(n, 1, generator=g),
         torch.rand(n, generator=g),
         torch.rand(n, 1, generator=g),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from leapcast.engine.sampling import draw, draw_sorted
+from leapcast.engine.sampling import draw
 
 
 @dataclass(frozen=True)
@@ -38,37 +38,36 @@ class Verdict:
 def verify(
     proposal: torch.Tensor,
     draft_probs: torch.Tensor | None,
-    target_probs: torch.Tensor,
+    target: tuple[torch.Tensor, torch.Tensor],
     accept_uniforms: torch.Tensor,
     bonus_uniforms: torch.Tensor,
     residual_uniforms: torch.Tensor,
-    bonus: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Verdict:
-    """proposal [R, k] long; draft_probs [R, k, V] or None (point masses); target_probs [R, k+1, V];
-    uniforms in [0, 1): accept [R, k] (one per proposed step), bonus [R] (the step after all k),
-    residual [R, k] (the step recovered at position i reads column i).
-    bonus: the last position's distribution in the order plain sampling draws in (probs [R, K], steps [R, K],
-    ``Categorical.sorted``), so a bonus step is the step plain decoding would draw with the same number;
-    None: ``target_probs[:, k]`` by falling probability. Recovered steps draw in vocabulary order."""
+    """proposal [R, k] long; draft_probs [R, k, V] or None (point masses); target: the target's distributions at
+    the k + 1 positions over their candidate steps, most likely first (probs [R, k+1, K], steps [R, k+1, K]:
+    ``Categorical.sorted``); uniforms in [0, 1): accept [R, k] (one per proposed step), bonus [R] (the step after
+    all k), residual [R, k] (the step recovered at position i reads column i).
+
+    Steps outside the target's candidates have p = 0, so the residual max(0, p - q) lives on them too: the bonus
+    and the recovered step are one inverse-CDF draw over K candidates in the target's order (the bonus is then
+    the step plain decoding draws with the same number), never a pass over the vocabulary."""
     rows, k = proposal.shape
+    p_sorted, steps_sorted = target
     arange = torch.arange(rows, device=proposal.device)
-    p_x = target_probs[:, :k].gather(-1, proposal[..., None]).squeeze(-1)  # [R, k]
+    p_x = (p_sorted[:, :k] * (steps_sorted[:, :k] == proposal[..., None])).sum(-1)  # [R, k]
     q_x = torch.ones_like(p_x) if draft_probs is None else draft_probs.gather(-1, proposal[..., None]).squeeze(-1)
     keep = accept_uniforms * q_x < p_x  # u < p/q without dividing; p = 0 is never kept
     accepted = keep.long().cumprod(dim=1).sum(dim=1)  # [R] leading run of kept steps
 
+    p_at, steps_at = p_sorted[arange, accepted], steps_sorted[arange, accepted]  # [R, K]: the bonus where all kept
     at = accepted.clamp(max=k - 1)
-    p_at = target_probs[arange, at]  # [R, V]
     if draft_probs is None:
-        q_at = torch.zeros_like(p_at).scatter_(1, proposal[arange, at][:, None], 1.0)
+        q_at = (steps_at == proposal[arange, at][:, None]).to(p_at.dtype)
     else:
-        q_at = draft_probs[arange, at]
-    residual = (p_at - q_at).clamp(min=0)
+        q_at = draft_probs[arange, at].gather(1, steps_at)
+    bonus = (accepted == k)[:, None]
+    residual = torch.where(bonus, p_at, (p_at - q_at).clamp(min=0))
     # p == q leaves no residual mass; a rejection is then impossible, the fallback only keeps draw() defined.
     residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_at)
-    recovered = draw(residual, residual_uniforms[arange, at])
-    if bonus is None:
-        extra = draw_sorted(target_probs[:, k], bonus_uniforms)
-    else:
-        extra = bonus[1].gather(1, draw(bonus[0], bonus_uniforms)[:, None]).squeeze(1)
-    return Verdict(accepted=accepted, next_step=torch.where(accepted == k, extra, recovered))
+    u = torch.where(bonus[:, 0], bonus_uniforms, residual_uniforms[arange, at])
+    return Verdict(accepted=accepted, next_step=steps_at.gather(1, draw(residual, u)[:, None]).squeeze(1))
