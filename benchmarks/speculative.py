@@ -65,18 +65,20 @@ def contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
         ]
 
 
-def pass_costs(fcs: dict[str, Forecaster], batch: int, samples: int, widths: list[int], repeats: int = 25) -> dict:
+def pass_costs(
+    fcs: dict[str, Forecaster], batch: int, samples: int, widths: list[int], capacity: int, repeats: int = 25
+) -> dict:
     """Median seconds of one decoder pass over ``width`` new positions for all rows, per (name, width), the
-    calls of every model and width timed in turn (``round_robin``): rows in lockstep at position 32 (the middle
-    of h = 64) over M3 contexts of 256 values."""
-    ctx = torch.stack([c[-256:] for c in contexts(batch, 256)])
+    calls of every model and width timed in turn (``round_robin``): the forecasts' contexts, rows in lockstep
+    at position capacity / 2."""
+    ctx = torch.stack(contexts(batch))
     calls = {}
     for name, fc in fcs.items():
         m = fc.model
-        state = m.prefix(ctx, samples, 80)
+        state = m.prefix(ctx, samples, capacity)
         for width in widths:
             steps = torch.randint(3, m.vocab_size - 1, (batch * samples, width))
-            calls[(name, width)] = lambda m=m, state=state, steps=steps: m.step(state, steps, 32)
+            calls[(name, width)] = lambda m=m, state=state, steps=steps: m.step(state, steps, capacity // 2)
     return round_robin(calls, repeats)
 
 
@@ -91,7 +93,7 @@ def measure(args) -> list[dict]:
             ctx = contexts(batch)
             models = {"target": plain} | ({"draft": Forecaster.from_pretrained(draft, **tier)} if draft else {})
             widths = sorted({1} | {k + 1 for k in args.ks})
-            costs = pass_costs(models, batch, args.samples, widths)
+            costs = pass_costs(models, batch, args.samples, widths, args.horizon + max(args.ks) + 1)
             cost_target = costs[("target", 1)]
             for proposer in args.proposers:
                 name = str(draft) if proposer == "draft" else proposer
@@ -157,7 +159,9 @@ def project(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         fcs = {s: Forecaster.from_pretrained(checkpoint(s, Path(tmp))) for s in args.project_sizes}
         for batch in args.batches:
-            costs = pass_costs(fcs, batch, args.samples, sorted({1} | {k + 1 for k in args.ks}), repeats=5)
+            costs = pass_costs(
+                fcs, batch, args.samples, sorted({1} | {k + 1 for k in args.ks}), 2 * max(args.ks) + 2, 5
+            )
             one = {s: costs[(s, 1)] for s in fcs}
             for target in args.project_targets:
                 verify = {k: costs[(target, k + 1)] / one[target] for k in args.ks}

@@ -18,7 +18,7 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizer
 from leapcast.models.heads import Categorical
 from leapcast.models.rows import grouped as _grouped
 from leapcast.models.rows import pad_left, pad_right
-from leapcast.models.t5 import T5, DecoderLayer, LayerCache
+from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = (
@@ -261,23 +261,25 @@ class ChronosT5:
         c: _ChronosCaches = state.caches
         n = steps.shape[1]
         runs = None
+        at: int | Slots
         if isinstance(start, int):
-            used = start + n
+            at, used = start, start + n
             self_bias = c.bias_table[None, :, start:used, :used]  # [1, H, n, used]
         else:
             start = start.to(self.device)
-            used = int(start.max()) + n
             runs = _position_runs(start)
+            if runs is not None and len(runs) == 1:  # every row at one position after all
+                return self.decode(steps, runs[0][2], state)
+            at, used = slots(start, n), int(start.max()) + n
             if runs is None:
-                query_pos = start[:, None] + torch.arange(n, device=start.device)  # [R, n]
-                self_bias = c.bias_table[:, query_pos, :used].transpose(0, 1)  # [R, H, n, used]
+                self_bias = c.bias_table[:, at[1], :used].transpose(0, 1)  # [R, H, n, used]
             else:
                 self_bias = c.bias_table  # [H, T, T], sliced per run
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
-            x = layer(x, cache, start, self_bias, c.cross_mask, used, c.row_series, runs)
+            x = layer(x, cache, at, self_bias, c.cross_mask, used, c.row_series, runs)
         return self.net.head(x, self._head_t)
 
 

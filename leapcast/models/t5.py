@@ -230,7 +230,7 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         cache: LayerCache,
-        start: int | torch.Tensor,
+        start: int | Slots,
         self_bias: torch.Tensor,
         cross_mask: torch.Tensor,
         used: int,
@@ -304,17 +304,25 @@ class LayerCache:
     cross_k: torch.Tensor  # [B, H, L, dk] shared by the rows of a series
     cross_v: torch.Tensor  # [B, H, L, dk]
 
-    def write(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> None:
-        """k, v [R, H, n, dk] into positions start..start+n-1 of each row."""
-        n = k.shape[2]
+    def write(self, k: torch.Tensor, v: torch.Tensor, start: int | Slots) -> None:
+        """k, v [R, H, n, dk] into positions start..start+n-1 of each row (``Slots``: rows at their own positions)."""
         if isinstance(start, int):
+            n = k.shape[2]
             self.k[:, :, start : start + n] = k
             self.v[:, :, start : start + n] = v
         else:
-            pos = start[:, None] + torch.arange(n, device=start.device)  # [R, n]
-            rows = torch.arange(len(start), device=start.device)[:, None]
+            rows, pos = start
             self.k[rows, :, pos] = k.transpose(1, 2)  # [R, n, H, dk]: indexing puts the row and position dims first
             self.v[rows, :, pos] = v.transpose(1, 2)
+
+
+Slots = tuple[torch.Tensor, torch.Tensor]  # rows [R, 1] and positions [R, n]: where rows at their own positions write
+
+
+def slots(start: torch.Tensor, n: int) -> Slots:
+    """start [R] long -> the ``Slots`` of a pass over n positions from each row's own start, made once a pass
+    (every layer's cache write reads them)."""
+    return torch.arange(len(start), device=start.device)[:, None], start[:, None] + torch.arange(n, device=start.device)
 
 
 class T5(nn.Module):
