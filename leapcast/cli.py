@@ -7,6 +7,7 @@ import json
 import lzma
 import os
 import sys
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -589,6 +590,7 @@ _register_serve()
 
 def main() -> None:
     """The `leapcast` command: the app, and a last resort for what no check foresaw (a bug, not bad input)."""
+    warnings.formatwarning = _one_line_warning  # a warning for the user, not a pointer into leapcast's source
     try:
         app()
     except Exception as err:  # bad input exits 2 from explicit checks; anything reaching here is a leapcast bug
@@ -602,6 +604,10 @@ def main() -> None:
             highlight=False,
         )
         sys.exit(1)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
 
 
 if __name__ == "__main__":

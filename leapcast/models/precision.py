@@ -17,6 +17,7 @@ int8 is not offered: see docs/precision.md for the measurement that ruled out th
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ def resolve_tier(dtype: str | torch.dtype | None, device: torch.device | str = "
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES:
             raise ValueError(f"{param('dtype')} {dtype} is not supported; use one of {', '.join(TIERS)}")
-        return dtype
+        return _checked(dtype, device)
     if not isinstance(dtype, str):
         raise TypeError(f"{param('dtype')} must be a tier name ({', '.join(TIERS)}), got {dtype!r}")
     name = dtype.strip().lower().removeprefix("torch.")
@@ -67,7 +68,25 @@ def resolve_tier(dtype: str | torch.dtype | None, device: torch.device | str = "
         )
     if name not in _NAMES:
         raise ValueError(f"{param('dtype')} {dtype!r} is not a tier; use one of {', '.join(TIERS)}")
-    return _NAMES[name]
+    return _checked(_NAMES[name], device)
+
+
+def _checked(dtype: torch.dtype, device: torch.device | str) -> torch.dtype:
+    """A tier asked for by name or type: bfloat16 on a CPU that emulates it is kept, with a warning (once)."""
+    if dtype == torch.bfloat16 and torch.device(device).type == "cpu" and not cpu_has_bf16_matrix_units():
+        _warn_emulated()
+    return dtype
+
+
+@functools.cache
+def _warn_emulated() -> None:
+    warnings.warn(
+        f"{param('dtype')} 'bfloat16' on a CPU without bfloat16 matrix instructions (AMX, AVX512-BF16): its "
+        "products are emulated, about 20x slower than float32 on an AVX2-only CPU (docs/precision.md); "
+        "'auto' picks the fast tier of each machine",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def tier_name(dtype: torch.dtype) -> str:

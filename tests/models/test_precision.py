@@ -1,5 +1,7 @@
 """Precision tiers: names, what a tier lowers and what it keeps in float32, and how far bfloat16 moves outputs."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -49,6 +51,19 @@ def test_tier_names(given, expected):
 def test_auto_takes_bfloat16_only_where_the_cpu_has_bfloat16_matrix_units(monkeypatch, units, expected):
     monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: units)
     assert precision.resolve_tier("auto") == expected
+
+
+@pytest.mark.parametrize("given", ["bfloat16", torch.bfloat16])
+def test_bfloat16_asked_for_on_a_cpu_that_emulates_it_warns(monkeypatch, given):
+    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: False)
+    precision._warn_emulated.cache_clear()  # once per process
+    with pytest.warns(RuntimeWarning, match=r"`dtype` 'bfloat16' on a CPU without bfloat16 matrix instructions"):
+        assert precision.resolve_tier(given) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision.resolve_tier(given) == torch.bfloat16
+        assert precision.resolve_tier("float32") == torch.float32
 
 
 @pytest.mark.parametrize(
