@@ -70,15 +70,16 @@ def pass_costs(
 ) -> dict:
     """Median seconds of one decoder pass over ``width`` new positions for all rows, per (name, width), the
     calls of every model and width timed in turn (``round_robin``): the forecasts' contexts, rows in lockstep
-    at position capacity / 2."""
+    at position capacity / 2 (earlier where the widest pass would not fit)."""
     ctx = torch.stack(contexts(batch))
+    at = min(capacity // 2, capacity - max(widths))  # the widest pass still fits
     calls = {}
     for name, fc in fcs.items():
         m = fc.model
         state = m.prefix(ctx, samples, capacity)
         for width in widths:
             steps = torch.randint(3, m.vocab_size - 1, (batch * samples, width))
-            calls[(name, width)] = lambda m=m, state=state, steps=steps: m.step(state, steps, capacity // 2)
+            calls[(name, width)] = lambda m=m, state=state, steps=steps: m.step(state, steps, at)
     return round_robin(calls, repeats)
 
 
