@@ -35,7 +35,7 @@ from leapcast import Forecaster, SpecConfig  # noqa: E402
 from leapcast.engine.speculative import speedup_bound  # noqa: E402
 from leapcast.eval.backtest import ett_windows  # noqa: E402
 from leapcast.eval.metrics import mase  # noqa: E402
-from leapcast.eval.timing import interleaved, round_robin, timed  # noqa: E402
+from leapcast.eval.timing import interleaved, pass_costs, timed  # noqa: E402
 
 ETT_SEASON = 24
 
@@ -47,27 +47,15 @@ def ett_contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
     return [torch.tensor(y[len(y) - length - 168 * i : len(y) - 168 * i], dtype=torch.float32) for i in range(batch)]
 
 
-def pass_costs(models: dict, contexts: list[torch.Tensor], samples: int, widths: list[int], repeats: int = 15) -> dict:
-    """Median seconds of one pass over ``width`` patches for every row (through the engine's contract), per (name,
-    width), the calls of every model and width timed in turn (``round_robin``)."""
-    calls = {}
-    for name, model in models.items():
-        state = model.prefix(torch.stack(contexts), samples, 16)
-        start = model.start_inputs(state)  # [R, P]
-        for width in widths:
-            inputs = start[:, None].expand(-1, width, *start.shape[1:]).contiguous()
-            calls[(name, width)] = lambda model=model, state=state, inputs=inputs: model.step(state, inputs, 4)
-    return round_robin(calls, repeats)
-
-
 def exact(args, log) -> list[dict]:
     plain = Forecaster.from_pretrained(args.target)
     draft = Forecaster.from_pretrained(args.draft)
     rows = []
     for batch in args.batches:
         ctx = ett_contexts(batch)
+        widths = sorted({1} | {k + 1 for k in args.ks})
         costs = pass_costs(
-            {"target": plain.model, "draft": draft.model}, ctx, args.samples, sorted({1} | {k + 1 for k in args.ks})
+            {"target": plain.model, "draft": draft.model}, torch.stack(ctx), args.samples, widths, 16, 4, 15
         )
         one = costs[("target", 1)]
         c = costs[("draft", 1)] / one

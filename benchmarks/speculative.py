@@ -33,7 +33,7 @@ import torch
 from leapcast import Forecaster, SpecConfig
 from leapcast.engine.speculative import speedup_bound
 from leapcast.eval.plots import acceptance_per_position, figure, save, speedup_vs_k
-from leapcast.eval.timing import interleaved, round_robin, timed
+from leapcast.eval.timing import interleaved, pass_costs, timed
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,22 +65,12 @@ def contexts(batch: int, length: int = 512) -> list[torch.Tensor]:
         ]
 
 
-def pass_costs(
-    fcs: dict[str, Forecaster], batch: int, samples: int, widths: list[int], capacity: int, repeats: int = 25
-) -> dict:
-    """Median seconds of one decoder pass over ``width`` new positions for all rows, per (name, width), the
-    calls of every model and width timed in turn (``round_robin``): the forecasts' contexts, rows in lockstep
-    at position capacity / 2 (earlier where the widest pass would not fit)."""
-    ctx = torch.stack(contexts(batch))
-    at = min(capacity // 2, capacity - max(widths))  # the widest pass still fits
-    calls = {}
-    for name, fc in fcs.items():
-        m = fc.model
-        state = m.prefix(ctx, samples, capacity)
-        for width in widths:
-            steps = torch.randint(3, m.vocab_size - 1, (batch * samples, width))
-            calls[(name, width)] = lambda m=m, state=state, steps=steps: m.step(state, steps, at)
-    return round_robin(calls, repeats)
+def costs_of(fcs: dict[str, Forecaster], batch: int, samples: int, widths: list[int], capacity: int, repeats: int):
+    """``pass_costs`` on the forecasts' contexts, rows in lockstep at position capacity / 2 (earlier where the
+    widest pass would not fit)."""
+    at = min(capacity // 2, capacity - max(widths))
+    models = {name: fc.model for name, fc in fcs.items()}
+    return pass_costs(models, torch.stack(contexts(batch)), samples, widths, capacity, at, repeats)
 
 
 def measure(args) -> list[dict]:
@@ -94,7 +84,7 @@ def measure(args) -> list[dict]:
             ctx = contexts(batch)
             models = {"target": plain} | ({"draft": Forecaster.from_pretrained(draft, **tier)} if draft else {})
             widths = sorted({1} | {k + 1 for k in args.ks})
-            costs = pass_costs(models, batch, args.samples, widths, args.horizon + max(args.ks) + 1)
+            costs = costs_of(models, batch, args.samples, widths, args.horizon + max(args.ks) + 1, 25)
             cost_target = costs[("target", 1)]
             for proposer in args.proposers:
                 name = str(draft) if proposer == "draft" else proposer
@@ -160,9 +150,7 @@ def project(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         fcs = {s: Forecaster.from_pretrained(checkpoint(s, Path(tmp))) for s in args.project_sizes}
         for batch in args.batches:
-            costs = pass_costs(
-                fcs, batch, args.samples, sorted({1} | {k + 1 for k in args.ks}), 2 * max(args.ks) + 2, 5
-            )
+            costs = costs_of(fcs, batch, args.samples, sorted({1} | {k + 1 for k in args.ks}), 2 * max(args.ks) + 2, 5)
             one = {s: costs[(s, 1)] for s in fcs}
             for target in args.project_targets:
                 verify = {k: costs[(target, k + 1)] / one[target] for k in args.ks}

@@ -72,3 +72,22 @@ def round_robin(calls: dict[str, Callable[[], object]], repeats: int, warmup: in
         for name, fn in calls.items():
             times[name].append(timed(fn)[0])
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def pass_costs(
+    models: dict, contexts, samples: int, widths: list[int], capacity: int, at: int, repeats: int
+) -> dict[tuple[str, int], float]:
+    """Median seconds of one decoder pass over ``width`` new positions for every row at position ``at``, per
+    (model name, width), every model and width timed in turn (``round_robin``): the cost ratios v(k) (a pass over
+    k + 1 positions / one step) and c (a draft step / a target step) of speculative decoding. ``models``: name ->
+    a model of the engine's contract (``leapcast.models.base``); contexts [B, T]; ``samples`` rows per series in
+    caches of ``capacity`` positions. The inputs are the start input repeated: a pass costs the same whatever
+    the steps."""
+    calls = {}
+    for name, model in models.items():
+        state = model.prefix(contexts, samples, capacity)
+        start = model.start_inputs(state)  # [R, *step]
+        for width in widths:
+            inputs = start[:, None].expand(-1, width, *start.shape[1:]).contiguous()
+            calls[(name, width)] = lambda model=model, state=state, inputs=inputs: model.step(state, inputs, at)
+    return round_robin(calls, repeats)
