@@ -11,7 +11,8 @@ Ray's start-up and shut-down included):
   before     `local` with the commit that added `--ray` reversed in leapcast/cli.py (--before COMMIT): no slower
              (local and before run twice, alternately, and their median counts)
   ray-1      `leapcast forecast --ray --input shards/*.parquet --workers 1 --threads 1` (a local Ray of every core)
-  ray-2      the same with --workers 2
+  ray-2      the same with --workers 2 (--pairs N: ray-1 then ray-2, N times in turn; the ratio is the median of
+             the N pairs' ratios, since this machine's speed drifts by 10-20% between runs minutes apart)
 
 and Ray's own share: the same pipeline with a worker that loads no model and forecasts nothing, per batch. Each run
 waits (up to 10 minutes) for the machine to be idle and records the share of its CPU other processes took meanwhile;
@@ -21,6 +22,7 @@ threads may split a matrix product's sums differently and flip a sampled step). 
 series; figures for larger counts (--targets) are extrapolated from them, and say so.
 
     flock /tmp/leapcast-bench.lock python benchmarks/distributed.py --series 3000 --targets 10000 100000 --before 1076457
+    python benchmarks/distributed.py --series 3000 --pairs 3 --out benchmarks/results/distributed_pairs.json
 """
 
 from __future__ import annotations
@@ -243,6 +245,9 @@ def main() -> None:
     p.add_argument(
         "--before", default=None, help="the commit that added --ray: time this tree's local CLI with it reversed too"
     )
+    p.add_argument(
+        "--pairs", type=int, default=1, help="ray-1 then ray-2, this many times in turn: the ratio is their median"
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "distributed.json")
     args = p.parse_args()
     load = os.getloadavg()
@@ -270,17 +275,19 @@ def main() -> None:
             again.append(run("before", before_args, env={"PYTHONPATH": str(tree)}, cwd=tree))
             rows[0] = _median_run([rows[0], again[1]])
             rows.append(_median_run([again[0], again[2]]))
-        for workers in (1, 2):
-            out = tmp / f"ray-{workers}"
-            ray_args = ["--ray", "--input", str(tmp / "shards" / "*.parquet"), "--output", str(out)]
-            ray_args += ["--workers", str(workers), "--threads", "1", *common]
-            rows.append(run(f"ray-{workers}", ray_args, env=RAY_ENV))
+        for pair in range(args.pairs):  # 1 worker, then 2, then again: the machine's drift hits both alike
+            for workers in (1, 2):
+                name = f"ray-{workers}" + (f" (pair {pair + 1})" if pair else "")
+                out = tmp / f"ray-{workers}-{pair}"
+                ray_args = ["--ray", "--input", str(tmp / "shards" / "*.parquet"), "--output", str(out)]
+                ray_args += ["--workers", str(workers), "--threads", "1", *common]
+                rows.append(run(name, ray_args, env=RAY_ENV) | {"pair": pair, "workers": workers, "output": str(out)})
         share = ray_share(str(tmp / "shards"), args.h, args.samples)
         local = pd.read_parquet(tmp / "local-1.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
         cores = pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
         for row in rows:
             if row["name"].startswith("ray"):
-                got = pd.read_parquet(glob.glob(str(tmp / row["name"]))[0]).sort_values(["unique_id", "ds"])
+                got = pd.read_parquet(glob.glob(row.pop("output"))[0]).sort_values(["unique_id", "ds"])
                 got = got.reset_index(drop=True).astype(local.dtypes.to_dict())
                 row["identical_to_local"] = bool(got.equals(local))
                 point = local.columns[2]
@@ -292,8 +299,10 @@ def main() -> None:
         if "run_s" in row:
             row["series_per_hour_after_start"] = round(3600 * n / row["run_s"])
     by = {row["name"]: row for row in rows}
-    speedup = by["ray-1"]["wall_s"] / by["ray-2"]["wall_s"]
-    speedup_run = by["ray-1"]["run_s"] / by["ray-2"]["run_s"]
+    pairs = [{r["workers"]: r for r in rows if r.get("pair") == i} for i in range(args.pairs)]
+    ratios = [pair[1]["wall_s"] / pair[2]["wall_s"] for pair in pairs]
+    ratios_run = [pair[1]["run_s"] / pair[2]["run_s"] for pair in pairs]
+    speedup, speedup_run = float(np.median(ratios)), float(np.median(ratios_run))
     ceiling = by["local-1"]["wall_s"] / by["local-1x2"]["wall_s"]
     extrapolated = {}
     for target in args.targets:
@@ -314,6 +323,8 @@ def main() -> None:
         "ray_share": share,
         "speedup_2_over_1_workers": round(speedup, 2),
         "speedup_2_over_1_workers_after_start": round(speedup_run, 2),
+        "speedup_2_over_1_workers_each_pair": [round(r, 2) for r in ratios],
+        "speedup_2_over_1_workers_after_start_each_pair": [round(r, 2) for r in ratios_run],
         "goal_2_workers_at_least_1_7x": speedup >= 1.7,
         "two_processes_over_one_without_ray": round(ceiling, 2),
         "extrapolated_hours": extrapolated,
@@ -343,8 +354,9 @@ def table(result: dict) -> str:
         "",
         f"Ray's share (a worker that forecasts nothing, 1 worker): start-up {share['ray_start_s']} s, read and plan "
         f"{share['planned_s']} s, {share['per_batch_s']} s per batch ({share['batches']} batches, actor start included).",
-        f"2 workers / 1 worker: x{result['speedup_2_over_1_workers']} end to end, "
-        f"x{result['speedup_2_over_1_workers_after_start']} after Ray's start (goal >= 1.7: "
+        f"2 workers / 1 worker (median over {len(result['speedup_2_over_1_workers_each_pair'])} pairs run in turn, "
+        f"each pair: {result['speedup_2_over_1_workers_each_pair']}): x{result['speedup_2_over_1_workers']} end to "
+        f"end, x{result['speedup_2_over_1_workers_after_start']} after Ray's start (goal >= 1.7: "
         f"{'met' if result['goal_2_workers_at_least_1_7x'] else 'NOT met'}); two single-thread processes without Ray "
         f"over one: x{result['two_processes_over_one_without_ray']}.",
         "",
