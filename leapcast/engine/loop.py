@@ -38,7 +38,7 @@ from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams
 from leapcast.engine.verifiers import verify
 from leapcast.engine.verifiers.continuous import verify_patches, verify_points
-from leapcast.models.rows import pad_right
+from leapcast.models.rows import fill_order, pad_right
 from leapcast.models.sampling import SamplingConfig
 
 
@@ -58,6 +58,7 @@ class Decoder:
         chooser: KChooser | None = None,
         catch_up: bool = True,
         keep_finished: bool = False,
+        min_capacity: int = 0,
     ) -> None:
         """``catch_up``: how plain passes treat rows at different positions. True: rows ahead wait while the least
         advanced catch up (rows a few steps apart after speculative passes soon stand together again, and plain
@@ -66,11 +67,15 @@ class Decoder:
         Either way a row draws the numbers of the steps it commits, so the forecasts are the same.
 
         ``keep_finished``: the rows of a series that finished stay, inactive, until ``compact`` (its values are
-        returned when it finishes either way). Leaving copies every cache of the rows that stay; a server whose
-        series leave nearly every iteration compacts once for many, when others join."""
+        returned when it finishes either way).
+
+        ``min_capacity``: decoder positions every join's caches get at least: with one capacity for all, series
+        joining write their rows into the room the caches keep (``models.rows.append_rows``) instead of a copy of
+        every cache (continuous batching)."""
         self.model = model
         self.catch_up = catch_up
         self.keep_finished = keep_finished
+        self.min_capacity = check_int(min_capacity, "min_capacity", low=0)
         self.proposer = proposer
         self.spec = spec or SpecConfig()
         self.chooser = chooser if (proposer is not None and self.spec.adaptive) else None
@@ -109,7 +114,7 @@ class Decoder:
         firsts = _per_series(first_step, b, "first_step", low=0)
         if len(streams) != b * s:
             raise ValueError(f"`streams` has {len(streams)} rows for {b} series x {s} samples")
-        capacity = max(steps) + self.k_max + 1
+        capacity = max(max(steps) + self.k_max + 1, self.min_capacity)
         state = self.model.prefix(contexts, s, capacity)
         if self.proposer is not None:
             if self.rows is None:
@@ -373,8 +378,8 @@ class Decoder:
         return out
 
     def compact(self) -> None:
-        """Drop the rows of series that finished (kept by ``keep_finished``): one copy of the caches for every
-        series that left since the last compaction."""
+        """Drop the rows of series that finished (kept by ``keep_finished``): rows from the end take their
+        places (``_keep``)."""
         if self.rows is not None:
             gone = self.rows.series == _LEFT
             if bool(gone.any()):
@@ -395,10 +400,15 @@ class Decoder:
             self._keep((~gone).nonzero().squeeze(1))
 
     def _keep(self, keep: torch.Tensor) -> None:
-        """Only rows ``keep`` [R'] go on decoding (none: the decoder is idle)."""
+        """Only rows ``keep`` [R'] (ascending) go on decoding (none: the decoder is idle). The rows of series that
+        stay keep their places and rows from the end fill the holes (``fill_order``: the caches move only those
+        rows), unless that would split a series' rows."""
         if len(keep) == 0:
             self.rows, self.state = None, None
             return
+        order = fill_order(keep, len(self._live().series))
+        if order is not keep and _runs(self._live().series[order]) == _runs(self._live().series[keep]):
+            keep = order
         self.rows, self.state = self._live().select(keep), self.model.select(self.state, keep)
         if self.proposer is not None:
             self.proposer.select(keep)
@@ -578,6 +588,11 @@ def _head_rows(head, index: torch.Tensor):
     return type(head)(
         **{name: value[index] if isinstance(value, torch.Tensor) else value for name, value in fields.items()}
     )
+
+
+def _runs(series: torch.Tensor) -> int:
+    """series [R] -> how many runs of equal ids it has."""
+    return 1 + int((series[1:] != series[:-1]).sum()) if len(series) else 0
 
 
 def _beside_active(n: torch.Tensor, active: torch.Tensor) -> torch.Tensor:

@@ -103,10 +103,12 @@ class StepModel(Protocol):
         """The roll-out rule past one window: contexts [B, (V,) T], samples [B, S, m] -> contexts [B, (V,) T + m']."""
 
     def select(self, state, rows: torch.Tensor):
-        """Keep ``rows`` [R'] (series left with none are dropped): series leave."""
+        """Keep ``rows`` [R'] in that order (series left with none are dropped): series leave. May consume
+        ``state`` (rows moved within its memory: ``leapcast.models.rows.take_rows``)."""
 
     def merge(self, a, b):
-        """The rows of ``a`` then those of ``b``: series join a running batch."""
+        """The rows of ``a`` then those of ``b``: series join a running batch. May consume ``a`` (``b``'s rows
+        written into room after ``a``'s: ``leapcast.models.rows.append_rows``)."""
 
     def context_steps(self, state) -> tuple[torch.Tensor, torch.Tensor]:
         """The context as steps (steps [B, L], observed [B, L]) for the seasonal proposer; categorical families."""

@@ -16,8 +16,8 @@ import torch
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.heads import Categorical
+from leapcast.models.rows import append_rows, pad_left, pad_right, series_of, take_rows
 from leapcast.models.rows import grouped as _grouped
-from leapcast.models.rows import pad_left, pad_right
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
@@ -151,16 +151,25 @@ class ChronosT5:
         of the window's samples [B, S, n] -> [B, T + n]."""
         return torch.cat([contexts, samples.median(dim=1).values], dim=-1)
 
+    @torch.inference_mode()
     def select(self, state: ChronosState, rows: torch.Tensor) -> ChronosState:
-        """Keep ``rows`` [R'] (in that order); series left with no row are dropped."""
+        """Keep ``rows`` [R'] (in that order; consumes ``state``); series left with no row are dropped, the others
+        numbered in the order of their first row. Rows in ``fill_order`` move in place (``take_rows``)."""
         rows = rows.cpu()  # the state's row map and context tokens stay on the CPU
-        series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
+        series, row_series = series_of(state.row_series[rows])
         c: _ChronosCaches = state.caches
         rows_d, series_d = rows.to(self.device), series.to(self.device)
-        layers = [
-            LayerCache(k=lc.k[rows_d], v=lc.v[rows_d], cross_k=lc.cross_k[series_d], cross_v=lc.cross_v[series_d])
-            for lc in c.layers
-        ]
+        layers = []
+        for lc in c.layers:
+            kb, vb = lc.room or (None, None)
+            k, kb = take_rows(lc.k, rows_d, kb)
+            v, vb = take_rows(lc.v, rows_d, vb)
+            room = None if kb is None or vb is None else (kb, vb)
+            # series move as their rows do; an early-exit draft shares these caches and selects the same rows,
+            # which moves nothing twice (take_rows reads only rows it never writes)
+            cross_k, _ = take_rows(lc.cross_k, series_d)
+            cross_v, _ = take_rows(lc.cross_v, series_d)
+            layers.append(LayerCache(k, v, cross_k, cross_v, room))
         grouped = _grouped(row_series)
         caches = _ChronosCaches(
             layers, c.cross_mask[series_d], c.bias_table, None if grouped else row_series.to(self.device)
@@ -169,19 +178,25 @@ class ChronosT5:
             caches, state.tokens[series], state.mask[series], state.scale[series], row_series, grouped, state.capacity
         )
 
+    @torch.inference_mode()
     def merge(self, a: ChronosState, b: ChronosState) -> ChronosState:
-        """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
+        """The rows of ``a`` then those of ``b`` in one state (series joining a running batch; consumes ``a``:
+        ``b``'s rows are written into the room after ``a``'s, ``append_rows``)."""
         capacity = max(a.capacity, b.capacity)
         length = max(a.tokens.shape[1], b.tokens.shape[1])
         ca, cb = a.caches, b.caches
         layers = []
         for la, lb in zip(ca.layers, cb.layers):
+            kb, vb = la.room or (None, None)
+            k, kb = append_rows(pad_right(la.k, capacity, 2), pad_right(lb.k, capacity, 2), kb)
+            v, vb = append_rows(pad_right(la.v, capacity, 2), pad_right(lb.v, capacity, 2), vb)
             layers.append(
                 LayerCache(
-                    k=torch.cat([pad_right(la.k, capacity, 2), pad_right(lb.k, capacity, 2)]),
-                    v=torch.cat([pad_right(la.v, capacity, 2), pad_right(lb.v, capacity, 2)]),
+                    k=k,
+                    v=v,
                     cross_k=torch.cat([pad_left(la.cross_k, length, 2), pad_left(lb.cross_k, length, 2)]),
                     cross_v=torch.cat([pad_left(la.cross_v, length, 2), pad_left(lb.cross_v, length, 2)]),
+                    room=(kb, vb),
                 )
             )
         masked = torch.finfo(self.dtype).min

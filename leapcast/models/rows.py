@@ -3,11 +3,18 @@
 Rows are series-major (docs/families.md). When series join a running batch, their states are
 concatenated: context-like tensors pad on the left (the padding is masked), position-indexed caches on
 the right (positions past a row's own are never read before they are written).
+
+Per-row caches are the bulk of a state, and continuous batching joins and drops rows nearly every iteration, so
+they are not copied whole each time: ``append_rows`` writes joining rows into spare room after the rows decoding
+(a buffer made with room to grow, as a list grows), and ``take_rows`` fills the holes that leaving rows make with
+rows from the end (``fill_order``), moving only those. Both consume the state they are given.
 """
 
 from __future__ import annotations
 
 import torch
+
+SPARE = 0.25  # a buffer made for n rows has room for this share more
 
 
 def grouped(row_series: torch.Tensor) -> int | None:
@@ -37,3 +44,72 @@ def pad_right(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     shape = list(x.shape)
     shape[dim] = extra
     return torch.cat([x, x.new_zeros(shape)], dim=dim)
+
+
+def fill_order(keep: torch.Tensor, total: int) -> torch.Tensor:
+    """keep [R'] ascending row indices of ``total`` rows -> the same rows, ordered so that each row below R' stays
+    where it is and the holes below R' are filled, in order, by the kept rows at R' or past it: what
+    ``take_rows`` moves in place."""
+    r = len(keep)
+    stays = keep[keep < r]
+    if len(stays) == r:
+        return keep
+    order = torch.arange(r, device=keep.device)
+    present = torch.zeros(r, dtype=torch.bool, device=keep.device)
+    present[stays] = True
+    order[~present] = keep[keep >= r]
+    return order
+
+
+def take_rows(
+    x: torch.Tensor, rows: torch.Tensor, buffer: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """x [R, ...] -> (x[rows] [R', ...], the buffer it lies in), consuming x: when ``rows`` keeps each row below R'
+    in place or fills it from a row at R' or past it (``fill_order``), those few rows move within x and the result
+    is x's first R' rows, still in ``buffer`` (x's own, from ``append_rows``); otherwise a copy, in no buffer."""
+    r = len(rows)
+    rows = rows.to(x.device)
+    moved = (rows != torch.arange(r, device=x.device)).nonzero().squeeze(1)
+    sources = rows[moved]
+    if bool((sources >= r).all()):  # no source is overwritten before it is read
+        if len(moved):
+            x[moved] = x[sources]
+        return x[:r], buffer
+    return x[rows], None
+
+
+def append_rows(
+    a: torch.Tensor, b: torch.Tensor, buffer: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """a [Ra, ...] then b [Rb, ...] along the rows -> (both [Ra + Rb, ...], the buffer they lie in), consuming a:
+    b is written into ``buffer``'s room after a when a is its front (a buffer this function made), else a new
+    buffer holds both, with room for ``SPARE`` as many rows again."""
+    ra, rb = a.shape[0], b.shape[0]
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"rows of shape {tuple(a.shape[1:])} and {tuple(b.shape[1:])} cannot be appended")
+    if (
+        buffer is not None
+        and buffer.shape[0] >= ra + rb
+        and buffer.shape[1:] == a.shape[1:]
+        and a.data_ptr() == buffer.data_ptr()
+        and a.is_contiguous()
+    ):
+        buffer[ra : ra + rb] = b
+        return buffer[: ra + rb], buffer
+    buffer = a.new_empty((ra + rb + int(SPARE * (ra + rb)), *a.shape[1:]))
+    buffer[:ra], buffer[ra : ra + rb] = a, b
+    return buffer[: ra + rb], buffer
+
+
+def series_of(row_series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """row_series [R'] the old series of the rows kept -> (series [B'] old ids in order of first appearance,
+    row_series [R'] the new ids), so that rows kept series-major stay series-major whatever their order."""
+    old, inverse = torch.unique(row_series, return_inverse=True)
+    r = len(row_series)
+    first = torch.full((len(old),), r, dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(r), reduce="amin"
+    )  # [B'] the first row of each
+    order = first.argsort()
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    return old[order], rank[inverse]

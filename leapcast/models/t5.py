@@ -303,6 +303,7 @@ class LayerCache:
     v: torch.Tensor  # [R, H, T, dk]
     cross_k: torch.Tensor  # [B, H, L, dk] shared by the rows of a series
     cross_v: torch.Tensor  # [B, H, L, dk]
+    room: tuple[torch.Tensor, torch.Tensor] | None = None  # the buffers k and v are the first rows of (models.rows)
 
     def write(self, k: torch.Tensor, v: torch.Tensor, start: int | Slots) -> None:
         """k, v [R, H, n, dk] into positions start..start+n-1 of each row (``Slots``: rows at their own positions)."""

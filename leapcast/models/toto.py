@@ -30,8 +30,8 @@ import torch
 from torch.nn import functional as F
 
 from leapcast.models.heads import StudentTMixture
+from leapcast.models.rows import append_rows, pad_left, pad_right, series_of, take_rows
 from leapcast.models.rows import grouped as _grouped
-from leapcast.models.rows import pad_left, pad_right
 from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto_net import TotoConfig, TotoNet, global_bounds, patch_stats
 
@@ -97,6 +97,7 @@ class TotoState:
     capacity: int
     layers: int | None = None  # an early-exit state runs only the first this many layers (None: all)
     clip: torch.Tensor | None = None
+    room: list[torch.Tensor] | None = None  # the buffers keys, values and sums are the first rows of (models.rows)
 
     @property
     def num_rows(self) -> int:
@@ -205,6 +206,7 @@ class Toto:
             values=[torch.zeros_like(v) for v in state.values[:time]],
             sums=state.sums.clone(),
             layers=num_layers,
+            room=None,
         )
 
     def layer_costs(self) -> tuple[float, float]:
@@ -364,18 +366,25 @@ class Toto:
             return torch.cat([contexts, mean], dim=-1)
         return torch.cat([contexts, mean.view(contexts.shape[0], contexts.shape[1], -1)], dim=-1)
 
+    @torch.inference_mode()
     def select(self, state: TotoState, rows: torch.Tensor) -> TotoState:
-        """Keep ``rows`` [R'] (in that order); series left with no row are dropped."""
+        """Keep ``rows`` [R'] (in that order; consumes ``state``); series left with no row are dropped, the others
+        numbered in the order of their first row. Rows in ``fill_order`` move in place (``take_rows``)."""
         rows = rows.cpu()
-        series, row_series = torch.unique(state.row_series[rows], return_inverse=True)
+        series, row_series = series_of(state.row_series[rows])
         rd, sd = rows.to(self.device), series.to(self.device)
+        per_row = [*state.keys, *state.values, state.sums]
+        buffers: list[torch.Tensor | None] = list(state.room) if state.room else [None] * len(per_row)
+        taken = [take_rows(x, rd, buf) for x, buf in zip(per_row, buffers)]
+        n = len(state.keys)
+        room = [buf for _, buf in taken if buf is not None]
         return TotoState(
             [k[sd] for k in state.prefix_k],
             [v[sd] for v in state.prefix_v],
             state.prefix_valid[sd],
-            [k[rd] for k in state.keys],
-            [v[rd] for v in state.values],
-            state.sums[rd],
+            [x for x, _ in taken[:n]],
+            [x for x, _ in taken[n : 2 * n]],
+            taken[-1][0],
             state.bounds[sd],
             state.start[sd],
             state.last[sd],
@@ -384,10 +393,13 @@ class Toto:
             state.capacity,
             state.layers,
             None if state.clip is None else state.clip[sd],
+            room if len(room) == len(taken) else None,
         )
 
+    @torch.inference_mode()
     def merge(self, a: TotoState, b: TotoState) -> TotoState:
-        """The rows of ``a`` then those of ``b`` in one state (series joining a running batch)."""
+        """The rows of ``a`` then those of ``b`` in one state (series joining a running batch; consumes ``a``:
+        ``b``'s rows are written into the room after ``a``'s, ``append_rows``)."""
         if a.start.shape[1] != b.start.shape[1]:
             raise ValueError(
                 f"items with {a.start.shape[1]} and {b.start.shape[1]} variates cannot decode in one batch"
@@ -396,13 +408,20 @@ class Toto:
         cap = max(a.capacity, b.capacity)
 
         row_series = torch.cat([a.row_series, b.row_series + a.num_series])
+        n = len(a.keys)
+        pairs = [
+            (pad_right(x, cap, 3), pad_right(y, cap, 3)) for x, y in zip([*a.keys, *a.values], [*b.keys, *b.values])
+        ]
+        pairs.append((pad_right(a.sums, cap + 1, 2), pad_right(b.sums, cap + 1, 2)))
+        buffers: list[torch.Tensor | None] = list(a.room) if a.room else [None] * len(pairs)
+        joined = [append_rows(x, y, buf) for (x, y), buf in zip(pairs, buffers)]
         return TotoState(
             [torch.cat([pad_left(x, lp, 3), pad_left(y, lp, 3)]) for x, y in zip(a.prefix_k, b.prefix_k)],
             [torch.cat([pad_left(x, lp, 3), pad_left(y, lp, 3)]) for x, y in zip(a.prefix_v, b.prefix_v)],
             torch.cat([pad_left(a.prefix_valid, lp, 1, False), pad_left(b.prefix_valid, lp, 1, False)]),
-            [torch.cat([pad_right(x, cap, 3), pad_right(y, cap, 3)]) for x, y in zip(a.keys, b.keys)],
-            [torch.cat([pad_right(x, cap, 3), pad_right(y, cap, 3)]) for x, y in zip(a.values, b.values)],
-            torch.cat([pad_right(a.sums, cap + 1, 2), pad_right(b.sums, cap + 1, 2)]),
+            [x for x, _ in joined[:n]],
+            [x for x, _ in joined[n : 2 * n]],
+            joined[-1][0],
             torch.cat([a.bounds, b.bounds]),
             torch.cat([a.start, b.start]),
             torch.cat([a.last, b.last]),
@@ -411,6 +430,7 @@ class Toto:
             cap,
             layers=a.layers,
             clip=None if a.clip is None or b.clip is None else torch.cat([a.clip, b.clip]),
+            room=[buf for _, buf in joined],
         )
 
     # --- the forward pass, in pieces ----------------------------------------------------------------------

@@ -40,6 +40,10 @@ from leapcast.serve.metrics import Metrics
 
 log = logging.getLogger("leapcast.serve")
 
+# continuous batching gives every row's caches room for this many decoder positions (windows of more steps get more),
+# so that series joining write into the caches' room instead of copying them (``Decoder(min_capacity=...)``)
+CACHE_POSITIONS = 64
+
 
 class QueueFull(Exception):
     """``max_queue`` requests already wait: try again after ``retry_after`` seconds."""
@@ -190,12 +194,12 @@ class Scheduler:
                 going = rows - dec.finished_rows  # rows of series still decoding
                 free = self.config.max_rows - going
                 queued = sum(w.job.rows for w in self._queue)
-                # joins copy every cache (a merge), and so does compacting: both wait until a wave of rows is free,
-                # unless the loop is idle or everything queued fits
+                # a join runs the joining series' context pass and copies the series' cross-attention caches: joins
+                # wait until a wave of rows is free, unless the loop is idle or everything queued fits
                 join = bool(self._queue) and (going == 0 or free >= wave or queued <= free)
                 admitted = self._admit(going) if join else []
             self._drop(dec, cancelled)
-            if admitted or 2 * dec.finished_rows > rows:
+            if dec.finished_rows:  # rows from the end fill their places: a copy of those rows only
                 dec.compact()
             self._add(dec, admitted)
             if dec.busy:
@@ -302,7 +306,12 @@ class Scheduler:
         """A fresh decoder (continuous batching: rows of finished series stay until the next join, ``compact``)."""
         self._live.clear()
         self.decoder = Decoder(
-            self.model, self.fc.proposer, self.fc.spec, catch_up=catch_up, keep_finished=not catch_up
+            self.model,
+            self.fc.proposer,
+            self.fc.spec,
+            catch_up=catch_up,
+            keep_finished=not catch_up,
+            min_capacity=0 if catch_up else min(self.model.prediction_length, CACHE_POSITIONS) + self.fc.spec.k + 1,
         )
         return self.decoder
 

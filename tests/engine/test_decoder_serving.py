@@ -1,5 +1,6 @@
 """The decode loop as the server drives it: series join far behind rows already decoding, and leave early."""
 
+import pytest
 import torch
 from conftest import make_checkpoint
 
@@ -113,3 +114,36 @@ def test_finished_series_can_stay_until_compact(tmp_path):
     got.update(dec.run())
     assert not dec.busy and (a, b) == (0, 1)  # ids as the plain decoder's
     assert torch.equal(got[a], want[0]) and torch.equal(got[b], want[1])
+
+
+@pytest.mark.parametrize("proposer", [None, "early-exit:1"])
+def test_rows_from_the_end_fill_the_places_of_series_that_leave(tmp_path, proposer):
+    """Four series of 4, 10, 6 and 10 steps: the first and third leave early, the fourth's rows move into their
+    places in the caches (the early-exit draft shares the target's cross-attention caches and moves them too);
+    every forecast is still the one each series gets alone."""
+    from leapcast.engine.proposers.early_exit import EarlyExitProposer
+    from leapcast.engine.speculative import SpecConfig
+
+    model = load_model(make_checkpoint(tmp_path / "m", layers=2, prediction_length=12, context_length=32))
+    ctx = torch.randn(4, 30, generator=torch.Generator().manual_seed(1)).cumsum(-1)
+    steps = [4, 10, 6, 10]
+
+    def decoder():
+        if proposer is None:
+            return Decoder(model)
+        return Decoder(model, EarlyExitProposer(model, 1, k=2, sampling=SAMPLED), SpecConfig(k=2, adaptive=False))
+
+    dec = decoder()
+    ids = dec.add(ctx, steps, SAMPLED, RowStreams.for_series(7, [0, 1, 2, 3], SAMPLED.num_samples))
+    moved = []
+    got = {}
+    while dec.busy:
+        before = dec.rows.series.clone() if dec.rows is not None else None
+        got.update(dec.step())
+        if dec.rows is not None and before is not None and len(dec.rows.series) < len(before):
+            moved.append(dec.rows.series.tolist())
+    assert any(order != sorted(order) for order in moved)  # rows from the end took the places of those that left
+    for i, sid in enumerate(ids):
+        alone = decoder()
+        (one,) = alone.add(ctx[i : i + 1], steps[i], SAMPLED, RowStreams.for_series(7, [i], SAMPLED.num_samples))
+        assert torch.equal(got[sid], alone.run()[one])
