@@ -250,6 +250,8 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, default=RESULTS / "distributed.json")
     args = p.parse_args()
+    if args.pairs < 1:
+        p.error(f"--pairs must be at least 1, got {args.pairs}")
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="leapcast-dist-") as tmp:
         tmp = Path(tmp)

@@ -190,8 +190,7 @@ class Scheduler:
                 if self._closing and not self._queue and not dec.busy:
                     return
                 cancelled, self._cancelled = self._cancelled, []
-                rows = len(dec.rows.series) if dec.rows is not None else 0
-                going = rows - dec.finished_rows  # rows of series still decoding
+                going = len(dec.rows.series) if dec.rows is not None else 0  # series that finish leave at once
                 free = self.config.max_rows - going
                 queued = sum(w.job.rows for w in self._queue)
                 # a join runs the joining series' context pass and copies the series' cross-attention caches: joins
@@ -199,8 +198,6 @@ class Scheduler:
                 join = bool(self._queue) and (going == 0 or free >= wave or queued <= free)
                 admitted = self._admit(going) if join else []
             self._drop(dec, cancelled)
-            if dec.finished_rows:  # rows from the end fill their places: a copy of those rows only
-                dec.compact()
             self._add(dec, admitted)
             if dec.busy:
                 finished = self._step(dec)
@@ -303,14 +300,14 @@ class Scheduler:
     # --- the parts: join, step, leave ---------------------------------------------------------------
 
     def _decoder(self, catch_up: bool) -> Decoder:
-        """A fresh decoder (continuous batching: rows of finished series stay until the next join, ``compact``)."""
+        """A fresh decoder; continuous batching's rows stand at their own positions, and leaving rows' places are
+        taken by rows from the end (``Decoder._keep``)."""
         self._live.clear()
         self.decoder = Decoder(
             self.model,
             self.fc.proposer,
             self.fc.spec,
             catch_up=catch_up,
-            keep_finished=not catch_up,
             min_capacity=0 if catch_up else min(self.model.prediction_length, CACHE_POSITIONS) + self.fc.spec.k + 1,
         )
         return self.decoder
@@ -363,7 +360,7 @@ class Scheduler:
             return None
         m = self.metrics
         m.occupancy.observe(min(rows / self.config.max_rows, 1.0))
-        m.rows.set(len(dec.rows.series) - dec.finished_rows if dec.rows is not None else 0)
+        m.rows.set(len(dec.rows.series) if dec.rows is not None else 0)
         seen_dec, drafted, accepted = self._seen
         if seen_dec is not dec:
             drafted = accepted = 0
