@@ -32,7 +32,7 @@ import torch
 
 from leapcast import Forecaster
 from leapcast.eval import metrics as M
-from leapcast.eval.backtest import ett_windows, official_window
+from leapcast.eval.backtest import ETT_SPANS, ett_windows, official_window
 from leapcast.eval.forecasts import leapcast_forecast, stats_forecast
 from leapcast.forecaster import DEFAULT_QUANTILES
 
@@ -57,8 +57,12 @@ def main() -> None:
     p.add_argument("--ett", nargs="*", default=["etth1", "etth2"])
     p.add_argument("--ett-horizons", nargs="+", type=int, default=[96, 336, 720])
     p.add_argument(
-        "--ett-span", default="test", choices=["test", "validation"], help="validation: choices, never reports"
+        "--ett-span",
+        default="test",
+        choices=list(ETT_SPANS),
+        help="validation, train+validation: for choices, never reports",
     )
+    p.add_argument("--ett-stride", type=int, default=None, help="rows between ETT windows (default h: not overlapping)")
     p.add_argument("--max-series", type=int, default=None)
     p.add_argument(
         "--also-unadjusted",
@@ -131,7 +135,7 @@ def main() -> None:
             )
     for name in args.ett:
         for h in args.ett_horizons:
-            contexts, actual = ett_windows(name, h, args.ett_span)
+            contexts, actual = ett_windows(name, h, args.ett_span, args.ett_stride)
             for model, seed in runs:
                 if model not in forecasters:
                     continue

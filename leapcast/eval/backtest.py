@@ -10,7 +10,7 @@ The result is a long frame ``unique_id, ds, cutoff, y, <forecast columns>``.
 ``official_window`` is the single official test window of a competition data
 set (M1, M3, Tourism): the same thing as ``cross_validation(..., h=horizon,
 n_windows=1)`` over ``Dataset.full()``, as arrays the metrics take.
-``ett_windows`` cuts ETT's test span into non-overlapping windows.
+``ett_windows`` cuts ETT's test span (or a span for choices) into windows.
 """
 
 from __future__ import annotations
@@ -147,19 +147,33 @@ def official_window(name: str, max_series: int | None = None) -> Window:
     return Window(name, ids, [train[i] for i in ids], np.stack([test[i] for i in ids]), ds.season_length, ds.horizon)
 
 
-def ett_windows(name: str, h: int, span: str = "test") -> tuple[list[np.ndarray], np.ndarray]:
-    """(contexts: W arrays, actuals [W, h]) in z-scored units: non-overlapping windows over the test span (or
-    the validation span, ``span="validation"``, for choices that must not see the test span)."""
+ETT_SPANS = ("test", "validation", "train+validation")
+ETT_FIRST_CONTEXT = 512  # train+validation: the first window's context, in rows
+
+
+def ett_windows(
+    name: str, h: int, span: str = "test", stride: int | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """(contexts: W arrays, actuals [W, h]) in z-scored units: windows of h every ``stride`` rows (default h: not
+    overlapping) over the test span, or for choices that must not see it, the validation span or the training
+    and validation spans together (``"train+validation"``: leapcast never trains on ETT, so both are unseen
+    data; the first window has ``ETT_FIRST_CONTEXT`` rows of context), which at h 720 hold 4 windows of stride 720 and
+    43 of stride 240, against the test span's 4."""
     h = check_int(h, "h", must="an integer >= 1")
-    if span not in ("test", "validation"):
-        raise ValueError(f"`span` must be 'test' or 'validation', got {span!r}")
+    stride = check_int(h if stride is None else stride, "stride", must="an integer >= 1")
+    if span not in ETT_SPANS:
+        raise ValueError(f"`span` must be one of {', '.join(map(repr, ETT_SPANS))}, got {span!r}")
     ds = load(name)
     y = (ds.train if ds.test is None else ds.full()).sort_values("ds")["y"].to_numpy(float)
     train_end, val_end, test_end = ett_split(name)
     stats = ett_stats(name)
     z = (y - float(stats["mean"].iloc[0])) / float(stats["std"].iloc[0])
-    first, end = (val_end, test_end) if span == "test" else (train_end, val_end)
-    starts = range(first, end - h + 1, h)
+    first, end = {
+        "test": (val_end, test_end),
+        "validation": (train_end, val_end),
+        "train+validation": (ETT_FIRST_CONTEXT, val_end),
+    }[span]
+    starts = range(first, end - h + 1, stride)
     if not starts:
         raise ValueError(f"`h` = {h} is longer than {name!r}'s {span} span ({end - first} rows)")
     return [z[:s] for s in starts], np.stack([z[s : s + h] for s in starts])

@@ -174,6 +174,9 @@ class TotoTrainConfig:
     trend_augmentation: float = 0.0
     max_trend: float = 0.12
     min_trend_damping: float = 1.0
+    own_draws: float = (
+        0.0  # share of input patches replaced by the model's own one-step draws (toto_pretrain.own_draws)
+    )
     save_every: int = 250
     seed: int = 0
     threads: int = 2
@@ -311,7 +314,14 @@ RANGES = {
     },
     **{
         name: _SHARE
-        for name in ("on_policy", "synthetic_fraction", "trend_augmentation", "min_trend_damping", "lambda_nll")
+        for name in (
+            "on_policy",
+            "synthetic_fraction",
+            "trend_augmentation",
+            "min_trend_damping",
+            "lambda_nll",
+            "own_draws",
+        )
     },
     "robust_delta": _POSITIVE,
     "clip_scales": _POSITIVE,

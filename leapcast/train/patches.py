@@ -23,15 +23,20 @@ from leapcast.train.crops import with_trend
 class PatchBatch:
     """inputs [B, 1, L, P] scaled patches (missing values as 0 before scaling, as at inference); targets
     [B, 1, L - 1, P] the next patch's values in the scaled space of the patch before; observed [B, 1, L - 1, P]
-    (False: missing or padding, no loss)."""
+    (False: missing or padding, no loss); loc, scale [B, 1, L, 1] each patch's causal statistics."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
     observed: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
 
 
-def scale_patches(values: np.ndarray, cfg: TotoConfig) -> PatchBatch:
-    """values [B, L * P] float64, NaN where missing or padding -> the batch the loss reads."""
+def scale_patches(values: np.ndarray, cfg: TotoConfig, truth: np.ndarray | None = None) -> PatchBatch:
+    """values [B, L * P] float64, NaN where missing or padding -> the batch the loss reads.
+
+    truth: the values the targets are (default ``values``), when some input patches were replaced (``own_draws``):
+    the inputs and their statistics come from ``values``, each target is the true next patch in their scale."""
     p = cfg.patch_size
     x = torch.from_numpy(values)[:, None]  # [B, 1, L * P]
     weights = (~torch.isnan(x)).double()
@@ -42,9 +47,11 @@ def scale_patches(values: np.ndarray, cfg: TotoConfig) -> PatchBatch:
     # float32 statistics, as the model rounds them at inference
     loc, scale = loc.float()[..., None], scale.float()[..., None]  # [B, 1, L, 1]
     inputs = (patches.float() - loc) / scale
+    if truth is not None:
+        patches = torch.from_numpy(np.nan_to_num(truth, nan=0.0))[:, None].unflatten(-1, (-1, p))
     targets = (patches[:, :, 1:].float() - loc[:, :, :-1]) / scale[:, :, :-1]
     observed = weights.unflatten(-1, (-1, p))[:, :, 1:] > 0
-    return PatchBatch(inputs, torch.where(observed, targets, 0.0), observed)
+    return PatchBatch(inputs, torch.where(observed, targets, 0.0), observed, loc, scale)
 
 
 class PatchSampler:

@@ -11,6 +11,12 @@ steps to find such offsets by itself (a pilot with learned positions never did),
 and key are constants can point at one relative position from the start: with rotary positions the score
 of a query at patch t and a key at patch u is sum_i |q_i| |k_i| cos(theta_i (t - u) - phi_i), so keys turned
 by phi_i = theta_i * lag against the queries peak at t - u = lag. The lags are those of the common seasons.
+
+``own_draws`` (parallel scheduled sampling, Duckworth et al., arXiv 1906.04331): teacher forcing only ever shows
+the model true histories, while a forecast feeds it its own draws, whose noise it may read as a change of level
+and carry on for hundreds of patches. With a share r > 0, a first pass without gradients draws every next patch
+from the model given the true history, r of the whole patches are replaced by those draws, and the loss trains
+the true next patches on these mixed inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from leapcast.models.heads import StudentTMixture
 from leapcast.models.loading import load_model
 from leapcast.models.toto import Toto, TotoOptions
 from leapcast.models.toto_net import TotoConfig, TotoNet
@@ -115,7 +122,45 @@ def train_toto(cfg: TotoTrainConfig, progress: bool = True) -> Path:
         sampler.rng = np.random.default_rng([cfg.seed, step])
 
     def next_loss() -> torch.Tensor:
-        batch = scale_patches(sampler.values(), net.cfg)
-        return patch_loss(net, batch, cfg.lambda_nll, cfg.robust_delta)
+        values = sampler.values()
+        if cfg.own_draws > 0:
+            mixed = own_draws(net, values, cfg.own_draws, cfg.clip_scales, sampler.rng)
+            return patch_loss(net, scale_patches(mixed, net.cfg, truth=values), cfg.lambda_nll, cfg.robust_delta)
+        return patch_loss(net, scale_patches(values, net.cfg), cfg.lambda_nll, cfg.robust_delta)
 
     return fit(cfg, net, next_loss, lambda folder: save_toto(model, folder), reseed, "pretrain", progress)
+
+
+def own_draws(
+    net: TotoNet, values: np.ndarray, share: float, clip: float | None, rng: np.random.Generator
+) -> np.ndarray:
+    """values [B, L * P] float64 (NaN: missing or padding) -> a copy with about ``share`` of the whole observed
+    patches after the first replaced by the model's draws given the true values before them (each draw clipped
+    to +- ``clip`` scales of the patch before, as a forecast clips what it feeds back)."""
+    p = net.cfg.patch_size
+    batch = scale_patches(values, net.cfg)
+    with torch.no_grad():
+        h = net(batch.inputs)[:, :, :-1]  # [B, 1, L - 1, D]
+        head = StudentTMixture(*(t.squeeze(1).double() for t in net.distribution(h)))  # [B, L - 1, P, C] each
+    draws = sample_mixture(head, rng)  # [B, L - 1, P], scaled space
+    if clip is not None:
+        draws = np.clip(draws, -clip, clip)
+    raw = draws * batch.scale[:, 0, :-1].double().numpy() + batch.loc[:, 0, :-1].double().numpy()
+    whole = batch.observed[:, 0].all(dim=-1).numpy()  # [B, L - 1]: patches 1..L-1 without a missing value
+    pick = whole & (rng.random(whole.shape) < share)
+    out = values.copy().reshape(len(values), -1, p)  # [B, L, P]
+    out[:, 1:][pick] = raw[pick]
+    return out.reshape(values.shape)
+
+
+def sample_mixture(head: StudentTMixture, rng: np.random.Generator) -> np.ndarray:
+    """One draw per value of a Student-T mixture [..., P, C] -> [..., P] float64 (training only, numpy's samplers)."""
+    cdf = head.weights.softmax(dim=-1).cumsum(dim=-1).numpy()  # [..., P, C]
+    u = rng.random(cdf.shape[:-1])[..., None] * cdf[..., -1:]
+    component = np.minimum((cdf <= u).sum(axis=-1, keepdims=True), cdf.shape[-1] - 1)  # [..., P, 1]
+    loc, scale, df = (
+        np.take_along_axis(t.numpy(), component, axis=-1)[..., 0] for t in (head.loc, head.scale, head.df)
+    )
+    finite = np.isfinite(df)
+    t = np.where(finite, rng.standard_t(np.where(finite, df, 1.0)), rng.standard_normal(df.shape))
+    return loc + scale * t

@@ -363,7 +363,7 @@ def test_ts_mixup_k1_is_a_scaled_crop():
 
 
 def test_ett_windows_cover_the_test_or_the_validation_span_and_refuse_another():
-    from leapcast.eval.backtest import ett_windows
+    from leapcast.eval.backtest import ETT_FIRST_CONTEXT, ett_windows
 
     ett_folder()
     train_end, val_end, test_end = ett_split("etth1")
@@ -372,5 +372,14 @@ def test_ett_windows_cover_the_test_or_the_validation_span_and_refuse_another():
         assert [len(c) for c in contexts] == list(range(first, end - 720 + 1, 720))
         assert actual.shape == (len(contexts), 720)
         assert np.array_equal(contexts[1][-720:], actual[0])  # the next window's context holds this one's actuals
-    with pytest.raises(ValueError, match="`span` must be 'test' or 'validation', got 'train'"):
+    contexts, actual = ett_windows("etth1", 720, "train+validation", stride=240)
+    assert [len(c) for c in contexts] == list(range(ETT_FIRST_CONTEXT, val_end - 720 + 1, 240))
+    assert len(contexts) == 43 and actual[-1].shape == (720,)
+    assert np.array_equal(contexts[3][-720:], actual[0])  # three strides of 240 later
+    assert len(contexts[-1]) + 720 <= val_end  # never a value of the test span
+    with pytest.raises(
+        ValueError, match="`span` must be one of 'test', 'validation', 'train\\+validation', got 'train'"
+    ):
         ett_windows("etth1", 96, "train")
+    with pytest.raises(ValueError, match="stride"):
+        ett_windows("etth1", 96, "validation", stride=0)

@@ -19,7 +19,15 @@ from leapcast.models.toto_presets import random_toto
 from leapcast.train.config import TotoTrainConfig
 from leapcast.train.loss import patch_loss
 from leapcast.train.patches import PatchSampler, scale_patches
-from leapcast.train.toto_pretrain import SEASONS, initial_toto, lag_heads, season_lag, train_toto
+from leapcast.train.toto_pretrain import (
+    SEASONS,
+    initial_toto,
+    lag_heads,
+    own_draws,
+    sample_mixture,
+    season_lag,
+    train_toto,
+)
 
 CONFIG = FIXTURES / "tiny-toto.json"
 
@@ -89,6 +97,55 @@ def test_patch_targets_are_the_next_patch_in_the_scale_of_the_one_before():
     assert batch.observed[0, 0].tolist() == [[True] * 4, [True] * 4, [True] * 4, [False] * 4]  # padding: no loss
     # patch 0 holds one value (1.0): its statistics are (1, sqrt(0.1)), patch 1's targets are 2..5 in that scale
     torch.testing.assert_close(batch.targets[0, 0, 0], (torch.arange(2.0, 6.0) - 1.0) / math.sqrt(0.1))
+
+
+def test_own_draws_replace_whole_observed_patches_and_targets_stay_the_truth():
+    """Parallel scheduled sampling: the first patch, patches with a missing value and padding are never replaced;
+    with share 1 every other patch is a draw; the targets are the true next patches in the mixed inputs' scale."""
+    cfg = _net_config()
+    net = random_toto(cfg, seed=2).net
+    rng = np.random.default_rng(0)
+    values = 100 + np.cumsum(rng.normal(size=(2, 28)), axis=1)  # 7 patches
+    values[0, 9] = np.nan  # patch 2 of series 0 has a missing value
+    values[1, 20:] = np.nan  # series 1 ends after 5 patches: 2 of padding
+    assert (own_draws(net, values, 0.0, 5.0, rng) == values)[~np.isnan(values)].all()
+    mixed = own_draws(net, values, 1.0, 5.0, rng)
+    changed = ~np.isclose(mixed, values, equal_nan=True).reshape(2, 7, 4).all(axis=-1)  # [B, L]: patches with a new value
+    assert changed.tolist() == [
+        [False, True, False, True, True, True, True],
+        [False, True, True, True, True] + [False] * 2,
+    ]
+    assert np.array_equal(np.isnan(mixed), np.isnan(values))
+    batch, truth = scale_patches(mixed, cfg, truth=values), scale_patches(values, cfg)
+    assert not torch.allclose(batch.inputs, truth.inputs)
+    expected = (torch.from_numpy(np.nan_to_num(values)).float().view(2, 1, 7, 4)[:, :, 1:] - batch.loc[:, :, :-1]) / (
+        batch.scale[:, :, :-1]
+    )
+    torch.testing.assert_close(batch.targets, torch.where(batch.observed, expected, 0.0))
+
+
+def test_training_draws_follow_the_mixture():
+    """``sample_mixture`` against torch's own mixture sampler, 200,000 draws each: the share below three points
+    (a draw that ignored the weights or the degrees of freedom would miss by far more than 0.006); a component
+    with infinite degrees of freedom is a Gaussian."""
+    n = 200_000
+    shape = (n, 1, 1, 2)
+    parts = [torch.tensor(v).double() for v in ([0.3, 0.7], [-2.0, 3.0], [1.0, 0.5], [3.0, 8.0])]
+    head = StudentTMixture(parts[0].log().expand(shape), *(t.expand(shape) for t in parts[1:]))
+    x = sample_mixture(head, np.random.default_rng(0)).ravel()
+    torch.manual_seed(0)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=parts[0]), torch.distributions.StudentT(parts[3], parts[1], parts[2])
+    ).sample((n,))
+    for point in (-2.0, 0.5, 3.0):
+        assert abs((x < point).mean() - (reference < point).double().mean().item()) < 0.006, point
+    one = (n, 1, 1, 1)
+    gauss = StudentTMixture(
+        torch.zeros(one, dtype=torch.float64), torch.ones(one), 2 * torch.ones(one), torch.full(one, math.inf)
+    )
+    g = sample_mixture(gauss, np.random.default_rng(1)).ravel()
+    assert abs(g.mean() - 1.0) < 0.02 and abs(g.std() - 2.0) < 0.02
+    assert abs((np.abs(g - 1.0) > 6.0).mean() - 0.0027) < 0.001  # three sigmas: Gaussian tails, not Student-T's
 
 
 def test_the_loss_is_the_references_combined_loss():
