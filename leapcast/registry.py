@@ -8,7 +8,7 @@ from leapcast.checks import param
 from leapcast.hub import download, parse_hub_id
 
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
-DEFAULT_MODEL = "house-target"  # used when no model is named, once a build bundles it
+DEFAULT_MODEL = "house-patch-target"  # used when no model is named, once a build bundles it
 
 
 def bundled_models() -> list[str]:

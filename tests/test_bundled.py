@@ -16,7 +16,7 @@ EXAMPLE = "leapcast/data/examples/monthly.csv"
 
 
 def test_the_pair_ships_with_cards_and_fits_the_size_budget():
-    assert {"house-target", "house-draft"} <= set(bundled_models()) and DEFAULT_MODEL == "house-target"
+    assert {"house-target", "house-draft"} <= set(bundled_models()) and DEFAULT_MODEL == "house-patch-target"
     total = 0
     for name in ("house-target", "house-draft"):
         folder = BUNDLED_DIR / name
@@ -41,20 +41,20 @@ def test_the_draft_shares_the_tokenizer_and_costs_at_most_a_tenth_per_step():
     assert per_step(draft) <= per_step(target) / 10
 
 
-def test_forecast_with_no_model_argument_uses_house_target(tmp_path):
+def test_forecast_with_no_model_argument_uses_house_patch_target(tmp_path):
     out = tmp_path / "fcst.csv"
     result = CliRunner().invoke(
         app, ["forecast", "--input", EXAMPLE, "--h", "12", "--level", "80", "--output", str(out), "--seed", "0"]
     )
     assert result.exit_code == 0, result.output
     fcst = pd.read_csv(out)
-    assert "house-target" in fcst.columns and np.isfinite(fcst["house-target"]).all()
+    assert "house-patch-target" in fcst.columns and np.isfinite(fcst["house-patch-target"]).all()
     assert len(fcst) == 12 * pd.read_csv(EXAMPLE)["unique_id"].nunique()
-    assert Forecaster.from_pretrained().name == "house-target"
+    assert Forecaster.from_pretrained().name == "house-patch-target"
 
 
 def test_forecast_with_the_bundled_draft_prints_and_writes_the_stats(tmp_path):
-    base = ["forecast", "--input", EXAMPLE, "--h", "12", "--seed", "0", "--top-k", "1"]
+    base = ["forecast", "--model", "house-target", "--input", EXAMPLE, "--h", "12", "--seed", "0", "--top-k", "1"]
     plain = CliRunner().invoke(app, base + ["--output", str(tmp_path / "plain.csv")])
     stats = tmp_path / "stats.json"
     spec = CliRunner().invoke(

@@ -89,7 +89,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def house():
-    return Forecaster.from_pretrained()
+    return Forecaster.from_pretrained("house-target")
 
 
 def test_the_same_forecasts_as_local_despite_failing_series_and_a_killed_worker(cluster, house, tmp_path):
@@ -109,7 +109,14 @@ def test_the_same_forecasts_as_local_despite_failing_series_and_a_killed_worker(
 
     df = panel(16, bad=True)
     planned = plan(
-        ray.data.from_pandas(df), h=H, level=[80], series_per_batch=4, workers=2, errors=tmp_path / "errors", **SAMPLING
+        ray.data.from_pandas(df),
+        "house-target",
+        h=H,
+        level=[80],
+        series_per_batch=4,
+        workers=2,
+        errors=tmp_path / "errors",
+        **SAMPLING,
     )
     assert (planned.series, planned.batches, planned.series_per_batch) == (18, 5, 4)
     killed: list[int] = []
@@ -139,7 +146,9 @@ def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
     for i, part in enumerate(np.array_split(df.sort_values("unique_id"), 3)):  # a series may span two shards
         part.to_csv(shards / f"part-{i}.csv", index=False)
     args = f"--input {shards / '*.csv'} --output {tmp_path / 'out'} --h {H} --level 80 --num-samples 4 --seed 11"
-    args += " --batch-size 4 --workers 2 --top-k 1 --draft house-draft --k 3 --fixed-k --dtype float32"
+    args += (
+        " --model house-target --batch-size 4 --workers 2 --top-k 1 --draft house-draft --k 3 --fixed-k --dtype float32"
+    )
     result = CliRunner().invoke(cli.app, ["forecast", "--ray", *args.split()])
     text = " ".join(result.output.split())
     assert result.exit_code == SOME_FAILED, text
@@ -150,7 +159,7 @@ def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
     # parser may land one ulp away, and a float32 scale one ulp away moves a forecast by ~1e-7)
     read = pd.concat(pd.read_csv(p, float_precision="round_trip") for p in sorted(shards.iterdir()))
     spec = SpecConfig(k=3, adaptive=False)  # fixed k: adaptive k follows the clock
-    local = Forecaster.from_pretrained(draft="house-draft", spec=spec, dtype="float32")
+    local = Forecaster.from_pretrained("house-target", draft="house-draft", spec=spec, dtype="float32")
     expected = one_thread(local, read[~read.unique_id.str.startswith("zz")], level=[80], top_k=1, **SAMPLING)
     same(pd.read_parquet(tmp_path / "out"), expected)  # the folder's shards; _errors/ is skipped by its name
     assert sorted(pd.read_parquet(tmp_path / "out" / "_errors").unique_id) == ["zz-dup", "zz-inf"]
@@ -206,8 +215,8 @@ def test_a_worker_isolates_failing_series_in_whole_engine_batches(house, tmp_pat
     kwargs = dict(h=H, progress=False, **SAMPLING)
     block = panel(bad=True).assign(**{BATCH: 3})
     try:  # a worker sets this process's torch threads to its own (1)
-        worker = BatchForecaster(None, {}, kwargs, threads=1, errors=str(tmp_path / "errors"), cli=True)
-        strict = BatchForecaster(None, {}, kwargs, threads=1, errors=None, cli=False)
+        worker = BatchForecaster("house-target", {}, kwargs, threads=1, errors=str(tmp_path / "errors"), cli=True)
+        strict = BatchForecaster("house-target", {}, kwargs, threads=1, errors=None, cli=False)
         (out,) = list(worker(block))
         with pytest.raises(ValueError, match=r"duplicated \(unique_id, ds\) pairs, e\.g\. \('zz-dup'"):
             list(strict(block))

@@ -206,10 +206,11 @@ def test_no_model_uses_the_bundled_default_or_says_what_to_do(tmp_path, monkeypa
     import leapcast.registry as registry
 
     monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "none")
-    with pytest.raises(FileNotFoundError, match="house-target"):
+    with pytest.raises(FileNotFoundError, match="bundles no 'house-patch-target'; pass a checkpoint folder"):
         registry.resolve(None)
     bundled = tmp_path / "bundled"
-    (bundled / "house-target").mkdir(parents=True)
-    (bundled / "house-target" / "config.json").write_text("{}")
+    for name in ("house-target", "house-patch-target"):
+        (bundled / name).mkdir(parents=True)
+        (bundled / name / "config.json").write_text("{}")
     monkeypatch.setattr(registry, "BUNDLED_DIR", bundled)
-    assert registry.resolve(None) == bundled / "house-target"
+    assert registry.resolve(None) == bundled / "house-patch-target"

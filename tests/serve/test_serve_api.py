@@ -22,7 +22,7 @@ LIMITS = ServeConfig(max_series=6, max_context=600, max_h=100, max_body_bytes=60
 
 @pytest.fixture(scope="module")
 def fc():
-    return Forecaster.from_pretrained()
+    return Forecaster.from_pretrained("house-target")
 
 
 @pytest.fixture(scope="module")

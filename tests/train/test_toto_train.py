@@ -110,7 +110,8 @@ def test_own_draws_replace_whole_observed_patches_and_targets_stay_the_truth():
     values[1, 20:] = np.nan  # series 1 ends after 5 patches: 2 of padding
     assert (own_draws(net, values, 0.0, 5.0, rng) == values)[~np.isnan(values)].all()
     mixed = own_draws(net, values, 1.0, 5.0, rng)
-    changed = ~np.isclose(mixed, values, equal_nan=True).reshape(2, 7, 4).all(axis=-1)  # [B, L]: patches with a new value
+    same = np.isclose(mixed, values, equal_nan=True).reshape(2, 7, 4)
+    changed = ~same.all(axis=-1)  # [B, L]: patches with a new value
     assert changed.tolist() == [
         [False, True, False, True, True, True, True],
         [False, True, True, True, True] + [False] * 2,
