@@ -129,7 +129,7 @@ def forecast(
         None,
         "--model",
         "-m",
-        help="Checkpoint folder (config.json + model.safetensors), bundled model name or model hub id (owner/name[@revision]); default: the bundled house-target.",
+        help="Checkpoint folder (config.json + model.safetensors), bundled model name or model hub id (owner/name[@revision]); default: the bundled house-patch-target.",
     ),
     input: Path = typer.Option(
         ..., "--input", "-i", help="Long table (.csv, .csv.gz or .parquet) with id, time and target columns."
@@ -166,7 +166,7 @@ def forecast(
     seasonal_adjustment: bool | None = typer.Option(
         None,
         "--seasonal-adjustment/--no-seasonal-adjustment",
-        help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target).",
+        help="Seasonally adjust seasonal series before the model and restore the season after (M4's classical decomposition); default: the checkpoint's (on for house-target, off for house-patch-target).",
     ),
     adjustment_seasons: int = typer.Option(
         RECENT_SEASONS,

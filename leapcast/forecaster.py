@@ -109,7 +109,7 @@ class Forecaster:
         adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> Forecaster:
         """Load a checkpoint folder (config.json + model.safetensors) or a bundled model by name
-        (None: the default bundled model, house-target, where the build ships it).
+        (None: the default bundled model, house-patch-target, where the build ships it).
 
         ``draft`` turns on speculative decoding (same forecasts, less time): a
         checkpoint folder or bundled name with the same tokenizer,
