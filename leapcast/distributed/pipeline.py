@@ -43,7 +43,7 @@ from leapcast.registry import resolve
 if TYPE_CHECKING:
     import ray.data
 
-DEFAULT_SERIES_PER_BATCH = 128  # ~20 s of one CPU per batch at house-target's h 18, 20 samples: Ray's ~0.1 s is noise
+DEFAULT_SERIES_PER_BATCH = 128  # ~20 s of one CPU per batch (house-target, h 18, 20 samples): Ray's ~0.1 s is noise
 SAMPLING = ("num_samples", "temperature", "top_k", "top_p", "seed", "batch_size")  # Forecaster.predict's, passed on
 
 

@@ -157,8 +157,8 @@ def ett_windows(
     """(contexts: W arrays, actuals [W, h]) in z-scored units: windows of h every ``stride`` rows (default h: not
     overlapping) over the test span, or for choices that must not see it, the validation span or the training
     and validation spans together (``"train+validation"``: leapcast never trains on ETT, so both are unseen
-    data; the first window has ``ETT_FIRST_CONTEXT`` rows of context), which at h 720 hold 4 windows of stride 720 and
-    43 of stride 240, against the test span's 4."""
+    data; the first window has ``ETT_FIRST_CONTEXT`` rows of context), which at h 720 hold 4 windows (the validation span)
+    and 43 (both spans, stride 240), against the test span's 4."""
     h = check_int(h, "h", must="an integer >= 1")
     stride = check_int(h if stride is None else stride, "stride", must="an integer >= 1")
     if span not in ETT_SPANS:

@@ -174,9 +174,7 @@ class TotoTrainConfig:
     trend_augmentation: float = 0.0
     max_trend: float = 0.12
     min_trend_damping: float = 1.0
-    own_draws: float = (
-        0.0  # share of input patches replaced by the model's own one-step draws (toto_pretrain.own_draws)
-    )
+    own_draws: float = 0.0  # share of input patches that are the model's draws (toto_pretrain.own_draws)
     save_every: int = 250
     seed: int = 0
     threads: int = 2

@@ -38,6 +38,8 @@ def scale_patches(values: np.ndarray, cfg: TotoConfig, truth: np.ndarray | None 
     truth: the values the targets are (default ``values``), when some input patches were replaced (``own_draws``):
     the inputs and their statistics come from ``values``, each target is the true next patch in their scale."""
     p = cfg.patch_size
+    if truth is not None and (truth.shape != values.shape or not np.array_equal(np.isnan(truth), np.isnan(values))):
+        raise ValueError("`truth` must have the shape of `values` and NaN (missing or padding) in the same places")
     x = torch.from_numpy(values)[:, None]  # [B, 1, L * P]
     weights = (~torch.isnan(x)).double()
     x = torch.where(weights > 0, x, 0.0)

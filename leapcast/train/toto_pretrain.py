@@ -135,8 +135,9 @@ def own_draws(
     net: TotoNet, values: np.ndarray, share: float, clip: float | None, rng: np.random.Generator
 ) -> np.ndarray:
     """values [B, L * P] float64 (NaN: missing or padding) -> a copy with about ``share`` of the whole observed
-    patches after the first replaced by the model's draws given the true values before them (each draw clipped
-    to +- ``clip`` scales of the patch before, as a forecast clips what it feeds back)."""
+    patches after the first replaced by the model's draws given the true values before them. Each draw is clipped
+    to +- ``clip`` in the scaled space of the patch before (its causal mean and scale so far): a local stand-in
+    for a forecast's clip, which bounds what it feeds back by the whole context's mean +- ``clip`` scales."""
     p = net.cfg.patch_size
     batch = scale_patches(values, net.cfg)
     with torch.no_grad():

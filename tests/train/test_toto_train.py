@@ -117,6 +117,13 @@ def test_own_draws_replace_whole_observed_patches_and_targets_stay_the_truth():
         [False, True, True, True, True] + [False] * 2,
     ]
     assert np.array_equal(np.isnan(mixed), np.isnan(values))
+    # with a clip of ~0 every draw is the mean of the patch before (its causal location): replaced in place
+    pinned = own_draws(net, values, 1.0, 1e-9, np.random.default_rng(1)).reshape(2, 7, 4)
+    loc = scale_patches(values, cfg).loc[:, 0, :, 0].double().numpy()  # [B, L]
+    for b, j in zip(*np.nonzero(changed), strict=True):
+        np.testing.assert_allclose(pinned[b, j], loc[b, j - 1], rtol=1e-6)
+    with pytest.raises(ValueError, match="`truth` must have the shape of `values` and NaN"):
+        scale_patches(values, cfg, truth=np.nan_to_num(values))
     batch, truth = scale_patches(mixed, cfg, truth=values), scale_patches(values, cfg)
     assert not torch.allclose(batch.inputs, truth.inputs)
     expected = (torch.from_numpy(np.nan_to_num(values)).float().view(2, 1, 7, 4)[:, :, 1:] - batch.loc[:, :, :-1]) / (
@@ -185,6 +192,17 @@ def test_lag_heads_look_one_season_back_and_random_heads_do_not():
     for head in range(2):
         lag = season_lag(SEASONS[head], 4)
         assert float(attention(head)[80, 80 - lag]) > 0.7, head
+
+
+def test_tiny_toto_pretraining_with_own_draws_learns(tmp_path):
+    """A run with half the input patches the model's own draws trains (the loss falls) and saves a checkpoint."""
+    pytest.importorskip("statsmodels")
+    cfg = TotoTrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=40, own_draws=0.5)
+    last = train_toto(cfg, progress=False)
+    log = json.loads((last / "log.json").read_text())
+    first, final = sum(x["loss"] for x in log[:10]) / 10, sum(x["loss"] for x in log[-10:]) / 10
+    assert len(log) == 40 and final < first - 0.2, (first, final)
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["own_draws"] == 0.5
 
 
 def test_tiny_toto_pretraining_learns_resumes_and_forecasts(tmp_path):
