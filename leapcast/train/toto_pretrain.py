@@ -28,6 +28,7 @@ import torch
 
 from leapcast.models.heads import StudentTMixture
 from leapcast.models.loading import load_model
+from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto import Toto, TotoOptions
 from leapcast.models.toto_net import TotoConfig, TotoNet
 from leapcast.models.toto_presets import random_toto, save_toto
@@ -142,7 +143,7 @@ def own_draws(
     batch = scale_patches(values, net.cfg)
     with torch.no_grad():
         h = net(batch.inputs)[:, :, :-1]  # [B, 1, L - 1, D]
-        head = StudentTMixture(*(t.squeeze(1).double() for t in net.distribution(h)))  # [B, L - 1, P, C] each
+        head = StudentTMixture(*(t.squeeze(1) for t in net.distribution(h)))  # [B, L - 1, P, C] each
     draws = sample_mixture(head, rng)  # [B, L - 1, P], scaled space
     if clip is not None:
         draws = np.clip(draws, -clip, clip)
@@ -155,13 +156,11 @@ def own_draws(
 
 
 def sample_mixture(head: StudentTMixture, rng: np.random.Generator) -> np.ndarray:
-    """One draw per value of a Student-T mixture [..., P, C] -> [..., P] float64 (training only, numpy's samplers)."""
-    cdf = head.weights.softmax(dim=-1).cumsum(dim=-1).numpy()  # [..., P, C]
-    u = rng.random(cdf.shape[:-1])[..., None] * cdf[..., -1:]
-    component = np.minimum((cdf <= u).sum(axis=-1, keepdims=True), cdf.shape[-1] - 1)  # [..., P, 1]
-    loc, scale, df = (
-        np.take_along_axis(t.numpy(), component, axis=-1)[..., 0] for t in (head.loc, head.scale, head.df)
-    )
-    finite = np.isfinite(df)
-    t = np.where(finite, rng.standard_t(np.where(finite, df, 1.0)), rng.standard_normal(df.shape))
-    return loc + scale * t
+    """One draw per value of a Student-T mixture [R, n, P, C] -> [R, n, P] float64: the head's own sampler,
+    handed fresh uniforms from ``rng`` (training needs no keyed streams)."""
+    rows = head.loc.shape[:2]
+
+    def rand(count: int, offset: int) -> torch.Tensor:
+        return torch.from_numpy(rng.random((*rows, count))).float()
+
+    return head.sample(SamplingConfig(), rand).double().numpy()
