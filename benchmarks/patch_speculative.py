@@ -4,7 +4,11 @@ decoding of the same target, interleaved in one process.
 Exact mode (sampled paths): batch 1 and 16 series x 20 paths, h = 64 / 336 / 720 values, k = 1, 2, 3 fixed and
 adaptive k (from k = 3). Per cell: the median speedup over repeats, whole-patch acceptance a, the mean accepted
 length, c (one draft step over one target step), v(k) (one target pass over k + 1 patches per row over a plain
-pass) and the bound (1 - a^(k+1)) / ((1 - a)(k c + v(k))) they give; "share" is speedup / bound.
+pass) and the bound (1 - a^(k+1)) / ((1 - a)(k c + v(k))) they give; "share" is speedup / bound. The bound
+counts a row's mean progress, while the rows of a batch pass together until the slowest is done: "passes" is the
+target passes of one forecast against plain decoding's h / P, and the pass bound (h / P) / (passes (k c + v(k)))
+the speedup those passes allow when only the model's time counts. speedup / pass bound is what the engine's own
+work (drafting, verifying, sampling, bookkeeping) leaves of it; pass bound / bound what the slowest rows cost.
 
 Tolerance mode (mean decoding, top_k = 1, one path, fixed k): tau is chosen per proposer on validation series
 (benchmarks/validation.py's sets at their horizons, and ETTh1 / ETTh2's validation span at h = 720, every
@@ -79,6 +83,8 @@ def exact(args, log) -> list[dict]:
                 a = st.acceptance_rate
                 k = spec.k
                 bound = speedup_bound(a, k, c, v[k]) if st.drafted_steps else None  # adaptive k may settle on plain
+                steps = -(-h // plain.model.patch_size)  # plain decoding's passes
+                pass_bound = steps / (st.target_passes * (k * c + v[k])) if st.drafted_steps else None
                 row = dict(
                     mode="exact",
                     batch=batch,
@@ -96,6 +102,10 @@ def exact(args, log) -> list[dict]:
                     verify_cost=v[k],
                     bound=bound,
                     share_of_bound=timing.speedup / bound if bound else None,
+                    target_passes=st.target_passes,
+                    plain_passes=steps,
+                    pass_bound=pass_bound,
+                    share_of_pass_bound=timing.speedup / pass_bound if pass_bound else None,
                     accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                 )
                 rows.append(row)
@@ -104,7 +114,8 @@ def exact(args, log) -> list[dict]:
                     + (f" (first call x{first:.2f})" if first else "")
                     + f" a={a:.3f} length {st.mean_accepted_length:.2f} c={c:.2f} v={v[k]:.2f}"
                     + (
-                        f" bound x{bound:.2f} share {timing.speedup / bound:.2f}"
+                        f" bound x{bound:.2f} share {timing.speedup / bound:.2f}; passes {st.target_passes} / {steps}"
+                        f" pass bound x{pass_bound:.2f} share {timing.speedup / pass_bound:.2f}"
                         if bound
                         else " (plain: nothing drafted)"
                     )
@@ -205,16 +216,23 @@ def tolerance(args, taus: dict[str, float], log) -> list[dict]:
 def tables(report: dict) -> str:
     """Markdown tables of a results file (``--table``)."""
     out = [f"`{report['command']}`", ""]
-    out += ["| batch | h | k | speedup | first call | a | mean accepted length | c | v(k) | bound | share of bound |"]
-    out += ["|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += [
+        "| batch | h | k | speedup | first call | a | mean accepted length | c | v(k) | bound | share of bound | "
+        "passes (plain) | pass bound | share of pass bound |"
+    ]
+    out += ["|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in report["rows"] if r["mode"] == "exact"):
         k = f"{r['k']} adaptive" if r["adaptive"] else str(r["k"])
         first = f"x{r['first_call_speedup']:.2f}" if r["first_call_speedup"] else ""
         bound = f"x{r['bound']:.2f}" if r["bound"] else "(plain)"
         share = f"{r['share_of_bound']:.2f}" if r["share_of_bound"] else ""
+        passes = f"{r['target_passes']} ({r['plain_passes']})" if "target_passes" in r else ""
+        pass_bound = f"x{r['pass_bound']:.2f}" if r.get("pass_bound") else ""
+        pass_share = f"{r['share_of_pass_bound']:.2f}" if r.get("share_of_pass_bound") else ""
         out.append(
             f"| {r['batch']} | {r['horizon']} | {k} | x{r['speedup']:.2f} | {first} | {r['acceptance']:.3f} | "
-            f"{r['mean_accepted_length']:.2f} | {r['cost_ratio']:.2f} | {r['verify_cost']:.2f} | {bound} | {share} |"
+            f"{r['mean_accepted_length']:.2f} | {r['cost_ratio']:.2f} | {r['verify_cost']:.2f} | {bound} | {share} | "
+            f"{passes} | {pass_bound} | {pass_share} |"
         )
     out += [
         "",

@@ -154,6 +154,7 @@ class TotoTrainConfig:
     clip_scales: float | None = 5.0  # inference: drawn values clipped to the context's mean +- 5 scales (TotoOptions)
     num_samples: int = 100  # inference: the paths a forecast draws unless told (TotoOptions); 20 gave too narrow bands
     max_patches: int = 96  # crop length in patches
+    short_crops: float = 0.0  # share of crops cut to a log-uniform length of 2..max_patches patches (PatchSampler)
     prediction_length: int = 64  # values; the TSMixup series' horizon part, as in TrainConfig
     min_context: int = 8
     batch_size: int = 32
@@ -319,6 +320,7 @@ RANGES = {
             "min_trend_damping",
             "lambda_nll",
             "own_draws",
+            "short_crops",
         )
     },
     "robust_delta": _POSITIVE,

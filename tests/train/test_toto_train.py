@@ -256,6 +256,21 @@ def test_crops_pad_the_first_patch_and_end_in_whole_patches():
         assert (np.diff(row[observed]) == 1).all()  # one contiguous run of the series, in order
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_short_crops_cut_that_share_of_long_series_short(share):
+    """With ``short_crops`` 0 a crop of a long series is max_patches long unless it ends within that of the series'
+    start (1.6% of end points here); with 0.5 about half are shorter."""
+    cfg = TotoTrainConfig(out_dir="x", patch_size=4, max_patches=40, batch_size=400, min_context=3, short_crops=share)
+    sampler = PatchSampler(cfg, [np.arange(1.0, 10_001.0)], [])
+    lengths = (~np.isnan(sampler.values())).sum(axis=1)  # observed values per crop
+    short = lengths < 40 * 4 - 3  # a full crop loses at most P - 1 values to the missing lead
+    assert lengths.min() >= 2 * 4 - 3
+    if share == 0:
+        assert short.mean() < 0.05
+    else:
+        assert 0.4 < short.mean() < 0.6 and (lengths < 4 * 4).any()
+
+
 def _gaussians(loc: torch.Tensor) -> StudentTMixture:
     """One near-Gaussian component (df 1e6) per value at ``loc`` [..., P], scale 1."""
     loc = loc[..., None]

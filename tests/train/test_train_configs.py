@@ -200,7 +200,8 @@ def test_the_last_stages_are_the_bundled_checkpoints():
 
 def test_the_patch_stages_chain_and_are_documented_in_order():
     """Each patch-target stage resolves as a Toto config writing to runs/<its name> and starts from an earlier
-    stage (stage 0 from random weights; stage 3 from stage 1, stage 2 being a dead end); docs/training.md trains
+    stage's last or kept checkpoint (stage 0 from random weights; stage 3 from stage 1, stage 2 being a dead end;
+    stage 5 from stage 4's step 1200, the one bundled); docs/training.md trains
     them in that order."""
     stages = sorted(p for p in CONFIGS.glob("patch-target-*.json"))
     assert [p.name[13] for p in stages] == [str(i) for i in range(len(stages))] and stages
@@ -210,7 +211,9 @@ def test_the_patch_stages_chain_and_are_documented_in_order():
         if i == 0:
             assert cfg.init_from is None
         else:
-            assert cfg.init_from in {f"runs/{p.stem}/last" for p in stages[:i]}, path.name
+            start = Path(str(cfg.init_from))  # an earlier stage's last checkpoint, or one it kept (checkpoint-N)
+            assert start.parent in {Path("runs") / p.stem for p in stages[:i]}, path.name
+            assert start.name == "last" or re.fullmatch(r"checkpoint-\d+", start.name), path.name
     text = (ROOT / "docs" / "training.md").read_text()
     documented = [w[2] for w in (line.split() for line in text.splitlines()) if w[:2] == ["leapcast", "train"]]
     assert [d for d in documented if "patch-target" in d] == [str(p.relative_to(ROOT)) for p in stages]
