@@ -19,6 +19,7 @@ plain mean decoding's.
 
     python benchmarks/patch_speculative.py --out benchmarks/results/patch_speculative.json
     python benchmarks/patch_speculative.py --skip-exact --taus 0.05 0.1      # tolerance mode only
+    python benchmarks/patch_speculative.py --skip-tolerance --ks 1 2          # exact mode only
 """
 
 from __future__ import annotations
@@ -266,6 +267,7 @@ def main() -> None:
     p.add_argument("--tolerance-proposers", nargs="+", default=["house-patch-draft", "seasonal"])
     p.add_argument("--tolerance-ks", nargs="+", type=int, default=[2, 4, 8])
     p.add_argument("--skip-exact", action="store_true")
+    p.add_argument("--skip-tolerance", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--table", type=Path, default=None, help="print the markdown tables of this results file and stop")
@@ -279,9 +281,11 @@ def main() -> None:
         print(line, flush=True)
 
     rows = [] if args.skip_exact else exact(args, log)
-    taus, chosen_rows = choose_tau(args, log)
-    log(f"chosen tau per proposer: {taus}")
-    rows += chosen_rows + tolerance(args, taus, log)
+    taus: dict[str, float] = {}
+    if not args.skip_tolerance:
+        taus, chosen_rows = choose_tau(args, log)
+        log(f"chosen tau per proposer: {taus}")
+        rows += chosen_rows + tolerance(args, taus, log)
     if args.out:
         report = dict(
             benchmark="patch-speculative",

@@ -35,7 +35,7 @@ from leapcast.checks import check_int
 from leapcast.engine.adaptive import KChooser
 from leapcast.engine.proposers.base import ProposalInput, Proposer
 from leapcast.engine.speculative import SpecConfig, SpecStats
-from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams
+from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams, at_columns, column_block
 from leapcast.engine.verifiers import verify
 from leapcast.engine.verifiers.continuous import verify_patches, verify_points
 from leapcast.models.rows import fill_order, pad_right
@@ -309,9 +309,8 @@ class Decoder:
         bonus = head.pick(last).sample(sampling, _Rand(rows, window[:, kp : kp + 1], SAMPLE))[:, 0]  # [R, *step]
 
         def residual_rand(idx: torch.Tensor, accepted: torch.Tensor):
-            streams = rows.streams.select(idx)
-            steps_at = (rows.first[idx] + at[idx] + accepted)[:, None]  # [R', 1] absolute steps of the rejections
-            return lambda columns, sub: streams.select(sub).columns(steps_at[sub], RESIDUAL, columns)
+            keys = rows.keys[RESIDUAL][idx].gather(1, (at[idx] + accepted)[:, None])  # [R', 1] at the rejections
+            return lambda columns, sub: at_columns(keys[sub], columns)
 
         verdict = verify_patches(
             steps,
@@ -425,7 +424,8 @@ class _Rows:
     pending [R, *shape] the input at position n (the start input, then the last step);
     series [R] the id of each row's series; group [R] its sampling setting; first [R]
     the horizon step of its window step 0; streams its random streams; uniforms: the
-    SAMPLE / ACCEPT / RESIDUAL numbers of window steps 0..C-1, made once per row.
+    SAMPLE / ACCEPT / RESIDUAL numbers of window steps 0..C-1, made once per row; keys: the streams' hashes of
+    those steps (``RowStreams.keys``), from which a step's further numbers are mixed.
     """
 
     committed: torch.Tensor
@@ -437,6 +437,7 @@ class _Rows:
     first: torch.Tensor
     streams: RowStreams
     uniforms: dict[int, torch.Tensor]
+    keys: dict[int, torch.Tensor]
     together: int | None = None  # the one position of every row while all stand together, none finished, one setting
     together_goal: int | None = None
 
@@ -457,7 +458,8 @@ class _Rows:
         streams = RowStreams(streams.base.to(device))
         window = torch.arange(capacity, device=device).expand(r, capacity)
         kinds = (SAMPLE, ACCEPT, RESIDUAL) if k_max > 0 else (SAMPLE,)
-        uniforms = {kind: streams.uniforms(first[:, None] + window, kind) for kind in kinds}
+        keys = {kind: streams.keys(first[:, None] + window, kind) for kind in kinds}  # [R, C] int64 each
+        uniforms = {kind: column_block(k, 1)[..., 0] for kind, k in keys.items()}  # [R, C] float32: column 0
         one_goal = bool((goal == goal[0]).all())  # rows stand together only while they go to one goal
         return cls(
             committed=start.new_zeros((r, capacity, *start.shape[1:])),
@@ -469,6 +471,7 @@ class _Rows:
             first=first,
             streams=streams,
             uniforms=uniforms,
+            keys=keys,
             together=0 if one_goal else None,
             together_goal=int(goal[0]) if one_goal else None,
         )
@@ -510,6 +513,7 @@ class _Rows:
             self.first[keep],
             self.streams.select(keep),
             {kind: u[keep] for kind, u in self.uniforms.items()},
+            {kind: k[keep] for kind, k in self.keys.items()},
             self.together,
             self.together_goal,
         )
@@ -529,6 +533,11 @@ class _Rows:
                 kind: torch.cat([pad_right(u, cap, 1), pad_right(other.uniforms[kind], cap, 1)])
                 for kind, u in self.uniforms.items()
                 if kind in other.uniforms
+            },
+            {
+                kind: torch.cat([pad_right(k, cap, 1), pad_right(other.keys[kind], cap, 1)])
+                for kind, k in self.keys.items()
+                if kind in other.keys
             },
             # joined rows stand together only when they start where the others stand, for as long, in one setting
             self.together
@@ -572,14 +581,12 @@ class _Rand:
         if self.at is not None:
             if count == 1 and offset == 0:
                 return rows.u(self.kind)[:, self.at : self.at + 1, None]  # [R, 1, 1], a view
-            return rows.streams.block(rows.first[:, None] + self.at, self.kind, count, offset)
+            return column_block(rows.keys[self.kind][:, self.at : self.at + 1], count, offset)  # [R, 1, count]
         assert self.window is not None  # no common position: each row reads its window
         pick = slice(None) if self.index is None else self.index
         if count == 1 and offset == 0:
             return rows.u(self.kind)[pick].gather(1, self.window)[..., None]  # [R, n, 1]
-        streams = rows.streams if self.index is None else rows.streams.select(self.index)
-        steps = rows.first[pick][:, None] + self.window
-        return streams.block(steps, self.kind, count, offset)
+        return column_block(rows.keys[self.kind][pick].gather(1, self.window), count, offset)  # [R, n, count]
 
 
 def _head_rows(head, index: torch.Tensor):

@@ -16,6 +16,7 @@ Uniforms have 24 random bits (float32's mantissa, as ``torch.rand``), from a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -34,6 +35,42 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     x = x ^ (x >> 15)
     x = (x * 0x846CA68B) & _MASK
     return x ^ (x >> 16)
+
+
+def _mix_int(x: int) -> int:
+    """``_mix`` of one Python int (the same 32-bit arithmetic): constants mixed once, not as tensors."""
+    x &= _MASK
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK
+    return x ^ (x >> 16)
+
+
+@lru_cache(maxsize=64)
+def _column_range(offset: int, count: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns offset..offset+count-1 and their mixed low halves (what ``at_columns`` mixes into a key), made once
+    for the few (offset, count) a decoder asks for step after step."""
+    columns = torch.arange(offset, offset + count, dtype=torch.int64, device=device)
+    return columns, _mix((columns & _MASK) + 0x5BD1E995)
+
+
+def at_columns(keys: torch.Tensor, columns: torch.Tensor, mixed: torch.Tensor | None = None) -> torch.Tensor:
+    """keys [...] int64 (``RowStreams.keys``), columns [m] long -> [..., m] uniforms: column c of each key.
+    ``mixed``: the columns' mixed low halves when the caller has them (``_column_range``)."""
+    columns = columns.to(keys.device)
+    low = _mix((columns & _MASK) + 0x5BD1E995) if mixed is None else mixed.to(keys.device)
+    h = _mix(keys[..., None] ^ low)
+    high = columns >> 32  # columns past 2**32 (residual tries) mix their high half in too; lower ones are unchanged
+    if bool((high != 0).any()):
+        h = torch.where(high != 0, _mix(h ^ _mix(high + 0x68E31DA4)), h)
+    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def column_block(keys: torch.Tensor, count: int, offset: int = 0) -> torch.Tensor:
+    """keys [...] -> [..., count] uniforms: columns offset..offset+count-1 (``RowStreams.block`` from kept keys)."""
+    columns, mixed = _column_range(offset, count, str(keys.device))
+    return at_columns(keys, columns, mixed)
 
 
 @dataclass(frozen=True)
@@ -81,23 +118,22 @@ class RowStreams:
     def block(self, steps: torch.Tensor, stream: int, count: int, offset: int = 0) -> torch.Tensor:
         """steps [R, n] -> [R, n, count] uniforms: columns offset..offset+count-1 of each (row, step, stream),
         for heads that need several numbers per step (a patch of values, rejection tries)."""
-        columns = torch.arange(offset, offset + count, dtype=torch.int64, device=self.base.device)
-        return self.columns(steps, stream, columns)
+        return column_block(self.keys(steps, stream), count, offset)
 
     def columns(self, steps: torch.Tensor, stream: int, columns: torch.Tensor) -> torch.Tensor:
         """steps [R, n], columns [m] long (any non-negative, e.g. strided) -> [R, n, m] uniforms: ``block`` for
         columns that are not one contiguous range (residual tries reading their own stretch of a stream at once)."""
+        return at_columns(self.keys(steps, stream), columns)
+
+    def keys(self, steps: torch.Tensor, stream: int) -> torch.Tensor:
+        """steps [R, n] -> [R, n] int64: the hash of (row, step, stream) that each of its columns is mixed into
+        (``at_columns``). A decoder keeps them for its rows' window steps, so that a draw of many numbers a step
+        mixes only its columns."""
         steps = steps.to(self.base.device)
         a = _mix(self.base[:, None, 0] ^ _mix(steps + 0x9E3779B9))
         b = _mix(self.base[:, None, 1] ^ _mix(steps + 0x7F4A7C15))
         h = _mix(a ^ _mix(b ^ 0x1B873593))
-        h = _mix(h ^ _mix(torch.full_like(h, stream + 0x632BE5AB)))
-        columns = columns.to(h.device)
-        h = _mix(h[..., None] ^ _mix((columns & _MASK) + 0x5BD1E995))
-        high = columns >> 32  # columns past 2**32 (residual tries) mix their high half in too; lower ones are unchanged
-        if bool((high != 0).any()):
-            h = torch.where(high != 0, _mix(h ^ _mix(high + 0x68E31DA4)), h)
-        return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+        return _mix(h ^ _mix_int(stream + 0x632BE5AB))
 
     def rand(self, steps: torch.Tensor, stream: int):
         """The ``Rand`` a head draws from at ``steps`` [R, n]: (count, offset) -> [R, n, count]."""
