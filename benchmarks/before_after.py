@@ -6,9 +6,11 @@ load side by side; each configuration then runs before, after, before, after,
 ... (the pair's order alternating) and the ratio before/after is taken pair
 by pair (> 1: this checkout is faster). Configurations: house-target plain, house-target + house-draft with
 k = 4 fixed and adaptive, batch 1 and 16 (synthetic monthly-like series of
-60-140 values), h 64, the checkpoint's 20 samples, float32:
+60-140 values), h 64, 20 samples, float32; ``--pair patch``: house-patch-target and house-patch-draft instead,
+with k = 1 fixed and adaptive (k <= 2), h 336 (``--horizon``):
 
     python benchmarks/before_after.py --before c93197e --repeats 7 --threads 2
+    python benchmarks/before_after.py --before 1fc79b3 --pair patch --horizon 336 --out benchmarks/results/before_after-keys.md
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+PATCH_PAIR = ("house-patch-target", "house-patch-draft", 1)
 
 
 def export(commit: str, folder: Path) -> None:
@@ -45,7 +48,18 @@ def main() -> None:
     p.add_argument("--before", required=True, help="the earlier commit")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pair", choices=("house", "patch"), default="house")
+    p.add_argument("--horizon", type=int, default=64)
+    p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     args = p.parse_args()
+    h = args.horizon
+    target, draft, k = ("house-target", "house-draft", 4) if args.pair == "house" else PATCH_PAIR
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         export(args.before, Path(tmp))
@@ -62,41 +76,40 @@ def main() -> None:
             for n in rng.integers(60, 140, 16)
         ]
         versions = {}
+        options = {"seasonal_adjustment": False} if args.pair == "house" else {}
         for tag, fc_cls, spec_cls in (("before", Before, BeforeSpec), ("after", Forecaster, SpecConfig)):
             versions[tag] = {
-                "plain": fc_cls.from_pretrained("house-target", seasonal_adjustment=False),
-                "draft k=4": fc_cls.from_pretrained(
-                    "house-target", draft="house-draft", spec=spec_cls(k=4, adaptive=False), seasonal_adjustment=False
+                "plain": fc_cls.from_pretrained(target, **options),
+                f"draft k={k}": fc_cls.from_pretrained(
+                    target, draft=draft, spec=spec_cls(k=k, adaptive=False), **options
                 ),
-                "draft adaptive": fc_cls.from_pretrained(
-                    "house-target", draft="house-draft", spec=spec_cls(k=4), seasonal_adjustment=False
-                ),
+                "draft adaptive": fc_cls.from_pretrained(target, draft=draft, spec=spec_cls(k=max(k, 2)), **options),
             }
-        print(
-            f"before {args.before}, after: this checkout; torch {torch.__version__}, {args.threads} threads, h 64, 20 samples, "
-            f"{args.repeats} interleaved pairs per row\n"
+        emit(
+            f"before {args.before}, after: this checkout; {target} + {draft}; torch {torch.__version__}, "
+            f"{args.threads} threads, h {h}, 20 samples, {args.repeats} interleaved pairs per row\n"
         )
-        print(
-            "| batch, mode | before s (median) | after s (median) | before / after: median (min-max) |\n|---|---|---|---|"
-        )
+        emit("| batch, mode | before s (median) | after s (median) | before / after: median (min-max) |")
+        emit("|---|---|---|---|")
         for batch in (1, 16):
             ctx = series[:batch]
-            for name in ("plain", "draft k=4", "draft adaptive"):
+            for name in versions["after"]:
                 for tag in versions:  # warm-up, and adaptive k's first exploration
-                    versions[tag][name].predict(ctx, 64, seed=0, batch_size=batch, progress=False)
+                    versions[tag][name].predict(ctx, h, num_samples=20, seed=0, batch_size=batch, progress=False)
                 before, after = [], []
                 for r in range(args.repeats):
                     order = (("before", before), ("after", after))
                     for tag, out in order if r % 2 == 0 else order[::-1]:  # alternate who goes first
                         started = time.perf_counter()
-                        versions[tag][name].predict(ctx, 64, seed=r, batch_size=batch, progress=False)
+                        versions[tag][name].predict(ctx, h, num_samples=20, seed=r, batch_size=batch, progress=False)
                         out.append(time.perf_counter() - started)
                 ratios = [b / a for b, a in zip(before, after)]
-                print(
+                emit(
                     f"| {batch}, {name} | {statistics.median(before):.3f} | {statistics.median(after):.3f} | "
-                    f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) |",
-                    flush=True,
+                    f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) |"
                 )
+    if args.out:
+        args.out.write_text(f"`python {' '.join(sys.argv)}`\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
