@@ -84,9 +84,11 @@ def exact(args, log) -> list[dict]:
                 st = fc.last_stats
                 a = st.acceptance_rate
                 k = spec.k
-                bound = speedup_bound(a, k, c, v[k]) if st.drafted_steps else None  # adaptive k may settle on plain
+                # adaptive k: no bound (its last call may be a re-check window, whose drafts say nothing of the rest)
+                drafted = st.drafted_steps and not spec.adaptive
+                bound = speedup_bound(a, k, c, v[k]) if drafted else None
                 steps = -(-h // plain.model.patch_size)  # plain decoding's passes
-                pass_bound = steps / (st.target_passes * (k * c + v[k])) if st.drafted_steps else None
+                pass_bound = steps / (st.target_passes * (k * c + v[k])) if drafted else None
                 row = dict(
                     mode="exact",
                     batch=batch,
@@ -108,6 +110,7 @@ def exact(args, log) -> list[dict]:
                     plain_passes=steps,
                     pass_bound=pass_bound,
                     share_of_pass_bound=timing.speedup / pass_bound if pass_bound else None,
+                    settled_on_plain=all(ch.off for ch in fc._choosers.values()) if spec.adaptive else None,
                     accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
                 )
                 rows.append(row)
@@ -119,7 +122,7 @@ def exact(args, log) -> list[dict]:
                         f" bound x{bound:.2f} share {timing.speedup / bound:.2f}; passes {st.target_passes} / {steps}"
                         f" pass bound x{pass_bound:.2f} share {timing.speedup / pass_bound:.2f}"
                         if bound
-                        else " (plain: nothing drafted)"
+                        else f" (adaptive: {'settled on plain' if row['settled_on_plain'] else 'drafting'})"
                     )
                 )
     return rows
@@ -226,9 +229,16 @@ def tables(report: dict) -> str:
     for r in (r for r in report["rows"] if r["mode"] == "exact"):
         k = f"{r['k']} adaptive" if r["adaptive"] else str(r["k"])
         first = f"x{r['first_call_speedup']:.2f}" if r["first_call_speedup"] else ""
+        passes = f"{r['target_passes']} ({r['plain_passes']})" if "target_passes" in r else ""
+        if r["adaptive"]:  # the chooser's state, not a bound: the last call may be one of its re-check windows
+            plain_loop = r.get("settled_on_plain", r.get("target_passes") == r.get("plain_passes"))
+            out.append(
+                f"| {r['batch']} | {r['horizon']} | {k} | x{r['speedup']:.2f} | {first} | | | "
+                f"{r['cost_ratio']:.2f} | {r['verify_cost']:.2f} | {'(plain)' if plain_loop else ''} | | {passes} | | |"
+            )
+            continue
         bound = f"x{r['bound']:.2f}" if r["bound"] else "(plain)"
         share = f"{r['share_of_bound']:.2f}" if r["share_of_bound"] else ""
-        passes = f"{r['target_passes']} ({r['plain_passes']})" if "target_passes" in r else ""
         pass_bound = f"x{r['pass_bound']:.2f}" if r.get("pass_bound") else ""
         pass_share = f"{r['share_of_pass_bound']:.2f}" if r.get("share_of_pass_bound") else ""
         out.append(
