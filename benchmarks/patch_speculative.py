@@ -122,7 +122,11 @@ def exact(args, log) -> list[dict]:
                         f" bound x{bound:.2f} share {timing.speedup / bound:.2f}; passes {st.target_passes} / {steps}"
                         f" pass bound x{pass_bound:.2f} share {timing.speedup / pass_bound:.2f}"
                         if bound
-                        else f" (adaptive: {'settled on plain' if row['settled_on_plain'] else 'drafting'})"
+                        else (
+                            f" (adaptive: {'settled on plain' if row['settled_on_plain'] else 'drafting'})"
+                            if spec.adaptive
+                            else " (nothing drafted)"
+                        )
                     )
                 )
     return rows
@@ -231,7 +235,7 @@ def tables(report: dict) -> str:
         first = f"x{r['first_call_speedup']:.2f}" if r["first_call_speedup"] else ""
         passes = f"{r['target_passes']} ({r['plain_passes']})" if "target_passes" in r else ""
         if r["adaptive"]:  # the chooser's state, not a bound: the last call may be one of its re-check windows
-            plain_loop = r.get("settled_on_plain", r.get("target_passes") == r.get("plain_passes"))
+            plain_loop = r["settled_on_plain"] if r.get("settled_on_plain") is not None else r["bound"] is None
             out.append(
                 f"| {r['batch']} | {r['horizon']} | {k} | x{r['speedup']:.2f} | {first} | | | "
                 f"{r['cost_ratio']:.2f} | {r['verify_cost']:.2f} | {'(plain)' if plain_loop else ''} | | {passes} | | |"

@@ -77,9 +77,9 @@ class PatchSampler:
             y = pool[rng.integers(len(pool))]
             lead = int(rng.integers(p))  # missing values in front of the first patch
             end = int(rng.integers(min(len(y), cfg.min_context + 1), len(y) + 1))
-            patches = cfg.max_patches
+            patches = cfg.max_patches  # a short crop: log-uniform in 2..max_patches (at most max_patches)
             if cfg.short_crops and rng.random() < cfg.short_crops:
-                patches = int(np.exp(rng.uniform(np.log(2), np.log(cfg.max_patches + 1))))  # log-uniform, 2..max
+                patches = min(cfg.max_patches, int(np.exp(rng.uniform(np.log(2), np.log(cfg.max_patches + 1)))))
             crop = y[max(0, end - (patches * p - lead)) : end]
             if rng.random() < cfg.trend_augmentation:
                 split = int(rng.integers(1, len(crop))) if len(crop) > 1 else len(crop)

@@ -6,7 +6,7 @@ import torch
 from scipy.stats import chisquare
 
 from leapcast.engine.sampling import SamplingConfig, draw, probabilities, sample, warp
-from leapcast.engine.streams import ACCEPT, RowStreams
+from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams, at_columns, column_block
 
 
 def hf_warp(logits, temperature, top_k, top_p, eos):
@@ -78,6 +78,29 @@ def test_streams_depend_on_seed_key_path_step_and_stream_only():
     assert not torch.equal(accept, a)
     big = RowStreams.for_series(2**64 - 1, [2**64 - 1, 2**63], 1).window(0, 3)
     assert not torch.equal(big[0], big[1])
+
+
+def test_stream_numbers_are_pinned_and_kept_keys_give_the_same():
+    """A seeded forecast's numbers never change by accident (values from the hash as first written), and a
+    decoder's kept keys (``RowStreams.keys``, then ``column_block`` / ``at_columns``) give what ``block`` and
+    ``columns`` give, strided residual columns past 2**32 included."""
+    s = RowStreams.for_series(7, [3, 2**40 + 1], 2)
+    steps = torch.tensor([[0, 5]]).expand(4, 2)
+    pinned = [
+        [0.6258105635643005, 0.3248567581176758, 0.2128380537033081],
+        [0.1743888258934021, 0.923008918762207, 0.9064680337905884],
+        [0.7891077995300293, 0.8590821623802185, 0.8225806951522827],
+        [0.9802311062812805, 0.9729540348052979, 0.985204815864563],
+    ]
+    assert torch.equal(s.block(steps, SAMPLE, 3, 1)[:, 1], torch.tensor(pinned))
+    columns = torch.tensor([2**24, 2**32 + 3])
+    residual = [[0.13780081272125244, 0.5833008885383606], [0.3807142376899719, 0.4046763777732849]]
+    assert torch.equal(s.columns(steps[:, :1] + 9, RESIDUAL, columns)[:2, 0], torch.tensor(residual))
+    for stream in (SAMPLE, ACCEPT, RESIDUAL):
+        keys = s.keys(steps, stream)  # [4, 2] int64
+        assert torch.equal(column_block(keys, 36, 4), s.block(steps, stream, 36, 4))
+        assert torch.equal(at_columns(keys, columns), s.columns(steps, stream, columns))
+        assert torch.equal(column_block(keys, 1)[..., 0], s.uniforms(steps, stream))
 
 
 def test_stream_uniforms_are_uniform():

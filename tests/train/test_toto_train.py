@@ -264,7 +264,8 @@ def test_short_crops_cut_that_share_of_long_series_short(share):
     sampler = PatchSampler(cfg, [np.arange(1.0, 10_001.0)], [])
     lengths = (~np.isnan(sampler.values())).sum(axis=1)  # observed values per crop
     short = lengths < 40 * 4 - 3  # a full crop loses at most P - 1 values to the missing lead
-    assert lengths.min() >= 2 * 4 - 3
+    assert lengths.min() >= min(2 * 4 - 3, cfg.min_context + 1)  # a short crop, or an end near the series' start
+    assert lengths.max() <= 40 * 4
     if share == 0:
         assert short.mean() < 0.05
     else:
