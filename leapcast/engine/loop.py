@@ -422,10 +422,9 @@ class _Rows:
 
     committed [R, C, *shape] steps so far; n [R] how many; goal [R] how many wanted;
     pending [R, *shape] the input at position n (the start input, then the last step);
-    series [R] the id of each row's series; group [R] its sampling setting; first [R]
-    the horizon step of its window step 0; streams its random streams; uniforms: the
-    SAMPLE / ACCEPT / RESIDUAL numbers of window steps 0..C-1, made once per row; keys: the streams' hashes of
-    those steps (``RowStreams.keys``), from which a step's further numbers are mixed.
+    series [R] the id of each row's series; group [R] its sampling setting; keys: the hashes of the rows' random
+    streams at window steps 0..C-1 (``RowStreams.keys``, SAMPLE / ACCEPT / RESIDUAL), made once per row, from
+    which a step's numbers are mixed; uniforms: column 0 of each, the number a categorical step reads.
     """
 
     committed: torch.Tensor
@@ -434,8 +433,6 @@ class _Rows:
     pending: torch.Tensor
     series: torch.Tensor
     group: torch.Tensor
-    first: torch.Tensor
-    streams: RowStreams
     uniforms: dict[int, torch.Tensor]
     keys: dict[int, torch.Tensor]
     together: int | None = None  # the one position of every row while all stand together, none finished, one setting
@@ -455,7 +452,7 @@ class _Rows:
     ) -> _Rows:
         """Rows of series joining: series, goal, first [R] long (each row's series id, steps, first horizon step)."""
         r, device = len(series), start.device
-        streams = RowStreams(streams.base.to(device))
+        streams = RowStreams(streams.base.to(device))  # window step w of a row is its horizon step first + w
         window = torch.arange(capacity, device=device).expand(r, capacity)
         kinds = (SAMPLE, ACCEPT, RESIDUAL) if k_max > 0 else (SAMPLE,)
         keys = {kind: streams.keys(first[:, None] + window, kind) for kind in kinds}  # [R, C] int64 each
@@ -468,8 +465,6 @@ class _Rows:
             pending=start,
             series=series,
             group=torch.full((r,), group, dtype=torch.long, device=device),
-            first=first,
-            streams=streams,
             uniforms=uniforms,
             keys=keys,
             together=0 if one_goal else None,
@@ -510,8 +505,6 @@ class _Rows:
             self.pending[keep],
             self.series[keep],
             self.group[keep],
-            self.first[keep],
-            self.streams.select(keep),
             {kind: u[keep] for kind, u in self.uniforms.items()},
             {kind: k[keep] for kind, k in self.keys.items()},
             self.together,
@@ -527,8 +520,6 @@ class _Rows:
             torch.cat([self.pending, other.pending]),
             torch.cat([self.series, other.series]),
             torch.cat([self.group, other.group]),
-            torch.cat([self.first, other.first]),
-            RowStreams(torch.cat([self.streams.base, other.streams.base])),
             {
                 kind: torch.cat([pad_right(u, cap, 1), pad_right(other.uniforms[kind], cap, 1)])
                 for kind, u in self.uniforms.items()

@@ -47,30 +47,40 @@ def _mix_int(x: int) -> int:
     return x ^ (x >> 16)
 
 
-@lru_cache(maxsize=64)
-def _column_range(offset: int, count: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Columns offset..offset+count-1 and their mixed low halves (what ``at_columns`` mixes into a key), made once
-    for the few (offset, count) a decoder asks for step after step."""
-    columns = torch.arange(offset, offset + count, dtype=torch.int64, device=device)
-    return columns, _mix((columns & _MASK) + 0x5BD1E995)
+_High = tuple[torch.Tensor, torch.Tensor] | None  # (which columns pass 2**32 [m] bool, their high halves mixed [m])
 
 
-def at_columns(keys: torch.Tensor, columns: torch.Tensor, mixed: torch.Tensor | None = None) -> torch.Tensor:
-    """keys [...] int64 (``RowStreams.keys``), columns [m] long -> [..., m] uniforms: column c of each key.
-    ``mixed``: the columns' mixed low halves when the caller has them (``_column_range``)."""
-    columns = columns.to(keys.device)
-    low = _mix((columns & _MASK) + 0x5BD1E995) if mixed is None else mixed.to(keys.device)
-    h = _mix(keys[..., None] ^ low)
+def _mixed_columns(columns: torch.Tensor) -> tuple[torch.Tensor, _High]:
+    """columns [m] long -> (their low halves mixed, the high part or None when every column is below 2**32):
+    the columns' share of ``at_columns``, which does not depend on the keys."""
     high = columns >> 32  # columns past 2**32 (residual tries) mix their high half in too; lower ones are unchanged
-    if bool((high != 0).any()):
-        h = torch.where(high != 0, _mix(h ^ _mix(high + 0x68E31DA4)), h)
+    past = high != 0
+    return _mix((columns & _MASK) + 0x5BD1E995), (past, _mix(high + 0x68E31DA4)) if bool(past.any()) else None
+
+
+@lru_cache(maxsize=64)
+def _column_range(offset: int, count: int, device: str) -> tuple[torch.Tensor, _High]:
+    """``_mixed_columns`` of columns offset..offset+count-1, made once for the few (offset, count) a decoder asks
+    for step after step."""
+    return _mixed_columns(torch.arange(offset, offset + count, dtype=torch.int64, device=device))
+
+
+def _from_keys(keys: torch.Tensor, low: torch.Tensor, high: _High) -> torch.Tensor:
+    h = _mix(keys[..., None] ^ low)
+    if high is not None:
+        h = torch.where(high[0], _mix(h ^ high[1]), h)
     return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def at_columns(keys: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """keys [...] int64 (``RowStreams.keys``), columns [m] long (any non-negative, e.g. strided) -> [..., m]
+    uniforms: column c of each key."""
+    return _from_keys(keys, *_mixed_columns(columns.to(keys.device)))
 
 
 def column_block(keys: torch.Tensor, count: int, offset: int = 0) -> torch.Tensor:
     """keys [...] -> [..., count] uniforms: columns offset..offset+count-1 (``RowStreams.block`` from kept keys)."""
-    columns, mixed = _column_range(offset, count, str(keys.device))
-    return at_columns(keys, columns, mixed)
+    return _from_keys(keys, *_column_range(offset, count, str(keys.device)))
 
 
 @dataclass(frozen=True)
