@@ -49,6 +49,9 @@ class TotoOptions:
     ± clip_scales x the context's scale (``context_scale``) is clipped there, where it is fed back and where it is
     returned. Mean decoding feeding on its own output can otherwise run away exponentially at long horizons.
     The clip is a fixed function of the committed draw, so speculative decoding stays exact.
+    spread: a house calibration, not the reference's (1 there): every mixture component's scale is multiplied by
+    it, so sampled paths spread wider (> 1) or narrower; the mean, and so mean decoding, is unchanged. A
+    target and its draft are verified against the heads they give, spread included, so speculation stays exact.
     """
 
     context_length: int = 4096
@@ -56,6 +59,7 @@ class TotoOptions:
     horizon: int = 64
     xpos_centers: str = "cached"
     clip_scales: float | None = None
+    spread: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("context_length", "num_samples", "horizon"):
@@ -67,6 +71,9 @@ class TotoOptions:
         c = self.clip_scales
         if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf):
             raise ValueError(f"`leapcast.clip_scales` must be a positive number or null, got {c!r}")
+        w = self.spread
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
+            raise ValueError(f"`leapcast.spread` must be a positive number (1: the reference's scales), got {w!r}")
 
 
 @dataclass
@@ -233,6 +240,7 @@ class Toto:
             "clip of drawn values": "none (the reference's rule)"
             if self.options.clip_scales is None
             else f"the context's mean ± {self.options.clip_scales:g} scales",
+            "spread of the mixture's scales": f"x{self.options.spread:g}",
         }
 
     def context_steps(self, state):
@@ -340,6 +348,8 @@ class Toto:
             else:
                 h = self._cached_timewise(layer, self._time.index(i), h, state, pos, at, rope)
         logits, loc_v, scale_v, df = self.net.mixture(h, loc, scale)  # [R, V, n, P, C] each
+        if self.options.spread != 1:
+            scale_v = scale_v * self.options.spread
 
         def flat(t: torch.Tensor) -> torch.Tensor:
             return t.transpose(1, 2).reshape(r, n, v * p, -1)  # [R, n, V * P, C]

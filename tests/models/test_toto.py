@@ -480,3 +480,32 @@ def test_clip_scales_keeps_drawn_values_within_the_contexts_band_and_speculation
 def test_a_bad_clip_scales_is_refused_naming_it(value):
     with pytest.raises(ValueError, match=r"`leapcast\.clip_scales` must be a positive number or null"):
         TotoOptions(clip_scales=value)
+
+
+def test_spread_multiplies_every_components_scale_and_leaves_the_mean_path():
+    """spread w: the heads' component scales are w times the reference's and nothing else moves, so mean decoding
+    is unchanged while sampled paths spread wider (the control: the same model and numbers at spread 1)."""
+    from leapcast.engine.sampling import SamplingConfig
+
+    cfg = CONFIGS["ragged-context"][0]
+    x = torch.from_numpy(np.stack(_series(6, (48, 48)))).float()  # [2, 48]
+    base, wide = random_toto(cfg, seed=8), random_toto(cfg, seed=8, options=TotoOptions(spread=1.3))
+    heads = []
+    for model in (base, wide):
+        state = model.prefix(x, 1, 4)
+        heads.append(model.step(state, model.start_inputs(state)[:, None], 0))
+    a, b = heads
+    assert torch.allclose(b.scale, 1.3 * a.scale, rtol=1e-6)
+    for name in ("weights", "loc", "df"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    greedy = SamplingConfig(num_samples=1, top_k=1)
+    assert torch.equal(_decode(base, x, 6, greedy), _decode(wide, x, 6, greedy))
+    sampled = SamplingConfig(num_samples=50)
+    spread_of = [_decode(model, x, 6, sampled).double().std(dim=1).mean() for model in (base, wide)]
+    assert float(spread_of[1] / spread_of[0]) > 1.15
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "1.1", True, float("nan")])
+def test_a_bad_spread_is_refused_naming_it(value):
+    with pytest.raises(ValueError, match=r"`leapcast\.spread` must be a positive number"):
+        TotoOptions(spread=value)
