@@ -153,6 +153,7 @@ class TotoTrainConfig:
     context_length: int = 512  # values read at inference (config.json's leapcast block)
     clip_scales: float | None = 5.0  # inference: drawn values clipped to the context's mean +- 5 scales (TotoOptions)
     num_samples: int = 100  # inference: the paths a forecast draws unless told (TotoOptions); 20 gave too narrow bands
+    spread: float = 1.0  # inference: every mixture component's scale times this (TotoOptions); the bundled pair: 1.1
     max_patches: int = 96  # crop length in patches
     short_crops: float = 0.0  # share of crops cut to a log-uniform length of 2..max_patches patches (PatchSampler)
     prediction_length: int = 64  # values; the TSMixup series' horizon part, as in TrainConfig
@@ -325,6 +326,7 @@ RANGES = {
     },
     "robust_delta": _POSITIVE,
     "clip_scales": _POSITIVE,
+    "spread": _POSITIVE,
     "lr": _POSITIVE,
     "max_trend": _POSITIVE,
     "embedding_init": (lambda v: v in ("fourier", "random"), "must be 'fourier' or 'random'"),

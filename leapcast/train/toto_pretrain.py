@@ -66,6 +66,7 @@ def options(cfg: TotoTrainConfig) -> TotoOptions:
         num_samples=cfg.num_samples,
         horizon=cfg.prediction_length,
         clip_scales=cfg.clip_scales,
+        spread=cfg.spread,
     )
 
 

@@ -1,6 +1,7 @@
 """Pretraining Toto-architecture models: the training pass is the decoding pass, the loss is the reference's,
 the lag heads look where they should, and a run trains, resumes and saves a checkpoint Toto reads."""
 
+import dataclasses
 import json
 import math
 
@@ -23,6 +24,7 @@ from leapcast.train.toto_pretrain import (
     SEASONS,
     initial_toto,
     lag_heads,
+    options,
     own_draws,
     sample_mixture,
     season_lag,
@@ -216,6 +218,8 @@ def test_tiny_toto_pretraining_learns_resumes_and_forecasts(tmp_path):
     config = json.loads((last / "config.json").read_text())
     assert config["spacewise_every_n_layers"] == -1 and config["leapcast"]["context_length"] == 64
     assert config["leapcast"]["num_samples"] == cfg.num_samples == 100  # the paths a forecast draws unless told
+    assert "spread" not in config["leapcast"] and cfg.spread == 1.0  # the mixture's scales as trained: no key
+    assert options(dataclasses.replace(cfg, spread=1.1)).spread == 1.1  # a config's spread goes to its checkpoints
     fc = Forecaster.from_pretrained(last)
     assert fc.sampling_config().num_samples == 100
     samples = fc.predict(torch.arange(40.0), 6, num_samples=3)
@@ -240,6 +244,9 @@ def test_the_cli_trains_the_family_its_config_names(tmp_path):
     bad.write_text(json.dumps({"extends": str(CONFIG), "num_samples": 0}))
     result = CliRunner().invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "num_samples" in result.output and "0" in result.output
+    bad.write_text(json.dumps({"extends": str(CONFIG), "spread": -1.1}))
+    result = CliRunner().invoke(app, ["train", str(bad)])
+    assert result.exit_code == 2 and "spread" in result.output and "-1.1" in result.output
     bad.write_text(json.dumps({"extends": str(CONFIG), "lag_heads": 9}))
     result = CliRunner().invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "lag_heads" in result.output and "9" in result.output
