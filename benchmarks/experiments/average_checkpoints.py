@@ -12,7 +12,6 @@ import argparse
 import shutil
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 
@@ -22,7 +21,7 @@ def average(folders: list[Path], out: Path) -> Path:
     names = set(states[0])
     for folder, state in zip(folders, states):
         if set(state) != names:
-            raise SystemExit(f"{folder} holds other tensors than {folders[0]}: average checkpoints of one run")
+            raise ValueError(f"{folder} holds other tensors than {folders[0]}: average checkpoints of one run")
     mean = {k: (sum(s[k].double() for s in states) / len(states)).to(states[0][k].dtype) for k in sorted(names)}
     out.mkdir(parents=True, exist_ok=True)
     save_file(mean, out / "model.safetensors", metadata={"format": "pt"})
@@ -35,9 +34,11 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("checkpoints", type=Path, nargs="+")
     args = p.parse_args()
-    print(average(args.checkpoints, args.out))
+    try:
+        print(average(args.checkpoints, args.out))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
     main()

@@ -73,7 +73,9 @@ class TotoOptions:
             raise ValueError(f"`leapcast.clip_scales` must be a positive number or null, got {c!r}")
         w = self.spread
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
-            raise ValueError(f"`leapcast.spread` must be a positive number (1: the reference's scales), got {w!r}")
+            raise ValueError(
+                f"`leapcast.spread` must be a positive finite number (1: the reference's scales), got {w!r}"
+            )
 
 
 @dataclass

@@ -19,6 +19,7 @@ from leapcast.forecaster import Forecaster
 from leapcast.models.heads import StudentTMixture
 from leapcast.models.precision import lower
 from leapcast.models.sampling import SamplingConfig
+from leapcast.models.toto import TotoOptions
 from leapcast.models.toto_net import TotoConfig
 from leapcast.models.toto_presets import random_toto
 
@@ -191,6 +192,22 @@ def test_speculative_paths_follow_plain_decoding_and_a_wrong_residual_does_not(m
     monkeypatch.setattr(continuous, "residual", _wrong_residual)
     wrong = fc.predict(context(), h, num_samples=N, seed=2)[0].numpy()
     assert _bonferroni(wrong, plain) < 1e-3
+
+
+def test_a_target_spread_wider_than_its_draft_keeps_the_targets_distribution():
+    """The target at spread 1.3, its draft the same network at spread 1: speculative paths follow the spread target's
+    plain paths; the control, plain paths at spread 1, fails the same test (so a spread left out of verification
+    would show)."""
+    target = random_toto(TARGET, seed=0, options=TotoOptions(spread=1.3), name="target")
+    draft = random_toto(TARGET, seed=0, name="draft")
+    h = 2 * TARGET.patch_size
+    plain = Forecaster(target, name="t").predict(context(), h, num_samples=N, seed=1)[0].numpy()
+    fc = _speculative(target, draft)
+    spec = fc.predict(context(), h, num_samples=N, seed=2)[0].numpy()
+    assert 0.3 < fc.last_stats.acceptance_rate < 0.95 and fc.last_stats.residual_tries > 0
+    assert _bonferroni(spec, plain) > 0.01
+    narrow = Forecaster(draft, name="d").predict(context(), h, num_samples=N, seed=2)[0].numpy()
+    assert _bonferroni(narrow, plain) < 1e-3
 
 
 def test_a_draft_equal_to_the_target_reproduces_plain_sampling_path_for_path():

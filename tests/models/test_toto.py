@@ -505,7 +505,7 @@ def test_spread_multiplies_every_components_scale_and_leaves_the_mean_path():
     assert float(spread_of[1] / spread_of[0]) > 1.15
 
 
-@pytest.mark.parametrize("value", [0, -1.0, "1.1", True, float("nan")])
+@pytest.mark.parametrize("value", [0, -1.0, "1.1", True, float("nan"), float("inf")])
 def test_a_bad_spread_is_refused_naming_it(value):
-    with pytest.raises(ValueError, match=r"`leapcast\.spread` must be a positive number"):
+    with pytest.raises(ValueError, match=r"`leapcast\.spread` must be a positive finite number"):
         TotoOptions(spread=value)

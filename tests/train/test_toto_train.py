@@ -219,7 +219,9 @@ def test_tiny_toto_pretraining_learns_resumes_and_forecasts(tmp_path):
     assert config["spacewise_every_n_layers"] == -1 and config["leapcast"]["context_length"] == 64
     assert config["leapcast"]["num_samples"] == cfg.num_samples == 100  # the paths a forecast draws unless told
     assert "spread" not in config["leapcast"] and cfg.spread == 1.0  # the mixture's scales as trained: no key
-    assert options(dataclasses.replace(cfg, spread=1.1)).spread == 1.1  # a config's spread goes to its checkpoints
+    assert (
+        options(dataclasses.replace(cfg, spread=1.1)).spread == 1.1
+    )  # a config's spread: the options checkpoints are saved with
     fc = Forecaster.from_pretrained(last)
     assert fc.sampling_config().num_samples == 100
     samples = fc.predict(torch.arange(40.0), 6, num_samples=3)
