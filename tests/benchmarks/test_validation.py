@@ -25,6 +25,14 @@ def test_windows_are_the_last_non_overlapping_ones_with_three_seasons_of_history
     np.testing.assert_array_equal(actuals[2], y[36:44])
 
 
+def test_short_windows_cut_each_history_to_11_to_19_values_before_the_same_windows():
+    y = np.arange(100.0)
+    histories, actuals = validation.short_windows([y, np.arange(14.0)], h=4, origins=4)
+    assert [len(x) for x in histories] == [11, 12, 13, 14]  # the 14-point series has no room for 15 values and a window
+    np.testing.assert_array_equal(actuals[0], y[96:100])
+    np.testing.assert_array_equal(histories[1], y[80:92])  # the second window's 12 values just before it
+
+
 def _ngrams(series, n=8):
     return {
         tuple(np.round(y[i : i + n], 6))
