@@ -278,6 +278,7 @@ _AT_LEAST_1 = (lambda v: v >= 1, "must be >= 1")
 _AT_LEAST_0 = (lambda v: v >= 0, "must be >= 0")
 _SHARE = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 _POSITIVE = (lambda v: v > 0, "must be > 0")
+_FINITE_POSITIVE = (lambda v: 0 < v < float("inf"), "must be a finite number > 0")
 RANGES = {
     **{
         name: _AT_LEAST_1
@@ -325,8 +326,8 @@ RANGES = {
         )
     },
     "robust_delta": _POSITIVE,
-    "clip_scales": _POSITIVE,
-    "spread": _POSITIVE,
+    "clip_scales": _FINITE_POSITIVE,
+    "spread": _FINITE_POSITIVE,
     "lr": _POSITIVE,
     "max_trend": _POSITIVE,
     "embedding_init": (lambda v: v in ("fourier", "random"), "must be 'fourier' or 'random'"),

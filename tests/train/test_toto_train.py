@@ -246,9 +246,10 @@ def test_the_cli_trains_the_family_its_config_names(tmp_path):
     bad.write_text(json.dumps({"extends": str(CONFIG), "num_samples": 0}))
     result = CliRunner().invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "num_samples" in result.output and "0" in result.output
-    bad.write_text(json.dumps({"extends": str(CONFIG), "spread": -1.1}))
-    result = CliRunner().invoke(app, ["train", str(bad)])
-    assert result.exit_code == 2 and "spread" in result.output and "-1.1" in result.output
+    for value in (-1.1, "Infinity"):
+        bad.write_text(json.dumps({"extends": str(CONFIG), "spread": float(value)}))
+        result = CliRunner().invoke(app, ["train", str(bad)])
+        assert result.exit_code == 2 and "spread" in result.output and str(value).lower()[:3] in result.output.lower()
     bad.write_text(json.dumps({"extends": str(CONFIG), "lag_heads": 9}))
     result = CliRunner().invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "lag_heads" in result.output and "9" in result.output
