@@ -27,7 +27,6 @@ densities (the product over the patch's values); reported: that expectation (a M
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from datetime import date
@@ -88,12 +87,8 @@ def patch_acceptance(target, draft, contexts: list[np.ndarray], horizon: int, dr
     for i, r in enumerate(rows):
         values[i, : len(r)] = r
     batch = scale_patches(values, target.cfg)
-
-    def decoded_heads(model):  # [N, L - 1, P, C]: the heads of patches 1..L-1, spread as the model's step spreads them
-        h = heads(model.net, batch)
-        return dataclasses.replace(h, scale=h.scale * model.options.spread)
-
-    p, q = decoded_heads(target), decoded_heads(draft)
+    # [N, L - 1, P, C]: the heads of patches 1..L-1, as each model decodes from them (its spread)
+    p, q = (model.spread_out(heads(model.net, batch)) for model in (target, draft))
     out = []
     for i, r in enumerate(rows):
         first = (len(r) - horizon) // p_size  # the continuation's first patch

@@ -202,8 +202,8 @@ def main() -> None:
     rows = []
     for set_name in args.sets:
         load, h, season, origins = {**SETS, **SHORT_SETS}[set_name]
-        cut = short_windows(load(), h, origins) if set_name in SHORT_SETS else None
-        histories, actual = cut or windows(load(), h, season, origins)
+        short = set_name in SHORT_SETS
+        histories, actual = short_windows(load(), h, origins) if short else windows(load(), h, season, origins)
         point, quant = stats_forecast("SeasonalNaive", histories, h, season)
         base = M.mase(actual, point, histories, season), M.wql(actual, quant, DEFAULT_QUANTILES)
         for model, recent in variants:

@@ -350,13 +350,17 @@ class Toto:
             else:
                 h = self._cached_timewise(layer, self._time.index(i), h, state, pos, at, rope)
         logits, loc_v, scale_v, df = self.net.mixture(h, loc, scale)  # [R, V, n, P, C] each
-        if self.options.spread != 1:
-            scale_v = scale_v * self.options.spread
 
         def flat(t: torch.Tensor) -> torch.Tensor:
             return t.transpose(1, 2).reshape(r, n, v * p, -1)  # [R, n, V * P, C]
 
-        return StudentTMixture(flat(logits), flat(loc_v), flat(scale_v), flat(df))
+        return self.spread_out(StudentTMixture(flat(logits), flat(loc_v), flat(scale_v), flat(df)))
+
+    def spread_out(self, head: StudentTMixture) -> StudentTMixture:
+        """The network's head as this model decodes from it: every component's scale times ``options.spread``."""
+        if self.options.spread == 1:
+            return head
+        return dataclasses.replace(head, scale=head.scale * self.options.spread)
 
     def values(self, state: TotoState, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """steps [R', n, V * P] -> values [R', V * n * P] float32 (variate-major), with the reference's replacement of extremes."""
