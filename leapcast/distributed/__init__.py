@@ -11,6 +11,6 @@ except ImportError as err:  # pragma: no cover - the plain install
         "leapcast.distributed runs on Ray Data, which is not installed: pip install 'leapcast[ray]'"
     ) from err
 
-from leapcast.distributed.pipeline import Plan, forecast, plan
+from leapcast.distributed.pipeline import Plan, forecast, plan, start_local
 
-__all__ = ["Plan", "forecast", "plan"]
+__all__ = ["Plan", "forecast", "plan", "start_local"]

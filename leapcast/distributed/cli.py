@@ -200,7 +200,9 @@ def _connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        from leapcast.distributed.pipeline import start_local
+
+        start_local(include_dashboard=False, log_to_driver=False)
         return True
     try:
         ray.init(address=address, log_to_driver=False)

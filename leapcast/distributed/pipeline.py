@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ def plan(
         load["dtype"] = dtype
     gpus = 1 if str(device).startswith("cuda") else 0
     if not ray.is_initialized():  # as Ray Data would on its first step: a local Ray of this machine's cores
-        ray.init()
+        start_local()
     workers = _check_workers(workers, threads, gpus, ray.cluster_resources())
     seed = random_seed() if sampling.get("seed") is None else sampling["seed"]
     kwargs = dict(
@@ -214,6 +215,18 @@ def plan(
         num_gpus=gpus or None,
     )
     return Plan(out, len(ids), batches, size, workers, threads, seed)
+
+
+def start_local(**init) -> None:
+    """``ray.init(**init)``: a local Ray of this machine's cores that keeps up to one idle worker process per core.
+
+    Ray's own rule keeps only as many idle workers as there are free CPUs. With model workers holding every CPU that
+    is none, so each write task (which asks for no CPU) starts a fresh Python process, about 2 CPU-seconds, and Ray
+    stops it a second later: on 2 cores that took a fifth of each model worker's CPU. ``num_workers_soft_limit``
+    caps idle workers instead (docs/distributed.md; a cluster's nodes take ``RAY_num_workers_soft_limit``)."""
+    import ray
+
+    ray.init(**init, _system_config={"num_workers_soft_limit": os.cpu_count() or 1})
 
 
 def _unique_ids(rows: ray.data.Dataset, id_col: str) -> list:

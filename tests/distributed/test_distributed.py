@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 from leapcast import cli  # noqa: E402  (after the skip: the plain install has no ray)
-from leapcast.distributed import forecast, plan  # noqa: E402
+from leapcast.distributed import forecast, plan, start_local  # noqa: E402
 from leapcast.distributed.cli import SOME_FAILED, forecast_on_ray  # noqa: E402
 from leapcast.engine.speculative import SpecConfig  # noqa: E402
 from leapcast.forecaster import Forecaster  # noqa: E402
@@ -82,7 +82,7 @@ def same(distributed: pd.DataFrame, local: pd.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local(num_cpus=2, include_dashboard=False, log_to_driver=False)  # as the CLI starts one
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -142,6 +142,30 @@ def test_the_same_forecasts_as_local_despite_failing_series_and_a_killed_worker(
     errors = pd.read_parquet(tmp_path / "errors").sort_values("unique_id")  # failing series: reported, not lost
     assert errors.unique_id.tolist() == ["zz-dup", "zz-inf"]
     assert "duplicated (unique_id, ds) pairs" in errors.error.iloc[0] and "infinite values" in errors.error.iloc[1]
+
+
+def test_tasks_beside_workers_holding_every_cpu_reuse_one_process(cluster):
+    # Model workers hold both CPUs while each batch's write task (no CPU) runs. Ray's own rule keeps no idle worker
+    # process when no CPU is free, so every such task would start a new one (three pids here, seconds of CPU each);
+    # start_local keeps an idle one per core, and the same process serves them all.
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def pid(self) -> int:
+            return os.getpid()
+
+    @ray.remote(num_cpus=0)
+    def task() -> int:
+        return os.getpid()
+
+    holders = [Holder.remote() for _ in range(2)]
+    ray.get([h.pid.remote() for h in holders])
+    pids = []
+    for _ in range(3):
+        pids.append(ray.get(task.remote()))
+        time.sleep(1.5)  # past Ray's idle time before it stops a worker process (1 s)
+    for h in holders:
+        ray.kill(h)
+    assert len(set(pids)) == 1, pids
 
 
 def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
