@@ -236,6 +236,17 @@ def before_tree(commit: str, into: Path) -> Path:
     return tree
 
 
+def local_runs(df: pd.DataFrame, ids: np.ndarray, local_args: list[str], common: list[str], tmp: Path) -> list[dict]:
+    """local (every core), local-1 (one thread) and local-1x2 (two one-thread processes, half the series each)."""
+    rows = [run("local", [*local_args, "--output", str(tmp / "local.parquet")])]
+    rows.append(run("local-1", [*local_args, "--threads", "1", "--output", str(tmp / "local-1.parquet")]))
+    for k, part in enumerate(np.array_split(ids, 2)):
+        df[df["unique_id"].isin(part)].to_parquet(tmp / f"half-{k}.parquet", index=False)
+    half = ["--input", str(tmp / "half-{i}.parquet"), *common, "--threads", "1"]
+    rows.append(run("local-1x2", [*half, "--output", str(tmp / "half-{i}-out.parquet")], copies=2))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--series", type=int, default=2000, help="series measured per configuration")
@@ -248,6 +259,12 @@ def main() -> None:
     )
     p.add_argument(
         "--pairs", type=int, default=1, help="ray-1 then ray-2, this many times in turn: the ratio is their median"
+    )
+    p.add_argument(
+        "--ray-only",
+        action="store_true",
+        help="only the ray-1 / ray-2 pairs (no local runs, no Ray share): a larger --series in the time; each Ray "
+        "output is checked against the first one's",
     )
     p.add_argument("--out", type=Path, default=RESULTS / "distributed.json")
     args = p.parse_args()
@@ -264,13 +281,10 @@ def main() -> None:
             df[df["unique_id"].isin(part)].to_parquet(tmp / "shards" / f"part-{k}.parquet", index=False)
         common = ["--model", MODEL, "--h", str(args.h), "--num-samples", str(args.samples), "--seed", "0"]
         local_args = ["--input", str(tmp / "all.parquet"), *common]
-        rows = [run("local", [*local_args, "--output", str(tmp / "local.parquet")])]
-        rows.append(run("local-1", [*local_args, "--threads", "1", "--output", str(tmp / "local-1.parquet")]))
-        for k, part in enumerate(np.array_split(ids, 2)):
-            df[df["unique_id"].isin(part)].to_parquet(tmp / f"half-{k}.parquet", index=False)
-        half = ["--input", str(tmp / "half-{i}.parquet"), *common, "--threads", "1"]
-        rows.append(run("local-1x2", [*half, "--output", str(tmp / "half-{i}-out.parquet")], copies=2))
-        if args.before:  # before and local once more, alternately: two-thread runs vary by 10% or more here
+        rows = [] if args.ray_only else local_runs(df, ids, local_args, common, tmp)
+        if (
+            args.before and not args.ray_only
+        ):  # before and local once more, alternately: two-thread runs vary by 10% or more here
             tree = before_tree(args.before, tmp)
             before_args = ["--input", str(tmp / "all.parquet"), *common, "--output", str(tmp / "before.parquet")]
             again = [run("before", before_args, env={"PYTHONPATH": str(tree)}, cwd=tree)]
@@ -285,16 +299,22 @@ def main() -> None:
                 ray_args = ["--ray", "--input", str(tmp / "shards" / "*.parquet"), "--output", str(out)]
                 ray_args += ["--workers", str(workers), "--threads", "1", *common]
                 rows.append(run(name, ray_args, env=RAY_ENV) | {"pair": pair, "workers": workers, "output": str(out)})
-        share = ray_share(str(tmp / "shards"), args.h, args.samples)
-        local = pd.read_parquet(tmp / "local-1.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
-        cores = pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
+        share = None if args.ray_only else ray_share(str(tmp / "shards"), args.h, args.samples)
+        reference = rows[0]["output"] if args.ray_only else tmp / "local-1.parquet"
+        local = pd.read_parquet(reference).sort_values(["unique_id", "ds"]).reset_index(drop=True)
+        cores = None if args.ray_only else pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"])
         for row in rows:
             if row["name"].startswith("ray"):
                 got = pd.read_parquet(glob.glob(row.pop("output"))[0]).sort_values(["unique_id", "ds"])
                 got = got.reset_index(drop=True).astype(local.dtypes.to_dict())
-                row["identical_to_local"] = bool(got.equals(local))
-                point = local.columns[2]
-                row["values_differing_from_local_all_cores"] = int((got[point] != cores[point]).sum())
+                row["identical_to_local" if cores is not None else "identical_to_first_ray_run"] = bool(
+                    got.equals(local)
+                )
+                if cores is not None:
+                    point = local.columns[2]
+                    row["values_differing_from_local_all_cores"] = int(
+                        (got[point] != cores.reset_index(drop=True)[point]).sum()
+                    )
                 row["values"] = len(got)
     n = args.series
     for row in rows:
@@ -306,7 +326,7 @@ def main() -> None:
     ratios = [pair[1]["wall_s"] / pair[2]["wall_s"] for pair in pairs]
     ratios_run = [pair[1]["run_s"] / pair[2]["run_s"] for pair in pairs]
     speedup, speedup_run = float(np.median(ratios)), float(np.median(ratios_run))
-    ceiling = by["local-1"]["wall_s"] / by["local-1x2"]["wall_s"]
+    ceiling = by["local-1"]["wall_s"] / by["local-1x2"]["wall_s"] if "local-1" in by else None
     extrapolated = {}
     for target in args.targets:
         extrapolated[target] = {
@@ -329,7 +349,7 @@ def main() -> None:
         "speedup_2_over_1_workers_each_pair": [round(r, 2) for r in ratios],
         "speedup_2_over_1_workers_after_start_each_pair": [round(r, 2) for r in ratios_run],
         "goal_2_workers_at_least_1_7x": speedup >= 1.7,
-        "two_processes_over_one_without_ray": round(ceiling, 2),
+        "two_processes_over_one_without_ray": None if ceiling is None else round(ceiling, 2),
         "extrapolated_hours": extrapolated,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -341,22 +361,27 @@ def main() -> None:
 def table(result: dict) -> str:
     n = result["series"]
     lines = [
-        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour | identical to local-1 "
+        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour | identical to local-1 (--ray-only: to the first Ray run) "
         "| others' CPU share |",
         "|---|---|---|---|---|---|",
     ]
     for row in result["runs"]:
         after = f"{row['run_s']:.1f}, {row['series_per_hour_after_start']:,}" if "run_s" in row else "-"
-        same = {True: "yes", False: "NO"}.get(row.get("identical_to_local"), "-")
+        same = {True: "yes", False: "NO"}.get(row.get("identical_to_local", row.get("identical_to_first_ray_run")), "-")
         lines.append(
             f"| {row['name']} | {row['wall_s']:.1f} | {row['series_per_hour']:,} | {after} | {same} "
             f"| {row['others_cpu_share']:.0%} |"
         )
     share = result["ray_share"]
+    if share is not None:
+        lines += [
+            "",
+            f"Ray's share (a worker that forecasts nothing, 1 worker): start-up {share['ray_start_s']} s, read and "
+            f"plan {share['planned_s']} s, {share['per_batch_s']} s per batch ({share['batches']} batches, actor start "
+            "included).",
+        ]
     lines += [
         "",
-        f"Ray's share (a worker that forecasts nothing, 1 worker): start-up {share['ray_start_s']} s, read and plan "
-        f"{share['planned_s']} s, {share['per_batch_s']} s per batch ({share['batches']} batches, actor start included).",
         f"2 workers / 1 worker (median over {len(result['speedup_2_over_1_workers_each_pair'])} pairs run in turn, "
         f"each pair: {result['speedup_2_over_1_workers_each_pair']}): x{result['speedup_2_over_1_workers']} end to "
         f"end, x{result['speedup_2_over_1_workers_after_start']} after Ray's start (goal >= 1.7: "

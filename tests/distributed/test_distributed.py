@@ -181,7 +181,7 @@ def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
     result = CliRunner().invoke(cli.app, ["forecast", "--ray", *args.split()])
     text = " ".join(result.output.split())
     assert result.exit_code == SOME_FAILED, text
-    assert "forecasting 14 series from 3 csv file(s) in 2 batches on 2 workers x 1 threads (seed 11;" in text
+    assert "forecasting 14 series from 3 csv file(s) in 4 batches on 2 workers x 1 threads (seed 11;" in text
     assert "wrote forecasts of 12 series (72 rows)" in text
     assert "2 series failed and were left out" in text and "_errors" in text
     # Ray reads CSV decimals correctly rounded; so does pandas with float_precision="round_trip" (its default
@@ -276,3 +276,24 @@ def test_planning_tasks_run_without_importing_leapcast():
     )
     done = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True)
     assert done.stdout.decode().split() == ["[0,", "1,", "1]", "False", "False"]
+
+
+@pytest.mark.parametrize(("series", "workers"), [(3000, 2), (3000, 1), (10_000, 8), (70, 2), (18, 2)])
+def test_batches_shrink_near_the_end_in_whole_engine_batches(series, workers):
+    from leapcast.distributed.pipeline import _batch_sizes
+
+    sizes = _batch_sizes(128, series, workers, 32)
+    assert sum(sizes) == series and min(sizes) > 0
+    assert all(s % 32 == 0 for s in sizes[:-1])  # the engine batches a local forecast makes
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] <= 128
+    if workers == 1:
+        assert set(sizes[:-1]) <= {128}  # one worker has nobody to wait for: batches as asked
+    elif series > 128 * workers:
+        assert sizes[0] == 128 and sizes[-1] <= 32  # the last batch leaves the other workers a short wait
+
+
+def test_batch_sizes_match_the_first_version_where_nothing_shrinks():
+    from leapcast.distributed.pipeline import _batch_sizes
+
+    assert _batch_sizes(4, 18, 2, 4) == [4, 4, 4, 4, 2]  # the plan the killed-worker test above runs
+    assert _batch_sizes(128, 3000, 2, 32)[:20] == [128] * 20
