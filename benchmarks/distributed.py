@@ -23,6 +23,7 @@ series; figures for larger counts (--targets) are extrapolated from them, and sa
 
     flock /tmp/leapcast-bench.lock python benchmarks/distributed.py --series 3000 --targets 10000 100000 --before 1076457
     python benchmarks/distributed.py --series 3000 --pairs 3 --out benchmarks/results/distributed_pairs.json
+    python benchmarks/distributed.py --series 3000 --pairs 3 --ray-only --out benchmarks/results/distributed_pairs_guided.json
 """
 
 from __future__ import annotations
