@@ -52,8 +52,8 @@ SAMPLING = ("num_samples", "temperature", "top_k", "top_p", "seed", "batch_size"
 @dataclass(frozen=True)
 class Plan:
     """dataset: the forecast frame (lazy; reading it runs the actors). series, batches, series_per_batch: N, B and
-    the largest batch's series (batches shrink near the end). workers: actors, threads: CPUs (and torch threads) per actor. seed: the
-    seed every batch draws with."""
+    the largest batch's series (batches shrink near the end). workers: actors, threads: CPUs (and torch threads) per
+    actor. seed: the seed every batch draws with."""
 
     dataset: ray.data.Dataset
     series: int
@@ -187,9 +187,8 @@ def plan(
     rows = dataset.select_columns(columns)
     ids = _sorted_ids(_unique_ids(rows, id_col), id_col)
     sizes = _batch_sizes(series_per_batch, len(ids), workers, sampling.get("batch_size", 32))
-    bounds = np.array(
-        [ids[i] for i in np.cumsum(sizes)[:-1]], dtype=object
-    )  # the first id of every batch but the first
+    # the first id of every batch but the first
+    bounds = np.array([ids[i] for i in np.cumsum(sizes)[:-1]], dtype=object)
     tagged = rows.map_batches(_shipped(_tag), fn_kwargs=dict(id_col=id_col, bounds=bounds), batch_format="pandas")
     batches = len(bounds) + 1
     # a range partition on the batch number, one block per batch; materialized before the actors start, so they
@@ -229,7 +228,8 @@ def start_local(**init) -> None:
     caps idle workers instead (docs/distributed.md; a cluster's nodes take ``RAY_num_workers_soft_limit``)."""
     import ray
 
-    ray.init(**init, _system_config={"num_workers_soft_limit": os.cpu_count() or 1})
+    cores = init.get("num_cpus") or os.cpu_count() or 1
+    ray.init(**init, _system_config={"num_workers_soft_limit": int(cores)})
 
 
 def _unique_ids(rows: ray.data.Dataset, id_col: str) -> list:
