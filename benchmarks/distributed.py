@@ -283,9 +283,8 @@ def main() -> None:
         common = ["--model", MODEL, "--h", str(args.h), "--num-samples", str(args.samples), "--seed", "0"]
         local_args = ["--input", str(tmp / "all.parquet"), *common]
         rows = [] if args.ray_only else local_runs(df, ids, local_args, common, tmp)
-        if (
-            args.before and not args.ray_only
-        ):  # before and local once more, alternately: two-thread runs vary by 10% or more here
+        # before and local once more, alternately: two-thread runs vary by 10% or more here
+        if args.before and not args.ray_only:
             tree = before_tree(args.before, tmp)
             before_args = ["--input", str(tmp / "all.parquet"), *common, "--output", str(tmp / "before.parquet")]
             again = [run("before", before_args, env={"PYTHONPATH": str(tree)}, cwd=tree)]
@@ -303,7 +302,9 @@ def main() -> None:
         share = None if args.ray_only else ray_share(str(tmp / "shards"), args.h, args.samples)
         reference = rows[0]["output"] if args.ray_only else tmp / "local-1.parquet"
         local = pd.read_parquet(reference).sort_values(["unique_id", "ds"]).reset_index(drop=True)
-        cores = None if args.ray_only else pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"])
+        cores = None
+        if not args.ray_only:
+            cores = pd.read_parquet(tmp / "local.parquet").sort_values(["unique_id", "ds"]).reset_index(drop=True)
         for row in rows:
             if row["name"].startswith("ray"):
                 got = pd.read_parquet(glob.glob(row.pop("output"))[0]).sort_values(["unique_id", "ds"])
@@ -313,9 +314,7 @@ def main() -> None:
                 )
                 if cores is not None:
                     point = local.columns[2]
-                    row["values_differing_from_local_all_cores"] = int(
-                        (got[point] != cores.reset_index(drop=True)[point]).sum()
-                    )
+                    row["values_differing_from_local_all_cores"] = int((got[point] != cores[point]).sum())
                 row["values"] = len(got)
     n = args.series
     for row in rows:
@@ -362,8 +361,8 @@ def main() -> None:
 def table(result: dict) -> str:
     n = result["series"]
     lines = [
-        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour | identical to local-1 (--ray-only: to the first Ray run) "
-        "| others' CPU share |",
+        f"| run | wall (s), {n:,} series | series/hour | after Ray's start: s, series/hour "
+        "| identical to local-1 (--ray-only: to the first Ray run) | others' CPU share |",
         "|---|---|---|---|---|---|",
     ]
     for row in result["runs"]:

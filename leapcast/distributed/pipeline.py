@@ -271,10 +271,13 @@ def _batch_sizes(asked: int, series: int, workers: int, engine: int) -> list[int
     """Series per batch, in order: as asked, but no more than spreads the series over every worker; with two or more
     workers, no more than 1 / (2 x workers) of the series left either, so batches shrink near the end and the workers
     finish together instead of one idling through the other's last large batch (up to 10 s of a 2-minute run on 2
-    workers at 128 series a batch). Every size but the last is a whole number of engine batches (``batch_size``, 32 by default), so
-    each batch's engine batches are the ones ``forecast`` makes of the whole frame: the same series padded together,
-    the same numbers."""
-    whole = lambda n: math.ceil(n / engine) * engine  # noqa: E731
+    workers at 128 series a batch). Every size but the last is a whole number of engine batches (``batch_size``, 32
+    by default), so each batch's engine batches are the ones ``forecast`` makes of the whole frame: the same series
+    padded together, the same numbers."""
+
+    def whole(n: int) -> int:
+        return math.ceil(n / engine) * engine
+
     size = whole(min(asked, math.ceil(series / workers)))
     sizes: list[int] = []
     left = series
