@@ -82,6 +82,8 @@ class Server:
         command = [sys.executable, "-m", "leapcast.cli", "serve", "--batching", mode, "--port", str(self.port)]
         command += ["--max-rows", str(args.max_rows), "--max-queue", "4096", "--timeout", "0", "--log-level", "warning"]
         command += ["--model", args.model, "--threads", str(args.threads)]
+        if args.long_steps is not None:
+            command += ["--long-steps", str(args.long_steps)]
         self.command = command
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
@@ -408,6 +410,9 @@ def main() -> None:
     p.add_argument("--long", action="store_true", help="the long-request check")
     p.add_argument("--long-modes", nargs="+", default=["continuous", "off"])
     p.add_argument("--long-seconds", type=float, default=25.0)
+    p.add_argument(
+        "--long-steps", type=int, default=None, help="the servers' --long-steps (default: the server's; 0: one lane)"
+    )
     p.add_argument("--long-client", default=None, help=argparse.SUPPRESS)
     p.add_argument("--scaling", action="store_true", help="first: a decode iteration's cost against its rows")
     p.add_argument("--out", default=None, help="write the results here (JSON)")

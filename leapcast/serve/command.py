@@ -37,6 +37,12 @@ def serve(
     join_share: float = typer.Option(
         0.25, help="continuous: queued series join once this share of --max-rows is free (joins copy the caches)."
     ),
+    long_steps: int = typer.Option(
+        64, help="continuous: requests of more model steps decode in a lane of their own (0: one lane)."
+    ),
+    long_share: float = typer.Option(
+        0.25, help="continuous: the long lane's share of decode iterations while shorter requests decode too."
+    ),
     static_max_requests: int = typer.Option(32, help="static: most requests per batch."),
     static_window_ms: float = typer.Option(10.0, help="static: how long a batch waits to fill."),
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM: seconds requests in flight may take to finish."),
@@ -70,6 +76,8 @@ def serve(
                 max_body_bytes=max(1, int(max_body_mb * 2**20)),
                 timeout_s=timeout or None,
                 join_share=join_share,
+                long_steps=long_steps,
+                long_share=long_share,
                 static_max_requests=static_max_requests,
                 static_window_ms=static_window_ms,
                 drain_s=drain_timeout,

@@ -23,6 +23,8 @@ class ServeConfig:
     max_rows: rows (series x sample paths) decoding at once; the decode loop's budget in every mode.
     join_share: continuous: queued series join once this share of ``max_rows`` is free (or the loop is idle, or
         all that waits fits): every join copies the caches of the rows decoding, so joins come in waves.
+    long_steps, long_share: continuous: requests of more than ``long_steps`` model steps decode in a lane of their
+        own, which takes ``long_share`` of the decode iterations while shorter requests decode too (0: one lane).
     max_queue: requests waiting for rows; one more is answered 429 with Retry-After.
     max_series, max_h, max_context, max_samples, max_body_bytes: per-request limits (413 / 422, naming the limit);
         max_samples None: max_rows.
@@ -48,6 +50,8 @@ class ServeConfig:
     max_body_bytes: int = 16 * 2**20
     timeout_s: float | None = 120.0
     join_share: float = 0.25
+    long_steps: int = 64
+    long_share: float = 0.25
     static_max_requests: int = 32
     static_window_ms: float = 10.0
     drain_s: float = 30.0
@@ -62,6 +66,7 @@ class ServeConfig:
             check_int(getattr(self, name), name)
         check_int(self.max_samples, "max_samples", none=True)
         check_int(self.static_max_requests, "static_max_requests")
+        check_int(self.long_steps, "long_steps", low=0, must="an integer >= 0 (0: one lane)")
         check_int(self.threads, "threads", none=True)
         check_int(self.max_h, "max_h", high=MAX_HORIZON + 1, must=f"an integer in 1..{MAX_HORIZON}")
         if self.max_samples is not None and self.max_samples > self.max_rows:
@@ -75,6 +80,12 @@ class ServeConfig:
             or not 0 <= self.join_share <= 1
         ):
             raise ValueError(f"{param('join_share')} must be a number in [0, 1], got {self.join_share!r}")
+        if (
+            isinstance(self.long_share, bool)
+            or not isinstance(self.long_share, (int, float))
+            or not 0 < self.long_share <= 1
+        ):
+            raise ValueError(f"{param('long_share')} must be a number in (0, 1], got {self.long_share!r}")
         for name, none in (("timeout_s", True), ("static_window_ms", False), ("drain_s", False)):
             value = getattr(self, name)
             if value is None and none:

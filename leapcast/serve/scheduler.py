@@ -8,9 +8,12 @@ rounding, which can differ with the batch's shape: docs/serving.md).
 
 Batching modes:
 
-- continuous: one ``Decoder`` runs for the life of the server. Between two decode iterations, series that
+- continuous: a ``Decoder`` runs for the life of the server. Between two decode iterations, series that
   finished leave and queued windows join (first come, first served) while their rows (series x sample paths)
   fit in ``max_rows``; every unfinished row takes a step each iteration (``Decoder(catch_up=False)``).
+  Requests of more than ``long_steps`` model steps decode in a second lane, a decoder of their own that takes
+  ``long_share`` of the iterations while both lanes have rows: a short request's passes then do not carry
+  the long rows (their positions far along, their attention long), and a long request still moves on.
 - static: requests are gathered for ``static_window_ms`` after the first one waits, or until
   ``static_max_requests``, among those whose horizon falls in the first one's bucket (powers of two in model
   steps: 1-8, 9-16, 17-32, ...), then decoded as one batch to its end; no request joins a running batch.
@@ -93,6 +96,20 @@ class Window:
     steps: int
 
 
+@dataclass(eq=False)
+class Lane:
+    """A decoder and the windows decoding in it (its series ids -> windows); ``seen``: its speculative
+    counts already in the metrics."""
+
+    dec: Decoder
+    live: dict[int, Window] = field(default_factory=dict)
+    seen: tuple[int, int] = (0, 0)
+
+    @property
+    def rows(self) -> int:
+        return len(self.dec.rows.series) if self.dec.rows is not None else 0
+
+
 class Scheduler:
     """Owns the model on one thread; ``submit`` from any thread, ``cancel`` to give a request up."""
 
@@ -105,12 +122,13 @@ class Scheduler:
         self._queue: deque[Window] = deque()  # windows waiting for rows, first come first served
         self._waiting_jobs = 0  # jobs with a series not yet admitted: what --max-queue bounds
         self._cancelled: list[Job] = []  # given up, rows still to drop (engine thread)
-        self._live: dict[int, Window] = {}  # decoder series id -> its window
+        self._lanes: list[
+            Lane
+        ] = []  # the decoders running: continuous batching's short and long lanes, or a static batch
         self._closing = False
         self._abort = False
         self._done_times: deque[float] = deque(maxlen=256)  # when series finished: the rate behind Retry-After
-        self._seen = (None, 0, 0)  # (decoder, drafted, accepted) already counted in the metrics
-        self.decoder: Decoder | None = None
+        self._long_credit = 0.0  # continuous: the long lane's share of iterations, accrued while both lanes have rows
         self._thread = threading.Thread(target=self._run, name="leapcast-engine", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -166,6 +184,19 @@ class Scheduler:
     def queued_series(self) -> int:
         return len(self._queue)
 
+    @property
+    def decoders(self) -> list[Decoder]:
+        """The decoders running: continuous batching's lanes (short, then long), or the static batch's."""
+        return [lane.dec for lane in self._lanes]
+
+    @property
+    def rows_decoding(self) -> int:
+        return sum(lane.rows for lane in self._lanes)
+
+    def decoding_jobs(self) -> set[Job]:
+        """The requests with a series in a decoder now."""
+        return {w.job for lane in self._lanes for w in lane.live.values()}
+
     # --- the engine thread --------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -178,37 +209,61 @@ class Scheduler:
                 self._static()
 
     def _continuous(self) -> None:
-        dec = self._decoder(catch_up=False)
+        short = self._lane(catch_up=False)
+        lanes = [short, self._lane(catch_up=False)] if self.config.long_steps else [short]
+        self._lanes = lanes
         wave = max(1, round(self.config.join_share * self.config.max_rows))
         while True:
             with self._cv:
-                while not (self._queue or dec.busy or self._cancelled or self._closing):
+                while not (self._queue or any(la.dec.busy for la in lanes) or self._cancelled or self._closing):
                     self._cv.wait()
                 if self._abort:
-                    self._fail_live(Closed("the server shut down before this request was forecast"))
+                    for lane in lanes:
+                        self._fail_live(lane, Closed("the server shut down before this request was forecast"))
                     return
-                if self._closing and not self._queue and not dec.busy:
+                if self._closing and not self._queue and not any(la.dec.busy for la in lanes):
                     return
                 cancelled, self._cancelled = self._cancelled, []
-                going = len(dec.rows.series) if dec.rows is not None else 0  # series that finish leave at once
+                going = sum(la.rows for la in lanes)  # series that finish leave at once
                 free = self.config.max_rows - going
                 queued = sum(w.job.rows for w in self._queue)
                 # a join runs the joining series' context pass and copies the series' cross-attention caches: joins
                 # wait until a wave of rows is free, unless the loop is idle or everything queued fits
                 join = bool(self._queue) and (going == 0 or free >= wave or queued <= free)
                 admitted = self._admit(going) if join else []
-            self._drop(dec, cancelled)
-            self._add(dec, admitted)
-            if dec.busy:
-                finished = self._step(dec)
-                if finished is None:  # the pass failed: a fresh decoder for the requests that come next
-                    dec = self._decoder(catch_up=False)
-                else:
-                    later = self._collect(finished)
-                    if later:
-                        with self._cv:
-                            self._queue.extendleft(reversed(later))  # a started request's next window goes first
-                            self._gauges()
+            for lane in lanes:
+                self._drop(lane, cancelled)
+            for i, lane in enumerate(lanes):
+                self._add(lane, [w for w in admitted if self._lane_of(w.job) == i])
+            lane = self._next_lane(lanes)
+            if lane is None:
+                continue
+            finished = self._step(lane)
+            if finished is None:  # the pass failed: a fresh decoder for the requests that come next
+                lane.dec, lane.live, lane.seen = self._decoder(catch_up=False), {}, (0, 0)
+            else:
+                later = self._collect(lane, finished)
+                if later:
+                    with self._cv:
+                        self._queue.extendleft(reversed(later))  # a started request's next window goes first
+                        self._gauges()
+
+    def _lane_of(self, job: Job) -> int:
+        """Continuous batching's lane for ``job``: 1 (long) past ``long_steps`` model steps, else 0."""
+        return int(bool(self.config.long_steps) and job.prepared.steps > self.config.long_steps)
+
+    def _next_lane(self, lanes: list[Lane]) -> Lane | None:
+        """The lane that takes the next iteration: the only one with rows, or, while both have rows, the long lane
+        once its share has accrued to a whole iteration."""
+        busy = [lane for lane in lanes if lane.dec.busy]
+        if len(busy) < 2:
+            self._long_credit = 0.0
+            return busy[0] if busy else None
+        self._long_credit += self.config.long_share
+        if self._long_credit >= 1.0:
+            self._long_credit -= 1.0
+            return busy[1]
+        return busy[0]
 
     def _admit(self, busy: int) -> list[Window]:
         """Queued windows, first come first served, while their rows fit beside ``busy`` rows (one at least)."""
@@ -275,44 +330,47 @@ class Scheduler:
     def _run_batch(self, windows: list[Window]) -> None:
         """A static batch to its end: window by window as ``rollout`` goes, ``max_rows`` rows at a time."""
         pending = windows
+        lane = None
         while pending and not self._abort:
-            dec = self._decoder(catch_up=True)
+            lane = self._lane(catch_up=True)
+            self._lanes = [lane]
             chunk, rows = [], 0
             while pending and (not chunk or rows + pending[0].job.rows <= self.config.max_rows):
                 rows += pending[0].job.rows
                 chunk.append(pending.pop(0))
-            self._add(dec, chunk)
+            self._add(lane, chunk)
             later: list[Window] = []
-            while dec.busy and not self._abort:
+            while lane.dec.busy and not self._abort:
                 with self._cv:
                     cancelled, self._cancelled = self._cancelled, []
-                self._drop(dec, cancelled)
-                if not dec.busy:
+                self._drop(lane, cancelled)
+                if not lane.dec.busy:
                     break
-                finished = self._step(dec)
+                finished = self._step(lane)
                 if finished is None:
                     break
-                later.extend(self._collect(finished))
+                later.extend(self._collect(lane, finished))
             pending = [w for w in pending + later if not w.job.cancelled]
-        if self._abort:
-            self._fail_live(Closed("the server shut down before this request was forecast"))
+        if self._abort and lane is not None:
+            self._fail_live(lane, Closed("the server shut down before this request was forecast"))
 
     # --- the parts: join, step, leave ---------------------------------------------------------------
+
+    def _lane(self, catch_up: bool) -> Lane:
+        return Lane(self._decoder(catch_up))
 
     def _decoder(self, catch_up: bool) -> Decoder:
         """A fresh decoder; continuous batching's rows stand at their own positions, and leaving rows' places are
         taken by rows from the end (``Decoder._keep``)."""
-        self._live.clear()
-        self.decoder = Decoder(
+        return Decoder(
             self.model,
             self.fc.proposer,
             self.fc.spec,
             catch_up=catch_up,
             min_capacity=0 if catch_up else min(self.model.prediction_length, CACHE_POSITIONS) + self.fc.spec.k + 1,
         )
-        return self.decoder
 
-    def _add(self, dec: Decoder, windows: Iterable[Window]) -> None:
+    def _add(self, lane: Lane, windows: Iterable[Window]) -> None:
         """Windows join the decoder, one ``add`` (one merge of the caches) per sampling setting and sample count;
         a group that fails is retried window by window, so that only the window at fault fails its request."""
         groups: dict[tuple, list[Window]] = {}
@@ -322,9 +380,9 @@ class Scheduler:
             s = w.job.prepared.sampling
             groups.setdefault((s.temperature, s.top_k, s.top_p, s.num_samples), []).append(w)
         for group in groups.values():
-            self._add_group(dec, group)
+            self._add_group(lane, group)
 
-    def _add_group(self, dec: Decoder, group: list[Window]) -> None:
+    def _add_group(self, lane: Lane, group: list[Window]) -> None:
         first = group[0]
         width = max(w.context.shape[-1] for w in group)
         contexts = torch.cat(
@@ -337,44 +395,42 @@ class Scheduler:
         )
         try:
             steps, starts = [w.steps for w in group], [w.first_step for w in group]
-            ids = dec.add(contexts, steps, first.job.prepared.sampling, streams, first_step=starts)
+            ids = lane.dec.add(contexts, steps, first.job.prepared.sampling, streams, first_step=starts)
         except Exception as err:  # noqa: BLE001 - a request's numbers; it fails alone
             if len(group) > 1:
                 for w in group:
-                    self._add_group(dec, [w])
+                    self._add_group(lane, [w])
                 return
             log.warning("a request failed as its series joined the decode loop: %s", err)
             self.cancel(first.job, err)
             return
-        self._live.update(zip(ids, group))
+        lane.live.update(zip(ids, group))
 
-    def _step(self, dec: Decoder) -> dict[int, torch.Tensor] | None:
-        """One decode iteration -> the series that finished; None when the pass failed (every request decoding in
-        it fails: a pass runs many requests' rows at once, so the fault cannot be told apart)."""
-        rows = len(dec.rows.series) if dec.rows is not None else 0
+    def _step(self, lane: Lane) -> dict[int, torch.Tensor] | None:
+        """One decode iteration of ``lane`` -> the series that finished; None when the pass failed (every request
+        decoding in it fails: a pass runs many requests' rows at once, so the fault cannot be told apart)."""
+        rows = sum(la.rows for la in self._lanes)
         try:
-            finished = dec.step()
+            finished = lane.dec.step()
         except Exception as err:  # noqa: BLE001 - reported to the requests, logged; the loop goes on
             log.exception("a decode iteration failed; its requests fail, the loop goes on")
-            self._fail_live(err)
+            self._fail_live(lane, err)
             return None
         m = self.metrics
         m.occupancy.observe(min(rows / self.config.max_rows, 1.0))
-        m.rows.set(len(dec.rows.series) if dec.rows is not None else 0)
-        seen_dec, drafted, accepted = self._seen
-        if seen_dec is not dec:
-            drafted = accepted = 0
-        st = dec.stats
+        m.rows.set(sum(la.rows for la in self._lanes))
+        drafted, accepted = lane.seen
+        st = lane.dec.stats
         m.spec(st.drafted_steps - drafted, st.accepted_steps - accepted, st.drafted_steps, st.accepted_steps)
-        self._seen = (dec, st.drafted_steps, st.accepted_steps)
+        lane.seen = (st.drafted_steps, st.accepted_steps)
         return finished
 
-    def _collect(self, finished: dict[int, torch.Tensor]) -> list[Window]:
-        """Finished windows: a series with steps to go gets its next window (returned), a series done is written
-        into its job's samples, and a job with every series done resolves."""
+    def _collect(self, lane: Lane, finished: dict[int, torch.Tensor]) -> list[Window]:
+        """Finished windows of ``lane``: a series with steps to go gets its next window (returned), a series done is
+        written into its job's samples, and a job with every series done resolves."""
         later = []
         for sid, values in finished.items():  # values [S, steps * P]
-            w = self._live.pop(sid)
+            w = lane.live.pop(sid)
             job = w.job
             if job.cancelled:
                 continue
@@ -400,21 +456,21 @@ class Scheduler:
                 _resolve(job, result=job.out)
         return later
 
-    def _drop(self, dec: Decoder, jobs: list[Job]) -> None:
+    def _drop(self, lane: Lane, jobs: list[Job]) -> None:
         if not jobs:
             return
         gone = {id(j) for j in jobs}
-        ids = [sid for sid, w in self._live.items() if id(w.job) in gone]
-        dec.drop(ids)
+        ids = [sid for sid, w in lane.live.items() if id(w.job) in gone]
+        lane.dec.drop(ids)
         for sid in ids:
-            del self._live[sid]
-        self.metrics.rows.set(len(dec.rows.series) if dec.rows is not None else 0)
+            del lane.live[sid]
+        self.metrics.rows.set(sum(la.rows for la in self._lanes))
 
-    def _fail_live(self, err: BaseException) -> None:
-        for w in list(self._live.values()):
+    def _fail_live(self, lane: Lane, err: BaseException) -> None:
+        for w in list(lane.live.values()):
             self.cancel(w.job, err)
-        self._live.clear()
-        self.metrics.rows.set(0)
+        lane.live.clear()
+        self.metrics.rows.set(sum(la.rows for la in self._lanes if la is not lane))
 
     def _gauges(self) -> None:
         self.metrics.queue_requests.set(self._waiting_jobs)

@@ -59,7 +59,7 @@ def finish_order(fc, batching: str) -> list[str]:
     sched.start()
     order: list[str] = []
     _, long = forecast(fc, sched, series(2, 40), 600, num_samples=4)
-    wait_for(lambda: sched.decoder is not None and sched.decoder.busy)
+    wait_for(lambda: any(d.busy for d in sched.decoders))
     _, short = forecast(fc, sched, series(1, 30, seed=1), 3, num_samples=4)
     long.future.add_done_callback(lambda _: order.append("long"))
     short.future.add_done_callback(lambda _: order.append("short"))
@@ -71,6 +71,65 @@ def finish_order(fc, batching: str) -> list[str]:
 def test_continuous_batching_answers_a_short_request_while_a_long_one_decodes(fc):
     assert finish_order(fc, "continuous") == ["short", "long"]
     assert finish_order(fc, "off") == ["long", "short"]  # the control: one request at a time
+
+
+def test_a_long_request_decodes_in_its_own_lane(fc):
+    """Past ``long_steps`` a request decodes beside the short ones, not with them: the short lane's passes carry
+    only the short request's rows, and both forecasts are the library's."""
+    sched = Scheduler(fc, ServeConfig(max_rows=200, long_steps=64))
+    sched.start()
+    long_values, short_values = series(2, 40), series(1, 30, seed=1)
+    long_prep, long = forecast(fc, sched, long_values, 600, num_samples=4, top_k=1)
+    wait_for(lambda: sched.decoders[1].busy)
+    short_prep, short = forecast(fc, sched, short_values, 20, num_samples=4, top_k=1)
+    seen = []
+
+    def short_lane_rows() -> bool:
+        if sched.decoders[0].busy and sched.decoders[1].busy:
+            seen.append(sched.decoders[0].rows.series.numel())
+        return short.future.done()
+
+    wait_for(short_lane_rows)
+    assert seen and set(seen) == {4}  # one series x 4 paths: none of the long request's 8 rows
+    assert not long.future.done()  # the long request was still decoding when the short one was answered
+    assert torch.equal(result(fc, short_prep, short), fc.predict(short_values, 20, seed=0, num_samples=4, top_k=1))
+    assert torch.equal(result(fc, long_prep, long), fc.predict(long_values, 600, seed=0, num_samples=4, top_k=1))
+    sched.close()
+
+
+@pytest.mark.parametrize(("share", "want"), [(0.25, "SSSLSSSL"), (0.5, "SLSLSLSL"), (1.0, "LLLLLLLL")])
+def test_the_long_lane_takes_its_share_of_iterations(fc, share, want):
+    sched = Scheduler(fc, ServeConfig(long_share=share))
+
+    class Busy:
+        def __init__(self, name, busy=True):
+            self.name, self.dec = name, type("D", (), {"busy": busy})()
+
+    lanes = [Busy("S"), Busy("L")]
+    assert "".join(sched._next_lane(lanes).name for _ in range(8)) == want
+    lanes[0].dec.busy = False  # one lane with rows: it takes every iteration
+    assert "".join(sched._next_lane(lanes).name for _ in range(3)) == "LLL"
+    lanes[1].dec.busy = False
+    assert sched._next_lane(lanes) is None
+
+
+def test_one_lane_when_long_steps_is_0(fc):
+    sched = Scheduler(fc, ServeConfig(long_steps=0))
+    sched.start()
+    prepared, job = forecast(fc, sched, series(1, 40), 600, num_samples=2, top_k=1)
+    wait_for(lambda: any(d.busy for d in sched.decoders))
+    assert len(sched.decoders) == 1
+    assert torch.equal(result(fc, prepared, job), fc.predict(series(1, 40), 600, seed=0, num_samples=2, top_k=1))
+    sched.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [({"long_steps": -1}, "long_steps"), ({"long_share": 0}, "long_share"), ({"long_share": 1.5}, "long_share")],
+)
+def test_lane_settings_are_checked(settings, words):
+    with pytest.raises(ValueError, match=words):
+        ServeConfig(**settings)
 
 
 @pytest.mark.parametrize("batching", ["continuous", "static", "off"])
@@ -98,16 +157,16 @@ def test_a_given_up_request_loses_its_rows_and_the_others_go_on(fc):
     _, gone = forecast(fc, sched, gone_values, 800, num_samples=5)
     kept_prep, kept = forecast(fc, sched, kept_values, 300, num_samples=5, top_k=1)
     sched.start()
-    wait_for(lambda: {w.job for w in sched._live.values()} == {gone, kept})
+    wait_for(lambda: sched.decoding_jobs() == {gone, kept})
     sched.cancel(gone)  # what the app does when its client disconnects or its timeout passes
-    wait_for(lambda: gone not in {w.job for w in sched._live.values()})
+    wait_for(lambda: gone not in sched.decoding_jobs())
     seen = []  # rows decoding, as observed; h 300 decodes in windows of 64, and between two none are
 
     def only_kept_rows() -> bool:
-        rows = sched.decoder.rows
-        if rows is not None:
-            seen.append(len(rows.series))
-        return (rows is not None and len(rows.series) == 5) or kept.future.done()
+        rows = sched.rows_decoding
+        if rows:
+            seen.append(rows)
+        return rows == 5 or kept.future.done()
 
     wait_for(only_kept_rows)
     assert seen and seen[-1] == 5  # only the kept request's rows
@@ -155,7 +214,7 @@ def test_speculative_decoding_inside_continuous_batching(folder, fc):
     for s, prepared, job in jobs:  # lossless: greedy forecasts are the plain ones
         want = fc.predict(series(2, 40, seed=s), 20 + s, seed=0, top_k=1, num_samples=2)
         assert torch.equal(result(spec, prepared, job), want)
-    assert sched.decoder.stats.drafted_steps > 0
+    assert sum(d.stats.drafted_steps for d in sched.decoders) > 0
     assert sched.metrics.drafted._value.get() > 0 and sched.metrics.acceptance._value.get() > 0
     sched.close()
 
