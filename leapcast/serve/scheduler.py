@@ -24,6 +24,7 @@ Rows of a request that is given up (timeout, client gone, an error) are dropped 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -129,6 +130,7 @@ class Scheduler:
         self._abort = False
         self._done_times: deque[float] = deque(maxlen=256)  # when series finished: the rate behind Retry-After
         self._long_credit = 0.0  # continuous: the long lane's share of iterations, accrued while both lanes have rows
+        self._spec_totals = (0, 0)  # drafted and accepted steps since start, every lane
         self._thread = threading.Thread(target=self._run, name="leapcast-engine", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -361,10 +363,12 @@ class Scheduler:
 
     def _decoder(self, catch_up: bool) -> Decoder:
         """A fresh decoder; continuous batching's rows stand at their own positions, and leaving rows' places are
-        taken by rows from the end (``Decoder._keep``)."""
+        taken by rows from the end (``Decoder._keep``). Each decoder gets its own copy of the proposer: a proposer
+        holds the state of its decoder's rows (the draft's caches), and two lanes decode at once; the copies share
+        the draft's weights."""
         return Decoder(
             self.model,
-            self.fc.proposer,
+            None if self.fc.proposer is None else copy.copy(self.fc.proposer),
             self.fc.spec,
             catch_up=catch_up,
             min_capacity=0 if catch_up else min(self.model.prediction_length, CACHE_POSITIONS) + self.fc.spec.k + 1,
@@ -409,7 +413,7 @@ class Scheduler:
     def _step(self, lane: Lane) -> dict[int, torch.Tensor] | None:
         """One decode iteration of ``lane`` -> the series that finished; None when the pass failed (every request
         decoding in it fails: a pass runs many requests' rows at once, so the fault cannot be told apart)."""
-        rows = sum(la.rows for la in self._lanes)
+        rows = lane.rows  # the rows this pass carries
         try:
             finished = lane.dec.step()
         except Exception as err:  # noqa: BLE001 - reported to the requests, logged; the loop goes on
@@ -421,7 +425,9 @@ class Scheduler:
         m.rows.set(sum(la.rows for la in self._lanes))
         drafted, accepted = lane.seen
         st = lane.dec.stats
-        m.spec(st.drafted_steps - drafted, st.accepted_steps - accepted, st.drafted_steps, st.accepted_steps)
+        new_drafted, new_accepted = st.drafted_steps - drafted, st.accepted_steps - accepted
+        self._spec_totals = (self._spec_totals[0] + new_drafted, self._spec_totals[1] + new_accepted)
+        m.spec(new_drafted, new_accepted, *self._spec_totals)  # totals over every lane and decoder since start
         lane.seen = (st.drafted_steps, st.accepted_steps)
         return finished
 

@@ -80,13 +80,14 @@ def test_a_long_request_decodes_in_its_own_lane(fc):
     sched.start()
     long_values, short_values = series(2, 40), series(1, 30, seed=1)
     long_prep, long = forecast(fc, sched, long_values, 600, num_samples=4, top_k=1)
-    wait_for(lambda: sched.decoders[1].busy)
+    wait_for(lambda: len(sched.decoders) == 2 and sched.decoders[1].busy)
     short_prep, short = forecast(fc, sched, short_values, 20, num_samples=4, top_k=1)
     seen = []
 
     def short_lane_rows() -> bool:
-        if sched.decoders[0].busy and sched.decoders[1].busy:
-            seen.append(sched.decoders[0].rows.series.numel())
+        short_rows, long_rows = sched.decoders[0].rows, sched.decoders[1].rows  # read once: the engine moves on
+        if short_rows is not None and long_rows is not None:
+            seen.append(short_rows.series.numel())
         return short.future.done()
 
     wait_for(short_lane_rows)
@@ -216,6 +217,23 @@ def test_speculative_decoding_inside_continuous_batching(folder, fc):
         assert torch.equal(result(spec, prepared, job), want)
     assert sum(d.stats.drafted_steps for d in sched.decoders) > 0
     assert sched.metrics.drafted._value.get() > 0 and sched.metrics.acceptance._value.get() > 0
+    sched.close()
+
+
+def test_speculative_decoding_in_both_lanes(folder, fc):
+    """A long and a short request decode at once, each lane drafting with its own copy of the proposer."""
+    spec = Forecaster.from_pretrained(folder, draft="early-exit:1", spec=SpecConfig(k=3, adaptive=False))
+    sched = Scheduler(spec, ServeConfig(long_steps=64))
+    long_values, short_values = series(2, 40, seed=8), series(1, 30, seed=9)
+    long_prep, long = forecast(spec, sched, long_values, 200, top_k=1, num_samples=2)
+    sched.start()
+    wait_for(lambda: len(sched.decoders) == 2 and sched.decoders[1].busy)
+    short_prep, short = forecast(spec, sched, short_values, 30, top_k=1, num_samples=2)
+    got_short, got_long = result(spec, short_prep, short), result(spec, long_prep, long)
+    assert torch.equal(got_short, fc.predict(short_values, 30, seed=0, top_k=1, num_samples=2))
+    assert torch.equal(got_long, fc.predict(long_values, 200, seed=0, top_k=1, num_samples=2))
+    assert all(d.stats.drafted_steps > 0 for d in sched.decoders)
+    assert sched.decoders[0].proposer is not sched.decoders[1].proposer
     sched.close()
 
 
