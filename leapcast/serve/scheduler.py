@@ -222,6 +222,8 @@ class Scheduler:
                 if self._abort:
                     for lane in lanes:
                         self._fail_live(lane, Closed("the server shut down before this request was forecast"))
+                    self._fail_windows(self._queue)  # next windows put back after close() emptied the queue
+                    self._queue.clear()
                     return
                 if self._closing and not self._queue and not any(la.dec.busy for la in lanes):
                     return
@@ -353,8 +355,10 @@ class Scheduler:
                     break
                 later.extend(self._collect(lane, finished))
             pending = [w for w in pending + later if not w.job.cancelled]
-        if self._abort and lane is not None:
-            self._fail_live(lane, Closed("the server shut down before this request was forecast"))
+        if self._abort:
+            if lane is not None:
+                self._fail_live(lane, Closed("the server shut down before this request was forecast"))
+            self._fail_windows(pending)  # the batch's windows that had not joined yet
 
     # --- the parts: join, step, leave ---------------------------------------------------------------
 
@@ -477,6 +481,11 @@ class Scheduler:
             self.cancel(w.job, err)
         lane.live.clear()
         self.metrics.rows.set(sum(la.rows for la in self._lanes if la is not lane))
+
+    @staticmethod
+    def _fail_windows(windows: Iterable[Window]) -> None:
+        for w in windows:
+            _resolve(w.job, error=Closed("the server shut down before this request was forecast"))
 
     def _gauges(self) -> None:
         self.metrics.queue_requests.set(self._waiting_jobs)

@@ -18,7 +18,7 @@ from leapcast import Forecaster  # noqa: E402
 from leapcast.engine.speculative import SpecConfig  # noqa: E402
 from leapcast.serve.app import create_app  # noqa: E402
 from leapcast.serve.limits import ServeConfig  # noqa: E402
-from leapcast.serve.scheduler import GivenUp, Scheduler  # noqa: E402
+from leapcast.serve.scheduler import Closed, GivenUp, Scheduler  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,24 @@ def test_a_given_up_request_loses_its_rows_and_the_others_go_on(fc):
         gone.future.result(timeout=1)
     assert torch.equal(result(fc, kept_prep, kept), fc.predict(kept_values, 300, seed=0, num_samples=5, top_k=1))
     sched.close()
+
+
+@pytest.mark.parametrize("batching", ["continuous", "static"])
+def test_closing_without_draining_answers_every_request(fc, batching):
+    """Windows that wait when the loop sees the abort fail with Closed, never left waiting: in continuous batching
+    a request's next window put back in the queue after ``close`` emptied it, in a static batch the windows that
+    had not joined yet (here, all of them: the abort is seen before the first join)."""
+    sched = Scheduler(fc, ServeConfig(batching=batching))
+    jobs = [forecast(fc, sched, series(1, 40, seed=s), 30)[1] for s in (0, 1)]
+    windows = list(sched._queue)
+    sched._abort = True  # as close(drain=False) leaves it, with windows still waiting
+    if batching == "continuous":
+        sched._continuous()
+    else:
+        sched._run_batch(windows)
+    for job in jobs:
+        with pytest.raises(Closed):
+            job.future.result(timeout=5)
 
 
 class Faulty:
