@@ -394,9 +394,11 @@ class Toto:
         taken = [take_rows(x, rd, buf) for x, buf in zip(per_row, buffers)]
         n = len(state.keys)
         room = [buf for _, buf in taken if buf is not None]
+        # the context's keys move as their series do: only series that change place (an early-exit draft shares
+        # these tensors and selects the same rows, which moves nothing twice: take_rows reads only rows it never writes)
         return TotoState(
-            [k[sd] for k in state.prefix_k],
-            [v[sd] for v in state.prefix_v],
+            [take_rows(k, sd)[0] for k in state.prefix_k],
+            [take_rows(v, sd)[0] for v in state.prefix_v],
             state.prefix_valid[sd],
             [x for x, _ in taken[:n]],
             [x for x, _ in taken[n : 2 * n]],

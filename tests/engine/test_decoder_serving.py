@@ -147,3 +147,47 @@ def test_rows_from_the_end_fill_the_places_of_series_that_leave(tmp_path, propos
         alone = decoder()
         (one,) = alone.add(ctx[i : i + 1], steps[i], SAMPLED, RowStreams.for_series(7, [i], SAMPLED.num_samples))
         assert torch.equal(got[sid], alone.run()[one])
+
+
+@pytest.mark.parametrize("proposer", [None, "early-exit:2"])
+def test_toto_series_that_leave_move_only_the_context_keys_of_series_that_change_place(proposer):
+    """Toto's twin of the test above: four series of 2, 5, 3 and 5 patches; when the first and third leave, the
+    fourth's rows and its context keys (``prefix_k``, moved in place, shared with the early-exit draft) take their
+    places; every forecast is still the one each series gets alone."""
+    from leapcast.engine.proposers.early_exit import EarlyExitProposer
+    from leapcast.engine.speculative import SpecConfig
+    from leapcast.models.toto_net import TotoConfig
+    from leapcast.models.toto_presets import random_toto
+
+    cfg = TotoConfig(
+        patch_size=4,
+        stride=4,
+        embed_dim=16,
+        num_layers=3,
+        num_heads=2,
+        mlp_hidden_dim=32,
+        spacewise_every_n_layers=-1,
+        k_components=2,
+    )
+    model = random_toto(cfg)
+    ctx = torch.randn(4, 30, generator=torch.Generator().manual_seed(2)).cumsum(-1)
+    steps = [2, 5, 3, 5]
+
+    def decoder():
+        if proposer is None:
+            return Decoder(model)
+        return Decoder(model, EarlyExitProposer(model, 2, k=2, sampling=SAMPLED), SpecConfig(k=2, adaptive=False))
+
+    dec = decoder()
+    ids = dec.add(ctx, steps, SAMPLED, RowStreams.for_series(7, [0, 1, 2, 3], SAMPLED.num_samples))
+    moved, got = [], {}
+    while dec.busy:
+        before = dec.rows.series.clone() if dec.rows is not None else None
+        got.update(dec.step())
+        if dec.rows is not None and before is not None and len(dec.rows.series) < len(before):
+            moved.append(dec.rows.series.tolist())
+    assert any(order != sorted(order) for order in moved)  # the last series took the place of one that left
+    for i, sid in enumerate(ids):
+        alone = decoder()
+        (one,) = alone.add(ctx[i : i + 1], steps[i], SAMPLED, RowStreams.for_series(7, [i], SAMPLED.num_samples))
+        assert torch.equal(got[sid], alone.run()[one])
