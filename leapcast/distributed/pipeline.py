@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from leapcast.checks import check_int, param
+from leapcast.checks import check_device, check_int, param
 from leapcast.deseason import RECENT_SEASONS
 from leapcast.distributed.worker import BATCH, BatchForecaster
 from leapcast.engine.proposers.registry import parse as parse_proposer
@@ -148,18 +148,23 @@ def plan(
     threads = check_int(threads, "threads")
     series_per_batch = check_int(series_per_batch, "series_per_batch")
     _check_sampling(sampling, quantiles, level, point)
+    check_int(season_length, "season_length", none=True, must="a positive integer (1: no season) or None")
+    device = check_device(device)  # on the driver, before any work; every worker then sees its own GPU as "cuda"
     columns = [id_col, time_col, target_col]
-    missing = [c for c in columns if c not in dataset.schema().names]
+    schema = dataset.schema()
+    if schema is None:  # a dataset with no blocks (ray.data.from_items([]))
+        raise ValueError("the dataset has no rows; pass at least one row per series")
+    missing = [c for c in columns if c not in schema.names]
     if missing:
         raise ValueError(
-            f"columns {missing} are missing from the dataset (it has {dataset.schema().names}); rename them or pass "
+            f"columns {missing} are missing from the dataset (it has {schema.names}); rename them or pass "
             f"{param('id_col')}, {param('time_col')}, {param('target_col')}"
         )
     shared = _shared(model, "model")  # checked here, before any work
     load: dict[str, Any] = dict(
         draft=_shared(draft, "draft"),
         spec=spec,
-        device=device,
+        device="cuda" if device.startswith("cuda") else device,  # Ray gives each actor one GPU: its own device 0
         seasonal_adjustment=seasonal_adjustment,
         adjustment_seasons=adjustment_seasons,
     )
@@ -229,7 +234,8 @@ def start_local(**init) -> None:
     import ray
 
     cores = init.get("num_cpus") or os.cpu_count() or 1
-    ray.init(**init, _system_config={"num_workers_soft_limit": int(cores)})
+    system = {"num_workers_soft_limit": int(cores), **init.pop("_system_config", {})}  # the caller's settings win
+    ray.init(**init, _system_config=system)
 
 
 def _unique_ids(rows: ray.data.Dataset, id_col: str) -> list:
@@ -257,7 +263,7 @@ def _sorted_ids(ids: list, id_col: str) -> list:
     """The series ids in ``Forecaster.forecast``'s order (sorted), checked as it checks them."""
     if not ids:
         raise ValueError("the dataset has no rows; pass at least one row per series")
-    nulls = sum(i is None or (isinstance(i, float) and math.isnan(i)) for i in ids)
+    nulls = sum(_is_null(i) for i in ids)
     if nulls:
         raise ValueError(f"column {id_col!r} has null ids; drop or fill them")
     try:
@@ -265,6 +271,14 @@ def _sorted_ids(ids: list, id_col: str) -> list:
     except TypeError:
         kinds = sorted({type(i).__name__ for i in ids})
         raise TypeError(f"column {id_col!r} mixes id types ({', '.join(kinds)}); use one, e.g. strings") from None
+
+
+def _is_null(value) -> bool:
+    """None, NaN, NaT or pd.NA: what ``Forecaster.forecast`` refuses as a null id."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # not a scalar (a tuple id): never null
+        return False
 
 
 def _batch_sizes(asked: int, series: int, workers: int, engine: int) -> list[int]:

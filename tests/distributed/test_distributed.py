@@ -206,6 +206,15 @@ def test_bad_arguments_are_named_before_any_work(cluster, tmp_path):
         forecast(data, h=H, level=[120])
     with pytest.raises(FileNotFoundError, match="`draft` 'no-such-draft'"):
         forecast(data, h=H, draft="no-such-draft")
+    with pytest.raises(ValueError, match="`season_length` must be a positive integer"):
+        forecast(data, h=H, season_length=0)
+    with pytest.raises(ValueError, match="`device` 'cpux' is not a torch device"):
+        forecast(data, h=H, device="cpux")
+    with pytest.raises(ValueError, match="the dataset has no rows"):
+        forecast(ray.data.from_items([]), h=H)
+    stamps = panel(2).assign(unique_id=lambda d: np.where(d.unique_id == "s00", pd.NaT, pd.Timestamp("2020-01-01")))
+    with pytest.raises(ValueError, match="null ids"):  # NaT ids, as a local forecast refuses them
+        forecast(ray.data.from_pandas(stamps), h=H)
     runner = CliRunner()
     src = tmp_path / "m.parquet"
     panel(2).to_parquet(src)
