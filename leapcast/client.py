@@ -48,7 +48,7 @@ class Client:
         id_col: str = "unique_id",
         time_col: str = "ds",
         target_col: str = "y",
-        freq: str | None = None,
+        freq: str | int | None = None,
         season_length: int | None = None,
         num_samples: int | None = None,
         temperature: float | None = None,
@@ -74,7 +74,9 @@ class Client:
             "seed": seed,
         }
         params = {k: v for k, v in params.items() if v is not None}
-        body = _arrow_bytes(df)
+        columns = [id_col, time_col, target_col]
+        # only the columns a forecast reads (others may not even convert to Arrow); a missing one the server names
+        body = _arrow_bytes(df[columns] if all(c in df.columns for c in columns) else df)
         response = self._post("/v1/forecast/frame", body, params)
         import pyarrow as pa
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from pandas.tseries.offsets import BaseOffset
+from pandas.tseries.offsets import BaseOffset, Tick
 
 from leapcast.checks import arg, check_int, param
 
@@ -131,6 +131,9 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
     contexts, last_ds = [], []
     for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
         s = series[k]
+        steps = _grid_length(s, step)
+        if steps is not None and 1 - len(s) / steps > MAX_MISSING_GRID:  # refused below; never laid out in memory
+            raise _sparse(uniq[k], len(s), steps, step, freq is None)
         pos, off = _grid_positions(s, step)
         if off.any():
             raise ValueError(
@@ -138,14 +141,8 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
                 f"{'inferred' if freq is None else 'given'} frequency {_show_freq(step)} grid "
                 f"starting at {_show(s[0])}; fix the timestamps or pass the right {arg('freq')}"
             )
-        empty = 1 - len(s) / (pos[-1] + 1)
-        if empty > MAX_MISSING_GRID:
-            raise ValueError(
-                f"series {uniq[k]!r} has rows at only {len(s)} of the {pos[-1] + 1} steps of the "
-                f"{'inferred' if freq is None else 'given'} frequency {_show_freq(step)} grid "
-                f"({empty:.0%} missing, more than {MAX_MISSING_GRID:.0%}); pass the data's own "
-                f"{arg('freq')}, or fill the missing steps (e.g. 0 where no row means no demand)"
-            )
+        if 1 - len(s) / (pos[-1] + 1) > MAX_MISSING_GRID:
+            raise _sparse(uniq[k], len(s), pos[-1] + 1, step, freq is None)
         ctx = np.full(pos[-1] + 1, np.nan)
         ctx[pos] = y[a:b]
         contexts.append(ctx)
@@ -218,13 +215,15 @@ def _time_values(col: pd.Series, name: str):
     if pd.api.types.is_bool_dtype(dtype):
         pass
     elif pd.api.types.is_integer_dtype(dtype):
+        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(col) and int(col.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"column {name!r} holds steps above 2**63 - 1, e.g. {int(col.max())}; use smaller steps")
         return col.to_numpy(dtype=np.int64)
     elif pd.api.types.is_float_dtype(dtype):
         values = col.to_numpy(dtype=np.float64)
-        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        bad = values[~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) >= 2.0**63)]
         if len(bad):
             raise ValueError(
-                f"column {name!r} holds floats that are not whole numbers, e.g. {float(bad[0])}; "
+                f"column {name!r} holds floats that are not whole numbers of at most 2**63, e.g. {float(bad[0])}; "
                 f"use integer steps or datetimes"
             )
         return values.astype(np.int64)
@@ -340,6 +339,27 @@ def _infer_step(index: pd.DatetimeIndex):
         warnings.simplefilter("ignore")  # pandas 3.1 warns that infer_freq will return offsets
         found = pd.infer_freq(index)
     return None if found is None else to_offset(found)
+
+
+def _grid_length(s, step) -> int | None:
+    """Steps of the grid from ``s[0]`` to ``s[-1]`` where a step has a fixed length (int steps, ticks such as 'h' or
+    'ns'), without building it: a fine frequency over a long span would not fit in memory. None for calendar
+    steps (months, business days), whose grids are coarse."""
+    if isinstance(step, Tick):
+        return int((s[-1] - s[0]).value // step.nanos) + 1
+    if isinstance(step, (int, np.integer)):
+        return int((int(s[-1]) - int(s[0])) // step) + 1
+    return None
+
+
+def _sparse(sid, rows: int, steps: int, step, inferred: bool) -> ValueError:
+    empty = 1 - rows / steps
+    return ValueError(
+        f"series {sid!r} has rows at only {rows} of the {steps} steps of the "
+        f"{'inferred' if inferred else 'given'} frequency {_show_freq(step)} grid "
+        f"({empty:.0%} missing, more than {MAX_MISSING_GRID:.0%}); pass the data's own "
+        f"{arg('freq')}, or fill the missing steps (e.g. 0 where no row means no demand)"
+    )
 
 
 def _grid_positions(s, step) -> tuple[np.ndarray, np.ndarray]:

@@ -327,3 +327,22 @@ def test_contexts_match_slow_oracle_on_random_shuffled_frame():
         expected = [values.get(t, np.nan) for t in range(min(values), max(values) + 1)]
         np.testing.assert_array_equal(ctx, expected)
         assert last == max(values)
+
+
+def test_a_fine_frequency_over_a_long_span_is_refused_before_its_grid_is_built():
+    """'ns' over 20 years is 6.3e17 grid steps: refused by counting them (it would not fit in memory), with the
+    message a sparse grid gets; integer steps alike."""
+    dated = pd.DataFrame({"unique_id": ["a", "a"], "ds": pd.to_datetime(["2000-01-01", "2020-01-01"]), "y": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="rows at only 2 of the 631152000000000001 steps"):
+        to_panel(dated, freq="ns")
+    steps = pd.DataFrame({"unique_id": ["a", "a"], "ds": [0, 10**15], "y": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="rows at only 2 of the 1000000000000001 steps"):
+        to_panel(steps, freq=1)
+    hourly = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000", periods=4, freq="h"), "y": [1.0, 2, 3, 4]})
+    assert np.isnan(to_panel(hourly.drop(index=1), freq="h").contexts[0][1])  # a tick grid with a gap still builds
+
+
+def test_unsigned_steps_past_int64_are_refused_not_wrapped():
+    df = pd.DataFrame({"unique_id": ["a", "a"], "ds": np.array([1, 2**63 + 5], dtype=np.uint64), "y": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="above 2\\*\\*63 - 1"):
+        to_panel(df)

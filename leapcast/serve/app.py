@@ -168,7 +168,10 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
         id_col: str = "unique_id",
         time_col: str = "ds",
         target_col: str = "y",
-        freq: Annotated[str | None, Query(description="Pandas frequency alias; inferred when omitted.")] = None,
+        freq: Annotated[
+            str | None,
+            Query(description="Pandas frequency alias (or an int step for integer times); inferred when omitted."),
+        ] = None,
         season_length: int | None = None,
         num_samples: int | None = None,
         temperature: float | None = None,
@@ -180,7 +183,7 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
         or an Arrow IPC stream (the request's type, or the Accept header's); the seed used is in X-Leapcast-Seed."""
         fc, scheduler = state.live()
         kind = request.headers.get("content-type", "")
-        df = await run_in_threadpool(read_frame, await request.body(), kind)
+        df = await run_in_threadpool(read_frame, await request.body(), kind, id_col)
         params = FrameParams(
             h=h,
             quantiles=quantiles,
@@ -189,7 +192,7 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
             id_col=id_col,
             time_col=time_col,
             target_col=target_col,
-            freq=freq,
+            freq=int(freq) if freq is not None and freq.strip().lstrip("+-").isdigit() else freq,  # an int step
             season_length=season_length,
             num_samples=num_samples,
             temperature=temperature,

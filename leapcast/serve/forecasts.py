@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from leapcast.checks import check_int
 from leapcast.deseason import season_length_of
 from leapcast.engine.streams import random_seed
 from leapcast.forecaster import Forecaster, FramePlan, Prepared
@@ -65,7 +66,7 @@ class FrameParams:
     id_col: str = "unique_id"
     time_col: str = "ds"
     target_col: str = "y"
-    freq: str | None = None
+    freq: str | int | None = None
     season_length: int | None = None
     num_samples: int | None = None
     temperature: float | None = None
@@ -107,7 +108,9 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
         seen.add(i)
     if req.quantiles is not None and req.levels is not None:
         raise ValueError("pass either `quantiles` or `levels`, not both")
-    quantiles = None if req.levels is not None else (req.quantiles or list(DEFAULT_JSON_QUANTILES))
+    quantiles = (
+        None if req.levels is not None else (list(DEFAULT_JSON_QUANTILES) if req.quantiles is None else req.quantiles)
+    )
     seed = random_seed() if req.seed is None else req.seed
     groups: dict[tuple[bool, str | int | None], list[int]] = {}
     for i, s in enumerate(req.series):
@@ -128,6 +131,8 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
                 "values": np.concatenate([np.array(s.values, dtype=np.float64) for s in rows]),  # null -> NaN
             }
         )
+        if not timed and freq is not None and not isinstance(freq, str):  # an int step: consecutive values either way
+            check_int(freq, "freq", must="a positive int step or a pandas alias")
         season = req.season_length
         if season is None and not timed and isinstance(freq, str):
             season = season_length_of(_offset(freq))  # steps without timestamps: the season its frequency names
@@ -142,6 +147,7 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
             freq=freq if timed else None,
             season_length=season,
         )
+        _check_series(len(req.series), max(len(c) for c in plan.panel.contexts), config)  # on the grid, gaps included
         order = [members[[ids[i] for i in members].index(sid)] for sid in plan.panel.ids]  # panel order (sorted ids)
         prepared = _prepare(fc, plan, req.num_samples, req.temperature, req.top_k, req.top_p, seed, config)
         parts.append((plan, prepared, order, timed))
@@ -183,8 +189,17 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
     return Work(_merge([prepared for _, prepared, _, _ in parts]), seed, answer)
 
 
-def read_frame(body: bytes, content_type: str) -> pd.DataFrame:
-    """A long frame from a CSV or Arrow IPC body; a body that is not one is a BadBody naming what went wrong."""
+def read_frame(body: bytes, content_type: str, id_col: str = "unique_id") -> pd.DataFrame:
+    """A long frame from a CSV or Arrow IPC body; a body that is not one is a BadBody naming what went wrong.
+    CSV ids are read as text, as written ('007' stays '007'); Arrow keeps its types."""
+    df = _read_frame(body, content_type, id_col)
+    duplicated = sorted(set(df.columns[df.columns.duplicated()]))
+    if duplicated:
+        raise BadBody(f"the frame has columns {duplicated} more than once; send each column once")
+    return df
+
+
+def _read_frame(body: bytes, content_type: str, id_col: str) -> pd.DataFrame:
     import pyarrow as pa
 
     kind = content_type.split(";")[0].strip().lower()
@@ -198,7 +213,7 @@ def read_frame(body: bytes, content_type: str) -> pd.DataFrame:
         raise BadBody("the body is empty: send a long frame with a header (unique_id, ds, y) and one row per value")
     try:
         if kind == CSV:
-            return pd.read_csv(io.BytesIO(body), float_precision="round_trip")  # the numbers as written
+            return pd.read_csv(io.BytesIO(body), float_precision="round_trip", dtype={id_col: str})  # as written
         reader = pa.ipc.open_stream(body) if kind == ARROW_STREAM else pa.ipc.open_file(pa.BufferReader(body))
         return reader.read_all().to_pandas()
     except pd.errors.EmptyDataError:

@@ -1,6 +1,7 @@
 """The HTTP API against the library: a seeded request gets ``Forecaster.forecast``'s answer, bad input is a 4xx that
 says what was wrong (never a 500), limits are named, and the metrics are there. The bundled house-target model."""
 
+import io
 import json
 import threading
 
@@ -241,6 +242,20 @@ MALFORMED_JSON = [  # (what, body: bytes or JSON object, status, words the answe
     ("h over the limit", _with(h=101), 422, "--max-h"),
     ("too many series", _with(series=[{"id": i, "values": [1.0]} for i in range(7)]), 413, "--max-series"),
     ("a series too long", _with(s_values=[1.0] * 601), 413, "--max-context"),
+    (  # 320 values over 640 steps (half of them empty): the context the model reads is the grid, gaps included
+        "a grid too long",
+        _with(s_values=[1.0] * 320, s_timestamps=list(range(160)) + list(range(480, 640))),
+        413,
+        "--max-context",
+    ),
+    (
+        "a freq finer than the span holds",
+        _with(s_values=[1.0, 2.0], s_timestamps=["2000-01-01", "2020-01-01"], freq="ns"),
+        422,
+        "631152000000000001 steps",
+    ),
+    ("no quantile", _with(quantiles=[]), 422, "is empty"),
+    ("an int freq of 0 without timestamps", _with(freq=0), 422, "`freq`"),
 ]
 
 
@@ -280,6 +295,15 @@ MALFORMED_FRAMES = [  # (what, content type, body, query, status, words)
     ("infinite value", "text/csv", b"unique_id,ds,y\na,1,inf\na,2,1\n", "h=3", 422, "infinite"),
     ("point not known", "text/csv", CSV_GOOD.encode(), "h=3&point=mode", 422, "`point`"),
     ("a null id", "text/csv", b"unique_id,ds,y\n,1,1\na,2,1\n", "h=3", 422, "null"),
+    (
+        "a freq finer than the span",
+        "text/csv",
+        b"unique_id,ds,y\na,2000-01-01,1\na,2020-01-01,2\n",
+        "h=3&freq=ns",
+        422,
+        "missing",
+    ),
+    ("an int freq of 0", "text/csv", CSV_GOOD.encode(), "h=3&freq=0", 422, "`freq`"),
 ]
 
 
@@ -290,3 +314,45 @@ def test_malformed_frames_are_a_4xx_that_says_what(client, what, kind, body, que
     answer = client.post(f"/v1/forecast/frame?{query}", content=body, headers={"content-type": kind})
     assert answer.status_code == status, answer.text
     assert words in answer.json()["detail"]
+
+
+def test_a_frame_with_a_column_twice_is_a_400(client):
+    import pyarrow as pa
+
+    table = pa.table([["a", "a"], [1, 2], [1.0, 2.0], [3.0, 4.0]], names=["unique_id", "ds", "y", "y"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    answer = client.post(
+        "/v1/forecast/frame?h=3",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": "application/vnd.apache.arrow.stream"},
+    )
+    assert answer.status_code == 400 and "['y'] more than once" in answer.json()["detail"]
+
+
+def test_csv_ids_are_read_as_written(client, fc):
+    """'007' stays '007', and '01' and '001' are two series, as in a frame whose ids are strings."""
+    df = frame(3).assign(
+        unique_id=lambda d: d.unique_id.map({u: v for u, v in zip(sorted(d.unique_id.unique()), ["007", "01", "001"])})
+    )
+    answer = client.post(
+        "/v1/forecast/frame",
+        params={"h": 3, "seed": 1},
+        content=df.to_csv(index=False),
+        headers={"content-type": "text/csv"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.text == fc.forecast(df, 3, seed=1).to_csv(index=False)
+    assert sorted(pd.read_csv(io.StringIO(answer.text), dtype={"unique_id": str}).unique_id.unique()) == [
+        "001",
+        "007",
+        "01",
+    ]
+
+
+def test_the_client_sends_only_the_columns_a_forecast_reads_and_int_steps(client, fc):
+    df = frame(4).assign(ds=lambda d: d.groupby("unique_id").cumcount() * 2, note=lambda d: [object()] * len(d))
+    with Client(http=client) as remote:  # `note` would not convert to Arrow; freq=2: integer steps of 2
+        got = remote.forecast(df, 3, freq=2, seed=2)
+    pd.testing.assert_frame_equal(got, fc.forecast(df, 3, freq=2, seed=2))
