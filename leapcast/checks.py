@@ -86,10 +86,10 @@ def check_levels(levels: object, name: str = "quantile_levels") -> list[float]:
         raise ValueError(f"{param(name)} must be a list of numbers in (0, 1), e.g. [0.1, 0.5, 0.9], got {levels!r}")
     levels = list(levels)
     if not levels:
-        raise ValueError("`quantile_levels` is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")
+        raise ValueError(f"{param(name)} is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")
     for q in levels:
-        if isinstance(q, bool) or not isinstance(q, Real) or not 0 < q < 1:
-            raise ValueError(f"quantile levels must be numbers in (0, 1), got {q!r}")
+        if isinstance(q, (bool, np.bool_)) or not isinstance(q, Real) or not 0 < q < 1:
+            raise ValueError(f"{param(name)} must be numbers in (0, 1), got {q!r}")
     return [float(q) for q in levels]
 
 

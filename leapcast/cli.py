@@ -51,8 +51,9 @@ def _kind(path: Path) -> str | None:
     return "parquet" if name.endswith(PARQUET_SUFFIXES) else None
 
 
-def _read_table(path: Path, option: str = "--input"):
-    """A long table from a .csv (optionally compressed) or .parquet file; every way it can be unreadable is named."""
+def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
+    """A long table from a .csv (optionally compressed) or .parquet file; every way it can be unreadable is named.
+    CSV ids are read as text, as written: '00501' stays '00501', and '1' and '01' are two series."""
     import pandas as pd
     import pyarrow as pa
 
@@ -66,7 +67,7 @@ def _read_table(path: Path, option: str = "--input"):
     if path.stat().st_size == 0:
         _fail(f"`{option}` {str(path)!r} is empty; it needs a header line and one row per observation")
     try:
-        table = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+        table = pd.read_csv(path, dtype={id_col: str}) if kind == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         _fail(f"`{option}` {str(path)!r} has no columns; it needs a header line and one row per observation")
     except UnicodeDecodeError:
@@ -233,7 +234,7 @@ def forecast(
         _check_output(stats_json, "--stats-json", (".json",))
         check_int(adjustment_seasons, "adjustment_seasons", low=0, must=">= 0 (0: the whole history)")
         device = check_device(device)
-        df = _read_table(input)
+        df = _read_table(input, id_col=id_col)
         if threads is not None:
             torch.set_num_threads(threads)
         spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below, tolerance=tolerance)
@@ -536,8 +537,8 @@ def plot(
         out = out or _beside(file, ".png")
         _check_output(out, "--out", (".png",))
         _check_requirements_plot()
-        forecasts = _read_table(file, "FILE")
-        history = _read_table(input, "--input") if input is not None else None
+        forecasts = _read_table(file, "FILE", id_col)
+        history = _read_table(input, "--input", id_col) if input is not None else None
         for f, name, cols in (
             (forecasts, file.name, [id_col, time_col]),
             (history, "--input", [id_col, time_col, target_col]),

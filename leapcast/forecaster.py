@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -375,12 +376,13 @@ class Forecaster:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantiles and mean of the sampled paths (as chronos-forecasting).
 
-        Returns (quantiles [N, h, Q], mean [N, h]); keyword arguments go to ``predict``.
+        Returns (quantiles [N, h, Q], mean [N, h]); for items of V variates (a multivariate model's [N, V, T]
+        input) (quantiles [N, V, h, Q], mean [N, V, h]). Keyword arguments go to ``predict``.
         """
         levels = check_levels(quantile_levels)
-        samples = self.predict(inputs, prediction_length, **predict_kwargs).swapaxes(1, 2)  # [N, h, S]
-        quantiles = torch.quantile(samples, torch.tensor(levels, dtype=samples.dtype), dim=-1).permute(1, 2, 0)
-        return quantiles, samples.mean(dim=-1)
+        samples = self.predict(inputs, prediction_length, **predict_kwargs).movedim(-2, -1)  # [N, (V,) h, S]
+        quantiles = torch.quantile(samples, torch.tensor(levels, dtype=samples.dtype), dim=-1)  # [Q, N, (V,) h]
+        return quantiles.movedim(0, -1), samples.mean(dim=-1)
 
     def forecast(
         self,
@@ -514,8 +516,9 @@ def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
         raise ValueError(f"`level` must be a list of numbers in (0, 100), e.g. [80, 95], got {level!r}")
     cols = []
     for lv in level:
-        if isinstance(lv, bool) or not isinstance(lv, (int, float)) or not 0 < lv < 100:
+        if isinstance(lv, (bool, np.bool_)) or not isinstance(lv, Real) or not 0 < float(lv) < 100:
             raise ValueError(f"{param('level')} values must be numbers in (0, 100), got {lv!r}")
+        lv = float(lv)
         cols.append((f"{name}-lo-{_pct(lv / 100)}", 0.5 - lv / 200))
         cols.append((f"{name}-hi-{_pct(lv / 100)}", 0.5 + lv / 200))
     return cols

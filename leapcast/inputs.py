@@ -47,10 +47,18 @@ RAW_LOW, RAW_HIGH = (
 MAX_HORIZON = 10_000  # steps; about 160 rolled-out windows of a Chronos model, minutes per series on a CPU
 
 
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as numpy; floating types numpy lacks (bfloat16, float8) as float64, exactly."""
+    t = t.detach().cpu()
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.double()
+    return t.numpy()
+
+
 def as_series_list(inputs: object) -> list[np.ndarray]:
     """inputs (see module docstring) -> one float64 1-D array per series, NaN padding removed."""
     if isinstance(inputs, torch.Tensor):
-        inputs = inputs.detach().cpu().numpy()
+        inputs = _numpy(inputs)
     if isinstance(inputs, np.ndarray):
         _check_dtype(inputs.dtype, "inputs")
         if inputs.ndim == 1:
@@ -67,7 +75,7 @@ def as_series_list(inputs: object) -> list[np.ndarray]:
         else:
             series = []
             for i, item in enumerate(inputs):
-                arr = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+                arr = _numpy(item) if isinstance(item, torch.Tensor) else np.asarray(item)
                 _check_dtype(arr.dtype, f"inputs[{i}]")
                 if arr.ndim != 1:
                     raise ValueError(f"`inputs[{i}]` must be 1-D, got shape {tuple(arr.shape)}")
@@ -130,7 +138,7 @@ def as_items(inputs: object) -> np.ndarray | None:
     if isinstance(inputs, torch.Tensor):
         if inputs.dim() != 3:
             return None
-        inputs = inputs.detach().cpu().numpy()
+        inputs = _numpy(inputs)
     if not isinstance(inputs, np.ndarray) or inputs.ndim != 3:
         return None
     _check_dtype(inputs.dtype, "inputs")

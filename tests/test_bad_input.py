@@ -508,3 +508,73 @@ def test_stream_keys_and_seeds_beyond_64_bits_are_refused(fc):
         fc.predict([np.arange(10.0)], 3, series_keys=[2**64])
     with pytest.raises(ValueError, match=r"`seed` must be an integer in \[0, 2\*\*64\)"):
         fc.predict([np.arange(10.0)], 3, seed=2**64)
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"temperature": 1e-39}, "`temperature` must be a finite number >= 1e-06"),  # logits / it overflow float32
+        ({"temperature": True}, "`temperature`"),
+        ({"top_p": True}, "`top_p`"),
+    ],
+)
+def test_sampling_settings_refused(fc, settings, words):
+    with pytest.raises(ValueError, match=words):
+        fc.predict(np.arange(30.0), 3, **settings)
+
+
+def test_numpy_scalars_of_any_width_are_numbers(fc):
+    x = np.arange(30.0)
+    want = fc.predict(x, 3, seed=1, temperature=0.5, top_p=0.5)
+    assert torch.equal(fc.predict(x, 3, seed=1, temperature=np.float32(0.5), top_p=np.float16(0.5)), want)
+    df = monthly()
+    pd.testing.assert_frame_equal(
+        fc.forecast(df, 3, level=np.array([80, 95]), seed=0), fc.forecast(df, 3, level=[80, 95], seed=0)
+    )
+    with pytest.raises(ValueError, match="`quantiles` is empty"):
+        fc.forecast(df, 3, quantiles=[])
+
+
+def test_a_bfloat16_tensor_is_read_as_its_values(fc):
+    x = torch.arange(30.0).to(torch.bfloat16)
+    assert torch.equal(fc.predict(x, 3, seed=2), fc.predict(x.float(), 3, seed=2))
+    assert torch.equal(fc.predict([x, x[:20]], 3, seed=2), fc.predict([x.float(), x[:20].float()], 3, seed=2))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"num_heads": None}, "lacks the field 'num_heads'"),
+        ({"chronos_config": [1]}, "has a field of the wrong type"),
+        ({"architectures": 5}, "`architectures` 5 is not supported"),
+        ({"d_model": "wide"}, "has a field of the wrong type"),
+    ],
+)
+def test_a_config_with_a_field_missing_or_mistyped_is_named(model, tmp_path, change, words):
+    import json
+    import shutil
+
+    from leapcast.models.loading import CheckpointError, load_model
+
+    folder = tmp_path / "m"
+    shutil.copytree(model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in change.items():
+        if value is None:
+            del config[key]
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=words):
+        load_model(folder)
+
+
+def test_a_config_with_a_byte_order_mark_loads(model, tmp_path):
+    import shutil
+
+    from leapcast.models.loading import load_model
+
+    folder = tmp_path / "m"
+    shutil.copytree(model, folder)
+    (folder / "config.json").write_bytes(b"\xef\xbb\xbf" + (folder / "config.json").read_bytes())
+    load_model(folder)

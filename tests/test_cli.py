@@ -359,3 +359,12 @@ def test_the_cli_default_indices_window_is_the_library_default():
     from leapcast.deseason import RECENT_SEASONS
 
     assert inspect.signature(cli.forecast).parameters["adjustment_seasons"].default.default == RECENT_SEASONS
+
+
+def test_csv_ids_are_read_as_written(model, frame, tmp_path):
+    """'00501' stays '00501' and '1' and '01' stay two series (pandas alone would read 501, 1 and 1)."""
+    path, out = tmp_path / "ids.csv", tmp_path / "out.csv"
+    frame.assign(unique_id=frame.unique_id.map({"s1": "00501", "s2": "1", "s3": "01"})).to_csv(path, index=False)
+    result = invoke("forecast", "--model", model, "--input", path, "--h", 3, "--output", out, "--num-samples", 4)
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_csv(out, dtype={"unique_id": str}).unique_id.unique()) == ["00501", "01", "1"]

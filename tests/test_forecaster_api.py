@@ -210,3 +210,27 @@ def test_forecast_alias_and_column_names(fc):
 def test_name_of_a_relative_checkpoint_path(folder, monkeypatch):
     monkeypatch.chdir(folder)
     assert Forecaster.from_pretrained(".").name == "tiny-t5"
+
+
+def test_predict_quantiles_of_multivariate_items():
+    """[N, V, T] items on a multivariate model: quantiles [N, V, h, Q] and mean [N, V, h], those of its paths."""
+    from leapcast.models.toto_net import TotoConfig
+    from leapcast.models.toto_presets import random_toto
+
+    cfg = TotoConfig(
+        patch_size=4,
+        stride=4,
+        embed_dim=16,
+        num_layers=2,
+        num_heads=2,
+        mlp_hidden_dim=32,
+        spacewise_every_n_layers=1,
+        k_components=2,
+    )
+    fc = Forecaster(random_toto(cfg), name="t")
+    items = torch.randn(2, 3, 40, generator=torch.Generator().manual_seed(0)).cumsum(-1)
+    quantiles, mean = fc.predict_quantiles(items, 8, quantile_levels=[0.1, 0.9], num_samples=5, seed=0)
+    paths = fc.predict(items, 8, num_samples=5, seed=0)  # [N, V, S, h]
+    assert quantiles.shape == (2, 3, 8, 2) and mean.shape == (2, 3, 8)
+    assert torch.allclose(quantiles[..., 1], torch.quantile(paths, 0.9, dim=2))
+    assert torch.allclose(mean, paths.mean(dim=2))

@@ -75,7 +75,7 @@ def forecast_on_ray(
         began = time.perf_counter()
         from leapcast.distributed.pipeline import plan
 
-        dataset = _read(kind, paths)
+        dataset = _read(kind, paths, id_col)
         planned = plan(
             dataset,
             model,
@@ -211,7 +211,11 @@ def _connect(address: str | None) -> bool:
     return False
 
 
-def _read(kind: str, paths: list[str]):
+def _read(kind: str, paths: list[str], id_col: str = "unique_id"):
+    """The input shards as a Ray dataset; CSV ids as text, as written ('00501' stays '00501'), as the local CLI
+    reads them."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
     import ray.data
 
     if kind == "parquet":
@@ -219,7 +223,11 @@ def _read(kind: str, paths: list[str]):
     gz = [p for p in paths if p.lower().endswith(".gz")]
     if gz and len(gz) != len(paths):
         raise ValueError(f"{param('input')}: mix of .csv and .csv.gz files; compress all or none")
-    return ray.data.read_csv(paths, arrow_open_stream_args={"compression": "gzip"} if gz else None)
+    return ray.data.read_csv(
+        paths,
+        arrow_open_stream_args={"compression": "gzip"} if gz else None,
+        convert_options=pacsv.ConvertOptions(column_types={id_col: pa.string()}),
+    )
 
 
 def _errors(folder: Path):

@@ -78,7 +78,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 def read_config(path: Path) -> dict:
     """A checkpoint's config.json as a dict, with a message naming the file when it is not a JSON object."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark some editors write is fine
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); fix or replace the file") from None
     if not isinstance(config, dict):
@@ -101,13 +101,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
             f"{Path(path) / 'config.json'} is neither a Chronos-T5 checkpoint (config.json with a chronos_config block, "
             "as published by chronos-forecasting) nor a Toto one (the fields of toto-ts' `Toto` constructor)"
         )
+    where = Path(path) / "config.json"
     arch = config.get("architectures") or ["T5ForConditionalGeneration"]
-    if arch[0] != "T5ForConditionalGeneration":
+    if not isinstance(arch, list) or arch[0] != "T5ForConditionalGeneration":
         raise CheckpointError(
-            f"{Path(path) / 'config.json'} architecture {arch[0]!r} is not supported; expected T5ForConditionalGeneration"
+            f"{where} `architectures` {arch!r} is not supported; expected ['T5ForConditionalGeneration']"
         )
-    chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
-    cfg = T5Config.from_dict(config)
+    try:
+        chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
+        cfg = T5Config.from_dict(config)
+    except KeyError as err:
+        raise CheckpointError(f"{where} lacks the field {err}; a Chronos-T5 config.json has it") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(
+            f"{where} has a field of the wrong type or value ({err}); fix or replace the file"
+        ) from None
     net = T5(cfg)
     _load_weights(net, convert_hf_t5(weights, cfg), Path(path))
     return ChronosT5(_in_tier(net, device, tier), chronos, name=Path(path).name)
