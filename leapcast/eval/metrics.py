@@ -2,7 +2,8 @@
 
 Shapes: y [N, h] actuals; point [N, h]; quantiles [N, h, Q] at ``levels`` [Q];
 samples [N, S, h]; insample: a list of N 1-D histories (for MASE's scale).
-NaN actuals are left out of every sum and mean.
+NaN actuals are left out of every sum and mean; a NaN forecast where the actual is known makes the metric NaN
+(a failed forecast shows, never scores as a perfect one).
 """
 
 from __future__ import annotations
@@ -10,19 +11,26 @@ from __future__ import annotations
 import numpy as np
 
 
+def _observed_mean(values: np.ndarray, y: np.ndarray, axis=None):
+    """Mean of ``values`` over the entries whose actual ``y`` is known; NaN values there stay NaN."""
+    known = ~np.isnan(y)
+    return np.sum(np.where(known, values, 0.0), axis=axis) / np.sum(known, axis=axis)
+
+
 def mae(y: np.ndarray, point: np.ndarray) -> float:
-    return float(np.nanmean(np.abs(y - point)))
+    return float(_observed_mean(np.abs(y - point), y))
 
 
 def mse(y: np.ndarray, point: np.ndarray) -> float:
-    return float(np.nanmean((y - point) ** 2))
+    return float(_observed_mean((y - point) ** 2, y))
 
 
 def smape(y: np.ndarray, point: np.ndarray) -> float:
     """Symmetric MAPE in percent, 200 |y - f| / (|y| + |f|); 0/0 counts as 0."""
     den = np.abs(y) + np.abs(point)
-    ratio = np.divide(np.abs(y - point), den, out=np.zeros_like(den, dtype=float), where=den > 0)
-    return float(200 * np.nanmean(np.where(np.isnan(y), np.nan, ratio)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(den > 0, np.abs(y - point) / den, np.where(np.isnan(den), np.nan, 0.0))
+    return float(200 * _observed_mean(ratio, y))
 
 
 def seasonal_scale(insample: list[np.ndarray], season: int) -> np.ndarray:
@@ -39,8 +47,10 @@ def seasonal_scale(insample: list[np.ndarray], season: int) -> np.ndarray:
 def mase(y: np.ndarray, point: np.ndarray, insample: list[np.ndarray], season: int) -> float:
     """Mean over series of MAE / in-sample seasonal-naive MAE; series with a zero scale are left out."""
     scale = seasonal_scale(insample, season)
-    per_series = np.nanmean(np.abs(y - point), axis=1) / scale
-    return float(np.nanmean(np.where(scale > 0, per_series, np.nan)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_series = _observed_mean(np.abs(y - point), y, axis=1) / scale
+    counted = (scale > 0) & (~np.isnan(y)).any(axis=1)  # a scale, and an actual to score
+    return float(np.mean(per_series[counted])) if counted.any() else float("nan")
 
 
 def wql(y: np.ndarray, quantiles: np.ndarray, levels) -> float:
@@ -50,7 +60,7 @@ def wql(y: np.ndarray, quantiles: np.ndarray, levels) -> float:
     pinball = np.maximum(levels * err, (levels - 1) * err)
     mask = ~np.isnan(y)
     total = np.nansum(np.abs(y))
-    return float(np.mean(2 * np.nansum(np.where(mask[..., None], pinball, np.nan), axis=(0, 1)) / total))
+    return float(np.mean(2 * np.sum(np.where(mask[..., None], pinball, 0.0), axis=(0, 1)) / total))
 
 
 def crps_samples(y: np.ndarray, samples: np.ndarray) -> float:
@@ -61,10 +71,12 @@ def crps_samples(y: np.ndarray, samples: np.ndarray) -> float:
     # E|X - X'| over all pairs from sorted samples: sum_i (2i - S - 1) x_(i) * 2 / S^2
     weights = (2 * np.arange(1, s + 1) - s - 1)[None, :, None]
     second = 2 * np.sum(weights * ordered, axis=1) / s**2
-    return float(np.nanmean(np.where(np.isnan(y), np.nan, first - second / 2)))
+    return float(_observed_mean(first - second / 2, y))
 
 
 def geometric_mean_relative(scores: dict[str, float], baseline: dict[str, float]) -> float:
     """Chronos' aggregate: geometric mean over data sets of score / baseline score."""
-    ratios = [scores[k] / baseline[k] for k in scores if k in baseline and baseline[k] > 0 and np.isfinite(scores[k])]
-    return float(np.exp(np.mean(np.log(ratios)))) if ratios else float("nan")
+    ratios = [scores[k] / baseline[k] for k in scores if k in baseline and baseline[k] > 0]
+    if not ratios or not all(np.isfinite(ratios)):  # a data set the model failed on fails the aggregate
+        return float("nan")
+    return float(np.exp(np.mean(np.log(ratios))))

@@ -103,10 +103,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
         )
     where = Path(path) / "config.json"
     arch = config.get("architectures") or ["T5ForConditionalGeneration"]
-    if not isinstance(arch, list) or arch[0] != "T5ForConditionalGeneration":
+    if not isinstance(arch, list):
         raise CheckpointError(
             f"{where} `architectures` {arch!r} is not supported; expected ['T5ForConditionalGeneration']"
         )
+    if arch[0] != "T5ForConditionalGeneration":
+        raise CheckpointError(f"{where} architecture {arch[0]!r} is not supported; expected T5ForConditionalGeneration")
     try:
         chronos = ChronosTokenizerConfig.from_dict(config["chronos_config"])
         cfg = T5Config.from_dict(config)

@@ -76,3 +76,28 @@ def test_mae_and_mse_agree_with_utilsforecast():
     df = pd.DataFrame({"unique_id": np.repeat(np.arange(N), H), "y": y.ravel(), "m": f.ravel()})
     assert losses.mae(df, ["m"])["m"].mean() == pytest.approx(M.mae(y, f))
     assert losses.mse(df, ["m"])["m"].mean() == pytest.approx(M.mse(y, f))
+
+
+def test_a_nan_forecast_fails_the_metric_and_a_nan_actual_is_left_out():
+    """A forecast that failed (NaN where the actual is known) makes every metric NaN, never a perfect score; a
+    missing actual only leaves its step out."""
+    y = np.array([[1.0, 2.0, np.nan], [3.0, 4.0, 5.0]])
+    point = y + 1
+    point[0, 2] = 7.0  # beside a missing actual: not scored
+    history = [np.arange(10.0), np.arange(10.0)]
+    quantiles = np.repeat(point[..., None], 3, axis=-1)
+    assert M.mae(y, point) == 1.0 and M.mse(y, point) == 1.0 and M.mase(y, point, history, 1) == 1.0
+    failed = point.copy()
+    failed[1, 0] = np.nan
+    failed_q = quantiles.copy()
+    failed_q[1, 0, 0] = np.nan
+    for value in (
+        M.mae(y, failed),
+        M.mse(y, failed),
+        M.smape(y, failed),
+        M.mase(y, failed, history, 1),
+        M.wql(y, failed_q, [0.1, 0.5, 0.9]),
+    ):
+        assert np.isnan(value)
+    assert np.isnan(M.geometric_mean_relative({"a": 1.0, "b": float("nan")}, {"a": 2.0, "b": 1.0}))
+    assert M.geometric_mean_relative({"a": 1.0, "b": 4.0}, {"a": 2.0, "b": 2.0}) == 1.0
