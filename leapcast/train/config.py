@@ -349,11 +349,19 @@ def validate(cfg, kind: str) -> None:
             raise ConfigError(kind, name, f"{check[1]}, got {value!r}")
     if hasattr(cfg, "low_limit") and cfg.low_limit >= cfg.high_limit:
         raise ConfigError(kind, "low_limit", f"must be below `high_limit` ({cfg.high_limit}), got {cfg.low_limit}")
-    held = [d for d in cfg.datasets if d.startswith(HELD_OUT)]
+    # the data loader reads names case-insensitively, so the held-out check must too
+    held = [d for d in cfg.datasets if d.strip().lower().startswith(HELD_OUT)]
     if held:
         raise ConfigError(
             kind, "datasets", f"includes held-out evaluation data {held}; remove them (M3, Tourism and ETT stay unseen)"
         )
+    from leapcast.data.catalog import list_datasets
+
+    known = set(list_datasets())
+    unknown = [d for d in cfg.datasets if d.strip().lower() not in known]
+    if unknown:
+        allowed = sorted(k for k in known if not k.startswith(HELD_OUT))
+        raise ConfigError(kind, "datasets", f"has unknown data sets {unknown}; choose from {allowed}")
 
 
 @cache

@@ -31,6 +31,7 @@ from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
 from leapcast.train.crops import CropSampler, series_pool
 from leapcast.train.grow import rebin
 from leapcast.train.initial import starting_point
+from leapcast.train.loop import load_optimizer, recover, save_optimizer, write_whole
 
 
 def kl_loss(
@@ -79,7 +80,11 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         num_heads=cfg.num_heads,
         decoder_start_token_id=target.start_token,
     )
-    if cfg.init_from is None:
+    last = out / "last"
+    recover(last)
+    if (last / "config.json").is_file():  # a resumed run: the draft as last saved
+        draft = load_model(last)
+    elif cfg.init_from is None:
         draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
     else:
         net = rebin(load_model(cfg.init_from), chronos.n_tokens, chronos.low_limit, chronos.high_limit).net
@@ -104,9 +109,19 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)
+    done, log = 0, []
+    saved = load_optimizer(last)
+    if saved is not None:  # resume after the last save; fresh crops and on-policy draws from there
+        optimizer, done = saved
+        opt.load_state_dict(optimizer)
+        log = json.loads((last / "log.json").read_text())
+        sampler.rng = np.random.default_rng([cfg.seed, done])
+        rng = np.random.default_rng([cfg.seed, done, 1])
+        torch.manual_seed(cfg.seed + done)
     draft.net.train()
-    log = []
-    for step in tqdm(range(1, cfg.steps + 1), desc="distill", disable=not progress):
+    for step in tqdm(
+        range(done + 1, cfg.steps + 1), desc="distill", disable=not progress, initial=done, total=cfg.steps
+    ):
         tokens, mask, labels = sampler.batch()
         if rng.random() < cfg.on_policy:  # the target's own continuation
             from leapcast.models.base import Tokenized
@@ -131,10 +146,15 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         log.append({"step": step, "kl": loss.item()})
         if step % cfg.save_every == 0 or step == cfg.steps:
             draft.net.eval()
-            save_chronos_t5(draft, out / "last", pipeline_options(cfg))
-            (out / "last" / "log.json").write_text(json.dumps(log) + "\n")
+
+            def write(into: Path, step: int = step) -> None:
+                save_chronos_t5(draft, into, pipeline_options(cfg))
+                save_optimizer(into, opt.state_dict(), step)
+                (into / "log.json").write_text(json.dumps(log) + "\n")
+
+            write_whole(last, write)
             draft.net.train()
-    return out / "last"
+    return last
 
 
 @torch.inference_mode()

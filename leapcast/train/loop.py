@@ -2,14 +2,18 @@
 decay, gradients clipped at norm 1, a progress bar, and resumable checkpoints.
 
 Each save writes the model (``save_model``: config.json + model.safetensors in the family's official layout)
-with the optimizer state and the loss log into ``out/checkpoint-<step>`` and ``out/last``; a run whose
-``out/last`` holds them resumes there, drawing fresh crops (``reseed``).
+with the optimizer state (trainer_state/: optimizer.safetensors + state.json, no pickle; a folder of its own, as a
+checkpoint's loader reads every .safetensors beside config.json) and the loss log into
+``out/checkpoint-<step>`` and ``out/last``; a run whose ``out/last`` holds them resumes there, drawing fresh crops
+(``reseed``). Each folder is written whole under a temporary name, then put in place, so a run stopped while
+saving resumes from the previous save, never from weights and optimizer state of two different steps.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -18,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+TRAINER_STATE = "trainer_state"  # the folder of a save's optimizer state and step
 
 
 def start_run(cfg, record: str = "train_config.json") -> Path:
@@ -28,6 +34,7 @@ def start_run(cfg, record: str = "train_config.json") -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / record).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    recover(out / "last")
     return out / "last"
 
 
@@ -46,10 +53,11 @@ def fit(
     last = out / "last"
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, log = 0, []
-    if (last / "trainer_state.pt").is_file():
-        state = torch.load(last / "trainer_state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        step, log = int(state["step"]), json.loads((last / "log.json").read_text())
+    saved = load_optimizer(last)
+    if saved is not None:
+        optimizer, step = saved
+        opt.load_state_dict(optimizer)
+        log = json.loads((last / "log.json").read_text())
     reseed(step)
     seconds = float((last / "wall_seconds.txt").read_text()) if (last / "wall_seconds.txt").is_file() else 0.0
 
@@ -73,13 +81,81 @@ def fit(
         bar.update(1)
         if step % cfg.save_every == 0 or step == cfg.steps:
             net.eval()
+
+            def write(into: Path, step: int = step) -> None:
+                save_model(into)
+                save_optimizer(into, opt.state_dict(), step)
+                (into / "log.json").write_text(json.dumps(log) + "\n")
+
             for folder in (out / f"checkpoint-{step}", last):
-                save_model(folder)
-                torch.save({"optimizer": opt.state_dict(), "step": step}, folder / "trainer_state.pt")
-                (folder / "log.json").write_text(json.dumps(log) + "\n")
+                write_whole(folder, write)
             # wall time over every session of the run: the CPU-hours a model card states
             (last / "wall_seconds.txt").write_text(f"{seconds + time.perf_counter() - started:.0f}\n")
             net.train()
     bar.close()
     net.eval()
     return last
+
+
+def write_whole(folder: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` into ``folder.partial``, then put it in ``folder``'s place (the old one kept as
+    ``folder.previous`` until the new one is there: ``recover`` finishes a swap a stop interrupted)."""
+    partial, previous = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".previous")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    write(partial)
+    (partial / "complete").write_text("")  # written last: the folder holds a whole save
+    if folder.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        folder.rename(previous)
+    partial.rename(folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recover(last: Path) -> None:
+    """Finish or undo a save that a stop interrupted: a whole ``last.partial`` takes ``last``'s place when ``last``
+    is gone; otherwise ``last.previous`` comes back; an unfinished ``last.partial`` is dropped."""
+    partial, previous = last.with_name(last.name + ".partial"), last.with_name(last.name + ".previous")
+    if not last.exists():
+        if (partial / "complete").is_file():
+            partial.rename(last)
+        elif previous.exists():
+            previous.rename(last)
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def save_optimizer(folder: Path, state: dict, step: int) -> None:
+    """AdamW's state as safetensors (its tensors) and JSON (its settings and the step) in ``folder/trainer_state``:
+    nothing pickled."""
+    from safetensors.torch import save_file
+
+    into = folder / TRAINER_STATE
+    into.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{index}.{name}": value.detach().contiguous()
+        for index, entry in state["state"].items()
+        for name, value in entry.items()
+        if isinstance(value, torch.Tensor)
+    }
+    save_file(tensors, str(into / "optimizer.safetensors"))
+    (into / "state.json").write_text(json.dumps({"step": step, "param_groups": state["param_groups"]}) + "\n")
+
+
+def load_optimizer(folder: Path) -> tuple[dict, int] | None:
+    """(the optimizer's state dict, the step) of a save in ``folder``, or None when it holds none. A save from
+    before ``trainer_state/`` (trainer_state.pt) is read with torch's weights-only loader."""
+    saved = folder / TRAINER_STATE
+    if (saved / "state.json").is_file() and (saved / "optimizer.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        meta = json.loads((saved / "state.json").read_text())
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in load_file(str(saved / "optimizer.safetensors")).items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        return {"state": state, "param_groups": meta["param_groups"]}, int(meta["step"])
+    if (folder / "trainer_state.pt").is_file():
+        old = torch.load(folder / "trainer_state.pt", weights_only=True)
+        return old["optimizer"], int(old["step"])
+    return None

@@ -35,9 +35,84 @@ def test_tiny_pretraining_lowers_the_loss_and_resumes(tmp_path):
     assert len(json.loads((last / "log.json").read_text())) == 70
 
 
-def test_held_out_data_is_refused():
-    with pytest.raises(ValueError, match="held-out"):
-        TrainConfig(out_dir="x", datasets=("m3-monthly",))
+@pytest.mark.parametrize("name", ["m3-monthly", "M3-Yearly", "Tourism-monthly", " ETTh1"])
+def test_held_out_data_is_refused_in_any_case(name):
+    with pytest.raises(ValueError, match="held-out"):  # the data loader reads names case-insensitively
+        TrainConfig(out_dir="x", datasets=(name,))
+
+
+def test_unknown_data_sets_are_refused_when_the_config_is_read():
+    with pytest.raises(ValueError, match=r"unknown data sets \['nope'\]; choose from \[.*'m1-monthly'"):
+        TrainConfig(out_dir="x", datasets=("m1-monthly", "nope"))
+
+
+def test_a_save_is_whole_or_not_there(tmp_path):
+    """A stop while saving: an unfinished save is dropped and the previous one kept; a finished one whose swap was
+    cut short is put in place. The optimizer's state goes through safetensors and JSON, nothing pickled."""
+    from leapcast.train.loop import load_optimizer, recover, save_optimizer, write_whole
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+    net(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    last = tmp_path / "last"
+
+    def write(into, step=7):
+        save_optimizer(into, opt.state_dict(), step)
+
+    write_whole(last, write)
+    state, step = load_optimizer(last)
+    assert step == 7 and sorted(p.name for p in last.iterdir()) == ["complete", "trainer_state"]
+    assert sorted(p.name for p in (last / "trainer_state").iterdir()) == ["optimizer.safetensors", "state.json"]
+    fresh = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    (tmp_path / "last.partial").mkdir()  # a save stopped half-way: dropped, the last whole one stays
+    (tmp_path / "last.partial" / "config.json").write_text("half")
+    recover(last)
+    assert not (tmp_path / "last.partial").exists() and load_optimizer(last)[1] == 7
+    last.rename(tmp_path / "last.partial")  # a whole save whose swap stopped after the old one moved aside
+    recover(last)
+    assert load_optimizer(last)[1] == 7
+
+
+def test_chronos_distillation_resumes_where_it_stopped(tmp_path):
+    pytest.importorskip("statsmodels")
+    from conftest import make_checkpoint
+
+    from leapcast.train.distill import DistillConfig, distill
+
+    target_dir = make_checkpoint(
+        tmp_path / "target",
+        vocab=256,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        layers=1,
+        context_length=64,
+        prediction_length=16,
+        seed=1,
+    )
+    settings = dict(
+        target=str(target_dir),
+        out_dir=str(tmp_path / "draft"),
+        d_model=16,
+        d_kv=4,
+        d_ff=32,
+        batch_size=8,
+        lr=5e-3,
+        warmup=2,
+        datasets=("nile",),
+        kernel_synth=4,
+        mixup=4,
+        save_every=5,
+    )
+    last = distill(DistillConfig(steps=10, **settings), progress=False)
+    before = json.loads((last / "log.json").read_text())
+    assert len(before) == 10 and (last / "trainer_state" / "optimizer.safetensors").is_file()
+    distill(DistillConfig(steps=15, **settings), progress=False)  # the same command, more steps: it goes on
+    after = json.loads((last / "log.json").read_text())
+    assert [x["step"] for x in after] == list(range(1, 16)) and after[:10] == before
 
 
 def test_loss_ignores_missing_labels():
