@@ -324,7 +324,7 @@ def info(
         folder = resolve(model)
         m = load_model(folder)
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-    table = Table(title=f"{folder}", show_header=False)
+    table = Table(title=escape(str(folder)), show_header=False)  # a path may hold [brackets]
     rows = m.describe()
     rows = {
         **dict(list(rows.items())[:2]),
@@ -537,6 +537,7 @@ def plot(
         out = out or _beside(file, ".png")
         _check_output(out, "--out", (".png",))
         _check_requirements_plot()
+        check_int(last, "last", none=True, must="a positive integer (values of history per series)")
         forecasts = _read_table(file, "FILE", id_col)
         history = _read_table(input, "--input", id_col) if input is not None else None
         for f, name, cols in (

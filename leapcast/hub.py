@@ -73,6 +73,10 @@ def download(hub: HubId, name: str = "model") -> Path:
     )
 
     shown = f"{param(name)} {str(hub)!r}"
+    if hub.revision is not None and any(part in ("", ".", "..") for part in hub.revision.split("/")):
+        raise FileNotFoundError(
+            f"{shown}: the revision {hub.revision!r} has an empty, '.' or '..' part; name a branch, tag or commit"
+        )
     where = cache_dir() or "the default cache, ~/.cache/huggingface/hub"
     try:
         folder = snapshot_download(

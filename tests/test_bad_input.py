@@ -280,6 +280,8 @@ def test_plot_refusals(tmp_path):
     refused(invoke("plot", src, "--input", tmp_path / "empty.csv"), "`--input`", "is empty")
     refused(invoke("plot", src, "--out", tmp_path / "nope" / "fc.png"), "`--out`", "does not exist")
     refused(invoke("plot", tmp_path / "empty.csv"), "`FILE`", "is empty")
+    for last in ("-3", "0"):  # tail(-3) would drop the first 3 values and draw the rest, silently
+        refused(invoke("plot", src, "--last", last), "`--last`", "a positive integer")
 
 
 # --- 6. bench checks its packages before it computes ----------------------------------------------------

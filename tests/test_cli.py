@@ -368,3 +368,13 @@ def test_csv_ids_are_read_as_written(model, frame, tmp_path):
     result = invoke("forecast", "--model", model, "--input", path, "--h", 3, "--output", out, "--num-samples", 4)
     assert result.exit_code == 0, result.output
     assert sorted(pd.read_csv(out, dtype={"unique_id": str}).unique_id.unique()) == ["00501", "01", "1"]
+
+
+def test_info_on_a_folder_whose_name_holds_brackets(model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m[/b]"
+    shutil.copytree(model, folder)
+    result = invoke("info", folder)
+    assert result.exit_code == 0, result.output
+    assert "m[/b]" in result.output

@@ -79,6 +79,13 @@ def test_offline_and_not_cached_is_named(hub_cache):
         Forecaster.from_pretrained("owner/tiny-chronos", draft="amazon/chronos-t5-tiny@v2")
 
 
+@pytest.mark.parametrize("revision", [".", "..", "../../../outside/ref", "v1//x"])
+def test_a_revision_with_dot_parts_is_refused(hub_cache, revision):
+    """Offline, huggingface_hub reads refs/<revision> under the cache: '..' would leave it."""
+    with pytest.raises(FileNotFoundError, match=r"has an empty, '\.' or '\.\.' part"):
+        Forecaster.from_pretrained(f"owner/tiny-chronos@{revision}")
+
+
 def test_a_hub_model_with_only_pickle_weights_is_refused(hub_cache, tmp_path):
     source = tmp_path / "pickled"
     source.mkdir()
