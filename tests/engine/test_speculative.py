@@ -439,3 +439,19 @@ def test_speedup_bound_counts_the_verify_pass():
     assert speedup_bound(0.8, 2, 0.1) == pytest.approx(2.44 / 1.2)
     assert speedup_bound(0.8, 2, 0.1, 1.5) == pytest.approx(2.44 / 1.7)
     assert speedup_bound(1.0, 4, 0.0, 2.0) == pytest.approx(2.5)
+
+
+def test_a_series_season_does_not_depend_on_the_series_beside_it():
+    """Season detection runs per series over its own lags: a 3-value series in the batch no longer narrows a
+    long series' lags to nothing (which made its proposals, and a tolerance forecast, depend on the batch)."""
+    from leapcast.engine.proposers.seasonal import detect_season
+
+    t = torch.arange(80.0)
+    periodic = torch.sin(2 * torch.pi * t / 5) + 0.01 * torch.cos(t)
+    short = torch.full((80,), float("nan"))
+    short[-3:] = torch.tensor([1.0, 2.0, 3.0])
+    values = torch.stack([periodic, torch.nan_to_num(short)])
+    mask = torch.stack([torch.ones(80, dtype=torch.bool), ~torch.isnan(short)])
+    alone = detect_season(values[:1], mask[:1], 0.3)
+    together = detect_season(values, mask, 0.3)
+    assert alone.tolist() == [5] and together.tolist() == [5, 1]

@@ -11,6 +11,8 @@ value, so token ids keep the shape of the series); with no clear season
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from leapcast.checks import check_int
@@ -68,12 +70,13 @@ class SeasonalProposer:
 
 
 def detect_season(values: torch.Tensor, mask: torch.Tensor, min_autocorrelation: float) -> torch.Tensor:
-    """values, mask [B, L] -> season [B] long: argmax autocorrelation over lags 2..L/2, or 1."""
+    """values, mask [B, L] -> season [B] long: for each series of n observed values, the argmax of its
+    autocorrelation over lags 2 .. n // 2 - 1, or 1 when none reaches ``min_autocorrelation``. Each series'
+    lags are its own: a short series beside it does not narrow them (its season, and so its forecast, would
+    depend on the batch)."""
     b, length = values.shape
     acf = autocorrelation(values, length - 1, mask)  # [B, L] lag 0..L-1
-    max_lag = max(2, int(mask.sum(dim=1).clamp(min=1).min()) // 2)
-    seasons = torch.ones(b, dtype=torch.long)
-    if max_lag > 2:
-        best, lag = acf[:, 2:max_lag].max(dim=1)
-        seasons = torch.where(best >= min_autocorrelation, lag + 2, 1)
-    return seasons
+    lags = torch.arange(acf.shape[1], device=acf.device)
+    allowed = (lags >= 2) & (lags < mask.sum(dim=1, keepdim=True) // 2)  # [B, L]
+    best, lag = acf.masked_fill(~allowed, -math.inf).max(dim=1)
+    return torch.where(allowed.any(dim=1) & (best >= min_autocorrelation), lag, 1).long()
