@@ -453,6 +453,12 @@ class Forecaster:
             raise ValueError(f"{param('point')} must be 'median' or 'mean', got {point!r}")
         name = alias or self.name
         intervals = _interval_columns(name, quantiles, level)
+        for column in (name, *(label for label, _ in intervals)):
+            if column in (id_col, time_col):  # found before any forecasting, naming what the caller can change
+                raise ValueError(
+                    f"the forecast column {column!r} would clash with {param('id_col')} / {param('time_col')} "
+                    f"({id_col!r}, {time_col!r}); pass another {param('alias')}, or rename the frame's columns"
+                )
         panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
         times = frame.future_times(panel, h)  # a horizon past the calendar is refused before any forecasting
         season = season_length_of(panel.freq) if season_length is None else season_length

@@ -227,6 +227,12 @@ def _time_values(col: pd.Series, name: str):
                 f"use integer steps or datetimes"
             )
         return values.astype(np.int64)
+    elif pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(col, skipna=False) in (
+        "integer",
+        "floating",
+        "mixed-integer-float",
+    ):  # numbers held as objects: steps, as their numeric column would be (to_datetime would read nanoseconds)
+        return _time_values(pd.to_numeric(col), name)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         try:
             return pd.DatetimeIndex(pd.to_datetime(col))
@@ -304,7 +310,13 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
         smallest = pd.Timedelta(min(d.min() for d in diffs))
         if smallest < pd.Timedelta(days=28):  # days, hours, ...: a step of fixed length, the smallest one seen
             days = smallest / pd.Timedelta("1D")
-            guesses = [_infer_step(union), to_offset(f"{int(days)}D" if days == int(days) else smallest)]
+            # a day apart, across weekends yet never on one: business days (a holiday made infer_freq give up)
+            weekdays = days == 1 and union[-1] - union[0] >= pd.Timedelta(days=6) and bool((union.dayofweek < 5).all())
+            guesses = [
+                _infer_step(union),
+                to_offset("B") if weekdays else None,
+                to_offset(f"{int(days)}D" if days == int(days) else smallest),
+            ]
         else:  # months, quarters and years have no fixed length: a calendar step that fits every series,
             # else whole weeks (a 4-weekly cadence); 31 days from mid-month is no step at all
             days = smallest / pd.Timedelta("1D")
@@ -366,7 +378,13 @@ def _grid_positions(s, step) -> tuple[np.ndarray, np.ndarray]:
     """Grid index of each timestamp ``[T_obs]`` (grid from ``s[0]`` by ``step``), and
     the mask ``[T_obs]`` of timestamps that are off that grid."""
     if isinstance(step, BaseOffset):
-        pos = pd.date_range(start=s[0], end=s[-1], freq=step).get_indexer(s)
+        try:
+            pos = pd.date_range(start=s[0], end=s[-1], freq=step).get_indexer(s)
+        except pd.errors.OutOfBoundsDatetime:
+            raise ValueError(
+                f"timestamps from {s[0]} to {s[-1]} reach past what pandas holds (1677-09-21 to 2262-04-11); "
+                "pass times within that span, or integer steps"
+            ) from None
         return pos, pos < 0
     pos, rem = np.divmod(s - s[0], step)
     return pos, rem != 0

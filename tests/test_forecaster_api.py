@@ -234,3 +234,11 @@ def test_predict_quantiles_of_multivariate_items():
     assert quantiles.shape == (2, 3, 8, 2) and mean.shape == (2, 3, 8)
     assert torch.allclose(quantiles[..., 1], torch.quantile(paths, 0.9, dim=2))
     assert torch.allclose(mean, paths.mean(dim=2))
+
+
+def test_a_forecast_column_named_like_the_id_column_is_refused_before_forecasting(monkeypatch):
+    fc = Forecaster.from_pretrained("house-target")
+    df = pd.DataFrame({"unique_id": "a", "ds": np.arange(30), "y": np.sin(np.arange(30.0))})
+    monkeypatch.setattr(fc, "predict", lambda *a, **k: (_ for _ in ()).throw(AssertionError("forecast ran")))
+    with pytest.raises(ValueError, match="forecast column 'unique_id' would clash.*`alias`"):
+        fc.forecast(df, 3, alias="unique_id")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leapcast.frame import Panel, future_frame, to_panel
+from leapcast.frame import Panel, future_frame, future_times, to_panel
 
 
 def long_frame(ids, ds, y=None):
@@ -346,3 +346,25 @@ def test_unsigned_steps_past_int64_are_refused_not_wrapped():
     df = pd.DataFrame({"unique_id": ["a", "a"], "ds": np.array([1, 2**63 + 5], dtype=np.uint64), "y": [1.0, 2.0]})
     with pytest.raises(ValueError, match="above 2\\*\\*63 - 1"):
         to_panel(df)
+
+
+def test_business_days_with_a_holiday_are_business_days():
+    """A holiday gap makes pandas' infer_freq give up; a day apart, across weekends but never on one, is 'B' (the
+    old fallback, 'D', padded every weekend with NaN and forecast Saturdays)."""
+    days = pd.bdate_range("2024-01-02", "2024-01-26").drop(pd.Timestamp("2024-01-15"))
+    panel = to_panel(pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(len(days), dtype=float)}))
+    assert panel.freq == pd.offsets.BDay() and np.isnan(panel.contexts[0]).sum() == 1  # the holiday only
+    assert list(future_times(panel, 2).dayofweek) == [0, 1]  # Monday, Tuesday
+    daily = pd.date_range("2024-01-01", periods=10, freq="D")
+    assert to_panel(pd.DataFrame({"unique_id": "a", "ds": daily, "y": np.arange(10.0)})).freq == pd.offsets.Day()
+
+
+def test_integer_steps_held_as_objects_stay_steps():
+    panel = to_panel(pd.DataFrame({"unique_id": "a", "ds": pd.Series([1, 2, 3], dtype=object), "y": [1.0, 2, 3]}))
+    assert panel.freq == 1 and list(future_times(panel, 2)) == [4, 5]
+
+
+def test_timestamps_past_pandas_range_are_named():
+    ds = np.array(["3000-01-01", "3000-01-02", "3000-01-03"], dtype="datetime64[s]")
+    with pytest.raises(ValueError, match="reach past what pandas holds"):
+        to_panel(pd.DataFrame({"unique_id": "a", "ds": ds, "y": [1.0, 2, 3]}), freq="D")
