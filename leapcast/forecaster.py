@@ -277,6 +277,13 @@ class Forecaster:
         self, inputs, h: int, steps: int, sampling: SamplingConfig, season_length, seasonal_adjustment, series_keys
     ) -> Prepared:
         series = as_series_list(inputs)
+        window = self.model.context_length
+        for i, x in enumerate(series):
+            if np.isnan(x[-window:]).all():  # the model reads only these: it would forecast from nothing
+                raise ValueError(
+                    f"series {i} of `inputs` has no observed value in its last {window} values, all this model reads "
+                    f"(its context_length); fill them, or cut the series to end at its last observed stretch"
+                )
         keys = _check_keys(series_keys, len(series))
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(series)  # [N] float64, exact
         series = [x / f for x, f in zip(series, factor)]

@@ -580,3 +580,12 @@ def test_a_config_with_a_byte_order_mark_loads(model, tmp_path):
     shutil.copytree(model, folder)
     (folder / "config.json").write_bytes(b"\xef\xbb\xbf" + (folder / "config.json").read_bytes())
     load_model(folder)
+
+
+def test_a_series_with_nothing_observed_in_the_window_the_model_reads_is_refused(fc):
+    """Only the last context_length values reach the model: with all of them missing it would forecast from
+    nothing (a number set by the series' scale alone)."""
+    window = fc.model.context_length
+    with pytest.raises(ValueError, match=f"series 1 of `inputs` has no observed value in its last {window} values"):
+        fc.predict([np.arange(30.0), np.r_[np.full(20, 1000.0), np.full(window, np.nan)]], 3)
+    fc.predict([np.r_[np.full(20, 1000.0), np.full(window - 1, np.nan)]], 3)  # one observed value in reach: fine
