@@ -364,7 +364,14 @@ def test_integer_steps_held_as_objects_stay_steps():
     assert panel.freq == 1 and list(future_times(panel, 2)) == [4, 5]
 
 
-def test_timestamps_past_pandas_range_are_named():
+def test_timestamps_past_pandas_nanosecond_range_are_named_or_read():
+    """Year 3000 in seconds: pandas 2 cannot lay a nanosecond grid there (refused, naming the span, not a raw
+    OutOfBoundsDatetime); pandas 3 keeps the seconds and reads the frame."""
     ds = np.array(["3000-01-01", "3000-01-02", "3000-01-03"], dtype="datetime64[s]")
-    with pytest.raises(ValueError, match="reach past what pandas holds"):
-        to_panel(pd.DataFrame({"unique_id": "a", "ds": ds, "y": [1.0, 2, 3]}), freq="D")
+    df = pd.DataFrame({"unique_id": "a", "ds": ds, "y": [1.0, 2, 3]})
+    try:
+        panel = to_panel(df, freq="D")
+    except ValueError as err:
+        assert "reach past what pandas holds" in str(err)
+    else:
+        assert panel.contexts[0].tolist() == [1.0, 2.0, 3.0]
