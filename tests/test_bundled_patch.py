@@ -60,3 +60,19 @@ def test_house_patch_draft_speculation_keeps_mean_forecasts():
     fc = Forecaster.from_pretrained(PAIR[0], draft=PAIR[1], spec=SpecConfig(k=2, adaptive=False))
     # the same mean path; verifying k + 1 positions in one pass sums in another order (float32 rounding)
     torch.testing.assert_close(fc.predict(series, 24, top_k=1, num_samples=2), plain, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_values_inside_a_series_read_as_their_patch_mean_not_as_zero():
+    """A level-1000 series whose last three values are missing: fed as 0, the model saw a crash and its median sat
+    at the clip floor (965); read as the patch's mean, the forecast stays at the level. A gap in the middle (an
+    earlier patch) moves the forecast little either way."""
+    fc = Forecaster.from_pretrained("house-patch-target")
+    y = 1000 + 10 * np.sin(np.arange(60) / 3)
+
+    def median(values):
+        return fc.predict(values, 8, num_samples=50, seed=0).median(dim=1).values[0]
+
+    trailing = median(np.r_[y, [np.nan] * 3])
+    assert (trailing - 1000).abs().max() < 15, trailing
+    clean, gap = median(y), median(np.r_[y[:30], [np.nan] * 5, y[35:]])
+    assert (gap - clean).abs().max() < 5, (gap, clean)

@@ -117,6 +117,16 @@ class TotoState:
         return len(self.last)
 
 
+def _padding(missing: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """missing [R, V, n, P] (the context patch's NaN), last [R] -> which of them are padding in front of the series:
+    only a series of one patch (``last`` 0) has any, the values before its first observed one in any variate."""
+    p = missing.shape[-1]
+    seen = (~missing).any(dim=1, keepdim=True)  # [R, 1, n, P]
+    first = torch.where(seen.any(dim=-1, keepdim=True), seen.float().argmax(dim=-1, keepdim=True), p)  # [R, 1, n, 1]
+    front = torch.arange(p, device=missing.device) < first  # [R, 1, n, P]
+    return missing & front & (last == 0).view(-1, 1, 1, 1)
+
+
 class Toto:
     """A Toto checkpoint ready for the engine (see ``base.StepModel``)."""
 
@@ -277,6 +287,10 @@ class Toto:
         work = self._work
         xw = x64.to(work).unflatten(-1, (-1, p))  # [B, V, Lmax, P]
         scaled = (xw - loc.to(work)[..., None]) / scale.to(work)[..., None]
+        # a missing value inside the series reads as its patch's mean (0 once scaled), not as a value of 0, which the
+        # model takes for a drop to zero; padding in front stays 0, as the reference feeds it
+        holes = (inside[:, None] & ~observed).unflatten(-1, (-1, p))  # [B, V, Lmax, P]
+        scaled = torch.where(holes, 0.0, scaled)
         lmax = width // p
         lp = lmax - 1
         pad = lmax - patches  # [B] whole patches of padding in front
@@ -339,6 +353,8 @@ class Toto:
         loc, scale, after = patch_stats(x.double().flatten(2), weights.flatten(2), before, state.bounds[rows], p)
         loc, scale = loc.to(self._work), scale.to(self._work)  # the reference rounds its statistics to the data's type
         state.sums.scatter_(2, (at + 1).view(r, 1, n, 1).expand(r, v, n, 3), after)
+        if bool(missing.any()):  # the context's last patch: a missing value inside the series reads as the mean
+            x = torch.where(missing & ~_padding(missing, state.last[rows]), loc[..., None], x)
         h = self.net.embed(((x - loc[..., None]) / scale[..., None]).to(self.dtype))  # [R, V, n, D]
         index = (state.last[rows][:, None] + at).to(self._work)  # [R, n] the patches' own indices
         rope = self.net.rope(
