@@ -271,6 +271,11 @@ class Forecaster:
                 f"{param('tolerance')} {self.spec.tolerance!r} applies to mean decoding ({param('top_k')} 1); sampled "
                 "forecasts are verified exactly, so leave it unset"
             )
+        if self.spec.tolerance is not None and self.proposer is not None and self.model.head_kind == "categorical":
+            raise ValueError(
+                f"{param('tolerance')} {self.spec.tolerance!r} applies to patch models' mean decoding; {self.name!r} "
+                "draws tokens, whose speculative decoding is always exact, so leave it unset"
+            )
         return h, steps, sampling
 
     def _prepare_series(
@@ -467,6 +472,13 @@ class Forecaster:
                     f"({id_col!r}, {time_col!r}); pass another {param('alias')}, or rename the frame's columns"
                 )
         panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
+        window = self.model.context_length
+        for sid, context in zip(panel.ids, panel.contexts):
+            if np.isnan(context[-window:]).all():  # as _prepare_series refuses it, by the series' id
+                raise ValueError(
+                    f"series {sid!r} has no observed {target_col!r} in its last {window} steps, all the model reads "
+                    "(its context_length); fill them, or drop the series"
+                )
         times = frame.future_times(panel, h)  # a horizon past the calendar is refused before any forecasting
         season = season_length_of(panel.freq) if season_length is None else season_length
         keys = [stream_key(i) for i in panel.ids]  # a series' paths follow its id, not its place in the frame

@@ -589,3 +589,20 @@ def test_a_series_with_nothing_observed_in_the_window_the_model_reads_is_refused
     with pytest.raises(ValueError, match=f"series 1 of `inputs` has no observed value in its last {window} values"):
         fc.predict([np.arange(30.0), np.r_[np.full(20, 1000.0), np.full(window, np.nan)]], 3)
     fc.predict([np.r_[np.full(20, 1000.0), np.full(window - 1, np.nan)]], 3)  # one observed value in reach: fine
+
+
+def test_a_tolerance_on_a_token_model_is_refused_not_ignored(model):
+    from leapcast import SpecConfig
+
+    fc = Forecaster.from_pretrained(model, draft="seasonal", spec=SpecConfig(k=2, adaptive=False, tolerance=0.1))
+    with pytest.raises(ValueError, match="`tolerance` 0.1 applies to patch models' mean decoding"):
+        fc.predict(np.arange(30.0), 3, top_k=1)
+
+
+def test_a_frame_series_with_nothing_observed_in_reach_is_named_by_its_id(fc):
+    window = fc.model.context_length
+    df = monthly(n=20 + window).assign(
+        y=lambda d: np.where((d.unique_id == "b") & (d.index % (20 + window) >= 20), np.nan, d.y)
+    )
+    with pytest.raises(ValueError, match=f"series 'b' has no observed 'y' in its last {window} steps"):
+        fc.forecast(df, 3)
