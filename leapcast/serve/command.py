@@ -11,7 +11,10 @@ from leapcast.checks import cli_spelling
 
 def serve(
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Checkpoint folder or bundled model name; default: the bundled house-patch-target."
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint folder, bundled model name or hub id; default: the bundled house-patch-target.",
     ),
     draft: str | None = typer.Option(None, help="Speculative decoding's draft, as `leapcast forecast --draft`."),
     k: int = typer.Option(4, "--k", help="With --draft: steps proposed per target pass (the most, with --adaptive)."),
