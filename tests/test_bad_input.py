@@ -606,3 +606,9 @@ def test_a_frame_series_with_nothing_observed_in_reach_is_named_by_its_id(fc):
     )
     with pytest.raises(ValueError, match=f"series 'b' has no observed 'y' in its last {window} steps"):
         fc.forecast(df, 3)
+
+
+def test_a_series_below_the_smallest_normal_float_is_refused(fc):
+    with pytest.raises(ValueError, match="series 0 of `inputs`.*multiply by 1e100"):
+        fc.predict(np.full(30, 1e-310), 3)
+    fc.predict(np.zeros(30), 3)  # exactly 0 is a level, not lost precision
