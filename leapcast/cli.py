@@ -382,7 +382,7 @@ def distill(
         cfg = (
             kind.from_file(draft_config, target=folder, out_dir=out_dir, steps=steps)
             if draft_config
-            else kind(target=folder, out_dir=out_dir, **({"steps": steps} if steps else {}))
+            else kind(target=folder, out_dir=out_dir, **({"steps": steps} if steps is not None else {}))
         )
         if toto:
             from leapcast.train.toto_distill import distill_toto as run

@@ -612,3 +612,8 @@ def test_a_series_below_the_smallest_normal_float_is_refused(fc):
     with pytest.raises(ValueError, match="series 0 of `inputs`.*multiply by 1e100"):
         fc.predict(np.full(30, 1e-310), 3)
     fc.predict(np.zeros(30), 3)  # exactly 0 is a level, not lost precision
+
+
+def test_distill_steps_0_is_refused_not_ignored():
+    result = invoke("distill", "--target", "house-target", "--out-dir", "unused", "--steps", 0)
+    assert result.exit_code == 2 and "`steps` must be >= 1, got 0" in result.output
