@@ -78,6 +78,13 @@ def check_flag(value: object, name: str) -> bool:
     return bool(value)
 
 
+def is_real(value: object) -> bool:
+    """A real number (numpy scalars of any width too), not a bool."""
+    import numpy as np
+
+    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_levels(levels: object, name: str = "quantile_levels") -> list[float]:
     """A non-empty list of quantile levels in (0, 1) -> [Q] floats."""
     import numpy as np
@@ -88,7 +95,7 @@ def check_levels(levels: object, name: str = "quantile_levels") -> list[float]:
     if not levels:
         raise ValueError(f"{param(name)} is empty; pass levels in (0, 1), e.g. [0.1, 0.5, 0.9]")
     for q in levels:
-        if isinstance(q, (bool, np.bool_)) or not isinstance(q, Real) or not 0 < q < 1:
+        if not is_real(q) or not 0 < q < 1:
             raise ValueError(f"{param(name)} must be numbers in (0, 1), got {q!r}")
     return [float(q) for q in levels]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leapcast import frame
-from leapcast.checks import check_device, check_flag, check_int, check_levels, param
+from leapcast.checks import check_device, check_flag, check_int, check_levels, is_real, param
 from leapcast.deseason import RECENT_SEASONS, SeasonalIndex, season_length_of, seasonal_index
 from leapcast.engine.adaptive import KChooser
 from leapcast.engine.proposers import make_proposer
@@ -283,12 +282,12 @@ class Forecaster:
     ) -> Prepared:
         series = as_series_list(inputs)
         window = self.model.context_length
-        for i, x in enumerate(series):
-            if np.isnan(x[-window:]).all():  # the model reads only these: it would forecast from nothing
-                raise ValueError(
-                    f"series {i} of `inputs` has no observed value in its last {window} values, all this model reads "
-                    f"(its context_length); fill them, or cut the series to end at its last observed stretch"
-                )
+        i = _unobserved_in_reach(series, window)
+        if i is not None:  # the model reads only the last `window` values: it would forecast from nothing
+            raise ValueError(
+                f"series {i} of `inputs` has no observed value in its last {window} values, all this model reads "
+                f"(its context_length); fill them, or cut the series to end at its last observed stretch"
+            )
         keys = _check_keys(series_keys, len(series))
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(series)  # [N] float64, exact
         series = [x / f for x, f in zip(series, factor)]
@@ -473,12 +472,12 @@ class Forecaster:
                 )
         panel = frame.to_panel(df, id_col=id_col, time_col=time_col, target_col=target_col, freq=freq)
         window = self.model.context_length
-        for sid, context in zip(panel.ids, panel.contexts):
-            if np.isnan(context[-window:]).all():  # as _prepare_series refuses it, by the series' id
-                raise ValueError(
-                    f"series {sid!r} has no observed {target_col!r} in its last {window} steps, all the model reads "
-                    "(its context_length); fill them, or drop the series"
-                )
+        i = _unobserved_in_reach(panel.contexts, window)
+        if i is not None:  # as _prepare_series refuses it, here by the series' id
+            raise ValueError(
+                f"series {panel.ids[i]!r} has no observed {target_col!r} in its last {window} steps, all the model "
+                "reads (its context_length); fill them, or drop the series"
+            )
         times = frame.future_times(panel, h)  # a horizon past the calendar is refused before any forecasting
         season = season_length_of(panel.freq) if season_length is None else season_length
         keys = [stream_key(i) for i in panel.ids]  # a series' paths follow its id, not its place in the frame
@@ -492,6 +491,11 @@ class Forecaster:
         for label, q in plan.intervals:
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
         return frame.future_frame(plan.panel, plan.h, columns, plan.times)
+
+
+def _unobserved_in_reach(series: Sequence[np.ndarray], window: int) -> int | None:
+    """The index of the first series whose last ``window`` values are all missing, or None."""
+    return next((i for i, x in enumerate(series) if np.isnan(x[-window:]).all()), None)
 
 
 def _stack_left(contexts: list[torch.Tensor]) -> torch.Tensor:
@@ -541,7 +545,7 @@ def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
         raise ValueError(f"`level` must be a list of numbers in (0, 100), e.g. [80, 95], got {level!r}")
     cols = []
     for lv in level:
-        if isinstance(lv, (bool, np.bool_)) or not isinstance(lv, Real) or not 0 < float(lv) < 100:
+        if not is_real(lv) or not 0 < float(lv) < 100:
             raise ValueError(f"{param('level')} values must be numbers in (0, 100), got {lv!r}")
         lv = float(lv)
         cols.append((f"{name}-lo-{_pct(lv / 100)}", 0.5 - lv / 200))

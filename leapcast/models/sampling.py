@@ -13,12 +13,11 @@ forecast does not depend on its batch mates. The categorical head
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 import torch
 
-from leapcast.checks import check_int, param
+from leapcast.checks import check_int, is_real, param
 
 
 @dataclass(frozen=True)
@@ -33,13 +32,13 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         check_int(self.num_samples, "num_samples", must="an integer >= 1")
-        if not (_real(self.temperature) and np.isfinite(self.temperature) and self.temperature >= MIN_TEMPERATURE):
+        if not (is_real(self.temperature) and np.isfinite(self.temperature) and self.temperature >= MIN_TEMPERATURE):
             raise ValueError(
                 f"{param('temperature')} must be a finite number >= {MIN_TEMPERATURE:g}, got {self.temperature!r}; "
                 "use top_k=1 for greedy decoding"
             )
         check_int(self.top_k, "top_k", low=0, none=True, must="an integer >= 1 (or 0/None for no limit)")
-        if not (_real(self.top_p) and 0 < self.top_p <= 1):
+        if not (is_real(self.top_p) and 0 < self.top_p <= 1):
             raise ValueError(f"{param('top_p')} must be in (0, 1], got {self.top_p!r}")
         check_int(self.seed, "seed", low=0, high=2**64, none=True, must="an integer in [0, 2**64) or None")
 
@@ -51,11 +50,6 @@ class SamplingConfig:
 # below it, logits / temperature overflow float32 (logits of 30 pass 3.4e38 near 1e-37) and every draw is the same
 # arbitrary step; the distribution is already the greedy step's long before
 MIN_TEMPERATURE = 1e-6
-
-
-def _real(value) -> bool:
-    """A real number (numpy scalars of any width too), not a bool."""
-    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
 
 
 def warp(logits: torch.Tensor, cfg: SamplingConfig, banned: tuple[int, ...] = ()) -> torch.Tensor:

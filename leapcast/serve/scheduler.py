@@ -426,7 +426,7 @@ class Scheduler:
             return None
         m = self.metrics
         m.occupancy.observe(min(rows / self.config.max_rows, 1.0))
-        m.rows.set(sum(la.rows for la in self._lanes))
+        m.rows.set(self.rows_decoding)
         drafted, accepted = lane.seen
         st = lane.dec.stats
         new_drafted, new_accepted = st.drafted_steps - drafted, st.accepted_steps - accepted
@@ -474,7 +474,7 @@ class Scheduler:
         lane.dec.drop(ids)
         for sid in ids:
             del lane.live[sid]
-        self.metrics.rows.set(sum(la.rows for la in self._lanes))
+        self.metrics.rows.set(self.rows_decoding)
 
     def _fail_live(self, lane: Lane, err: BaseException) -> None:
         for w in list(lane.live.values()):

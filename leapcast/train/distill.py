@@ -31,7 +31,7 @@ from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
 from leapcast.train.crops import CropSampler, series_pool
 from leapcast.train.grow import rebin
 from leapcast.train.initial import starting_point
-from leapcast.train.loop import load_optimizer, recover, save_optimizer, write_whole
+from leapcast.train.loop import recover, resume, save
 
 
 def kl_loss(
@@ -109,12 +109,8 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
     sampler = CropSampler(data_cfg, *series_pool(data_cfg))
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(draft.net.parameters(), lr=cfg.lr)
-    done, log = 0, []
-    saved = load_optimizer(last)
-    if saved is not None:  # resume after the last save; fresh crops and on-policy draws from there
-        optimizer, done = saved
-        opt.load_state_dict(optimizer)
-        log = json.loads((last / "log.json").read_text())
+    done, log = resume(last, opt)
+    if done:  # resume after the last save; fresh crops and on-policy draws from there
         sampler.rng = np.random.default_rng([cfg.seed, done])
         rng = np.random.default_rng([cfg.seed, done, 1])
         torch.manual_seed(cfg.seed + done)
@@ -146,13 +142,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         log.append({"step": step, "kl": loss.item()})
         if step % cfg.save_every == 0 or step == cfg.steps:
             draft.net.eval()
-
-            def write(into: Path, step: int = step) -> None:
-                save_chronos_t5(draft, into, pipeline_options(cfg))
-                save_optimizer(into, opt.state_dict(), step)
-                (into / "log.json").write_text(json.dumps(log) + "\n")
-
-            write_whole(last, write)
+            save(last, lambda into: save_chronos_t5(draft, into, pipeline_options(cfg)), opt, step, log)
             draft.net.train()
     return last
 

@@ -52,12 +52,7 @@ def fit(
     out = Path(cfg.out_dir)
     last = out / "last"
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, log = 0, []
-    saved = load_optimizer(last)
-    if saved is not None:
-        optimizer, step = saved
-        opt.load_state_dict(optimizer)
-        log = json.loads((last / "log.json").read_text())
+    step, log = resume(last, opt)
     reseed(step)
     seconds = float((last / "wall_seconds.txt").read_text()) if (last / "wall_seconds.txt").is_file() else 0.0
 
@@ -81,20 +76,36 @@ def fit(
         bar.update(1)
         if step % cfg.save_every == 0 or step == cfg.steps:
             net.eval()
-
-            def write(into: Path, step: int = step) -> None:
-                save_model(into)
-                save_optimizer(into, opt.state_dict(), step)
-                (into / "log.json").write_text(json.dumps(log) + "\n")
-
             for folder in (out / f"checkpoint-{step}", last):
-                write_whole(folder, write)
+                save(folder, save_model, opt, step, log)
             # wall time over every session of the run: the CPU-hours a model card states
             (last / "wall_seconds.txt").write_text(f"{seconds + time.perf_counter() - started:.0f}\n")
             net.train()
     bar.close()
     net.eval()
     return last
+
+
+def resume(folder: Path, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    """The step and loss log of the save in ``folder``, its optimizer state loaded into ``opt``; (0, []) when there
+    is none (a fresh run)."""
+    saved = load_optimizer(folder)
+    if saved is None:
+        return 0, []
+    state, step = saved
+    opt.load_state_dict(state)
+    return step, json.loads((folder / "log.json").read_text())
+
+
+def save(folder: Path, save_model: Callable[[Path], None], opt: torch.optim.Optimizer, step: int, log: list) -> None:
+    """A whole save into ``folder`` (``write_whole``): the model, the optimizer state at ``step``, the loss log."""
+
+    def write(into: Path) -> None:
+        save_model(into)
+        save_optimizer(into, opt.state_dict(), step)
+        (into / "log.json").write_text(json.dumps(log) + "\n")
+
+    write_whole(folder, write)
 
 
 def write_whole(folder: Path, write: Callable[[Path], None]) -> None:
