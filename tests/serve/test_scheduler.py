@@ -77,20 +77,26 @@ def test_a_long_request_decodes_in_its_own_lane(fc):
     """Past ``long_steps`` a request decodes beside the short ones, not with them: the short lane's passes carry
     only the short request's rows, and both forecasts are the library's."""
     sched = Scheduler(fc, ServeConfig(max_rows=200, long_steps=64))
+    seen = []  # the rows of each short-lane pass taken while the long lane had rows (on the engine thread)
+    short_sent = threading.Event()  # the long lane waits for it: however fast the machine, it cannot end first
+    step = sched._step
+
+    def recording_step(lane):
+        short_lane, long_lane = sched._lanes
+        if lane is long_lane:
+            short_sent.wait(60)
+        elif long_lane.dec.busy:
+            seen.append(lane.rows)
+        return step(lane)
+
+    sched._step = recording_step
     sched.start()
     long_values, short_values = series(2, 40), series(1, 30, seed=1)
     long_prep, long = forecast(fc, sched, long_values, 600, num_samples=4, top_k=1)
     wait_for(lambda: len(sched.decoders) == 2 and sched.decoders[1].busy)
     short_prep, short = forecast(fc, sched, short_values, 20, num_samples=4, top_k=1)
-    seen = []
-
-    def short_lane_rows() -> bool:
-        short_rows, long_rows = sched.decoders[0].rows, sched.decoders[1].rows  # read once: the engine moves on
-        if short_rows is not None and long_rows is not None:
-            seen.append(short_rows.series.numel())
-        return short.future.done()
-
-    wait_for(short_lane_rows)
+    short_sent.set()
+    short.future.result(timeout=60)
     assert seen and set(seen) == {4}  # one series x 4 paths: none of the long request's 8 rows
     assert not long.future.done()  # the long request was still decoding when the short one was answered
     assert torch.equal(result(fc, short_prep, short), fc.predict(short_values, 20, seed=0, num_samples=4, top_k=1))
