@@ -215,11 +215,13 @@ def forecast(
     """Forecast every series of a long table (with --ray: of many shards, on a Ray cluster)."""
     if ray or address is not None or workers is not None:  # leapcast.distributed, with every option given here
         options = dict(locals())
+        _check_speculative(draft, k, adaptive, stop_below, tolerance, None)  # --stats-json: refused on Ray for itself
         from leapcast.distributed.cli import forecast_on_ray
 
         with _refusals():
             forecast_on_ray(console, **options)
         return
+    _check_speculative(draft, k, adaptive, stop_below, tolerance, stats_json)
     import torch
 
     from leapcast.checks import check_device
@@ -268,13 +270,23 @@ def forecast(
     with _refusals():
         _write(result, output)
     if fc.last_stats is not None:
-        _print_stats(fc.last_stats, fc.proposer.name)
+        _print_stats(fc.last_stats, fc.last_stats.proposer)
         if stats_json is not None:
             try:
                 stats_json.write_text(json.dumps(fc.last_stats.as_dict(), indent=2) + "\n")
             except OSError as err:
                 with _refusals():
                     _fail(f"`--stats-json` {str(stats_json)!r} could not be written ({err.strerror or err})")
+
+
+def _check_speculative(draft, k, adaptive, stop_below, tolerance, stats_json) -> None:
+    """Speculative decoding's options run only with a draft: given without one, they are refused, not ignored."""
+    speculative = {"--k": k != 4, "--fixed-k": not adaptive, "--stop-below": stop_below is not None}
+    speculative.update({"--tolerance": tolerance is not None, "--stats-json": stats_json is not None})
+    given = [option for option, on in speculative.items() if on]
+    if draft is None and given:
+        with _refusals():
+            _fail(f"`{given[0]}` sets speculative decoding, which runs only with `--draft`; add one or leave it out")
 
 
 def _write(result, output: Path | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,8 @@ class Forecaster:
         self.last_stats: SpecStats | None = None
         self.tier = "float32"  # the precision tier of the linear maps (from_pretrained sets it)
         self._choosers: dict[
-            tuple[str, int, int], KChooser
-        ] = {}  # adaptive k, per (tier, batch rows, horizon): learned across calls
+            tuple[str, str, int, int, int], KChooser
+        ] = {}  # adaptive k, per (tier, proposer, k, batch rows, horizon): learned across calls
 
     @classmethod
     def from_pretrained(
@@ -114,7 +115,7 @@ class Forecaster:
         ``draft`` turns on speculative decoding (same forecasts, less time): a
         checkpoint folder or bundled name with the same tokenizer,
         ``"early-exit:M"`` (the target's first M decoder layers; ``"early-exit"``
-        calibrates M on each batch's contexts), or
+        calibrates M on the first batch it decodes and keeps it), or
         ``"seasonal"`` / ``"seasonal:S"`` (the same phase one season back).
         ``spec`` sets the proposal length k.
 
@@ -141,7 +142,12 @@ class Forecaster:
 
             settings = spec or SpecConfig()
             proposer = make_proposer(
-                str(draft), model, k=settings.k, load_draft=load_draft, tolerance=settings.tolerance
+                str(draft),
+                model,
+                k=settings.k,
+                load_draft=load_draft,
+                tolerance=settings.tolerance,
+                stop_below=settings.stop_below,
             )
         if seasonal_adjustment is None:
             seasonal_adjustment = leapcast_options(folder).get("seasonal_adjustment", False)
@@ -300,6 +306,11 @@ class Forecaster:
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         return Prepared([left_pad([x]) for x in series], keys, sampling, h, steps, factor, indices)
 
+    def _chooser_key(self, rows: int, h: int) -> tuple[str, str, int, int, int]:
+        """Adaptive k's chooser for batches of ``rows`` rows and horizon ``h``: one per tier, proposer and k too (a
+        chooser's candidates are those of the k it was made for)."""
+        return self.tier, self.proposer.name if self.proposer is not None else "", self.spec.k, rows, h
+
     def _decode(
         self,
         contexts: list[torch.Tensor],
@@ -315,25 +326,30 @@ class Forecaster:
         seed = random_seed() if sampling.seed is None else sampling.seed
         v = contexts[0].shape[1] if contexts[0].dim() == 3 else 1
         out = torch.empty(len(contexts), sampling.num_samples, v * h, dtype=torch.float64)
+        # each call its own copy of the proposer: it holds the state of this call's rows (a draft's caches), so calls
+        # from several threads do not share it, and it is let go when the call ends
+        proposer = copy.copy(self.proposer)
         total = SpecStats(k=self.spec.k, accepted_per_position=[0] * self.spec.k)
         chooser = None
-        if self.spec.adaptive:  # what one call learns about which k pays carries to the next call of the same shape
-            shape = (self.tier, min(batch_size, len(contexts)) * sampling.num_samples, h)
-            chooser = self._choosers.setdefault(shape, KChooser(self.spec.k))
+        if self.spec.adaptive and proposer is not None:  # what one call learns carries to the next of the same shape
+            key = self._chooser_key(min(batch_size, len(contexts)) * sampling.num_samples, h)
+            chooser = self._choosers.setdefault(key, KChooser(self.spec.k))
         starts = range(0, len(contexts), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:
             chunk = slice(start, start + batch_size)
             streams = RowStreams.for_series(seed, keys[chunk], sampling.num_samples, device=self.model.device)
             batch = _stack_left(contexts[chunk])  # [B, (V,) T_max]
-            samples, stats = rollout(self.model, batch, steps, sampling, streams, self.proposer, self.spec, chooser)
+            samples, stats = rollout(self.model, batch, steps, sampling, streams, proposer, self.spec, chooser)
             b = samples.shape[0]
             out[chunk] = (
                 samples.view(b, sampling.num_samples, v, -1)[..., :h].reshape(b, sampling.num_samples, -1).double()
             )
             if stats is not None:
                 total.merge(stats)
-        self.last_stats = total if self.proposer is not None else None
+        if proposer is not None:
+            total.proposer = proposer.name
+        self.last_stats = total if proposer is not None else None
         return out
 
     def _predict_items(

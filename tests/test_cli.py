@@ -277,6 +277,21 @@ def test_forecast_bad_arguments_exit_2(model, csv):
     assert "`--top-p`" in result.output
 
 
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--tolerance", 0.5], "--tolerance"),
+        (["--k", 2], "--k"),
+        (["--fixed-k"], "--fixed-k"),
+        (["--stop-below", 0.3], "--stop-below"),
+    ],
+)
+def test_speculative_options_without_a_draft_are_refused(model, csv, options, named):
+    result = invoke("forecast", "--model", model, "--input", csv, "--h", 3, *options)
+    assert result.exit_code == 2
+    assert squeeze(f"`{named}` sets speculative decoding, which runs only with `--draft`") in squeeze(result.output)
+
+
 def test_bundled_example_forecasts(model, tmp_path):
     path = example_path()
     assert path.is_file()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from leapcast.checks import check_int
+from leapcast.checks import check_flag, check_int, is_real, param
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,13 @@ class SpecConfig:
     tolerance: float | None = None
 
     def __post_init__(self) -> None:
-        if self.tolerance is not None and not (
-            isinstance(self.tolerance, (int, float)) and 0 <= self.tolerance < float("inf")
-        ):
-            raise ValueError(f"`tolerance` must be a finite number >= 0 or None, got {self.tolerance!r}")
+        if self.tolerance is not None and not (is_real(self.tolerance) and 0 <= self.tolerance < float("inf")):
+            raise ValueError(f"{param('tolerance')} must be a finite number >= 0 or None, got {self.tolerance!r}")
         check_int(self.k, "k", high=33, must="an integer in 1..32")
+        check_flag(self.adaptive, "adaptive")
         check_int(self.max_residual_tries, "max_residual_tries", none=True)
-        if self.stop_below is not None and not 0 < self.stop_below < 1:
-            raise ValueError(f"`stop_below` must be in (0, 1) or None, got {self.stop_below!r}")
+        if self.stop_below is not None and not (is_real(self.stop_below) and 0 < self.stop_below < 1):
+            raise ValueError(f"{param('stop_below')} must be a number in (0, 1) or None, got {self.stop_below!r}")
 
 
 @dataclass
@@ -72,6 +71,7 @@ class SpecStats:
     other_s: float = 0.0
     residual_tries: int = 0  # continuous heads: draws from the target made to sample the residuals of rejected patches
     residual_capped: int = 0  # rejected patches that hit ``max_residual_tries`` (approximate; 0 without a cap)
+    proposer: str = ""  # the proposer that ran (``early-exit`` names the depth it calibrated)
 
     @property
     def acceptance_rate(self) -> float:
@@ -94,6 +94,7 @@ class SpecStats:
             "residual_capped",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.proposer = self.proposer or other.proposer
         if not self.accepted_per_position:
             self.accepted_per_position = [0] * len(other.accepted_per_position)
         self.accepted_per_position = [a + b for a, b in zip(self.accepted_per_position, other.accepted_per_position)]

@@ -108,7 +108,8 @@ class Lane:
 
     @property
     def rows(self) -> int:
-        return len(self.dec.rows.series) if self.dec.rows is not None else 0
+        rows = self.dec.rows  # read once: other threads (the gauges, /metrics) read while the engine moves on
+        return len(rows.series) if rows is not None else 0
 
 
 class Scheduler:
@@ -197,7 +198,7 @@ class Scheduler:
 
     def decoding_jobs(self) -> set[Job]:
         """The requests with a series in a decoder now."""
-        return {w.job for lane in self._lanes for w in lane.live.values()}
+        return {w.job for lane in self._lanes for w in tuple(lane.live.values())}  # a copy: the engine moves on
 
     # --- the engine thread --------------------------------------------------------------------------
 

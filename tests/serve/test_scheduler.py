@@ -44,6 +44,20 @@ def wait_for(condition, seconds: float = 60.0) -> None:
         time.sleep(0.005)
 
 
+def hold(sched) -> threading.Event:
+    """Hold ``sched``'s decode passes until the returned event is set (so a request that started cannot end before
+    the test sends the next one, however fast the machine)."""
+    go = threading.Event()
+    step = sched._step
+
+    def held_step(lane):
+        assert go.wait(60), "the test never let the scheduler go on"
+        return step(lane)
+
+    sched._step = held_step
+    return go
+
+
 def forecast(fc, sched, values, h, **settings):
     prepared = fc.prepare(values, h, seed=settings.pop("seed", 0), **settings)
     return prepared, sched.submit(prepared, prepared.sampling.seed)
@@ -56,11 +70,13 @@ def result(fc, prepared, job, seconds: float = 60.0):
 def finish_order(fc, batching: str) -> list[str]:
     """A long request decodes; a short one arrives after it started: which is answered first?"""
     sched = Scheduler(fc, ServeConfig(batching=batching, max_rows=200))
+    go = hold(sched)
     sched.start()
     order: list[str] = []
     _, long = forecast(fc, sched, series(2, 40), 600, num_samples=4)
     wait_for(lambda: any(d.busy for d in sched.decoders))
     _, short = forecast(fc, sched, series(1, 30, seed=1), 3, num_samples=4)
+    go.set()
     long.future.add_done_callback(lambda _: order.append("long"))
     short.future.add_done_callback(lambda _: order.append("short"))
     wait_for(lambda: len(order) == 2, 120)
@@ -250,9 +266,11 @@ def test_speculative_decoding_in_both_lanes(folder, fc):
     sched = Scheduler(spec, ServeConfig(long_steps=64))
     long_values, short_values = series(2, 40, seed=8), series(1, 30, seed=9)
     long_prep, long = forecast(spec, sched, long_values, 200, top_k=1, num_samples=2)
+    go = hold(sched)
     sched.start()
     wait_for(lambda: len(sched.decoders) == 2 and sched.decoders[1].busy)
     short_prep, short = forecast(spec, sched, short_values, 30, top_k=1, num_samples=2)
+    go.set()
     got_short, got_long = result(spec, short_prep, short), result(spec, long_prep, long)
     assert torch.equal(got_short, fc.predict(short_values, 30, seed=0, top_k=1, num_samples=2))
     assert torch.equal(got_long, fc.predict(long_values, 200, seed=0, top_k=1, num_samples=2))
@@ -262,7 +280,7 @@ def test_speculative_decoding_in_both_lanes(folder, fc):
 
 
 def test_a_full_queue_answers_429_and_a_slow_request_504(fc):
-    config = ServeConfig(max_queue=1, timeout_s=1.0, warmup=False)
+    config = ServeConfig(max_queue=1, timeout_s=5.0, warmup=False)  # the second request must come within it
     app = create_app(config, fc)
     body = {"series": [{"id": "a", "values": series(1, 30)[0]}], "h": 4}
     with TestClient(app) as client:

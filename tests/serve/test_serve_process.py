@@ -40,7 +40,7 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "leapcast.cli", "serve", "--model", str(folder), "--port", str(port)]
-        + ["--max-h", "1000", "--log-level", "warning"],
+        + ["--max-h", "2000", "--log-level", "warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -57,18 +57,18 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
             assert time.monotonic() < deadline, "the server did not get ready"
             time.sleep(0.1)
         answer = {}
-        body = {"series": [{"id": "a", "values": [float(i % 12) for i in range(60)]}], "h": 400, "seed": 0}
+        body = {"series": [{"id": "a", "values": [float(i % 12) for i in range(60)]}], "h": 2000, "seed": 0}
         sender = threading.Thread(
             target=lambda: answer.setdefault("r", httpx.post(f"{url}/v1/forecast", json=body, timeout=120))
         )
         sender.start()
-        while rows_decoding(url) == 0:  # the long request is decoding
+        while rows_decoding(url) == 0:  # the long request is decoding (seconds: 250 windows of 8 steps)
             assert time.monotonic() < deadline + 60 and sender.is_alive()
             time.sleep(0.02)
         server.send_signal(signal.SIGTERM)
         sender.join(120)
         r = answer["r"]
-        assert r.status_code == 200 and len(r.json()["series"][0]["mean"]) == 400  # finished, not cut off
+        assert r.status_code == 200 and len(r.json()["series"][0]["mean"]) == 2000  # finished, not cut off
         assert server.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz")

@@ -39,6 +39,9 @@ class DecoderProposer:
         self.state = self.model.select(self.state, rows)
         self.fed = self.fed[rows]
 
+    def stop(self) -> None:
+        self.state, self.fed = None, self.fed[:0]
+
 
 def propose_autoregressively(model, state, x: ProposalInput, fed: torch.Tensor) -> tuple[Proposal, torch.Tensor]:
     """Run ``model.step`` on ``state``: one catch-up call, then k-1 single steps.

@@ -56,3 +56,6 @@ class Proposer(Protocol):
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only these rows [R'] (in that order): finished series left."""
+
+    def stop(self) -> None:
+        """Forget every row (the decoder has none left): what was kept for them (a draft's caches) goes."""

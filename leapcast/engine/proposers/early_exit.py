@@ -47,11 +47,14 @@ class EarlyExitProposer(DecoderProposer):
         self.k = max(1, k)
         self.sampling = sampling or SamplingConfig()
         self.calibration: dict[int, dict[str, float]] = {}
+        self._chosen: list[int] = []  # the calibrated depth, shared with copies (each forecast call runs a copy)
         self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
     def _state_for(self, contexts, rows_per_series, target_state, capacity):
-        if self.num_layers is None:  # calibrated once: later windows and batches reuse the depth
-            self.num_layers = self.calibrate(target_state)
+        if self.num_layers is None:  # calibrated once: later windows, batches and calls reuse the depth
+            if not self._chosen:
+                self._chosen.append(self.calibrate(target_state))
+            self.num_layers = self._chosen[0]
             self.name = f"early-exit:{self.num_layers}"
         return self.target.early_exit_state(target_state, self.num_layers)
 

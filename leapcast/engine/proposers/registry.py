@@ -19,6 +19,7 @@ from leapcast.engine.proposers.seasonal import SeasonalProposer
 from leapcast.engine.proposers.seasonal_patches import SeasonalPatchProposer
 from leapcast.engine.sampling import SamplingConfig
 
+MOST = 1_000_000  # the largest depth or season a name may give (far past any model's layers or history)
 KINDS = ("early-exit", "seasonal")  # model-free or target-made proposers; any other name is a draft model
 
 
@@ -38,23 +39,40 @@ def parse(name: str) -> ProposerName:
     kind, colon, number = name.partition(":")
     if kind not in KINDS:
         return ProposerName("model", model=name)
-    if colon and not (number.isdigit() and int(number) >= 1):
+    if colon and not (number.isascii() and number.isdigit() and 1 <= int(number) <= MOST):
         what = (
             "early-exit:M with M the number of decoder layers, e.g. early-exit:2"
             if kind == "early-exit"
-            else "seasonal:S with S the season in steps, e.g. seasonal:12"
+            else f"seasonal:S with S the season in steps (1..{MOST:,}), e.g. seasonal:12"
         )
         raise ValueError(f"{param('draft')} {name!r}: write {kind} or {what}")
     return ProposerName(kind, int(number) if colon else None)
 
 
 def make_proposer(
-    name: str, target, *, k: int = 4, load_draft: Callable[[str], object] | None = None, tolerance: float | None = None
+    name: str,
+    target,
+    *,
+    k: int = 4,
+    load_draft: Callable[[str], object] | None = None,
+    tolerance: float | None = None,
+    stop_below: float | None = None,
 ) -> Proposer:
     """The proposer ``name`` for ``target``; ``k``: the proposal length an early-exit calibration plans for;
-    ``tolerance``: the speculative settings' (continuous heads take the seasonal proposer only with one)."""
+    ``tolerance``: the speculative settings' (continuous heads take the seasonal proposer only with one);
+    ``stop_below``: theirs too (it reads a draft's token probabilities: refused where there are none)."""
     parsed = parse(name)
     continuous = target.head_kind != "categorical"
+    if stop_below is not None and (continuous or parsed.kind == "seasonal"):
+        raise ValueError(
+            f"{param('stop_below')} {stop_below!r} stops a draft whose own token probabilities fall low; "
+            + (
+                f"{target.name!r} forecasts patches, whose drafts have none"
+                if continuous
+                else "the seasonal proposer offers fixed tokens, without probabilities"
+            )
+            + ", so leave it unset"
+        )
     if continuous and parsed.kind == "seasonal" and tolerance is not None:
         return SeasonalPatchProposer(target, parsed.number)
     if continuous and parsed.kind == "seasonal":

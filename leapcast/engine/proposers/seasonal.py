@@ -52,6 +52,10 @@ class SeasonalProposer:
     def select(self, rows: torch.Tensor) -> None:
         self.history, self.first_valid, self.lags = self.history[rows], self.first_valid[rows], self.lags[rows]
 
+    def stop(self) -> None:
+        for name in ("history", "first_valid", "lags"):
+            vars(self).pop(name, None)
+
     def propose(self, x: ProposalInput) -> Proposal:
         lc = self.history.shape[1]
         full = torch.cat(

@@ -49,6 +49,10 @@ class SeasonalPatchProposer:
     def select(self, rows: torch.Tensor) -> None:
         self.history, self.lags = self.history[rows], self.lags[rows]
 
+    def stop(self) -> None:
+        for name in ("history", "lags"):
+            vars(self).pop(name, None)
+
     def propose(self, x: ProposalInput) -> Proposal:
         r, v, t = self.history.shape
         cap = x.committed.shape[1]
