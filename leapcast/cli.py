@@ -53,9 +53,12 @@ def _kind(path: Path) -> str | None:
 
 def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
     """A long table from a .csv (optionally compressed) or .parquet file; every way it can be unreadable is named.
-    CSV ids are read as text, as written: '00501' stays '00501', and '1' and '01' are two series."""
+    CSV ids are read as text, as written (``frame.read_csv``): '00501' stays '00501', '1' and '01' are two series,
+    and 'NA' is an id."""
     import pandas as pd
     import pyarrow as pa
+
+    from leapcast import frame
 
     if path.is_dir():
         _fail(f"`{option}` {str(path)!r} is a folder; pass a .csv or .parquet file")
@@ -67,7 +70,7 @@ def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
     if path.stat().st_size == 0:
         _fail(f"`{option}` {str(path)!r} is empty; it needs a header line and one row per observation")
     try:
-        table = pd.read_csv(path, dtype={id_col: str}) if kind == "csv" else pd.read_parquet(path)
+        table = frame.read_csv(path, id_col) if kind == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         _fail(f"`{option}` {str(path)!r} has no columns; it needs a header line and one row per observation")
     except UnicodeDecodeError:
@@ -83,6 +86,8 @@ def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
         zlib.error,
     ) as err:  # corrupt or truncated
         _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200] or type(err).__name__})")
+    except ValueError as err:  # frame.read_csv's refusals
+        _fail(f"`{option}` {str(path)!r} is not a well-formed CSV file ({str(err).strip()})")
     if table.empty:
         _fail(f"`{option}` {str(path)!r} has columns {list(table.columns)} but no rows")
     return table
@@ -234,6 +239,8 @@ def forecast(
         check_int(threads, "threads", none=True, must=">= 1")
         _check_output(output, "--output", CSV_SUFFIXES + PARQUET_SUFFIXES)
         _check_output(stats_json, "--stats-json", (".json",))
+        if output is not None and output.resolve() == input.resolve():
+            _fail(f"`--output` {str(output)!r} is the `--input` file; the forecasts would overwrite the history")
         check_int(adjustment_seasons, "adjustment_seasons", low=0, must=">= 0 (0: the whole history)")
         device = check_device(device)
         df = _read_table(input, id_col=id_col)
@@ -249,6 +256,16 @@ def forecast(
             seasonal_adjustment=seasonal_adjustment,
             adjustment_seasons=adjustment_seasons or None,
         )
+        for option, given in (
+            ("--season-length", season_length is not None),
+            ("--adjustment-seasons", adjustment_seasons != RECENT_SEASONS),
+        ):
+            if given and not fc.seasonal_adjustment:
+                _fail(
+                    f"`{option}` sets the seasonal adjustment, which is off for {fc.name!r} "
+                    + ("(`--no-seasonal-adjustment`)" if seasonal_adjustment is False else "(its checkpoint's default)")
+                    + "; add `--seasonal-adjustment` or leave it out"
+                )
         result = fc.forecast(
             df,
             h,
@@ -421,6 +438,14 @@ def init(
     from leapcast.models.zoo import write_random
 
     with _refusals():
+        if path.exists() and not path.is_dir():
+            _fail(f"PATH {str(path)!r} is a file; name a folder to write the checkpoint into")
+        held = sorted(p.name for p in path.glob("*") if p.name == "config.json" or p.suffix == ".safetensors")
+        if held:
+            _fail(
+                f"PATH {str(path)!r} already holds a checkpoint ({', '.join(held)}); random weights would replace "
+                "it, so name a new folder (or delete that one first)"
+            )
         folder = write_random(
             path, size, seed=seed, prediction_length=prediction_length, context_length=context_length, family=family
         )
@@ -579,6 +604,11 @@ def plot(
             _fail(f"`--model` {model!r} is not a model column of {file.name}; its models: {names}")
         if unknown:
             _fail(f"`--ids` {unknown} are not in {file.name}")
+        if history is not None and not set(wanted) & set(history[id_col]):
+            _fail(
+                f"`--input` holds none of the series drawn ({', '.join(map(repr, wanted))}); pass the history "
+                f"{file.name} was forecast from"
+            )
     fig = forecast_figure(
         forecasts, model, wanted, history, id_col=id_col, time_col=time_col, target_col=target_col, last=last
     )

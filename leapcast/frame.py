@@ -11,7 +11,9 @@ the column or parameter, the offending values, and what to do):
 - Rows may come in any order: they are sorted by ``(id, ds)`` (stable); nothing
   is dropped. Series come out in sorted id order, as in statsforecast.
 - ``ds`` may be datetime64 (tz-aware kept), integers, integral floats, or strings
-  that ``pd.to_datetime`` parses (they are converted). Null ``ds`` are rejected.
+  that ``pd.to_datetime`` parses (they are converted; strings with mixed UTC
+  offsets, as local times across a daylight-saving change, are read in UTC).
+  Null ``ds`` are rejected.
 - ``y`` must be numeric (booleans rejected); integers are cast to float64. NaN is
   allowed inside a series (models mask it), but a series with no observed value
   is rejected, and so are infinities. Huge finite values are kept: the models are
@@ -79,6 +81,24 @@ class Panel:
         return len(self.ids)
 
 
+def read_csv(source, id_col: str = "unique_id", **options) -> pd.DataFrame:
+    """A long frame from CSV (a path or a file object): ids as text, as written ('007' stays '007', and 'NA',
+    'None' or 'nan' are ids like any other; an empty field is a missing id). A row with more fields than the
+    header is refused: pandas would read its first field as an index and shift every column."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            table = pd.read_csv(source, converters={id_col: str}, index_col=False, **options)
+        except pd.errors.ParserWarning:
+            raise ValueError(
+                "some rows have more fields than the header line; remove the extra fields (a trailing comma, or "
+                "an index column without a name in the header?)"
+            ) from None
+    if id_col in table.columns:
+        table[id_col] = table[id_col].mask(table[id_col] == "")
+    return table
+
+
 def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None) -> Panel:
     """Validate a long frame ``[rows, (id_col, time_col, target_col, ...)]`` into a Panel.
 
@@ -95,6 +115,11 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
     smallest difference, and ask for ``freq=`` when neither fits every series.
     """
     df = _as_pandas(df)
+    if len({id_col, time_col, target_col}) < 3:
+        raise ValueError(
+            f"{arg('id_col')} {id_col!r}, {arg('time_col')} {time_col!r} and {arg('target_col')} {target_col!r} "
+            "must name three different columns"
+        )
     missing = [c for c in (id_col, time_col, target_col) if c not in df.columns]
     if missing:
         raise ValueError(
@@ -235,7 +260,7 @@ def _time_values(col: pd.Series, name: str):
         return _time_values(pd.to_numeric(col), name)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         try:
-            return pd.DatetimeIndex(pd.to_datetime(col))
+            return _parse_dates(col)
         except (ValueError, TypeError) as err:
             raise TypeError(
                 f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); pass datetimes or integers"
@@ -272,6 +297,19 @@ def _check_values(y: np.ndarray, codes: np.ndarray, ids: list, name: str) -> Non
         )
 
 
+def _parse_dates(col: pd.Series) -> pd.DatetimeIndex:
+    """Date strings -> a DatetimeIndex; strings with mixed UTC offsets (local times across a daylight-saving change,
+    as pandas writes them) are read in UTC, the one grid they share."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*mixed time zones.*", category=FutureWarning)  # pandas 2
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(col))
+        except (ValueError, TypeError) as err:
+            if "utc=True" not in str(err):
+                raise
+    return pd.DatetimeIndex(pd.to_datetime(col, utc=True))
+
+
 def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
     """The grid step: a DateOffset for datetime ds, a positive int for integer ds."""
     if freq is not None:
@@ -286,6 +324,8 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
                 raise ValueError(
                     f"{param('freq')} {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"
                 ) from None
+        if isinstance(freq, str) and freq.strip().isascii() and freq.strip().isdigit():
+            freq = int(freq)  # as the CLI and a server's query give it
         return check_int(freq, "freq", must=f"a positive int step for integer {name!r}")
 
     distinct = {}  # step -> first id voting for it; series of >= 3 points vote

@@ -244,7 +244,7 @@ def test_corrupt_weights(model, tmp_path):
         (["--device", "tpu9"], ["`--device` 'tpu9' is not a torch device"]),
         (["--output", "no/such/folder/out.csv"], ["`--output`", "does not exist"]),
         (["--output", "out.txt"], ["`--output`", "expected a file ending in"]),
-        (["--stats-json", "missing-dir/stats.json"], ["`--stats-json`", "does not exist"]),
+        (["--draft", "early-exit:1", "--stats-json", "missing-dir/stats.json"], ["`--stats-json`", "does not exist"]),
     ],
 )
 def test_impossible_options_are_refused_before_work(model, tmp_path, monkeypatch, args, needles):
@@ -282,6 +282,8 @@ def test_plot_refusals(tmp_path):
     refused(invoke("plot", tmp_path / "empty.csv"), "`FILE`", "is empty")
     for last in ("-3", "0"):  # tail(-3) would drop the first 3 values and draw the rest, silently
         refused(invoke("plot", src, "--last", last), "`--last`", "a positive integer")
+    other = pd.DataFrame({"unique_id": "b", "ds": pd.date_range("2019-01-01", periods=12, freq="MS"), "y": 1.0})
+    refused(invoke("plot", src, "--input", write(other, tmp_path / "other.csv")), "`--input`", "none of the series")
 
 
 # --- 6. bench checks its packages before it computes ----------------------------------------------------

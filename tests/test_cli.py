@@ -69,6 +69,32 @@ def test_init_writes_a_loadable_checkpoint(tmp_path):
     assert load_model(folder).prediction_length == 8
 
 
+def test_init_does_not_replace_a_checkpoint_or_a_file(tmp_path):
+    folder = tmp_path / "m"
+    assert invoke("init", folder, "--size", "tiny", "--context-length", 64).exit_code == 0
+    weights = (folder / "model.safetensors").read_bytes()
+    again = invoke("init", folder, "--size", "tiny", "--seed", 5)
+    assert again.exit_code == 2 and "already holds a checkpoint (config.json, model.safetensors)" in again.output
+    assert (folder / "model.safetensors").read_bytes() == weights
+    (tmp_path / "afile").write_text("x")
+    onto_file = invoke("init", tmp_path / "afile")
+    assert onto_file.exit_code == 2 and "is a file; name a folder" in onto_file.output
+
+
+def test_csv_ids_are_text_and_extra_fields_are_refused(model, tmp_path):
+    """'NA' is Namibia, not a missing id; a row with a field more than the header would shift every column."""
+    rows = [f"{uid},2020-{m:02d}-01,{v}" for uid in ("NA", "US") for m, v in zip(range(1, 13), range(12))]
+    ids = tmp_path / "ids.csv"
+    ids.write_text("unique_id,ds,y\n" + "\n".join(rows) + "\n")
+    result = invoke("forecast", "--model", model, "--input", ids, "--h", 2, "--seed", 0)
+    assert result.exit_code == 0, result.output
+    assert "\nNA,2021-01-01," in result.output and "\nUS,2021-01-01," in result.output
+    extra = tmp_path / "extra.csv"
+    extra.write_text("unique_id,ds,y\n" + "\n".join(f"a,2020-01-0{d},{d},9" for d in range(1, 6)) + "\n")
+    result = invoke("forecast", "--model", model, "--input", extra, "--h", 2)
+    assert result.exit_code == 2 and squeeze("more fields than the header") in squeeze(result.output)
+
+
 def test_init_rejects_an_unknown_size(tmp_path):
     result = invoke("init", tmp_path / "x", "--size", "huge")
     assert result.exit_code == 2
@@ -365,6 +391,21 @@ def test_forecast_seasonal_adjustment_options(model, tmp_path):
     assert not np.allclose(got["on"]["tiny-t5"], got["off"]["tiny-t5"])
     bad = invoke("forecast", "--model", model, "--input", path, "--h", 6, "--adjustment-seasons", -1)
     assert bad.exit_code == 2 and "--adjustment-seasons" in bad.output and "-1" in bad.output
+    for extra in (
+        ["--season-length", 4],
+        ["--adjustment-seasons", 2],
+        ["--no-seasonal-adjustment", "--season-length", 4],
+    ):
+        ignored = invoke("forecast", "--model", model, "--input", path, "--h", 6, *extra)  # this model: off
+        assert ignored.exit_code == 2, ignored.output
+        assert squeeze(f"`{extra[-2]}` sets the seasonal adjustment, which is off") in squeeze(ignored.output)
+
+
+def test_the_output_cannot_be_the_input(model, csv):
+    before = csv.read_bytes()
+    result = invoke("forecast", "--model", model, "--input", csv, "--h", 2, "--output", csv)
+    assert result.exit_code == 2 and squeeze("is the `--input` file") in squeeze(result.output)
+    assert csv.read_bytes() == before
 
 
 def test_the_cli_default_indices_window_is_the_library_default():

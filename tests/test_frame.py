@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leapcast.frame import Panel, future_frame, future_times, to_panel
+from leapcast.frame import Panel, future_frame, future_times, read_csv, to_panel
 
 
 def long_frame(ids, ds, y=None):
@@ -375,3 +375,23 @@ def test_timestamps_past_pandas_nanosecond_range_are_named_or_read():
         assert "reach past what pandas holds" in str(err)
     else:
         assert panel.contexts[0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_local_times_across_a_daylight_saving_change_are_read_in_utc(tmp_path):
+    """pandas writes such times with two UTC offsets; read back, they lie on one hourly grid in UTC."""
+    ds = pd.date_range("2023-03-20", periods=336, freq="h", tz="Europe/Berlin")  # across 26 March
+    pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(336.0)}).to_csv(tmp_path / "dst.csv", index=False)
+    panel = to_panel(read_csv(tmp_path / "dst.csv"))
+    assert panel.freq == pd.tseries.frequencies.to_offset("h")
+    assert not np.isnan(panel.contexts[0]).any()  # no step lost or doubled at the change
+
+
+def test_one_column_in_two_roles_is_refused():
+    df = pd.DataFrame({"unique_id": "a", "ds": [1, 2, 3], "y": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="three different columns"):
+        to_panel(df, target_col="ds")
+
+
+def test_an_int_freq_given_as_digits_is_a_step():
+    df = pd.DataFrame({"unique_id": "a", "ds": [1, 3, 5, 9], "y": [1.0, 2.0, 3.0, 4.0]})
+    assert to_panel(df, freq="2").freq == 2

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leapcast.checks import check_int, is_int
+from leapcast.checks import check_int, is_int, param
 from leapcast.engine.proposers import make_proposer, parse
 from leapcast.engine.speculative import SpecConfig
 from leapcast.eval import metrics as M
@@ -244,11 +244,16 @@ def run(
     check_int(threads, "threads", must="an integer >= 1")
     torch.set_num_threads(threads)
     rows, fans = [], []
+    windows = []  # every data set read (and so every name checked) before any model runs
+    for name in suite.datasets:
+        try:
+            windows.append(official_window(name, suite.max_series))
+        except ValueError as err:
+            raise ValueError(f"{param('datasets')}: {err}") from None
     with tempfile.TemporaryDirectory() as tmp:
         specs = model_specs(models, drafts, Path(tmp), log)
         official = suite.official and _has_chronos(log)
-        for name in suite.datasets:
-            win = official_window(name, suite.max_series)
+        for win in windows:
             rows += [_bench_baseline(baseline, win, log) for baseline in suite.baselines]
             for model in specs:
                 rows += _bench_model(suite, model, win, official, fans, log)

@@ -118,6 +118,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
         raise CheckpointError(
             f"{where} has a field of the wrong type or value ({err}); fix or replace the file"
         ) from None
+    if chronos.n_tokens != cfg.vocab_size:  # token ids past the vocabulary fail; a smaller n_tokens misreads bins
+        raise CheckpointError(
+            f"{where}: chronos_config.n_tokens ({chronos.n_tokens}) must equal vocab_size ({cfg.vocab_size}), the "
+            "tokens the model reads and writes; fix the file"
+        )
     net = T5(cfg)
     _load_weights(net, convert_hf_t5(weights, cfg), Path(path))
     return ChronosT5(_in_tier(net, device, tier), chronos, name=Path(path).name)
@@ -203,10 +208,13 @@ def convert_hf_t5(hf: dict[str, torch.Tensor], cfg: T5Config) -> dict[str, torch
     out = {
         k: (v.t().contiguous() if v.ndim == 2 and k not in _STORED_AS_IS else v) for k, v in out.items()
     }  # Dense: [in, out]
-    used = set(_consumed_names(hf))
+    used = set(_consumed_names(hf, cfg))
     unknown = sorted(k for k in hf if k not in used)
     if unknown:
-        raise CheckpointError(f"checkpoint has weights this T5 layout does not use: {unknown[:5]}")
+        raise CheckpointError(
+            f"checkpoint has weights this T5 layout does not use: {unknown[:5]} (config.json says {cfg.num_layers} "
+            f"encoder and {cfg.num_decoder_layers} decoder layers)"
+        )
     return out
 
 
@@ -215,13 +223,21 @@ def _ff(hf: dict, src: str, dst: str, cfg: T5Config) -> dict[str, torch.Tensor]:
     return {f"{dst}.wi.weight": wi, f"{dst}.wo.weight": hf[f"{src}.wo.weight"]}
 
 
-def _consumed_names(hf: dict) -> list[str]:
+def _consumed_names(hf: dict, cfg: T5Config) -> list[str]:
+    """The weights of ``hf`` this layout reads: T5's names, in blocks the config has (a block past them would be
+    dropped, and the forecasts with it)."""
     pattern = re.compile(
         r"^(shared\.weight|lm_head\.weight|(encoder|decoder)\.(embed_tokens\.weight|final_layer_norm\.weight|"
-        rf"block\.\d+\.layer\.\d\.({_ATTN}\.(q|k|v|o|relative_attention_bias)\.weight|layer_norm\.weight|"
+        rf"block\.(\d+)\.layer\.\d\.({_ATTN}\.(q|k|v|o|relative_attention_bias)\.weight|layer_norm\.weight|"
         r"DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight)))$"
     )
-    return [k for k in hf if pattern.match(k)]
+    blocks = {"encoder": cfg.num_layers, "decoder": cfg.num_decoder_layers}
+    used = []
+    for k in hf:
+        match = pattern.match(k)
+        if match and (match.group(4) is None or int(match.group(4)) < blocks[match.group(2)]):
+            used.append(k)
+    return used
 
 
 def leapcast_options(path: str | Path) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from leapcast import frame
 from leapcast.checks import check_int
 from leapcast.deseason import season_length_of
 from leapcast.engine.streams import random_seed
@@ -213,7 +214,7 @@ def _read_frame(body: bytes, content_type: str, id_col: str) -> pd.DataFrame:
         raise BadBody("the body is empty: send a long frame with a header (unique_id, ds, y) and one row per value")
     try:
         if kind == CSV:
-            return pd.read_csv(io.BytesIO(body), float_precision="round_trip", dtype={id_col: str})  # as written
+            return frame.read_csv(io.BytesIO(body), id_col, float_precision="round_trip")  # ids as written
         reader = pa.ipc.open_stream(body) if kind == ARROW_STREAM else pa.ipc.open_file(pa.BufferReader(body))
         return reader.read_all().to_pandas()
     except pd.errors.EmptyDataError:
@@ -222,7 +223,11 @@ def _read_frame(body: bytes, content_type: str, id_col: str) -> pd.DataFrame:
         raise BadBody("the CSV body is not UTF-8 text") from None
     except pd.errors.ParserError as err:
         raise BadBody(f"the CSV body is not well-formed ({str(err).strip()})") from None
-    except (pa.ArrowException, OSError, ValueError) as err:
+    except ValueError as err:
+        if kind == CSV:
+            raise BadBody(f"the CSV body is not well-formed ({err})") from None
+        raise BadBody(f"the body is not an Arrow IPC {kind.rsplit('.', 1)[-1]} ({str(err).strip()[:200]})") from None
+    except (pa.ArrowException, OSError) as err:
         raise BadBody(f"the body is not an Arrow IPC {kind.rsplit('.', 1)[-1]} ({str(err).strip()[:200]})") from None
 
 

@@ -125,6 +125,20 @@ def test_extra_unknown_weight(copy):
         load_model(copy)
 
 
+def test_layers_past_the_config_are_refused_not_dropped(copy):
+    """config.json says 2 encoder layers; weights of a third would be dropped, and the forecasts with them."""
+    edit_config(copy, num_layers=1)
+    with pytest.raises(CheckpointError, match=r"does not use: \[.*encoder\.block\.1\..*1 encoder and 1 decoder"):
+        load_model(copy)
+
+
+def test_a_tokenizer_of_another_size_than_the_vocabulary_is_refused(copy):
+    config = json.loads((copy / "config.json").read_text())
+    edit_config(copy, chronos_config={**config["chronos_config"], "n_tokens": 1024})
+    with pytest.raises(CheckpointError, match=r"n_tokens \(1024\) must equal vocab_size \(4096\)"):
+        load_model(copy)
+
+
 def test_weights_of_the_wrong_shape(copy):
     edit_config(copy, d_ff=48)
     with pytest.raises(CheckpointError, match="do not match its config.json"):
