@@ -553,6 +553,19 @@ def _check_keys(keys, n: int) -> list[int]:
 
 
 def _interval_columns(name: str, quantiles, level) -> list[tuple[str, float]]:
+    """(column name, quantile level) of each interval column; two values that name one column are refused (a frame
+    would keep only the second)."""
+    cols = _named_levels(name, quantiles, level)
+    names = [col for col, _ in cols]
+    twice = next((col for i, col in enumerate(names) if col in names[:i]), None)
+    if twice is not None:
+        option = "quantiles" if quantiles is not None else "level"
+        given = quantiles if quantiles is not None else level
+        raise ValueError(f"{param(option)} {list(given)!r} gives the column {twice!r} twice; pass distinct values")
+    return cols
+
+
+def _named_levels(name: str, quantiles, level) -> list[tuple[str, float]]:
     if quantiles is not None:
         return [(f"{name}-q-{_pct(q)}", q) for q in check_levels(quantiles, "quantiles")]
     if level is None:

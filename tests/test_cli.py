@@ -95,6 +95,11 @@ def test_csv_ids_are_text_and_extra_fields_are_refused(model, tmp_path):
     assert result.exit_code == 2 and squeeze("more fields than the header") in squeeze(result.output)
 
 
+def test_init_context_length_0_is_refused_not_made_512(tmp_path):
+    result = invoke("init", tmp_path / "m", "--context-length", 0)
+    assert result.exit_code == 2 and "`--context-length` must be a positive integer" in result.output
+
+
 def test_init_rejects_an_unknown_size(tmp_path):
     result = invoke("init", tmp_path / "x", "--size", "huge")
     assert result.exit_code == 2

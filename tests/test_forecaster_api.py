@@ -173,6 +173,14 @@ def test_forecast_quantile_columns(fc):
     np.testing.assert_array_equal(out[m], out[f"{m}-q-50"])  # the point forecast is the median
 
 
+@pytest.mark.parametrize(
+    "option, values", [("quantiles", [0.1, 0.1000000001]), ("quantiles", [0.5, 0.5]), ("level", [80, 80])]
+)
+def test_two_values_naming_one_column_are_refused(fc, option, values):
+    with pytest.raises(ValueError, match=f"`{option}` .* gives the column 'tiny-t5-.*' twice"):
+        fc.forecast(monthly_frame(), 4, **{option: values}, num_samples=4)
+
+
 def test_forecast_point_mean_and_no_intervals(fc):
     df = monthly_frame()
     out = fc.forecast(df, 4, point="mean", num_samples=6, seed=2)

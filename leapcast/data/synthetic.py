@@ -186,7 +186,7 @@ def ts_mixup(
     Output columns carry the input's column names. See :func:`mixup_arrays` for the arrays and weights.
     """
     ordered = df.sort_values([id_col, time_col], kind="stable")
-    counts = ordered.groupby(id_col, sort=False).size().to_numpy()
+    counts = ordered.groupby(id_col, sort=False, dropna=False).size().to_numpy()  # null ids: a series, not dropped
     values = ordered[target_col].to_numpy(dtype=np.float64)
     series = np.split(values, np.cumsum(counts)[:-1])
     mixtures = mixup_arrays(series, n_series, length_range, k_max, alpha, seed)

@@ -80,9 +80,16 @@ class T5Config:
             relative_attention_max_distance=int(raw.get("relative_attention_max_distance", 128)),
             layer_norm_epsilon=float(raw.get("layer_norm_epsilon", 1e-6)),
             feed_forward_proj=str(raw.get("feed_forward_proj", "relu")),
-            tie_word_embeddings=bool(raw.get("tie_word_embeddings", True)),
+            tie_word_embeddings=_flag(raw.get("tie_word_embeddings", True), "tie_word_embeddings"),
             decoder_start_token_id=int(raw.get("decoder_start_token_id", 0) or 0),
         )
+
+
+def _flag(value: object, name: str) -> bool:
+    """A config.json boolean; "false" (a string) would read as True."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be true or false, got {value!r}")
+    return value
 
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leapcast.checks import check_int, param
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.presets import CHRONOS_T5_SIZES, chronos_t5_config, random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
@@ -35,6 +36,7 @@ def write_random(
     values read (None: the family's, 512 for Chronos-T5 and 4096 for Toto).
     """
     _check_family(family)
+    check_int(context_length, "context_length", none=True, must="a positive integer or None (the family's)")
     if family == "toto":
         options = TotoOptions(context_length=context_length or TotoOptions.context_length, horizon=prediction_length)
         return save_toto(
@@ -48,6 +50,8 @@ def write_random(
 def write_random_pair(folder: str | Path, size: str, family: str = "chronos-t5") -> tuple[Path, Path]:
     """A random target of an official size and a 1-layer random draft with the same steps -> (target, draft) folders."""
     _check_family(family)
+    if family != "chronos-t5":
+        raise ValueError(f"{param('family')} {family!r}: random target-draft pairs are built for chronos-t5 only")
     folder = Path(folder)
     chronos = ChronosTokenizerConfig()
     target = write_random(folder / f"random-{size}", size, seed=0, name=f"random-{size}")

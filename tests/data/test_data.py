@@ -339,6 +339,13 @@ def test_ts_mixup_shape_and_determinism():
         ts_mixup(frame, 2, length_range=(500, 600))
 
 
+def test_ts_mixup_keeps_a_series_with_a_null_id_apart():
+    """groupby drops null keys by default: the values of such a series would have run into its neighbour's."""
+    frame = pd.DataFrame({"unique_id": ["a"] * 5 + [None] * 5, "ds": list(range(5)) * 2, "y": [1.0] * 5 + [9.0] * 5})
+    mixed = ts_mixup(frame, 20, length_range=(5, 5), k_max=1, seed=0)
+    assert (mixed.groupby("unique_id")["y"].nunique() == 1).all()  # crops of constant series: none spans both
+
+
 def test_ts_mixup_is_a_convex_combination_of_mean_scaled_crops():
     frame = source_frame()
     series = [g["y"].to_numpy() for _, g in frame.groupby("unique_id")]

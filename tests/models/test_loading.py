@@ -139,6 +139,12 @@ def test_a_tokenizer_of_another_size_than_the_vocabulary_is_refused(copy):
         load_model(copy)
 
 
+def test_a_boolean_written_as_text_is_refused(copy):
+    edit_config(copy, tie_word_embeddings="false")  # bool("false") is True
+    with pytest.raises(CheckpointError, match="`tie_word_embeddings` must be true or false, got 'false'"):
+        load_model(copy)
+
+
 def test_weights_of_the_wrong_shape(copy):
     edit_config(copy, d_ff=48)
     with pytest.raises(CheckpointError, match="do not match its config.json"):
