@@ -86,8 +86,9 @@ def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
         zlib.error,
     ) as err:  # corrupt or truncated
         _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200] or type(err).__name__})")
-    except ValueError as err:  # frame.read_csv's refusals
-        _fail(f"`{option}` {str(path)!r} is not a well-formed CSV file ({str(err).strip()})")
+    except ValueError as err:  # frame.read_csv's refusals, or a Parquet reader's
+        what = "a well-formed CSV file" if kind == "csv" else "readable as parquet"
+        _fail(f"`{option}` {str(path)!r} is not {what} ({str(err).strip()[:200]})")
     if table.empty:
         _fail(f"`{option}` {str(path)!r} has columns {list(table.columns)} but no rows")
     return table

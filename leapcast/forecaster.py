@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,7 +295,8 @@ class Forecaster:
                 f"(its context_length); fill them, or cut the series to end at its last observed stretch"
             )
         keys = _check_keys(series_keys, len(series))
-        factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(series)  # [N] float64, exact
+        # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
+        factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
         adjust = (
             self.seasonal_adjustment
@@ -376,8 +377,15 @@ class Forecaster:
             )
         keys = _check_keys(series_keys, n)
         check_int(batch_size, "batch_size")
-        flat = [x for item in items for x in item]  # N * V variates, each scaled on its own where it must be
-        factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)
+        window = self.model.context_length
+        flat = [x[-window:] for item in items for x in item]  # N * V variates, as the model reads them
+        i = _unobserved_in_reach(flat, window)
+        if i is not None:  # as a series alone is refused: the model would forecast that variate from nothing
+            raise ValueError(
+                f"item {i // v}, variate {i % v} of `inputs` has no observed value in its last {window} values, all "
+                "this model reads (its context_length); fill them, or drop the variate"
+            )
+        factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)  # each alone
         scaled = items / factor[:, :, None]
         contexts = []
         for item in scaled:
@@ -424,7 +432,7 @@ class Forecaster:
         target_col: str = "y",
         freq=None,
         alias: str | None = None,
-        season_length: int | None = None,
+        season_length: int | Mapping | None = None,
         **predict_kwargs,
     ) -> pd.DataFrame:
         """Forecast every series of a long frame (statsforecast / TimeGPT layout).
@@ -433,7 +441,7 @@ class Forecaster:
         integer steps), ``<alias>`` (the ``point`` forecast: sample median by
         default, or mean), and ``<alias>-lo-80`` / ``-hi-80`` per ``level`` or
         ``<alias>-q-10`` per quantile. ``freq`` as in ``leapcast.frame.to_panel``.
-        ``season_length``: for the seasonal adjustment; default: the frequency's
+        ``season_length``: for the seasonal adjustment, one int or a dict {id: season}; default: the frequency's
         usual season (``leapcast.deseason.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
         """
         plan = self.plan_frame(
@@ -467,7 +475,7 @@ class Forecaster:
         target_col: str = "y",
         freq=None,
         alias: str | None = None,
-        season_length: int | None = None,
+        season_length: int | Mapping | None = None,
     ) -> FramePlan:
         """What ``forecast`` does before it predicts, for callers that decode themselves (the server): the frame
         checked into series, their future timestamps, season length and random-stream keys, and the answer's
@@ -495,7 +503,7 @@ class Forecaster:
                 "reads (its context_length); fill them, or drop the series"
             )
         times = frame.future_times(panel, h)  # a horizon past the calendar is refused before any forecasting
-        season = season_length_of(panel.freq) if season_length is None else season_length
+        season = season_length_of(panel.freq) if season_length is None else _season_per_id(season_length, panel.ids)
         keys = [stream_key(i) for i in panel.ids]  # a series' paths follow its id, not its place in the frame
         return FramePlan(panel, h, times, season, keys, name, point, intervals)
 
@@ -518,6 +526,25 @@ def _stack_left(contexts: list[torch.Tensor]) -> torch.Tensor:
     """[1, (V,) T_i] each -> [B, (V,) T_max] float32, left-padded with NaN."""
     width = max(c.shape[-1] for c in contexts)
     return torch.cat([torch.nn.functional.pad(c, (width - c.shape[-1], 0), value=float("nan")) for c in contexts])
+
+
+def _season_per_id(season_length, ids: list):
+    """A frame's ``season_length``: one int for every series, or a mapping {id: season} -> the int, or one per
+    series in the panel's (sorted id) order. A list is refused: which series each entry meant would be a guess."""
+    if isinstance(season_length, Mapping):
+        missing = [i for i in ids if i not in season_length]
+        if missing:
+            raise ValueError(
+                f"{param('season_length')} has no entry for the series {missing[:5]!r}; give every id one, or pass "
+                "one int for all"
+            )
+        return [season_length[i] for i in ids]
+    if isinstance(season_length, (Sequence, np.ndarray)) and not isinstance(season_length, str):
+        raise ValueError(
+            f"{param('season_length')} {season_length!r}: a frame's series are matched by id, not by order; pass one "
+            "int, or a dict {id: season}"
+        )
+    return season_length
 
 
 def _seasonal_indices(

@@ -81,22 +81,44 @@ class Panel:
         return len(self.ids)
 
 
+# pandas' default missing-value strings (read_csv's documentation); ids get only the empty field
+_NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A")
+_NA_STRINGS += ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
 def read_csv(source, id_col: str = "unique_id", **options) -> pd.DataFrame:
-    """A long frame from CSV (a path or a file object): ids as text, as written ('007' stays '007', and 'NA',
-    'None' or 'nan' are ids like any other; an empty field is a missing id). A row with more fields than the
-    header is refused: pandas would read its first field as an index and shift every column."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", pd.errors.ParserWarning)
-        try:
-            table = pd.read_csv(source, converters={id_col: str}, index_col=False, **options)
-        except pd.errors.ParserWarning:
-            raise ValueError(
-                "some rows have more fields than the header line; remove the extra fields (a trailing comma, or "
-                "an index column without a name in the header?)"
-            ) from None
-    if id_col in table.columns:
-        table[id_col] = table[id_col].mask(table[id_col] == "")
-    return table
+    """A long frame from CSV (a path or a seekable file object): ids as text, as written ('007' stays '007', and
+    'NA', 'None' or 'nan' are ids like any other; an empty field is a missing id).
+
+    Rows with more fields than the header: a trailing comma on each row is dropped, and R's row numbers
+    (``write.table``'s header has no field for them) are dropped; anything else is refused, since pandas would
+    read the first field as an index and shift every column."""
+    start = source.tell() if hasattr(source, "seek") else None
+
+    def read(**more) -> pd.DataFrame:
+        if start is not None:
+            source.seek(start)
+        return pd.read_csv(source, **options, **more)
+
+    columns = read(nrows=0).columns
+    na = {c: [""] if c == id_col else list(_NA_STRINGS) for c in columns}
+    text_ids = dict(dtype={id_col: str}, keep_default_na=False, na_values=na)
+    table = read(**text_ids)
+    if table.index.equals(
+        pd.RangeIndex(len(table))
+    ):  # no field taken as an index (pandas 3 may give R's 1..n a RangeIndex too)
+        return table
+    if table.iloc[:, -1].isna().all():  # a trailing comma on every row: read without an index, its field dropped
+        with warnings.catch_warnings():  # pandas 3 warns of the dropped field (an "ignore" that leaks is harmless)
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return read(**text_ids, index_col=False)
+    rows = table.index
+    if rows.nlevels == 1 and pd.api.types.is_integer_dtype(rows) and (rows == np.arange(1, len(rows) + 1)).all():
+        return table.reset_index(drop=True)  # R's row numbers
+    raise ValueError(
+        f"rows have more fields than the header line ({list(columns)}); pandas would read the first as an index "
+        "and shift every column: remove the extra fields or name them in the header"
+    )
 
 
 def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None) -> Panel:
@@ -138,7 +160,7 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
     ids, ds, y = ids.to_numpy()[order], ds[order], y[order]
     codes, uniques = pd.factorize(ids)  # sorted, so codes never decrease
     starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(codes)]
-    uniq = uniques.tolist()  # python ids, sorted
+    uniq = pd.Index(uniques).tolist()  # python ids, sorted (Timestamps stay Timestamps, not nanoseconds)
 
     dup = np.r_[False, (codes[1:] == codes[:-1]) & (ds[1:] == ds[:-1])]
     if dup.any():
@@ -298,16 +320,14 @@ def _check_values(y: np.ndarray, codes: np.ndarray, ids: list, name: str) -> Non
 
 
 def _parse_dates(col: pd.Series) -> pd.DatetimeIndex:
-    """Date strings -> a DatetimeIndex; strings with mixed UTC offsets (local times across a daylight-saving change,
-    as pandas writes them) are read in UTC, the one grid they share."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*mixed time zones.*", category=FutureWarning)  # pandas 2
-        try:
-            return pd.DatetimeIndex(pd.to_datetime(col))
-        except (ValueError, TypeError) as err:
-            if "utc=True" not in str(err):
-                raise
-    return pd.DatetimeIndex(pd.to_datetime(col, utc=True))
+    """Date strings -> a DatetimeIndex; times that all carry a UTC offset but not one offset (local times across a
+    daylight-saving change, as pandas writes them) are read in UTC, the one grid they share."""
+    offsets = col.astype(str).str.extract(_OFFSET, expand=False)
+    mixed = bool(offsets.notna().all()) and offsets.nunique() > 1
+    return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed))
+
+
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})$"  # a time of day, then its UTC offset
 
 
 def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):

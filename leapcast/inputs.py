@@ -71,6 +71,7 @@ def as_series_list(inputs: object) -> list[np.ndarray]:
         if len(inputs) == 0:
             raise ValueError("`inputs` is an empty list; pass at least one series")
         if all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in inputs):
+            _check_dtype(np.asarray(inputs).dtype, "inputs")  # numpy's complex scalars are numbers too
             series = [np.asarray(inputs, dtype=np.float64)]  # a plain list of numbers is one series
         else:
             series = []

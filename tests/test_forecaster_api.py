@@ -173,6 +173,18 @@ def test_forecast_quantile_columns(fc):
     np.testing.assert_array_equal(out[m], out[f"{m}-q-50"])  # the point forecast is the median
 
 
+@pytest.mark.parametrize("recent", ["zeros", "small"])
+def test_values_older_than_the_window_do_not_change_the_forecast(fc, recent):
+    """The model reads the last context_length values; an older peak once set the power-of-two scale, so a window
+    of zeros (demand that stopped) came back multiplied by it."""
+    window = fc.model.context_length
+    rng = np.random.default_rng(0)
+    last = np.zeros(window) if recent == "zeros" else rng.normal(0.01, 0.001, window)
+    history = np.r_[1e6 * (1 + rng.random(100)), last]
+    got = fc.predict(history, 6, num_samples=8, seed=3)
+    assert torch.equal(got, fc.predict(last, 6, num_samples=8, seed=3))
+
+
 @pytest.mark.parametrize(
     "option, values", [("quantiles", [0.1, 0.1000000001]), ("quantiles", [0.5, 0.5]), ("level", [80, 80])]
 )
@@ -241,6 +253,13 @@ def test_predict_quantiles_of_multivariate_items():
     paths = fc.predict(items, 8, num_samples=5, seed=0)  # [N, V, S, h]
     assert quantiles.shape == (2, 3, 8, 2) and mean.shape == (2, 3, 8)
     assert torch.allclose(quantiles[..., 1], torch.quantile(paths, 0.9, dim=2))
+    window = fc.model.context_length
+    stale = torch.cat([items, torch.full((2, 3, window), float("nan"))], dim=-1)
+    stale[1, 0, -1] = 1.0  # item 1's variate 0 was observed of late; its variate 1 was not
+    stale[1, 2, -1] = 1.0
+    stale[0, :, -1] = 1.0
+    with pytest.raises(ValueError, match="item 1, variate 1 of `inputs` has no observed value in its last"):
+        fc.predict(stale, 8, num_samples=2)
     assert torch.allclose(mean, paths.mean(dim=2))
 
 
@@ -250,3 +269,19 @@ def test_a_forecast_column_named_like_the_id_column_is_refused_before_forecastin
     monkeypatch.setattr(fc, "predict", lambda *a, **k: (_ for _ in ()).throw(AssertionError("forecast ran")))
     with pytest.raises(ValueError, match="forecast column 'unique_id' would clash.*`alias`"):
         fc.forecast(df, 3, alias="unique_id")
+
+
+def test_a_frame_takes_season_lengths_by_id_not_by_order(fc):
+    df = monthly_frame()
+    ids = sorted(df["unique_id"].unique())
+    adjusted = dict(seasonal_adjustment=True, seed=0, num_samples=4)
+    by_id = fc.forecast(df, 3, season_length={uid: 4 if uid == ids[0] else 12 for uid in ids}, **adjusted)
+    first = df["unique_id"] == ids[0]
+    pd.testing.assert_frame_equal(  # each series gets its own season, whatever the frame's order
+        by_id[by_id["unique_id"] == ids[0]].reset_index(drop=True),
+        fc.forecast(df[first], 3, season_length=4, **adjusted),
+    )
+    with pytest.raises(ValueError, match="matched by id, not by order"):
+        fc.forecast(df, 3, season_length=[4] * len(ids), seed=0, num_samples=4)
+    with pytest.raises(ValueError, match="no entry for the series"):
+        fc.forecast(df, 3, season_length={ids[0]: 4}, seed=0, num_samples=4)

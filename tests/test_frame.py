@@ -395,3 +395,34 @@ def test_one_column_in_two_roles_is_refused():
 def test_an_int_freq_given_as_digits_is_a_step():
     df = pd.DataFrame({"unique_id": "a", "ds": [1, 3, 5, 9], "y": [1.0, 2.0, 3.0, 4.0]})
     assert to_panel(df, freq="2").freq == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "unique_id,ds,y\nNA,1,1\nNA,2,\n,3,3\nnan,4,NA\n",  # ids as written; y's missing values as pandas reads them
+        "unique_id,ds,y\nNA,1,1,\nNA,2,,\n,3,3,\nnan,4,NA,\n",  # a trailing comma on every row
+        '"unique_id","ds","y"\n"1","NA",1,1\n"2","NA",2,\n"3",,3,3\n"4","nan",4,NA\n',  # R's write.table
+    ],
+)
+def test_csv_ids_are_read_as_text(text):
+    import io
+
+    table = read_csv(io.BytesIO(text.encode()))
+    assert list(table.columns) == ["unique_id", "ds", "y"]
+    assert table["unique_id"].tolist()[:2] == ["NA", "NA"] and pd.isna(table["unique_id"][2])
+    assert table["unique_id"][3] == "nan" and table["ds"].tolist() == [1, 2, 3, 4]
+    assert np.isnan(table["y"].to_numpy(float)[[1, 3]]).all() and table["y"][2] == 3
+
+
+def test_csv_rows_with_an_extra_field_are_refused_not_shifted():
+    import io
+
+    with pytest.raises(ValueError, match="more fields than the header"):
+        read_csv(io.BytesIO(b"unique_id,ds,y\na,1,1,5\na,2,2,6\n"))
+
+
+def test_timestamp_ids_stay_timestamps():
+    day = pd.Timestamp("2020-01-01")
+    df = pd.DataFrame({"unique_id": [day] * 3, "ds": [1, 2, 3], "y": [1.0, 2.0, 3.0]})
+    assert to_panel(df).ids == [day]

@@ -213,3 +213,8 @@ def test_length_one_series(fc):
     assert out.shape == (1, 3, 5) and torch.isfinite(out).all()
     mixed = fc.predict([np.array([3.0]), series(30)], 5, num_samples=3, seed=0)
     assert mixed.shape == (2, 3, 5) and torch.isfinite(mixed).all()
+
+
+def test_a_list_of_complex_numpy_scalars_is_refused_not_cut_to_its_real_part():
+    with pytest.raises(TypeError, match="got dtype complex128"):
+        as_series_list([np.complex128(1 + 5j), 3.0])

@@ -6,6 +6,8 @@ the clock and the draft, never on the target's verdict for the current steps.
 
 from __future__ import annotations
 
+import threading
+
 
 class KChooser:
     """Picks k for the next iteration from measured seconds per committed step.
@@ -27,51 +29,57 @@ class KChooser:
         self.recheck = recheck
         self.windows = 0
         self.queue: list[int] = []  # candidates to try next, before anything else
+        self._lock = threading.RLock()  # forecast calls from several threads share a shape's chooser
 
     @property
     def off(self) -> bool:
         """Exploration is over and plain decoding (k = 0) is the fastest."""
-        return not self.exploring and min(self.cost, key=self.cost.__getitem__) == 0
+        with self._lock:
+            return not self.exploring and min(self.cost, key=self.cost.__getitem__) == 0
 
     @property
     def settled(self) -> bool:
         """Plain decoding won and no re-check is queued: k = 0, and nothing to time."""
-        return self.off and not self.queue
+        with self._lock:
+            return self.off and not self.queue
 
     def speculate(self) -> bool:
         """Whether the next window runs the speculative loop (False: the plain loop)."""
-        self.windows += 1
-        if not self.off:
-            return True
-        if self.windows % self.recheck == 0:
-            self.queue = [0] + [self.candidates[1]] * 3  # a fresh plain cost, then enough passes to move k = 1's
-            return True
-        return False
+        with self._lock:
+            self.windows += 1
+            if not self.off:
+                return True
+            if self.windows % self.recheck == 0:
+                self.queue = [0] + [self.candidates[1]] * 3  # a fresh plain cost, then enough passes to move k = 1's
+                return True
+            return False
 
     def choose(self) -> int:
-        self.iteration += 1
-        if self.iteration == 1:
-            return 0
-        if self.queue:
-            return self.queue.pop(0)
-        if self.exploring:
-            tried = [k for k in self.candidates if k in self.cost]
-            if len(tried) >= 2 and self.cost[tried[-1]] > self.cost[tried[-2]]:
-                self.exploring = False  # slower than the one before: larger k will not pay either
-            elif len(tried) < len(self.candidates):
-                return self.candidates[len(tried)]
-            else:
-                self.exploring = False
-        best = min(self.cost, key=self.cost.__getitem__)
-        if self.iteration % 32 == 0:
-            i = self.candidates.index(best)
-            neighbours = self.candidates[max(0, i - 1) : i + 2]
-            return neighbours[(self.iteration // 32) % len(neighbours)]
-        return best
+        with self._lock:
+            self.iteration += 1
+            if self.iteration == 1:
+                return 0
+            if self.queue:
+                return self.queue.pop(0)
+            if self.exploring:
+                tried = [k for k in self.candidates if k in self.cost]
+                if len(tried) >= 2 and self.cost[tried[-1]] > self.cost[tried[-2]]:
+                    self.exploring = False  # slower than the one before: larger k will not pay either
+                elif len(tried) < len(self.candidates):
+                    return self.candidates[len(tried)]
+                else:
+                    self.exploring = False
+            best = min(self.cost, key=self.cost.__getitem__)
+            if self.iteration % 32 == 0:
+                i = self.candidates.index(best)
+                neighbours = self.candidates[max(0, i - 1) : i + 2]
+                return neighbours[(self.iteration // 32) % len(neighbours)]
+            return best
 
     def record(self, k: int, seconds: float, steps: float) -> None:
         """One iteration at ``k`` took ``seconds`` and moved the active rows ``steps`` on average."""
-        if self.iteration == 1:
-            return  # the first pass pays one-off costs (allocation, warm caches); it would flatter every later k
-        per_step = seconds / max(steps, 1)
-        self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step
+        with self._lock:
+            if self.iteration == 1:
+                return  # the first pass pays one-off costs (allocation, warm caches); it would flatter every later k
+            per_step = seconds / max(steps, 1)
+            self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step

@@ -404,8 +404,9 @@ class Decoder:
         rows), unless that would split a series' rows."""
         if len(keep) == 0:
             self.rows, self.state = None, None
-            if self.proposer is not None:
-                self.proposer.stop()
+            stop = getattr(self.proposer, "stop", None)  # optional for proposers written before it
+            if stop is not None:
+                stop()
             return
         order = fill_order(keep, len(self._live().series))
         if order is not keep and _runs(self._live().series[order]) == _runs(self._live().series[keep]):

@@ -58,4 +58,5 @@ class Proposer(Protocol):
         """Keep only these rows [R'] (in that order): finished series left."""
 
     def stop(self) -> None:
-        """Forget every row (the decoder has none left): what was kept for them (a draft's caches) goes."""
+        """Forget every row (the decoder has none left): what was kept for them (a draft's caches) goes. Optional:
+        the loop calls it where a proposer has it."""

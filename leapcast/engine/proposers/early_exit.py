@@ -17,6 +17,7 @@ chooses which proposer runs; the output distribution is the target's either way.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -48,12 +49,14 @@ class EarlyExitProposer(DecoderProposer):
         self.sampling = sampling or SamplingConfig()
         self.calibration: dict[int, dict[str, float]] = {}
         self._chosen: list[int] = []  # the calibrated depth, shared with copies (each forecast call runs a copy)
+        self._calibrating = threading.Lock()  # shared too: concurrent first calls calibrate once
         self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
     def _state_for(self, contexts, rows_per_series, target_state, capacity):
         if self.num_layers is None:  # calibrated once: later windows, batches and calls reuse the depth
-            if not self._chosen:
-                self._chosen.append(self.calibrate(target_state))
+            with self._calibrating:
+                if not self._chosen:
+                    self._chosen.append(self.calibrate(target_state))
             self.num_layers = self._chosen[0]
             self.name = f"early-exit:{self.num_layers}"
         return self.target.early_exit_state(target_state, self.num_layers)
