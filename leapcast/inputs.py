@@ -125,12 +125,17 @@ def power_of_two_scale(series: list[np.ndarray]) -> np.ndarray:
     return np.ldexp(1.0, exponents.astype(int))
 
 
+RAW_TARGET = 2.0**10  # where ``raw_range_scale`` brings a series from outside the range: largest |value| ~1,000
+
+
 def raw_range_scale(series: list[np.ndarray]) -> np.ndarray:
-    """Like ``power_of_two_scale``, but 1 for every series whose largest |value| lies in [RAW_LOW, RAW_HIGH]:
-    for models that must read values as given."""
+    """For models that must read values as given: 1 for every series whose largest |value| lies in [RAW_LOW,
+    RAW_HIGH]; outside it, the power of two that brings the largest |value| into [RAW_TARGET, 2 RAW_TARGET), where a
+    model's absolute floor (Toto's 0.1 on the scale) is small against the variation of ordinary series (in [1, 2)
+    it would flatten a series whose values vary by a few percent)."""
     peaks = np.array([np.nanmax(np.abs(s)) for s in series])
     inside = (peaks == 0) | ((peaks >= RAW_LOW) & (peaks <= RAW_HIGH))
-    return np.where(inside, 1.0, power_of_two_scale(series))
+    return np.where(inside, 1.0, power_of_two_scale(series) / RAW_TARGET)
 
 
 def as_items(inputs: object) -> np.ndarray | None:

@@ -385,17 +385,19 @@ def test_sampling_settings_of_categorical_heads_are_refused(tiny):
 
 def test_values_are_read_as_given_in_range_and_rescaled_beyond_it(tiny):
     """Toto's scaler has an absolute floor, so scaling a series changes its forecast: leapcast does not rescale
-    in range (parity with the reference), and brings series beyond 2**100 down by a power of two (exactly back)."""
+    in range (parity with the reference), and brings series beyond 2**100 (or below 2**-100) to a largest |value| of
+    about 1,000 by a power of two (exactly back): there the floor is small against the series' variation."""
     fc = Forecaster.from_pretrained(tiny)
     x = _series(4, (40,))[0] + 3
     base = fc.predict(x, 8, top_k=1)
     assert not torch.allclose(fc.predict(x * 1e-3, 8, top_k=1) * 1e3, base, rtol=1e-3)  # the floor shows
-    huge = 2.0**200
-    assert torch.allclose(
-        fc.predict(x * huge, 8, top_k=1) / huge,
-        fc.predict(x * 2.0 ** -int(np.log2(np.abs(x).max())), 8, top_k=1) * 2.0 ** int(np.log2(np.abs(x).max())),
-        rtol=1e-6,
-    )
+    huge, tiny_scale = 2.0**200, 2.0**-200
+    shift = 10 - int(
+        np.floor(np.log2(np.abs(x).max()))
+    )  # beyond the range, read with largest |value| in [2**10, 2**11)
+    at_target = fc.predict(x * 2.0**shift, 8, top_k=1) / 2.0**shift
+    for c in (huge, tiny_scale):
+        assert torch.allclose(fc.predict(x * c, 8, top_k=1) / c, at_target, rtol=1e-6)
 
 
 def test_cli_forecast_info_and_init(tmp_path, tiny):
