@@ -59,6 +59,9 @@ class ServeConfig:
     warmup: bool = True
 
     def __post_init__(self) -> None:
+        if self.draft is None and (self.k != 4 or not self.adaptive):  # settings without a draft: refused, not ignored
+            option = "k" if self.k != 4 else "adaptive"
+            raise ValueError(f"{param(option)} sets speculative decoding, which runs only with {param('draft')}")
         if self.batching not in BATCHING:
             raise ValueError(f"{param('batching')} must be one of {', '.join(BATCHING)}, got {self.batching!r}")
         check_int(self.port, "port", low=0, high=65536, must="an integer in 0..65535")

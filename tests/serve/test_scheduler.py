@@ -155,6 +155,13 @@ def test_lane_settings_are_checked(settings, words):
         ServeConfig(**settings)
 
 
+@pytest.mark.parametrize("settings", [{"k": 2}, {"adaptive": False}])
+def test_speculative_settings_without_a_draft_are_refused(settings):
+    with pytest.raises(ValueError, match="sets speculative decoding, which runs only with `draft`"):
+        ServeConfig(**settings)
+    ServeConfig(draft="early-exit:1", **settings)  # with one, they are the draft's
+
+
 @pytest.mark.parametrize("batching", ["continuous", "static", "off"])
 def test_every_mode_gives_the_library_forecast(fc, batching):
     sched = Scheduler(fc, ServeConfig(batching=batching, max_rows=60))  # 60 rows: 3 series of 20 at a time
