@@ -347,7 +347,8 @@ def info(
     if list_models or model is None:
         names = bundled_models()
         with _refusals():
-            lines = [f"{name:<14} {describe(BUNDLED_DIR / name)}" for name in names]
+            width = max(map(len, names), default=0)
+            lines = [f"{name:<{width}}  {describe(BUNDLED_DIR / name)}" for name in names]
         typer.echo("\n".join(lines) if names else "no bundled models in this build")
         return
     with _refusals():

@@ -88,7 +88,8 @@ _NA_STRINGS += ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 def read_csv(source, id_col: str = "unique_id", **options) -> pd.DataFrame:
     """A long frame from CSV (a path or a seekable file object): ids as text, as written ('007' stays '007', and
-    'NA', 'None' or 'nan' are ids like any other; an empty field is a missing id).
+    'NA', 'None' or 'nan' are ids like any other; an empty field is a missing id). A header that names a column
+    twice is refused.
 
     Rows with more fields than the header: a trailing comma on each row is dropped, and R's row numbers
     (``write.table``'s header has no field for them) are dropped; anything else is refused, since pandas would
@@ -100,6 +101,10 @@ def read_csv(source, id_col: str = "unique_id", **options) -> pd.DataFrame:
             source.seek(start)
         return pd.read_csv(source, **options, **more)
 
+    header = [str(name) for name in read(nrows=1, header=None, dtype=str, keep_default_na=False).iloc[0]]
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:  # pandas would rename the second one ('y.1') and read the first, silently
+        raise ValueError(f"the header line names {twice} more than once; give every column its own name")
     columns = read(nrows=0).columns
     na = {c: [""] if c == id_col else list(_NA_STRINGS) for c in columns}
     text_ids = dict(dtype={id_col: str}, keep_default_na=False, na_values=na)

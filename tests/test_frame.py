@@ -426,3 +426,10 @@ def test_timestamp_ids_stay_timestamps():
     day = pd.Timestamp("2020-01-01")
     df = pd.DataFrame({"unique_id": [day] * 3, "ds": [1, 2, 3], "y": [1.0, 2.0, 3.0]})
     assert to_panel(df).ids == [day]
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused():
+    import io
+
+    with pytest.raises(ValueError, match=r"names \['y'\] more than once"):
+        read_csv(io.BytesIO(b"unique_id,ds,y,y\na,1,1,5\na,2,2,6\n"))
