@@ -305,7 +305,8 @@ class Forecaster:
         )
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
-        return Prepared([left_pad([x]) for x in series], keys, sampling, h, steps, factor, indices)
+        contexts = [left_pad([x[-window:]]) for x in series]  # what the model reads (older values may not fit float32)
+        return Prepared(contexts, keys, sampling, h, steps, factor, indices)
 
     def _chooser_key(self, rows: int, h: int) -> tuple[str, str, int, int, int]:
         """Adaptive k's chooser for batches of ``rows`` rows and horizon ``h``: one per tier, proposer and k too (a

@@ -173,15 +173,19 @@ def test_forecast_quantile_columns(fc):
     np.testing.assert_array_equal(out[m], out[f"{m}-q-50"])  # the point forecast is the median
 
 
-@pytest.mark.parametrize("recent", ["zeros", "small"])
-def test_values_older_than_the_window_do_not_change_the_forecast(fc, recent):
+@pytest.mark.parametrize(("recent", "old"), [("zeros", 1e6), ("small", 1e6), ("small", 1e300)])
+def test_values_older_than_the_window_do_not_change_the_forecast(fc, recent, old):
     """The model reads the last context_length values; an older peak once set the power-of-two scale, so a window
-    of zeros (demand that stopped) came back multiplied by it."""
+    of zeros (demand that stopped) came back multiplied by it, and older values past float32 overflowed in a cast."""
+    import warnings
+
     window = fc.model.context_length
     rng = np.random.default_rng(0)
     last = np.zeros(window) if recent == "zeros" else rng.normal(0.01, 0.001, window)
-    history = np.r_[1e6 * (1 + rng.random(100)), last]
-    got = fc.predict(history, 6, num_samples=8, seed=3)
+    history = np.r_[old * (1 + rng.random(100)), last]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fc.predict(history, 6, num_samples=8, seed=3)
     assert torch.equal(got, fc.predict(last, 6, num_samples=8, seed=3))
 
 

@@ -225,7 +225,7 @@ def test_closing_without_draining_answers_every_request(fc, batching):
 
 
 class Faulty:
-    """The model, except that a series of exactly 77 values fails as it joins (a numeric error of its own)."""
+    """The model, except that a series of exactly 55 values fails as it joins (a numeric error of its own)."""
 
     def __init__(self, model) -> None:
         self._model = model
@@ -234,7 +234,7 @@ class Faulty:
         return getattr(self._model, name)
 
     def prefix(self, contexts, rows_per_series, capacity):
-        if bool(((~torch.isnan(contexts)).sum(-1) == 77).any()):
+        if bool(((~torch.isnan(contexts)).sum(-1) == 55).any()):
             raise FloatingPointError("the series overflowed")
         return self._model.prefix(contexts, rows_per_series, capacity)
 
@@ -243,7 +243,7 @@ def test_a_failing_request_fails_alone_and_the_loop_goes_on(fc):
     faulty = Forecaster(Faulty(fc.model), name="faulty")
     sched = Scheduler(faulty, ServeConfig())
     good = [forecast(faulty, sched, series(2, 50, seed=s), 10, top_k=1) for s in (5, 6)]
-    _, bad = forecast(faulty, sched, series(1, 77), 10, top_k=1)
+    _, bad = forecast(faulty, sched, series(1, 55), 10, top_k=1)
     sched.start()  # the three join in one group: it fails, and is retried series by series
     with pytest.raises(FloatingPointError, match="overflowed"):
         bad.future.result(timeout=60)
