@@ -29,6 +29,11 @@ def param(name: str) -> str:
     return f"`--{name.replace('_', '-')}`" if _CLI.get() else f"`{name}`"
 
 
+def cli_spelled() -> bool:
+    """Whether messages now name options as the CLI spells them (inside ``cli_spelling``)."""
+    return _CLI.get()
+
+
 @contextmanager
 def cli_spelling() -> Iterator[None]:
     token = _CLI.set(True)

@@ -387,7 +387,7 @@ class Forecaster:
                 "this model reads (its context_length); fill them, or drop the variate"
             )
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)  # each alone
-        scaled = items / factor[:, :, None]
+        scaled = items[:, :, -window:] / factor[:, :, None]  # what the model reads (older values may not fit float32)
         contexts = []
         for item in scaled:
             observed = ~np.isnan(item).all(axis=0)

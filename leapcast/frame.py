@@ -31,7 +31,9 @@ the column or parameter, the offending values, and what to do):
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -87,13 +89,16 @@ _NA_STRINGS += ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 
 def read_csv(source, id_col: str = "unique_id", **options) -> pd.DataFrame:
-    """A long frame from CSV (a path or a seekable file object): ids as text, as written ('007' stays '007', and
-    'NA', 'None' or 'nan' are ids like any other; an empty field is a missing id). A header that names a column
-    twice is refused.
+    """A long frame from CSV (a path or a file object; ``options``: read_csv's dialect options, e.g. ``sep``): ids
+    as text, as written ('007' stays '007', and 'NA', 'None' or 'nan' are ids like any other; an empty field is a
+    missing id). A header that names a column twice is refused (pandas would rename the second, 'y.1').
 
-    Rows with more fields than the header: a trailing comma on each row is dropped, and R's row numbers
-    (``write.table``'s header has no field for them) are dropped; anything else is refused, since pandas would
-    read the first field as an index and shift every column."""
+    Rows with one field more than the header: a trailing comma on every row is dropped, and R's row numbers 1..n
+    (``write.table``'s header has no field for them) are dropped; anything else is refused, since pandas would read
+    the first field as an index and shift every column."""
+    if not isinstance(source, (str, os.PathLike)) and not (hasattr(source, "seekable") and source.seekable()):
+        data = source.read()  # a pipe or a stream: read once, then as often as the checks need
+        source = io.BytesIO(data) if isinstance(data, bytes) else io.StringIO(data)
     start = source.tell() if hasattr(source, "seek") else None
 
     def read(**more) -> pd.DataFrame:
@@ -101,28 +106,30 @@ def read_csv(source, id_col: str = "unique_id", **options) -> pd.DataFrame:
             source.seek(start)
         return pd.read_csv(source, **options, **more)
 
-    header = [str(name) for name in read(nrows=1, header=None, dtype=str, keep_default_na=False).iloc[0]]
-    twice = sorted({name for name in header if header.count(name) > 1})
-    if twice:  # pandas would rename the second one ('y.1') and read the first, silently
+    raw = dict(header=None, dtype=str, keep_default_na=False)
+    header = [str(name) for name in read(nrows=1, **raw).iloc[0]]
+    twice = sorted({name for name in header if name and header.count(name) > 1})
+    if twice:
         raise ValueError(f"the header line names {twice} more than once; give every column its own name")
+    try:
+        extra = read(skiprows=1, nrows=1, **raw).shape[1] - len(header)  # pandas decides on the first row
+    except pd.errors.EmptyDataError:  # a header and no rows
+        extra = 0
     columns = read(nrows=0).columns
     na = {c: [""] if c == id_col else list(_NA_STRINGS) for c in columns}
     text_ids = dict(dtype={id_col: str}, keep_default_na=False, na_values=na)
-    table = read(**text_ids)
-    if table.index.equals(
-        pd.RangeIndex(len(table))
-    ):  # no field taken as an index (pandas 3 may give R's 1..n a RangeIndex too)
-        return table
-    if table.iloc[:, -1].isna().all():  # a trailing comma on every row: read without an index, its field dropped
+    if extra <= 0:
+        return read(**text_ids)
+    fields = read(skiprows=1, **raw)  # every row, every field as written
+    if extra == 1 and (fields.iloc[:, -1] == "").all():  # a trailing comma on every row
         with warnings.catch_warnings():  # pandas 3 warns of the dropped field (an "ignore" that leaks is harmless)
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             return read(**text_ids, index_col=False)
-    rows = table.index
-    if rows.nlevels == 1 and pd.api.types.is_integer_dtype(rows) and (rows == np.arange(1, len(rows) + 1)).all():
-        return table.reset_index(drop=True)  # R's row numbers
+    if extra == 1 and fields.iloc[:, 0].tolist() == [str(i) for i in range(1, len(fields) + 1)]:  # R's row numbers
+        return read(**text_ids, index_col=0).reset_index(drop=True)
     raise ValueError(
-        f"rows have more fields than the header line ({list(columns)}); pandas would read the first as an index "
-        "and shift every column: remove the extra fields or name them in the header"
+        f"rows have more fields than the header line ({extra} more; the header: {list(columns)}); pandas would read "
+        "the first as an index and shift every column: remove the extra fields or name them in the header"
     )
 
 
@@ -329,7 +336,12 @@ def _parse_dates(col: pd.Series) -> pd.DatetimeIndex:
     daylight-saving change, as pandas writes them) are read in UTC, the one grid they share."""
     offsets = col.astype(str).str.extract(_OFFSET, expand=False)
     mixed = bool(offsets.notna().all()) and offsets.nunique() > 1
-    return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed))
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed))
+    except (ValueError, TypeError) as err:  # offsets written another way ('-05', '20200308T010000-0500')
+        if mixed or "utc=True" not in str(err):
+            raise
+    return pd.DatetimeIndex(pd.to_datetime(col, utc=True))
 
 
 _OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})$"  # a time of day, then its UTC offset

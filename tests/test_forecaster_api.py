@@ -1,5 +1,7 @@
 """The public API: ``predict`` [N, S, h], ``predict_quantiles`` ([N, h, Q], [N, h]) and ``forecast`` frames."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -238,6 +240,7 @@ def test_name_of_a_relative_checkpoint_path(folder, monkeypatch):
 
 def test_predict_quantiles_of_multivariate_items():
     """[N, V, T] items on a multivariate model: quantiles [N, V, h, Q] and mean [N, V, h], those of its paths."""
+    from leapcast.models.toto import TotoOptions
     from leapcast.models.toto_net import TotoConfig
     from leapcast.models.toto_presets import random_toto
 
@@ -251,7 +254,7 @@ def test_predict_quantiles_of_multivariate_items():
         spacewise_every_n_layers=1,
         k_components=2,
     )
-    fc = Forecaster(random_toto(cfg), name="t")
+    fc = Forecaster(random_toto(cfg, options=TotoOptions(context_length=32)), name="t")
     items = torch.randn(2, 3, 40, generator=torch.Generator().manual_seed(0)).cumsum(-1)
     quantiles, mean = fc.predict_quantiles(items, 8, quantile_levels=[0.1, 0.9], num_samples=5, seed=0)
     paths = fc.predict(items, 8, num_samples=5, seed=0)  # [N, V, S, h]
@@ -264,6 +267,12 @@ def test_predict_quantiles_of_multivariate_items():
     stale[0, :, -1] = 1.0
     with pytest.raises(ValueError, match="item 1, variate 1 of `inputs` has no observed value in its last"):
         fc.predict(stale, 8, num_samples=2)
+    recent = items.double()[:, :, -window:]
+    old = torch.cat([torch.full((2, 3, 5), 1e300, dtype=torch.float64), recent], dim=-1)  # older than the window
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # older values past float32 once overflowed in the cast
+        got = fc.predict(old, 8, num_samples=5, seed=0)
+    assert torch.equal(got, fc.predict(recent, 8, num_samples=5, seed=0))
     assert torch.allclose(mean, paths.mean(dim=2))
 
 

@@ -433,3 +433,27 @@ def test_a_csv_header_naming_a_column_twice_is_refused():
 
     with pytest.raises(ValueError, match=r"names \['y'\] more than once"):
         read_csv(io.BytesIO(b"unique_id,ds,y,y\na,1,1,5\na,2,2,6\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "row,unique_id,ds,y\n0,a,1,10,\n1,a,2,11,\n",  # a trailing comma after a first column that counts 0..n-1
+        '"unique_id","ds","y","z"\n"1","a",1,10,NA\n"2","a",2,11,NA\n',  # R's row numbers, a last column all NA
+    ],
+)
+def test_a_first_field_is_taken_as_an_index_only_by_count_of_fields(text):
+    import io
+
+    table = read_csv(io.BytesIO(text.encode()))
+    assert table["unique_id"].tolist() == ["a", "a"] and table["ds"].tolist() == [1, 2]
+    assert table["y"].tolist() == [10, 11]
+
+
+def test_csv_rows_with_two_extra_fields_and_unnamed_empty_columns():
+    import io
+
+    with pytest.raises(ValueError, match=r"more fields than the header line \(2 more"):
+        read_csv(io.BytesIO(b"unique_id,ds,y\na,1,10,99,\na,2,11,98,\n"))
+    excel = read_csv(io.BytesIO(b"unique_id,ds,y,,\na,1,1,,\na,2,2,,\n"))  # empty trailing columns: not duplicates
+    assert excel["y"].tolist() == [1, 2]

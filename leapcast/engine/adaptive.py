@@ -31,6 +31,12 @@ class KChooser:
         self.queue: list[int] = []  # candidates to try next, before anything else
         self._lock = threading.RLock()  # forecast calls from several threads share a shape's chooser
 
+    def __getstate__(self) -> dict:  # a lock does not pickle: a copy gets a lock of its own
+        return {name: value for name, value in vars(self).items() if name != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state, _lock=threading.RLock())
+
     @property
     def off(self) -> bool:
         """Exploration is over and plain decoding (k = 0) is the fastest."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from leapcast.checks import check_int, param
+from leapcast.checks import check_int, cli_spelled, param
 from leapcast.inputs import MAX_HORIZON
 
 BATCHING = ("continuous", "static", "off")
@@ -59,9 +59,11 @@ class ServeConfig:
     warmup: bool = True
 
     def __post_init__(self) -> None:
-        if self.draft is None and (self.k != 4 or not self.adaptive):  # settings without a draft: refused, not ignored
-            option = "k" if self.k != 4 else "adaptive"
-            raise ValueError(f"{param(option)} sets speculative decoding, which runs only with {param('draft')}")
+        if self.draft is None and (self.k != ServeConfig.k or not self.adaptive):  # refused, not ignored
+            option = (
+                param("k") if self.k != ServeConfig.k else param("fixed_k") if cli_spelled() else "`adaptive=False`"
+            )
+            raise ValueError(f"{option} sets speculative decoding, which runs only with {param('draft')}")
         if self.batching not in BATCHING:
             raise ValueError(f"{param('batching')} must be one of {', '.join(BATCHING)}, got {self.batching!r}")
         check_int(self.port, "port", low=0, high=65536, must="an integer in 0..65535")

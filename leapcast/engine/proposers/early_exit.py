@@ -52,6 +52,17 @@ class EarlyExitProposer(DecoderProposer):
         self._calibrating = threading.Lock()  # shared too: concurrent first calls calibrate once
         self.name = "early-exit" if num_layers is None else f"early-exit:{num_layers}"
 
+    def __copy__(self) -> EarlyExitProposer:  # each forecast call's copy shares the calibrated depth and its lock
+        new = object.__new__(type(self))
+        vars(new).update(vars(self))
+        return new
+
+    def __getstate__(self) -> dict:  # a lock does not pickle: an unpickled proposer gets a lock of its own
+        return {name: value for name, value in vars(self).items() if name != "_calibrating"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state, _calibrating=threading.Lock())
+
     def _state_for(self, contexts, rows_per_series, target_state, capacity):
         if self.num_layers is None:  # calibrated once: later windows, batches and calls reuse the depth
             with self._calibrating:
