@@ -358,6 +358,17 @@ def test_a_proposer_lets_its_rows_go_when_the_forecast_ends(pair, proposer):
     assert not tensors and not stateful, (tensors, stateful)
 
 
+def test_a_speculative_forecaster_pickles_after_a_call(pair):
+    """The chooser's and the calibration's locks are dropped and remade: joblib and multiprocessing pickle."""
+    import pickle
+
+    fc = Forecaster.from_pretrained(pair[0], draft="early-exit", spec=SpecConfig(k=2))
+    fc.predict(contexts(), 6, num_samples=2, seed=0)
+    again = pickle.loads(pickle.dumps(fc))
+    assert again.proposer._chosen == fc.proposer._chosen and again._choosers.keys() == fc._choosers.keys()
+    assert torch.equal(again.predict(contexts(), 6, top_k=1), fc.predict(contexts(), 6, top_k=1))
+
+
 def test_changing_k_between_calls_starts_a_chooser_for_the_new_k(pair):
     fc = Forecaster.from_pretrained(pair[0], draft=str(pair[1]), spec=SpecConfig(k=8))
     fc.predict(contexts(), 12, num_samples=3, seed=0)
