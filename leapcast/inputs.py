@@ -55,10 +55,18 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _unmasked(values: np.ma.MaskedArray, name: str) -> np.ndarray:
+    """A masked array's masked values as NaN (missing), not as the data they hide."""
+    _check_dtype(values.dtype, name)
+    return np.ma.filled(values.astype(np.float64), np.nan)
+
+
 def as_series_list(inputs: object) -> list[np.ndarray]:
     """inputs (see module docstring) -> one float64 1-D array per series, NaN padding removed."""
     if isinstance(inputs, torch.Tensor):
         inputs = _numpy(inputs)
+    if isinstance(inputs, np.ma.MaskedArray):
+        inputs = _unmasked(inputs, "inputs")
     if isinstance(inputs, np.ndarray):
         _check_dtype(inputs.dtype, "inputs")
         if inputs.ndim == 1:
@@ -76,8 +84,14 @@ def as_series_list(inputs: object) -> list[np.ndarray]:
         else:
             series = []
             for i, item in enumerate(inputs):
-                arr = _numpy(item) if isinstance(item, torch.Tensor) else np.asarray(item)
+                arr = _numpy(item) if isinstance(item, torch.Tensor) else item
+                arr = _unmasked(arr, f"inputs[{i}]") if isinstance(arr, np.ma.MaskedArray) else np.asarray(arr)
                 _check_dtype(arr.dtype, f"inputs[{i}]")
+                if arr.ndim == 0:
+                    raise ValueError(
+                        f"`inputs[{i}]` is a single value ({item!r}) in a list whose other entries are not all "
+                        "numbers: pass one series as a list of numbers (NaN for missing), or a list of 1-D series"
+                    )
                 if arr.ndim != 1:
                     raise ValueError(f"`inputs[{i}]` must be 1-D, got shape {tuple(arr.shape)}")
                 series.append(_strip_left_nan(arr))

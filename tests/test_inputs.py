@@ -218,3 +218,16 @@ def test_length_one_series(fc):
 def test_a_list_of_complex_numpy_scalars_is_refused_not_cut_to_its_real_part():
     with pytest.raises(TypeError, match="got dtype complex128"):
         as_series_list([np.complex128(1 + 5j), 3.0])
+
+
+def test_masked_values_are_missing_not_data():
+    values = np.ma.masked_array([1.0, 2.0, 99.0, 4.0], mask=[False, False, True, False])
+    for given in (values, [values]):
+        (series,) = as_series_list(given)
+        np.testing.assert_array_equal(series, [1.0, 2.0, np.nan, 4.0])
+
+
+@pytest.mark.parametrize("values", [[1.0, None, 2.0], [1.0, True, 2.0]])
+def test_a_list_of_numbers_with_another_value_is_named(values):
+    with pytest.raises((ValueError, TypeError), match=r"`inputs\[0\]` is a single value"):
+        as_series_list(values)
