@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -349,6 +350,8 @@ _OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})$"  # a time 
 
 def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
     """The grid step: a DateOffset for datetime ds, a positive int for integer ds."""
+    if isinstance(freq, str) and re.fullmatch(r"\s*[+-]?\d+\s*", freq):
+        freq = int(freq)  # an int step written as text, as the CLI and a server's query give it
     if freq is not None:
         if is_dt:
             if isinstance(freq, (bool, int, np.integer)):
@@ -361,8 +364,6 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
                 raise ValueError(
                     f"{param('freq')} {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"
                 ) from None
-        if isinstance(freq, str) and freq.strip().isascii() and freq.strip().isdigit():
-            freq = int(freq)  # as the CLI and a server's query give it
         return check_int(freq, "freq", must=f"a positive int step for integer {name!r}")
 
     distinct = {}  # step -> first id voting for it; series of >= 3 points vote
