@@ -227,15 +227,15 @@ def _consumed_names(hf: dict, cfg: T5Config) -> list[str]:
     """The weights of ``hf`` this layout reads: T5's names, in blocks the config has (a block past them would be
     dropped, and the forecasts with it)."""
     pattern = re.compile(
-        r"^(shared\.weight|lm_head\.weight|(encoder|decoder)\.(embed_tokens\.weight|final_layer_norm\.weight|"
-        rf"block\.(\d+)\.layer\.\d\.({_ATTN}\.(q|k|v|o|relative_attention_bias)\.weight|layer_norm\.weight|"
+        r"^(shared\.weight|lm_head\.weight|(?P<stack>encoder|decoder)\.(embed_tokens\.weight|final_layer_norm\.weight|"
+        rf"block\.(?P<block>\d+)\.layer\.\d\.({_ATTN}\.(q|k|v|o|relative_attention_bias)\.weight|layer_norm\.weight|"
         r"DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight)))$"
     )
     blocks = {"encoder": cfg.num_layers, "decoder": cfg.num_decoder_layers}
     used = []
     for k in hf:
         match = pattern.match(k)
-        if match and (match.group(4) is None or int(match.group(4)) < blocks[match.group(2)]):
+        if match and (match["block"] is None or int(match["block"]) < blocks[match["stack"]]):
             used.append(k)
     return used
 

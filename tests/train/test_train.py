@@ -76,13 +76,11 @@ def test_a_save_is_whole_or_not_there(tmp_path):
     assert load_optimizer(last)[1] == 7
 
 
-def test_chronos_distillation_resumes_where_it_stopped(tmp_path):
-    pytest.importorskip("statsmodels")
+def distill_target(tmp_path):
+    """The tiny target the distillation tests distill from."""
     from conftest import make_checkpoint
 
-    from leapcast.train.distill import DistillConfig, distill
-
-    target_dir = make_checkpoint(
+    return make_checkpoint(
         tmp_path / "target",
         vocab=256,
         d_model=32,
@@ -93,6 +91,13 @@ def test_chronos_distillation_resumes_where_it_stopped(tmp_path):
         prediction_length=16,
         seed=1,
     )
+
+
+def test_chronos_distillation_resumes_where_it_stopped(tmp_path):
+    pytest.importorskip("statsmodels")
+    from leapcast.train.distill import DistillConfig, distill
+
+    target_dir = distill_target(tmp_path)
     settings = dict(
         target=str(target_dir),
         out_dir=str(tmp_path / "draft"),
@@ -139,17 +144,7 @@ def test_distillation_brings_the_draft_closer_to_the_target(tmp_path):
     from leapcast.train.crops import CropSampler, series_pool
     from leapcast.train.distill import DistillConfig, distill, expected_acceptance
 
-    target_dir = make_checkpoint(
-        tmp_path / "target",
-        vocab=256,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        layers=1,
-        context_length=64,
-        prediction_length=16,
-        seed=1,
-    )
+    target_dir = distill_target(tmp_path)
     cfg = DistillConfig(
         target=str(target_dir),
         out_dir=str(tmp_path / "draft"),
