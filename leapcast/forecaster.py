@@ -84,6 +84,7 @@ class Forecaster:
         seasonal_adjustment: bool = False,
         adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> None:
+        _check_spec(spec, drafted=proposer is not None)
         self.model = model
         self.name = name or model.name
         self.proposer = proposer
@@ -130,6 +131,7 @@ class Forecaster:
         ``adjustment_seasons``: the seasonal indices average the last this many
         seasons (None: the whole history; ``leapcast.deseason``).
         """
+        _check_spec(spec, drafted=draft is not None)  # before loading anything
         device = check_device(device)
         dtype = resolve_tier(dtype, device)
         folder = resolve(path)
@@ -215,6 +217,10 @@ class Forecaster:
         h, steps, sampling = self._settings(prediction_length, num_samples, temperature, top_k, top_p, seed)
         items = as_items(inputs)
         if items is not None:
+            if seasonal_adjustment is not None and check_flag(seasonal_adjustment, "seasonal_adjustment"):
+                raise ValueError(
+                    "`seasonal_adjustment` applies to univariate series; it does not run on [N, V, T] inputs"
+                )
             return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
         check_int(batch_size, "batch_size")
         prepared = self._prepare_series(inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys)
@@ -298,15 +304,27 @@ class Forecaster:
         # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
-        adjust = (
-            self.seasonal_adjustment
-            if seasonal_adjustment is None
-            else check_flag(seasonal_adjustment, "seasonal_adjustment")
-        )
+        adjust = self.adjusting(seasonal_adjustment)
+        if season_length is not None and not adjust:
+            raise ValueError(self.unused_season(seasonal_adjustment))
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         contexts = [left_pad([x[-window:]]) for x in series]  # what the model reads (older values may not fit float32)
         return Prepared(contexts, keys, sampling, h, steps, factor, indices)
+
+    def adjusting(self, seasonal_adjustment: bool | None = None) -> bool:
+        """Whether a call with this ``seasonal_adjustment`` (None: this forecaster's setting) adjusts seasons."""
+        if seasonal_adjustment is None:
+            return self.seasonal_adjustment
+        return check_flag(seasonal_adjustment, "seasonal_adjustment")
+
+    def unused_season(self, seasonal_adjustment: bool | None = None) -> str:
+        """Why a season length given while the seasonal adjustment is off is refused (it would do nothing)."""
+        why = "for this call" if seasonal_adjustment is False else f"for {self.name!r} (its checkpoint's default)"
+        return (
+            f"{param('season_length')} sets the seasonal adjustment, which is off {why}; pass "
+            f"{param('seasonal_adjustment')}=True, or leave {param('season_length')} out"
+        )
 
     def _chooser_key(self, rows: int, h: int) -> tuple[str, str, int, int, int]:
         """Adaptive k's chooser for batches of ``rows`` rows and horizon ``h``: one per tier, proposer and k too (a
@@ -445,6 +463,9 @@ class Forecaster:
         ``season_length``: for the seasonal adjustment, one int or a dict {id: season}; default: the frequency's
         usual season (``leapcast.deseason.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
         """
+        adjust = self.adjusting(predict_kwargs.get("seasonal_adjustment"))
+        if season_length is not None and not adjust:  # before reading the frame, as predict would refuse it
+            raise ValueError(self.unused_season(predict_kwargs.get("seasonal_adjustment")))
         plan = self.plan_frame(
             df,
             h,
@@ -458,9 +479,10 @@ class Forecaster:
             alias=alias,
             season_length=season_length,
         )
+        season = plan.season if adjust else None  # the frequency's usual season, used only when adjusting
         samples = self.predict(
-            plan.panel.contexts, plan.h, season_length=plan.season, series_keys=plan.keys, **predict_kwargs
-        )  # [N, S, h]
+            plan.panel.contexts, plan.h, season_length=season, series_keys=plan.keys, **predict_kwargs
+        )
         return self.frame_of(plan, samples)
 
     def plan_frame(
@@ -481,7 +503,8 @@ class Forecaster:
         """What ``forecast`` does before it predicts, for callers that decode themselves (the server): the frame
         checked into series, their future timestamps, season length and random-stream keys, and the answer's
         columns. ``predict`` (or ``prepare`` ... ``finish``) ``plan.panel.contexts`` with ``season_length=plan.season``
-        and ``series_keys=plan.keys``, then ``frame_of(plan, samples)`` is ``forecast``'s frame. Arguments as there."""
+        where the forecaster adjusts seasons (``adjusting()``; else None) and ``series_keys=plan.keys``, then
+        ``frame_of(plan, samples)`` is ``forecast``'s frame. Arguments as there."""
         h = check_horizon(h, "h")
         if quantiles is not None and level is not None:
             raise ValueError(f"pass either {param('quantiles')} or {param('level')}, not both")
@@ -518,6 +541,19 @@ class Forecaster:
         return frame.future_frame(plan.panel, plan.h, columns, plan.times)
 
 
+def _check_spec(spec, drafted: bool) -> None:
+    """``spec`` is a SpecConfig, and one that asks for anything but the defaults comes with a draft."""
+    if spec is not None and not isinstance(spec, SpecConfig):
+        raise TypeError(
+            f"{param('spec')} must be a leapcast.engine.speculative.SpecConfig, got {type(spec).__name__} {spec!r}"
+        )
+    if not drafted and spec is not None and spec != SpecConfig():
+        raise ValueError(
+            f"{param('spec')} {spec!r} sets speculative decoding, which runs only with a draft; pass "
+            f"{param('draft')} (a checkpoint, 'early-exit:M' or 'seasonal'), or leave {param('spec')} out"
+        )
+
+
 def _unobserved_in_reach(series: Sequence[np.ndarray], window: int) -> int | None:
     """The index of the first series whose last ``window`` values are all missing, or None."""
     return next((i for i, x in enumerate(series) if np.isnan(x[-window:]).all()), None)
@@ -551,7 +587,7 @@ def _season_per_id(season_length, ids: list):
 def _seasonal_indices(
     series: list[np.ndarray], season_length, adjust: bool, recent: int | None
 ) -> list[SeasonalIndex | None]:
-    """One SeasonalIndex (or None: not adjusted) per series; ``season_length`` is checked even when not adjusting."""
+    """One SeasonalIndex (or None: not adjusted) per series, ``season_length`` checked."""
     if season_length is None:
         return [None] * len(series)
     if isinstance(season_length, (int, np.integer, bool)):
@@ -618,4 +654,4 @@ def _pct(q: float) -> str:
 def _no_bar(progress: bool | None, batches: int) -> bool | None:
     if progress is None:
         return None if batches > 1 else True  # None: tqdm shows it only on a terminal
-    return not progress
+    return not check_flag(progress, "progress")

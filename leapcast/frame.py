@@ -9,7 +9,7 @@ How inputs are handled (each rejection is a ``ValueError``/``TypeError`` naming
 the column or parameter, the offending values, and what to do):
 
 - Rows may come in any order: they are sorted by ``(id, ds)`` (stable); nothing
-  is dropped. Series come out in sorted id order, as in statsforecast.
+  is dropped. Series come out in sorted id order, as in statsforecast (categorical ids: their categories' order).
 - ``ds`` may be datetime64 (tz-aware kept), integers, integral floats, or strings
   that ``pd.to_datetime`` parses (they are converted; strings with mixed UTC
   offsets, as local times across a daylight-saving change, are read in UTC).

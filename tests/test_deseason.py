@@ -143,7 +143,7 @@ def test_forecaster_adjusts_then_restores(folder, histories, recent):
     plain = fc.predict(adjusted, 10, seed=7, num_samples=5, seasonal_adjustment=False).double().numpy()
     for i, ix in enumerate(indices):
         np.testing.assert_allclose(got[i], plain[i] if ix is None else ix.restore(plain[i]), rtol=1e-6)
-    unadjusted = fc.predict(histories, 10, seed=7, num_samples=5, season_length=12, seasonal_adjustment=False)
+    unadjusted = fc.predict(histories, 10, seed=7, num_samples=5, seasonal_adjustment=False)
     assert not torch.allclose(unadjusted[0], torch.from_numpy(got[0]))
     # no season length, no adjustment
     torch.testing.assert_close(fc.predict(histories, 10, seed=7, num_samples=5), unadjusted)
@@ -209,8 +209,31 @@ def test_bad_arguments(folder, histories):
     with pytest.raises(ValueError, match="season_length"):
         fc.predict(histories, 4, season_length=0)
     with pytest.raises(ValueError, match="season_length"):
-        fc.predict(histories, 4, season_length=True, seasonal_adjustment=False)  # checked even when not adjusting
+        fc.predict(histories, 4, season_length=True)
     with pytest.raises(ValueError, match="season_length"):
         fc.predict(histories, 4, season_length="12")
     with pytest.raises(ValueError, match="seasonal_adjustment"):
         fc.predict(histories, 4, season_length=12, seasonal_adjustment="yes")
+
+
+def test_a_season_length_without_the_adjustment_is_refused_not_ignored(folder, histories):
+    off = Forecaster.from_pretrained(folder)  # official layout: the adjustment is off
+    with pytest.raises(ValueError, match="`season_length` sets the seasonal adjustment, which is off for 'tiny'"):
+        off.predict(histories, 4, season_length=12)
+    on = Forecaster.from_pretrained(folder, seasonal_adjustment=True)
+    with pytest.raises(ValueError, match="off for this call"):
+        on.predict(histories, 4, season_length=12, seasonal_adjustment=False)
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000-01-01", periods=96, freq="MS"), "y": histories[0]})
+    with pytest.raises(ValueError, match="season_length"):
+        off.forecast(df, 4, season_length=12)
+    with pytest.raises(ValueError, match="season_length"):
+        on.forecast(df, 4, season_length={"a": 12}, seasonal_adjustment=False)
+    # the frequency's own season is not the caller's: a frame forecasts with the adjustment off
+    plain = off.forecast(df, 4, seed=0, num_samples=3)
+    np.testing.assert_allclose(
+        plain["tiny"].to_numpy(),
+        np.median(
+            off.predict(histories[:1], 4, seed=0, num_samples=3, series_keys=[stream_key("a")])[0].numpy(), axis=0
+        ),
+        rtol=1e-6,
+    )

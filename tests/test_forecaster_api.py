@@ -274,6 +274,10 @@ def test_predict_quantiles_of_multivariate_items():
         got = fc.predict(old, 8, num_samples=5, seed=0)
     assert torch.equal(got, fc.predict(recent, 8, num_samples=5, seed=0))
     assert torch.allclose(mean, paths.mean(dim=2))
+    with pytest.raises(ValueError, match="`seasonal_adjustment` applies to univariate series"):
+        fc.predict(items, 8, num_samples=2, seasonal_adjustment=True)
+    with pytest.raises(ValueError, match="`seasonal_adjustment` must be True or False, got 'x'"):
+        fc.predict(items, 8, num_samples=2, seasonal_adjustment="x")
 
 
 def test_a_forecast_column_named_like_the_id_column_is_refused_before_forecasting(monkeypatch):
@@ -295,6 +299,16 @@ def test_a_frame_takes_season_lengths_by_id_not_by_order(fc):
         fc.forecast(df[first], 3, season_length=4, **adjusted),
     )
     with pytest.raises(ValueError, match="matched by id, not by order"):
-        fc.forecast(df, 3, season_length=[4] * len(ids), seed=0, num_samples=4)
+        fc.forecast(df, 3, season_length=[4] * len(ids), **adjusted)
     with pytest.raises(ValueError, match="no entry for the series"):
-        fc.forecast(df, 3, season_length={ids[0]: 4}, seed=0, num_samples=4)
+        fc.forecast(df, 3, season_length={ids[0]: 4}, **adjusted)
+
+
+def test_speculative_settings_without_a_draft_are_refused_not_ignored(folder):
+    from leapcast.engine.speculative import SpecConfig
+
+    with pytest.raises(ValueError, match="`spec` SpecConfig.k=2.* runs only with a draft; pass `draft`"):
+        Forecaster.from_pretrained(folder, spec=SpecConfig(k=2))
+    with pytest.raises(TypeError, match="`spec` must be a leapcast.engine.speculative.SpecConfig, got dict"):
+        Forecaster.from_pretrained(folder, draft=folder, spec={"k": 2})
+    assert Forecaster.from_pretrained(folder, spec=SpecConfig()).proposer is None  # the defaults ask for nothing

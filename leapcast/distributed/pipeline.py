@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from leapcast.checks import check_device, check_int, param
+from leapcast.checks import check_device, check_flag, check_int, param
 from leapcast.deseason import RECENT_SEASONS
 from leapcast.distributed.worker import BATCH, BatchForecaster
 from leapcast.engine.proposers.registry import parse as parse_proposer
@@ -39,6 +39,7 @@ from leapcast.engine.speculative import SpecConfig
 from leapcast.engine.streams import random_seed
 from leapcast.forecaster import _interval_columns
 from leapcast.inputs import check_horizon
+from leapcast.models.loading import leapcast_options
 from leapcast.models.sampling import SamplingConfig
 from leapcast.registry import resolve
 
@@ -161,6 +162,7 @@ def plan(
             f"{param('id_col')}, {param('time_col')}, {param('target_col')}"
         )
     shared = _shared(model, "model")  # checked here, before any work
+    _check_season(season_length, model, seasonal_adjustment)
     load: dict[str, Any] = dict(
         draft=_shared(draft, "draft"),
         spec=spec,
@@ -332,6 +334,20 @@ def _shared(model, name: str):
         return str(model)
     folder = resolve(model, name)  # a hub id is fetched into this machine's cache too
     return str(folder.resolve()) if Path(str(model)).expanduser().is_dir() else str(model)
+
+
+def _check_season(season_length, model, seasonal_adjustment) -> None:
+    """As ``Forecaster.forecast`` refuses it, here on the driver: a season length where the adjustment is off."""
+    if season_length is None:
+        return
+    adjusts = seasonal_adjustment
+    if adjusts is None:
+        adjusts = leapcast_options(resolve(model)).get("seasonal_adjustment", False)
+    if not check_flag(adjusts, "seasonal_adjustment"):
+        raise ValueError(
+            f"{param('season_length')} sets the seasonal adjustment, which is off for {str(model)!r}; pass "
+            f"{param('seasonal_adjustment')}=True, or leave {param('season_length')} out"
+        )
 
 
 def _check_workers(workers, threads: int, gpus: int, resources: dict) -> int:

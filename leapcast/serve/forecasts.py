@@ -79,6 +79,7 @@ class FrameParams:
 def frame_work(fc: Forecaster, df: pd.DataFrame, p: FrameParams, config: ServeConfig) -> Work:
     """A long frame -> Work whose answer is ``Forecaster.forecast``'s frame for the same arguments."""
     _check_h(p.h, config)
+    _check_season(fc, p.season_length)
     plan = fc.plan_frame(
         df,
         p.h,
@@ -109,6 +110,7 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
         seen.add(i)
     if req.quantiles is not None and req.levels is not None:
         raise ValueError("pass either `quantiles` or `levels`, not both")
+    _check_season(fc, req.season_length)
     quantiles = (
         None if req.levels is not None else (list(DEFAULT_JSON_QUANTILES) if req.quantiles is None else req.quantiles)
     )
@@ -244,6 +246,15 @@ def write_frame(df: pd.DataFrame, kind: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _check_season(fc: Forecaster, season_length: int | None) -> None:
+    """A season length is for the seasonal adjustment; where the served model runs without it, it is refused."""
+    if season_length is not None and not fc.adjusting():
+        raise ValueError(
+            f"`season_length` sets the seasonal adjustment, which {fc.name!r} runs without (its checkpoint's "
+            "default); leave `season_length` out"
+        )
+
+
 def _prepare(fc: Forecaster, plan: FramePlan, num_samples, temperature, top_k, top_p, seed, config) -> Prepared:
     prepared = fc.prepare(
         plan.panel.contexts,
@@ -253,7 +264,7 @@ def _prepare(fc: Forecaster, plan: FramePlan, num_samples, temperature, top_k, t
         top_k=top_k,
         top_p=top_p,
         seed=seed,
-        season_length=plan.season,
+        season_length=plan.season if fc.adjusting() else None,  # the frequency's usual season, used when adjusting
         series_keys=plan.keys,
     )
     s = prepared.sampling.num_samples

@@ -58,7 +58,9 @@ class ForecastRequest(BaseModel):
         None, description="Fixes the paths: the library's forecast with this seed. Unset: a fresh seed, returned."
     )
     season_length: int | None = Field(
-        None, description="Season in steps for the seasonal adjustment; default: the frequency's usual season."
+        None,
+        description="Season in steps for the seasonal adjustment; default: the frequency's usual season. Refused "
+        "where the served model runs without the adjustment (house-patch-target).",
     )
     freq: str | int | None = Field(None, description="Frequency of series that name none.")
     return_samples: bool = Field(False, description="Also return every sample path ([num_samples][h] per series).")

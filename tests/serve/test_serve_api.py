@@ -356,3 +356,19 @@ def test_the_client_sends_only_the_columns_a_forecast_reads_and_int_steps(client
     with Client(http=client) as remote:  # `note` would not convert to Arrow; freq=2: integer steps of 2
         got = remote.forecast(df, 3, freq=2, seed=2)
     pd.testing.assert_frame_equal(got, fc.forecast(df, 3, freq=2, seed=2))
+
+
+def test_a_season_length_for_a_model_without_the_adjustment_is_a_422():
+    patch = Forecaster.from_pretrained("house-patch-target")  # reads seasons from the context: no adjustment
+    df = frame(7, n=2)
+    with TestClient(create_app(LIMITS, patch)) as c:
+        refused = c.post("/v1/forecast", json=body_of(df, 4, season_length=12, seed=0, num_samples=4))
+        assert refused.status_code == 422 and "`season_length` sets the seasonal adjustment" in refused.text
+        csv = c.post(
+            "/v1/forecast/frame?h=4&season_length=12",
+            content=df.to_csv(index=False),
+            headers={"content-type": "text/csv"},
+        )
+        assert csv.status_code == 422 and "`season_length`" in csv.text
+        got = Client(http=c).forecast(df, 4, seed=0, num_samples=4)  # the frequency's season is not the caller's
+    pd.testing.assert_frame_equal(got, patch.forecast(df, 4, seed=0, num_samples=4), check_dtype=False)
