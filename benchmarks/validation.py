@@ -214,7 +214,7 @@ def main() -> None:
                 model = f"{model} (indices: {'all' if recent is None else recent} seasons)"
             rel, covered = [], []
             for seed in args.seeds:
-                known = None if recent == OFF else season  # no season length: no adjustment
+                known = season if recent != OFF and fc.adjusting() else None  # no season length: no adjustment
                 point, quant, _ = leapcast_forecast(fc, histories, h, args.samples, seed, season_length=known)
                 low, high = quant[..., LEVELS.index(0.1)], quant[..., LEVELS.index(0.9)]
                 covered.append(((low <= actual) & (actual <= high)).mean())

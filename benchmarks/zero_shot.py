@@ -89,9 +89,9 @@ def main() -> None:
         for dtype in args.dtypes:
             label = base if dtype == "float32" else f"{base} [{dtype}]"
             forecasters[label] = Forecaster.from_pretrained(m, dtype=dtype)
-    seasons = {
-        name: True for name in forecasters
-    }  # label -> pass the season length (the forecaster adjusts if it is set to)
+    seasons = {  # label -> pass the season length: where the forecaster adjusts seasons (else it is refused)
+        name: fc.adjusting() for name, fc in forecasters.items()
+    }
     if args.also_unadjusted or args.only_unadjusted:
         for name in list(forecasters):
             forecasters[f"{name} (no adjustment)"] = forecasters[name]

@@ -76,3 +76,46 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_request_still_decoding_when_the_drain_ends_gets_a_json_503(tmp_path):
+    folder = make_checkpoint(tmp_path / "m", prediction_length=8, context_length=64)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "leapcast.cli", "serve", "--model", str(folder), "--port", str(port)]
+        + ["--max-h", "2000", "--drain-timeout", "1", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not get ready"
+            time.sleep(0.1)
+        answer = {}
+        series = [{"id": str(i), "values": [float(i + j % 12) for j in range(60)]} for i in range(8)]
+        body = {"series": series, "h": 2000, "num_samples": 60, "seed": 0}  # far more than a second of decoding
+        sender = threading.Thread(
+            target=lambda: answer.setdefault("r", httpx.post(f"{url}/v1/forecast", json=body, timeout=120))
+        )
+        sender.start()
+        while rows_decoding(url) == 0:
+            assert time.monotonic() < deadline + 60 and sender.is_alive()
+            time.sleep(0.02)
+        server.send_signal(signal.SIGTERM)
+        sender.join(60)
+        r = answer["r"]
+        assert r.status_code == 503 and "shut down before this request was forecast" in r.json()["detail"]
+        assert server.wait(60) in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
