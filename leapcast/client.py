@@ -57,6 +57,9 @@ class Client:
         seed: int | None = None,
     ) -> pd.DataFrame:
         """Forecast every series of a long frame on the server; arguments and result as ``Forecaster.forecast``."""
+        for name, values in (("quantiles", quantiles), ("level", level)):
+            if values is not None and len(list(values)) == 0:  # an empty list would not reach the server at all
+                raise ValueError(f"`{name}` is empty; pass at least one value, or leave it out")
         params = {
             "h": h,
             "quantiles": None if quantiles is None else list(quantiles),

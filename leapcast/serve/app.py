@@ -10,6 +10,7 @@ is a bug in leapcast, never the caller's input.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -181,6 +182,7 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
     ):
         """Forecast a long frame (CSV or Arrow IPC body): the answer is ``Forecaster.forecast``'s frame, as CSV
         or an Arrow IPC stream (the request's type, or the Accept header's); the seed used is in X-Leapcast-Seed."""
+        _check_query(request)
         fc, scheduler = state.live()
         kind = request.headers.get("content-type", "")
         df = await run_in_threadpool(read_frame, await request.body(), kind, id_col)
@@ -260,6 +262,15 @@ async def _client_gone(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _check_query(request: Request) -> None:
+    """The frame route's query names only its own parameters: a misspelt one would otherwise be dropped unseen."""
+    known = [f.name for f in dataclasses.fields(FrameParams)]
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        hint = " (the JSON route's `levels` is `level` here)" if "levels" in unknown else ""
+        raise ValueError(f"unknown query parameters {unknown}{hint}; this route takes {', '.join(known)}")
 
 
 def _answer_kind(accept: str, sent: str) -> str:

@@ -152,6 +152,8 @@ def test_frame_bodies_answer_the_library_frame(client, fc):
         pd.testing.assert_frame_equal(got_q, fc.forecast(df, 3, quantiles=[0.25, 0.75], point="mean", top_k=1, seed=1))
         with pytest.raises(ServerError, match="`level`"):
             remote.forecast(df, 3, level=[150])
+        with pytest.raises(ValueError, match="`quantiles` is empty"):  # httpx would drop an empty list unsent
+            remote.forecast(df, 3, quantiles=[])
 
 
 def test_health_readiness_docs_and_metrics(client):
@@ -304,6 +306,9 @@ MALFORMED_FRAMES = [  # (what, content type, body, query, status, words)
         "missing",
     ),
     ("an int freq of 0", "text/csv", CSV_GOOD.encode(), "h=3&freq=0", 422, "`freq`"),
+    ("the JSON route's levels", "text/csv", CSV_GOOD.encode(), "h=3&levels=80", 422, "`level` here"),
+    ("a misspelt parameter", "text/csv", CSV_GOOD.encode(), "h=3&num_sample=5", 422, "['num_sample']"),
+    ("a header and no rows", "text/csv", b"unique_id,ds,y\n", "h=3", 422, "empty"),
 ]
 
 
