@@ -295,11 +295,17 @@ def _time_values(col: pd.Series, name: str):
         return _time_values(pd.to_numeric(col), name)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         try:
-            return _parse_dates(col)
+            dates = _parse_dates(col)
         except (ValueError, TypeError) as err:
             raise TypeError(
                 f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); pass datetimes or integers"
             ) from None
+        if dates.isna().any():  # written as text ('', 'NaT'): null once parsed
+            raise ValueError(
+                f"column {name!r} has {int(dates.isna().sum())} null values (e.g. {col[dates.isna()].iloc[0]!r}); "
+                "drop or fill them"
+            )
+        return dates
     raise TypeError(f"column {name!r} has dtype {dtype}; pass datetimes or integers")
 
 

@@ -192,6 +192,15 @@ def test_nan_ds_rejected():
         to_panel(long_frame(["a", "a"], [pd.Timestamp("2021-01-01"), pd.NaT]))
 
 
+@pytest.mark.parametrize("written", ["", "NaT", "nat"])
+@pytest.mark.parametrize("freq", [None, "D"])
+def test_a_missing_date_written_as_text_is_named_as_missing(written, freq):
+    ds = [f"2020-01-{d:02d}" for d in range(1, 11)]
+    ds[4] = written
+    with pytest.raises(ValueError, match=rf"column 'ds' has 1 null values \(e.g. '{written}'\)"):
+        to_panel(long_frame(["a"] * 10, ds), freq=freq)
+
+
 def test_null_ids_rejected():
     with pytest.raises(ValueError, match=r"column 'unique_id' has 1 null ids"):
         to_panel(long_frame(["a", None], [1, 2]))
