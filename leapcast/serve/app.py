@@ -290,6 +290,13 @@ def _error(status: int, detail: str, headers: dict | None = None) -> JSONRespons
 def _handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
+        sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.url.path == "/v1/forecast" and not sent.endswith("json"):  # FastAPI parses JSON types only
+            return _error(
+                415,
+                f"the body's Content-Type is {sent or 'not given'!r}; send JSON as application/json "
+                "(a CSV or Arrow IPC frame goes to /v1/forecast/frame)",
+            )
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})

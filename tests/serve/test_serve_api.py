@@ -321,6 +321,13 @@ def test_malformed_frames_are_a_4xx_that_says_what(client, what, kind, body, que
     assert words in answer.json()["detail"]
 
 
+@pytest.mark.parametrize("kind", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_json_sent_as_another_type_is_a_415_that_names_it(client, kind):
+    headers = {} if kind is None else {"content-type": kind}
+    answer = client.post("/v1/forecast", content=json.dumps(GOOD), headers=headers)
+    assert answer.status_code == 415 and "application/json" in answer.json()["detail"], answer.text
+
+
 def test_a_frame_with_a_column_twice_is_a_400(client):
     import pyarrow as pa
 
