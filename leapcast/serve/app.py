@@ -145,7 +145,7 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
         fc, scheduler = state.live()
         work = await run_in_threadpool(json_work, fc, req, config)
         body = await _forecast(request, fc, scheduler, work, config)
-        return JSONResponse(body)
+        return await run_in_threadpool(JSONResponse, body)  # encoded off the event loop: answers can be large
 
     @app.post(
         "/v1/forecast/frame",

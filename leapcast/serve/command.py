@@ -36,6 +36,9 @@ def serve(
         None, help="Most sample paths per series (422 beyond); default: --max-rows."
     ),
     max_body_mb: float = typer.Option(16.0, help="Largest request body in MiB (413 beyond)."),
+    max_values: int = typer.Option(
+        2**24, help="Most values one answer holds, series x sample paths x h (413 beyond): the memory a request takes."
+    ),
     timeout: float = typer.Option(120.0, help="Seconds a request may take (504 after; its rows are dropped); 0: none."),
     join_share: float = typer.Option(
         0.25, help="continuous: queued series join once this share of --max-rows is free (joins copy the caches)."
@@ -77,6 +80,7 @@ def serve(
                 max_context=max_context,
                 max_samples=max_samples,
                 max_body_bytes=max(1, int(max_body_mb * 2**20)),
+                max_values=max_values,
                 timeout_s=timeout or None,
                 join_share=join_share,
                 long_steps=long_steps,

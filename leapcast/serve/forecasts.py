@@ -95,6 +95,7 @@ def frame_work(fc: Forecaster, df: pd.DataFrame, p: FrameParams, config: ServeCo
     _check_series(plan.panel.n_series, max(len(c) for c in plan.panel.contexts), config)
     seed = random_seed() if p.seed is None else p.seed
     prepared = _prepare(fc, plan, p.num_samples, p.temperature, p.top_k, p.top_p, seed, config)
+    _check_values(plan.panel.n_series, prepared, config)
     return Work(prepared, seed, lambda samples: fc.frame_of(plan, samples))
 
 
@@ -189,7 +190,9 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
             "series": out,
         }
 
-    return Work(_merge([prepared for _, prepared, _, _ in parts]), seed, answer)
+    merged = _merge([prepared for _, prepared, _, _ in parts])
+    _check_values(len(req.series), merged, config)
+    return Work(merged, seed, answer)
 
 
 def read_frame(body: bytes, content_type: str, id_col: str = "unique_id") -> pd.DataFrame:
@@ -271,6 +274,13 @@ def _prepare(fc: Forecaster, plan: FramePlan, num_samples, temperature, top_k, t
     if s > config.samples_limit:
         raise over("`num_samples`", s, config.samples_limit, "max-samples", 422)
     return prepared
+
+
+def _check_values(series: int, prepared: Prepared, config: ServeConfig) -> None:
+    """The answer's size, series x sample paths x h, within ``max_values``: refused before any decoding."""
+    values = series * prepared.sampling.num_samples * prepared.h
+    if values > config.max_values:
+        raise over("the answer's values (series x `num_samples` x `h`)", values, config.max_values, "max-values")
 
 
 def _merge(parts: list[Prepared]) -> Prepared:

@@ -28,6 +28,8 @@ class ServeConfig:
     max_queue: requests waiting for rows; one more is answered 429 with Retry-After.
     max_series, max_h, max_context, max_samples, max_body_bytes: per-request limits (413 / 422, naming the limit);
         max_samples None: max_rows.
+    max_values: the most values one answer may hold, series x sample paths x h (413 beyond): the engine keeps a
+        request's paths in float64 until it answers, and ``return_samples`` sends them all.
     timeout_s: a request not answered within it is given up (504) and its rows dropped; None: no timeout.
     drain_s: on SIGTERM, how long requests in flight may take to finish before the server exits anyway.
     warmup: decode one small forecast before answering /readyz with 200.
@@ -48,6 +50,7 @@ class ServeConfig:
     max_context: int = 20_000
     max_samples: int | None = None
     max_body_bytes: int = 16 * 2**20
+    max_values: int = 2**24
     timeout_s: float | None = 120.0
     join_share: float = 0.25
     long_steps: int = 64
@@ -67,7 +70,7 @@ class ServeConfig:
         if self.batching not in BATCHING:
             raise ValueError(f"{param('batching')} must be one of {', '.join(BATCHING)}, got {self.batching!r}")
         check_int(self.port, "port", low=0, high=65536, must="an integer in 0..65535")
-        for name in ("max_rows", "max_queue", "max_series", "max_context", "max_body_bytes"):
+        for name in ("max_rows", "max_queue", "max_series", "max_context", "max_body_bytes", "max_values"):
             check_int(getattr(self, name), name)
         check_int(self.max_samples, "max_samples", none=True)
         check_int(self.static_max_requests, "static_max_requests")

@@ -384,3 +384,19 @@ def test_a_season_length_for_a_model_without_the_adjustment_is_a_422():
         assert csv.status_code == 422 and "`season_length`" in csv.text
         got = Client(http=c).forecast(df, 4, seed=0, num_samples=4)  # the frequency's season is not the caller's
     pd.testing.assert_frame_equal(got, patch.forecast(df, 4, seed=0, num_samples=4), check_dtype=False)
+
+
+def test_an_answer_over_max_values_is_a_413_before_any_decoding(fc):
+    small = ServeConfig(max_values=1000, max_samples=40)
+    df = frame(8, n=2)
+    with TestClient(create_app(small, fc)) as c:
+        over = c.post("/v1/forecast", json=body_of(df, 30, num_samples=20))  # 2 x 20 x 30 = 1200 values
+        assert over.status_code == 413 and "1200, above this server's limit of 1000 (`--max-values`)" in over.text
+        csv = c.post(
+            "/v1/forecast/frame?h=30&num_samples=20",
+            content=df.to_csv(index=False),
+            headers={"content-type": "text/csv"},
+        )
+        assert csv.status_code == 413 and "`--max-values`" in csv.text
+        assert c.post("/v1/forecast", json=body_of(df, 25, num_samples=20)).status_code == 200  # 1000: at the limit
+        assert "leapcast_rows_decoding 0.0" in c.get("/metrics").text
