@@ -185,6 +185,7 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
         _check_query(request)
         fc, scheduler = state.live()
         kind = request.headers.get("content-type", "")
+        out = _answer_kind(request.headers.get("accept", ""), kind)
         df = await run_in_threadpool(read_frame, await request.body(), kind, id_col)
         params = FrameParams(
             h=h,
@@ -204,7 +205,6 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
         )
         work = await run_in_threadpool(frame_work, fc, df, params, config)
         frame = await _forecast(request, fc, scheduler, work, config)
-        out = _answer_kind(request.headers.get("accept", ""), kind)
         body = await run_in_threadpool(write_frame, frame, out)
         return Response(body, media_type=out, headers={"X-Leapcast-Seed": str(work.seed)})
 
@@ -274,12 +274,21 @@ def _check_query(request: Request) -> None:
 
 
 def _answer_kind(accept: str, sent: str) -> str:
-    """The frame answer's type: what Accept names (CSV or an Arrow stream), else the request's own."""
+    """The frame answer's type: what Accept names (CSV or an Arrow stream), else the request's own; an Accept that
+    allows neither (only JSON, say) is a 406, checked before any decoding."""
     accept = accept.lower()
     if ARROW_STREAM in accept or ARROW_FILE in accept:
         return ARROW_STREAM
     if CSV in accept:
         return CSV
+    if accept.strip() and not any(
+        a.split(";")[0].strip() in ("*/*", "text/*", "application/*") for a in accept.split(",")
+    ):
+        raise BadBody(
+            f"this route answers {CSV} or {ARROW_STREAM}, not {accept!r} (the Accept header); JSON answers come "
+            "from /v1/forecast",
+            406,
+        )
     return CSV if sent.split(";")[0].strip().lower() == CSV else ARROW_STREAM
 
 

@@ -400,3 +400,12 @@ def test_an_answer_over_max_values_is_a_413_before_any_decoding(fc):
         assert csv.status_code == 413 and "`--max-values`" in csv.text
         assert c.post("/v1/forecast", json=body_of(df, 25, num_samples=20)).status_code == 200  # 1000: at the limit
         assert "leapcast_rows_decoding 0.0" in c.get("/metrics").text
+
+
+def test_a_frame_answer_in_a_type_the_route_does_not_write_is_a_406(client):
+    asked = {"content-type": "text/csv", "accept": "application/json"}
+    answer = client.post("/v1/forecast/frame?h=3", content=CSV_GOOD, headers=asked)
+    assert answer.status_code == 406 and "/v1/forecast" in answer.json()["detail"]
+    for accept in ("*/*", "application/json, */*;q=0.1", "text/*", ""):
+        ok = client.post("/v1/forecast/frame?h=3", content=CSV_GOOD, headers={**asked, "accept": accept})
+        assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/csv"), (accept, ok.text)
