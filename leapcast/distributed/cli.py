@@ -7,6 +7,8 @@ something else on a cluster (``--threads``: per worker) or nothing (``--stats-js
 from __future__ import annotations
 
 import glob
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -70,6 +72,9 @@ def forecast_on_ray(
     folder = _check_output(output)
     kind, paths = input_files(str(input))
     spec = SpecConfig(k=k, adaptive=adaptive, stop_below=stop_below, tolerance=tolerance)
+    # the workers' failures go beside the output first: Ray's writer deletes the output folder, _errors/ and all,
+    # when no row was written (every series failed); they are moved in once the shards are written
+    staging = folder.parent / f".{folder.name}{ERRORS}-{os.getpid()}"
     started = _connect(address)
     try:
         began = time.perf_counter()
@@ -88,7 +93,7 @@ def forecast_on_ray(
             adjustment_seasons=adjustment_seasons or None,
             workers=workers,
             threads=threads,
-            errors=folder / ERRORS,
+            errors=staging,
             quantiles=quantiles or None,
             level=level or None,
             id_col=id_col,
@@ -124,6 +129,9 @@ def forecast_on_ray(
             import ray as ray_module
 
             ray_module.shutdown()
+        if staging.is_dir():  # a run that stopped part-way leaves its failures in its output folder too
+            folder.mkdir(exist_ok=True)
+            shutil.move(str(staging), str(folder / ERRORS))
     failed = _errors(folder / ERRORS)
     done = planned.series - len(failed)
     console.print(

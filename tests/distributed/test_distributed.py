@@ -206,6 +206,18 @@ def test_cli_shards_in_and_out_greedy_speculative_and_dtype(cluster, tmp_path):
     assert sorted(pd.read_parquet(tmp_path / "out" / "_errors").unique_id) == ["zz-dup", "zz-inf"]
 
 
+def test_cli_when_every_series_fails_exits_2_and_keeps_their_errors(cluster, tmp_path):
+    bad = panel(0, bad=True)  # only 'zz-inf' and 'zz-dup'
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    args = f"--input {tmp_path / 'bad.csv'} --output {tmp_path / 'out'} --h {H} --num-samples 4 --workers 1"
+    result = CliRunner().invoke(cli.app, ["forecast", "--ray", *args.split(), "--model", "house-target"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert "wrote forecasts of 0 series" in text and "2 series failed and were left out" in text
+    assert sorted(pd.read_parquet(tmp_path / "out" / "_errors").unique_id) == ["zz-dup", "zz-inf"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing left beside it
+
+
 def test_bad_arguments_are_named_before_any_work(cluster, tmp_path):
     data = ray.data.from_pandas(panel(2))
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['num_sample'\]"):
