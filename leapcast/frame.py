@@ -294,8 +294,9 @@ def _time_values(col: pd.Series, name: str):
     ):  # numbers held as objects: steps, as their numeric column would be (to_datetime would read nanoseconds)
         return _time_values(pd.to_numeric(col), name)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        dayfirst = _day_first(col.astype(str), name)
         try:
-            dates = _parse_dates(col)
+            dates = _parse_dates(col, dayfirst)
         except (ValueError, TypeError) as err:
             raise TypeError(
                 f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); pass datetimes or integers"
@@ -338,20 +339,51 @@ def _check_values(y: np.ndarray, codes: np.ndarray, ids: list, name: str) -> Non
         )
 
 
-def _parse_dates(col: pd.Series) -> pd.DatetimeIndex:
+def _parse_dates(col: pd.Series, dayfirst: bool = False) -> pd.DatetimeIndex:
     """Date strings -> a DatetimeIndex; times that all carry a UTC offset but not one offset (local times across a
-    daylight-saving change, as pandas writes them) are read in UTC, the one grid they share."""
-    offsets = col.astype(str).str.extract(_OFFSET, expand=False)
+    daylight-saving change, as pandas writes them) are read in UTC, the one grid they share, unless every row
+    stands at one local time of day (daily, weekly, monthly data at local midnight): those are read as local
+    dates, the offsets dropped, since in UTC they would fall off any daily or monthly grid. ``dayfirst``: as
+    ``_day_first`` found."""
+    text = col.astype(str)
+    offsets = text.str.extract(_OFFSET, expand=False)
     mixed = bool(offsets.notna().all()) and offsets.nunique() > 1
+    if mixed:
+        local = pd.DatetimeIndex(pd.to_datetime(text.str.replace(_OFFSET_END, "", regex=True), dayfirst=dayfirst))
+        if local.notna().all() and len(set(local.time)) == 1:
+            return local
     try:
-        return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed))
+        return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed, dayfirst=dayfirst))
     except (ValueError, TypeError) as err:  # offsets written another way ('-05', '20200308T010000-0500')
         if mixed or "utc=True" not in str(err):
             raise
-    return pd.DatetimeIndex(pd.to_datetime(col, utc=True))
+    return pd.DatetimeIndex(pd.to_datetime(col, utc=True, dayfirst=dayfirst))
+
+
+_DAY_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?!\d)"  # 01/02/2023, 1.2.23, 01-02-2023
+
+
+def _day_first(text: pd.Series, name: str) -> bool:
+    """Whether dates written '01/02/2023' put the day first: True when a first field is above 12, False when a
+    second one is (or the dates are not written so); refused, not guessed, when every value fits both orders and
+    the two differ."""
+    fields = text.str.extract(_DAY_MONTH)
+    if fields.isna().any().any():
+        return False
+    first, second = fields[0].astype(int), fields[1].astype(int)
+    if (first > 12).any():
+        return True
+    if (second > 12).any() or (first == second).all():
+        return False
+    example = text[first != second].iloc[0].strip()
+    raise ValueError(
+        f"column {name!r} writes dates as {example!r}, which reads month first or day first, and no value tells "
+        "which (none has a field above 12); write them as YYYY-MM-DD"
+    )
 
 
 _OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})$"  # a time of day, then its UTC offset
+_OFFSET_END = r"\s*(?:Z|[+-]\d{2}:?\d{2})$"  # the offset alone
 
 
 def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from pandas.tseries.frequencies import to_offset
 
 from leapcast.frame import Panel, future_frame, future_times, read_csv, to_panel
 
@@ -466,3 +467,33 @@ def test_csv_rows_with_two_extra_fields_and_unnamed_empty_columns():
         read_csv(io.BytesIO(b"unique_id,ds,y\na,1,10,99,\na,2,11,98,\n"))
     excel = read_csv(io.BytesIO(b"unique_id,ds,y,,\na,1,1,,\na,2,2,,\n"))  # empty trailing columns: not duplicates
     assert excel["y"].tolist() == [1, 2]
+
+
+def test_dates_written_day_first_are_read_day_first_where_a_value_proves_it():
+    days = to_panel(long_frame(["a"] * 19, [f"{d:02d}/01/2023" for d in range(1, 20)]))  # 13/01 proves it
+    assert days.freq == pd.offsets.Day() and str(days.last_ds[0].date()) == "2023-01-19"
+    months = to_panel(long_frame(["a"] * 12, [f"15.{m:02d}.2023" for m in range(1, 13)]), freq=pd.DateOffset(months=1))
+    assert str(months.last_ds[0].date()) == "2023-12-15" and len(months.contexts[0]) == 12
+    month_first = to_panel(long_frame(["a"] * 19, [f"01/{d:02d}/2023" for d in range(1, 20)]))  # 01/13 proves it
+    assert month_first.freq == pd.offsets.Day() and str(month_first.last_ds[0].date()) == "2023-01-19"
+
+
+@pytest.mark.parametrize("sep", ["/", ".", "-"])
+def test_dates_that_read_either_way_are_refused_not_guessed(sep):
+    ds = [f"01{sep}{m:02d}{sep}2023" for m in range(1, 13)]  # 1 Jan..12 Jan, or the first of each month
+    with pytest.raises(ValueError, match=rf"column 'ds' writes dates as '01\{sep}02\{sep}2023'.*YYYY-MM-DD"):
+        to_panel(long_frame(["a"] * 12, ds))
+
+
+@pytest.mark.parametrize("freq, periods", [("D", 20), ("MS", 12), ("W-MON", 12)])
+def test_local_dates_across_a_daylight_saving_change_are_read_as_local_dates(freq, periods):
+    ds = pd.date_range("2019-10-01" if freq != "D" else "2020-03-20", periods=periods, freq=freq, tz="Europe/Paris")
+    panel = to_panel(long_frame(["a"] * periods, [str(t) for t in ds]))  # two UTC offsets in the text
+    assert panel.freq == to_offset(freq) and panel.last_ds[0] == ds[-1].tz_localize(None)
+    assert not np.isnan(panel.contexts[0]).any()
+
+
+def test_local_hours_across_a_daylight_saving_change_are_read_in_utc():
+    ds = pd.date_range("2020-03-28", periods=48, freq="h", tz="Europe/Paris")  # 02:00 on the 29th does not exist
+    panel = to_panel(long_frame(["a"] * 48, [str(t) for t in ds]))
+    assert panel.freq == to_offset("h") and panel.last_ds[0] == ds[-1].tz_convert("UTC")
