@@ -88,7 +88,7 @@ def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
         _fail(f"`{option}` {str(path)!r} could not be read as {kind} ({str(err).strip()[:200] or type(err).__name__})")
     except ValueError as err:  # frame.read_csv's refusals, or a Parquet reader's
         what = "a well-formed CSV file" if kind == "csv" else "readable as parquet"
-        _fail(f"`{option}` {str(path)!r} is not {what} ({str(err).strip()[:200]})")
+        _fail(f"`{option}` {str(path)!r} is not {what} ({str(err).strip()})")  # leapcast's own words: whole
     if table.empty:
         _fail(f"`{option}` {str(path)!r} has columns {list(table.columns)} but no rows")
     return table
@@ -112,6 +112,8 @@ def _check_output(path: Path | None, option: str, suffixes: tuple[str, ...]) -> 
         _fail(f"`{option}` {str(path)!r}: expected a file ending in {', '.join(suffixes)}")
     if path.is_dir():
         _fail(f"`{option}` {str(path)!r} is a folder; name a file inside it")
+    if path.parent.exists() and not path.parent.is_dir():
+        _fail(f"`{option}` {str(path)!r}: {str(path.parent)!r} is a file, not a folder")
     if not path.parent.is_dir():
         _fail(f"`{option}` {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first")
     if path.name.lower().endswith(".zst") and importlib.util.find_spec("zstandard") is None:
@@ -642,6 +644,10 @@ def main() -> None:
     except Exception as err:  # bad input exits 2 from explicit checks; anything reaching here is a leapcast bug
         if os.environ.get("LEAPCAST_TRACEBACK"):
             raise
+        refusal = _machine_refusal(err)  # ... or the machine's: a folder not writable, a full disk, no memory left
+        if refusal is not None:
+            console.print(f"[red]error:[/red] {escape(refusal)}", soft_wrap=True, highlight=False)
+            sys.exit(2)
         console.print(
             f"[red]internal error[/red] ({type(err).__name__}): {escape(str(err))}\n"
             "This is a bug in leapcast, not in your input: please report it with the command you ran "
@@ -650,6 +656,15 @@ def main() -> None:
             highlight=False,
         )
         sys.exit(1)
+
+
+def _machine_refusal(err: Exception) -> str | None:
+    """What to tell the user when the machine refused the work (not a leapcast bug), else None."""
+    if isinstance(err, OSError):
+        return (err.strerror or str(err)) + (f" ({err.filename})" if err.filename else "")
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and "allocate memory" in str(err)):
+        return "out of memory; forecast fewer rows at once: a lower --batch-size or --num-samples"
+    return None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

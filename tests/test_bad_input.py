@@ -482,6 +482,27 @@ def test_last_resort_handler_reports_a_bug(monkeypatch, capsys):
     assert "internal error (ZeroDivisionError)" in err and "bug in leapcast" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (PermissionError(13, "Permission denied", "/sys/x"), "error: Permission denied (/sys/x)"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"), "out of memory"),
+        (MemoryError(), "a lower --batch-size or --num-samples"),
+    ],
+)
+def test_the_machine_refusing_the_work_is_not_reported_as_a_bug(monkeypatch, capsys, error, words):
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "check_int", refuse)
+    monkeypatch.setattr(sys, "argv", ["leapcast", "forecast", "--input", "x.csv", "--h", "3"])
+    monkeypatch.delenv("LEAPCAST_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and words in err and "bug" not in err, err
+
+
 def test_four_weekly_pairs_keep_their_fixed_step():
     df = pd.DataFrame(
         {"unique_id": ["a", "a", "b", "b"], "ds": pd.to_datetime(["2020-01-01", "2020-01-29"] * 2), "y": 1.0}
