@@ -134,6 +134,7 @@ def _refusals() -> Iterator[None]:
 
 @app.command()
 def forecast(
+    ctx: typer.Context,
     model: str | None = typer.Option(
         None,
         "--model",
@@ -222,14 +223,16 @@ def forecast(
 ) -> None:
     """Forecast every series of a long table (with --ray: of many shards, on a Ray cluster)."""
     if ray or address is not None or workers is not None:  # leapcast.distributed, with every option given here
-        options = dict(locals())
-        _check_speculative(draft, k, adaptive, stop_below, tolerance, None)  # --stats-json: refused on Ray for itself
+        options = {name: value for name, value in locals().items() if name != "ctx"}
+        _check_speculative(
+            ctx, draft, k, adaptive, stop_below, tolerance, None
+        )  # --stats-json: refused on Ray for itself
         from leapcast.distributed.cli import forecast_on_ray
 
         with _refusals():
             forecast_on_ray(console, **options)
         return
-    _check_speculative(draft, k, adaptive, stop_below, tolerance, stats_json)
+    _check_speculative(ctx, draft, k, adaptive, stop_below, tolerance, stats_json)
     import torch
 
     from leapcast.checks import check_device
@@ -261,7 +264,7 @@ def forecast(
         )
         for option, given in (
             ("--season-length", season_length is not None),
-            ("--adjustment-seasons", adjustment_seasons != RECENT_SEASONS),
+            ("--adjustment-seasons", _given(ctx, "adjustment_seasons") or adjustment_seasons != RECENT_SEASONS),
         ):
             if given and not fc.seasonal_adjustment:
                 _fail(
@@ -299,10 +302,17 @@ def forecast(
                     _fail(f"`--stats-json` {str(stats_json)!r} could not be written ({err.strerror or err})")
 
 
-def _check_speculative(draft, k, adaptive, stop_below, tolerance, stats_json) -> None:
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user wrote the option (or set its environment variable), even at its default value."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _check_speculative(ctx: typer.Context, draft, k, adaptive, stop_below, tolerance, stats_json) -> None:
     """Speculative decoding's options run only with a draft: given without one, they are refused, not ignored."""
-    speculative = {"--k": k != 4, "--fixed-k": not adaptive, "--stop-below": stop_below is not None}
-    speculative.update({"--tolerance": tolerance is not None, "--stats-json": stats_json is not None})
+    speculative = {"--k": _given(ctx, "k"), "--adaptive" if adaptive else "--fixed-k": _given(ctx, "adaptive")}
+    speculative.update({"--stop-below": stop_below is not None, "--tolerance": tolerance is not None})
+    speculative["--stats-json"] = stats_json is not None
     given = [option for option, on in speculative.items() if on]
     if draft is None and given:
         with _refusals():

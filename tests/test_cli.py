@@ -315,6 +315,8 @@ def test_forecast_bad_arguments_exit_2(model, csv):
         (["--k", 2], "--k"),
         (["--fixed-k"], "--fixed-k"),
         (["--stop-below", 0.3], "--stop-below"),
+        (["--k", 4], "--k"),  # written out at its default: still refused, not ignored
+        (["--adaptive"], "--adaptive"),
     ],
 )
 def test_speculative_options_without_a_draft_are_refused(model, csv, options, named):
@@ -399,6 +401,7 @@ def test_forecast_seasonal_adjustment_options(model, tmp_path):
     for extra in (
         ["--season-length", 4],
         ["--adjustment-seasons", 2],
+        ["--adjustment-seasons", 8],  # the default, written out
         ["--no-seasonal-adjustment", "--season-length", 4],
     ):
         ignored = invoke("forecast", "--model", model, "--input", path, "--h", 6, *extra)  # this model: off

@@ -10,6 +10,7 @@ from leapcast.checks import cli_spelling
 
 
 def serve(
+    ctx: typer.Context,
     model: str | None = typer.Option(
         None,
         "--model",
@@ -61,6 +62,10 @@ def serve(
         try:
             if missing:
                 raise ValueError(f"`leapcast serve` needs {', '.join(missing)}: pip install 'leapcast[serve]'")
+            for name, option in (("k", "--k"), ("adaptive", "--adaptive" if adaptive else "--fixed-k")):
+                source = ctx.get_parameter_source(name)  # written out, even at its default: refused, not ignored
+                if draft is None and source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+                    raise ValueError(f"`{option}` sets speculative decoding, which runs only with `--draft`; add one")
             from leapcast.serve.app import load_forecaster
             from leapcast.serve.limits import ServeConfig
 

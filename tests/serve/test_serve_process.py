@@ -32,6 +32,8 @@ def test_bad_options_exit_2_with_a_message():
         [sys.executable, "-m", "leapcast.cli", "serve", "--batching", "sometimes"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "`--batching` must be one of continuous, static, off" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "leapcast.cli", "serve", "--k", "4"], capture_output=True, text=True)
+    assert done.returncode == 2 and "`--k` sets speculative decoding, which runs only with `--draft`" in done.stderr
 
 
 def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
