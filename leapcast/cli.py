@@ -356,6 +356,9 @@ def info(
     from leapcast.models.loading import describe, load_model
     from leapcast.registry import BUNDLED_DIR, bundled_models, resolve
 
+    if list_models and model is not None:
+        with _refusals():
+            _fail(f"pass a MODEL ({model!r}) or `--list`, not both: `--list` lists the bundled models only")
     if list_models or model is None:
         names = bundled_models()
         with _refusals():

@@ -397,7 +397,9 @@ def _resolve_freq(freq, series: list, ids: list, is_dt: bool, name: str):
                     f"{param('freq')} {freq!r} is an int step but {name!r} holds datetimes; pass an alias like 'D'"
                 )
             try:
-                return to_offset(freq)
+                with warnings.catch_warnings():  # pandas' deprecation note on a bad alias's case would come first
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return to_offset(freq)
             except (ValueError, TypeError):
                 raise ValueError(
                     f"{param('freq')} {freq!r} is not a pandas frequency; pass e.g. 'D', 'MS', 'h'"

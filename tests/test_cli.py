@@ -114,6 +114,8 @@ def test_info_prints_the_parameter_count(model):
     assert f"{n:,}" in result.output
     assert "32 / 64 / 8" in result.output  # d_model / d_ff / d_kv
     assert "1 + 1" in result.output  # layers
+    both = invoke("info", str(model), "--list")
+    assert both.exit_code == 2 and "not both" in both.output
 
 
 def test_info_list_without_bundled_models(monkeypatch, tmp_path):

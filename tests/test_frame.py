@@ -1,5 +1,7 @@
 """Tests for leapcast.frame: long frame -> Panel -> long forecast frame."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -279,6 +281,10 @@ def test_bad_freq_values():
     ddf = long_frame(["a"] * 2, dates("2021-01-01", "2021-01-02"))
     with pytest.raises(ValueError, match=r"`freq` 'fortnightly' is not a pandas frequency"):
         to_panel(ddf, freq="fortnightly")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' note on the alias's case ('BOGUS') is not the user's problem
+        with pytest.raises(ValueError, match=r"`freq` 'bogus' is not a pandas frequency"):
+            to_panel(ddf, freq="bogus")
     with pytest.raises(TypeError, match=r"`freq` 3 is an int step but 'ds' holds datetimes"):
         to_panel(ddf, freq=3)
     with pytest.raises(ValueError, match=r"`freq` must be a positive int step.*got 'D'"):
