@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,39 @@ class Forecaster:
         variates together (Toto): samples [N, V, S, h].
         With a draft, the speculative counts and timings land in ``self.last_stats``.
         """
+        return self._predict(
+            inputs,
+            prediction_length,
+            num_samples=num_samples,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+            season_length=season_length,
+            seasonal_adjustment=seasonal_adjustment,
+            series_keys=series_keys,
+        )
+
+    def _predict(
+        self,
+        inputs,
+        prediction_length: int | None = None,
+        *,
+        num_samples: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        batch_size: int = 32,
+        progress: bool | None = None,
+        season_length: int | Sequence[int] | None = None,
+        seasonal_adjustment: bool | None = None,
+        series_keys: Sequence[int] | None = None,
+        names: list | None = None,
+    ) -> torch.Tensor:
+        """``predict``; ``names``: the series' names in warnings (None: their positions)."""
         h, steps, sampling = self._settings(prediction_length, num_samples, temperature, top_k, top_p, seed)
         items = as_items(inputs)
         if items is not None:
@@ -223,7 +257,9 @@ class Forecaster:
                 )
             return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
         check_int(batch_size, "batch_size")
-        prepared = self._prepare_series(inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys)
+        prepared = self._prepare_series(
+            inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys, names
+        )
         out = self._decode(prepared.contexts, prepared.keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
         return self.finish(prepared, out)
 
@@ -290,7 +326,15 @@ class Forecaster:
         return h, steps, sampling
 
     def _prepare_series(
-        self, inputs, h: int, steps: int, sampling: SamplingConfig, season_length, seasonal_adjustment, series_keys
+        self,
+        inputs,
+        h: int,
+        steps: int,
+        sampling: SamplingConfig,
+        season_length,
+        seasonal_adjustment,
+        series_keys,
+        names: list | None = None,
     ) -> Prepared:
         series = as_series_list(inputs)
         window = self.model.context_length
@@ -301,6 +345,7 @@ class Forecaster:
                 f"(its context_length); fill them, or cut the series to end at its last observed stretch"
             )
         keys = _check_keys(series_keys, len(series))
+        self._warn_short(series, names)
         # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
@@ -311,6 +356,21 @@ class Forecaster:
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         contexts = [left_pad([x[-window:]]) for x in series]  # what the model reads (older values may not fit float32)
         return Prepared(contexts, keys, sampling, h, steps, factor, indices)
+
+    def _warn_short(self, series: list[np.ndarray], names: list | None) -> None:
+        """A warning (once a call) for series shorter than the checkpoint's ``min_context``; ``names``: the series'
+        names (None: their positions)."""
+        least = getattr(getattr(self.model, "options", None), "min_context", None)
+        if least is None:
+            return
+        short = [i for i, x in enumerate(series) if len(x) - int(np.argmax(~np.isnan(x))) < least]
+        if short:
+            warnings.warn(
+                f"{len(short)} series have fewer than {least} values of history, the fewest {self.name!r} "
+                f"forecasts soundly from (e.g. series {short[0] if names is None else names[short[0]]!r}); their "
+                "paths come out wide and erratic, many at the clip of drawn values (docs/limits.md)",
+                stacklevel=4,
+            )
 
     def adjusting(self, seasonal_adjustment: bool | None = None) -> bool:
         """Whether a call with this ``seasonal_adjustment`` (None: this forecaster's setting) adjusts seasons."""
@@ -480,9 +540,14 @@ class Forecaster:
             season_length=season_length,
         )
         season = plan.season if adjust else None  # the frequency's usual season, used only when adjusting
-        samples = self.predict(
-            plan.panel.contexts, plan.h, season_length=season, series_keys=plan.keys, **predict_kwargs
-        )
+        samples = self._predict(
+            plan.panel.contexts,
+            plan.h,
+            season_length=season,
+            series_keys=plan.keys,
+            names=plan.panel.ids,
+            **predict_kwargs,
+        )  # [N, S, h]
         return self.frame_of(plan, samples)
 
     def plan_frame(

@@ -76,3 +76,23 @@ def test_missing_values_inside_a_series_read_as_their_patch_mean_not_as_zero():
     assert (trailing - 1000).abs().max() < 15, trailing
     clean, gap = median(y), median(np.r_[y[:30], [np.nan] * 5, y[35:]])
     assert (gap - clean).abs().max() < 5, (gap, clean)
+
+
+def test_histories_shorter_than_min_context_forecast_with_a_warning_naming_one():
+    import warnings
+
+    import pytest
+
+    fc = Forecaster.from_pretrained("house-patch-target")
+    assert fc.model.options.min_context == 6  # benchmarks/short_histories.py: from 6 values on, few draws clip
+    df = pd.DataFrame(
+        {"unique_id": ["long"] * 8 + ["short"] * 3, "ds": list(range(8)) + list(range(3)), "y": np.arange(11.0) + 50}
+    )
+    with pytest.warns(UserWarning, match=r"1 series have fewer than 6 values of history.*\(e.g. series 'short'\)"):
+        out = fc.forecast(df, 4, seed=0, num_samples=8)
+    assert len(out) == 8  # forecast all the same
+    with pytest.warns(UserWarning, match=r"\(e.g. series 1\)"):
+        fc.predict([np.arange(8.0), np.arange(5.0)], 4, seed=0, num_samples=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fc.predict([np.arange(6.0)], 4, seed=0, num_samples=8)

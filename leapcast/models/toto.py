@@ -52,6 +52,8 @@ class TotoOptions:
     spread: a house calibration, not the reference's (1 there): every mixture component's scale is multiplied by
     it, so sampled paths spread wider (> 1) or narrower; the mean, and so mean decoding, is unchanged. A
     target and its draft are verified against the heads they give, spread included, so speculation stays exact.
+    min_context: the fewest values of history the checkpoint was trained to read (None: not stated); a series
+    with fewer is still forecast, with a warning (``Forecaster``): its paths come out wide and erratic.
     """
 
     context_length: int = 4096
@@ -60,12 +62,16 @@ class TotoOptions:
     xpos_centers: str = "cached"
     clip_scales: float | None = None
     spread: float = 1.0
+    min_context: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("context_length", "num_samples", "horizon"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`leapcast.{name}` must be a positive integer, got {value!r}")
+        m = self.min_context
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ValueError(f"`leapcast.min_context` must be a positive integer or null, got {m!r}")
         if self.xpos_centers not in XPOS_CENTERS:
             raise ValueError(f"`leapcast.xpos_centers` must be one of {XPOS_CENTERS}, got {self.xpos_centers!r}")
         c = self.clip_scales
