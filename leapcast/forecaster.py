@@ -360,7 +360,7 @@ class Forecaster:
     def _warn_short(self, series: list[np.ndarray], names: list | None) -> None:
         """A warning (once a call) for series shorter than the checkpoint's ``min_context``; ``names``: the series'
         names (None: their positions)."""
-        least = getattr(getattr(self.model, "options", None), "min_context", None)
+        least = getattr(self.model, "min_context", None)  # a family without it: no floor
         if least is None:
             return
         short = [i for i, x in enumerate(series) if len(x) - int(np.argmax(~np.isnan(x))) < least]

@@ -46,6 +46,7 @@ class ToyPatchModel:
     head_kind = "continuous"
     rescalable = True
     multivariate = False
+    min_context = None
     device = torch.device("cpu")
     dtype = torch.float32
 

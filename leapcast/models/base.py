@@ -67,6 +67,7 @@ class StepModel(Protocol):
     head_kind: str  # "categorical" (drafts can be verified) or "continuous"
     rescalable: bool  # True: its forecast of 2**k * y is 2**k times that of y (the forecaster may rescale inputs)
     multivariate: bool  # True: reads [B, V, T] contexts, the variates of one item together
+    min_context: int | None  # fewest history values it forecasts soundly from; fewer: a warning (None: no floor)
 
     @property
     def device(self) -> torch.device: ...

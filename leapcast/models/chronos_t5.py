@@ -39,6 +39,7 @@ class ChronosT5:
     head_kind = "categorical"
     rescalable = True  # mean scaling: the tokens of 2**k * y are those of y
     multivariate = False
+    min_context = None  # bins scaled by the mean absolute value: no floor
 
     def __init__(self, net: T5, chronos: ChronosTokenizerConfig, name: str = "chronos-t5") -> None:
         self.net = net.eval()

@@ -155,6 +155,10 @@ class Toto:
         self._prefix_layers = (self._time[-1] + 1) if self._time else 0  # later layers never feed a cached key
 
     @property
+    def min_context(self) -> int | None:
+        return self.options.min_context
+
+    @property
     def device(self) -> torch.device:
         return self.net.embed.weight.device
 

@@ -199,6 +199,7 @@ CONTRACT = {
     "head_kind",
     "rescalable",
     "multivariate",
+    "min_context",
     "check_sampling",
 }
 
@@ -225,7 +226,7 @@ def test_the_engine_reaches_nothing_outside_the_contract(tmp_path, draft):
     target = Recorder(load_model(make_checkpoint(tmp_path / "t", layers=2, prediction_length=8)))
     other = Recorder(load_model(make_checkpoint(tmp_path / "d", prediction_length=8, seed=3)))
     proposer = None if draft is None else make_proposer(draft, target, k=2, load_draft=lambda name: other)
-    fc = Forecaster(target, name="t", proposer=proposer, spec=SpecConfig(k=2))
+    fc = Forecaster(target, name="t", proposer=proposer, spec=None if proposer is None else SpecConfig(k=2))
     fc.predict(list(ragged_contexts()), 19, num_samples=3, seed=0)
     assert target.seen <= CONTRACT, target.seen - CONTRACT
     assert other.seen <= CONTRACT, other.seen - CONTRACT
