@@ -403,7 +403,7 @@ def train(
             from leapcast.train.pretrain import train as run
 
             cfg = TrainConfig.from_file(config, out_dir=out_dir, steps=steps)
-    folder = run(cfg)
+        folder = run(cfg)  # its own refusals too (a resumed run's config, a loss that is no longer a number)
     console.print(f"checkpoint: {folder}")
 
 
@@ -434,7 +434,8 @@ def distill(
             from leapcast.train.toto_distill import distill_toto as run
         else:
             from leapcast.train.distill import distill as run
-    console.print(f"draft: {run(cfg)}")
+        folder = run(cfg)
+    console.print(f"draft: {folder}")
 
 
 @app.command()

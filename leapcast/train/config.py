@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import typing
 from dataclasses import MISSING, dataclass, fields
 from functools import cache
@@ -87,9 +88,20 @@ class TrainConfig:
     save_every: int = 500
     seed: int = 0
     threads: int = 2
+    family: str = "chronos-t5"  # the architecture (``family_of``); "toto" configs are TotoTrainConfig
 
     def __post_init__(self) -> None:
         validate(self, "train")
+        if self.family != "chronos-t5":
+            raise ConfigError("train", "family", f"must be 'chronos-t5' for this config, got {self.family!r}")
+        if self.min_context > self.context_length:
+            raise ConfigError(
+                "train",
+                "min_context",
+                f"must be at most `context_length` ({self.context_length}), got {self.min_context}",
+            )
+        if self.stack != 1 and self.init_from is None:
+            raise ConfigError("train", "stack", f"stacks the layers of `init_from`, which is not set; got {self.stack}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
@@ -185,6 +197,12 @@ class TotoTrainConfig:
         validate(self, "train")
         if self.family != "toto":
             raise ConfigError("train", "family", f"must be 'toto' for this config, got {self.family!r}")
+        if self.context_length < 2 * self.patch_size:
+            raise ConfigError(
+                "train",
+                "context_length",
+                f"must be at least two patches ({2 * self.patch_size}), got {self.context_length}",
+            )
         _check_heads(self, "train")
 
     @classmethod
@@ -309,10 +327,7 @@ RANGES = {
             "num_samples",
         )
     },
-    **{
-        name: _AT_LEAST_0
-        for name in ("kernel_synth", "mixup", "seasonal_synth", "seed", "weight_decay", "label_sigma", "lag_heads")
-    },
+    **{name: _AT_LEAST_0 for name in ("kernel_synth", "mixup", "seasonal_synth", "seed", "weight_decay", "lag_heads")},
     **{
         name: _SHARE
         for name in (
@@ -328,7 +343,10 @@ RANGES = {
     "robust_delta": _POSITIVE,
     "clip_scales": _FINITE_POSITIVE,
     "spread": _FINITE_POSITIVE,
-    "lr": _POSITIVE,
+    "lr": _FINITE_POSITIVE,
+    "label_sigma": (lambda v: 0 <= v <= 1000, "must be in [0, 1000] (bins)"),
+    "relative_attention_num_buckets": (lambda v: v >= 2, "must be >= 2"),
+    "n_tokens": (lambda v: v >= 8, "must be >= 8 (special tokens and a few bins)"),
     "max_trend": _POSITIVE,
     "embedding_init": (lambda v: v in ("fourier", "random"), "must be 'fourier' or 'random'"),
     "target": (lambda v: v != "", "must name a checkpoint folder"),
@@ -347,6 +365,15 @@ def validate(cfg, kind: str) -> None:
         check = RANGES.get(name)
         if check is not None and value is not None and not check[0](value):
             raise ConfigError(kind, name, f"{check[1]}, got {value!r}")
+    for name in ("low_limit", "high_limit"):
+        value = getattr(cfg, name, 0.0)
+        if not math.isfinite(value) or abs(value) > 1e6:
+            raise ConfigError(kind, name, f"must be a finite number within +-1e6 (scaled values), got {value!r}")
+    synthetic = sum(getattr(cfg, name, 0) for name in ("kernel_synth", "mixup", "seasonal_synth"))
+    if not cfg.datasets and synthetic == 0:
+        raise ConfigError(
+            kind, "datasets", "is empty and no synthetic series are asked for: there is nothing to train on"
+        )
     if hasattr(cfg, "low_limit") and cfg.low_limit >= cfg.high_limit:
         raise ConfigError(kind, "low_limit", f"must be below `high_limit` ({cfg.high_limit}), got {cfg.low_limit}")
     # the data loader reads names case-insensitively, so the held-out check must too

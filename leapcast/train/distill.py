@@ -11,9 +11,7 @@ tokenizer, so it can propose for it.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +25,12 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5, save_chronos_t5
 from leapcast.models.t5 import T5Config
+from leapcast.registry import resolve
 from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
 from leapcast.train.crops import CropSampler, series_pool
 from leapcast.train.grow import rebin
 from leapcast.train.initial import starting_point
-from leapcast.train.loop import recover, resume, save
+from leapcast.train.loop import check_loss, resume, save, start_run
 
 
 def kl_loss(
@@ -62,14 +61,11 @@ def expected_acceptance(
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> Path:
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     target = load_model(cfg.target)
     chronos = target.chronos
     sampling = SamplingConfig(num_samples=1, temperature=chronos.temperature, top_k=chronos.top_k, top_p=chronos.top_p)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    last = start_run(cfg, "distill_config.json")
     t5 = T5Config(
         vocab_size=target.vocab_size,
         d_model=cfg.d_model,
@@ -80,14 +76,14 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         num_heads=cfg.num_heads,
         decoder_start_token_id=target.start_token,
     )
-    last = out / "last"
-    recover(last)
     if (last / "config.json").is_file():  # a resumed run: the draft as last saved
         draft = load_model(last)
     elif cfg.init_from is None:
         draft = starting_point(random_chronos_t5(t5, chronos, seed=cfg.seed, name=out.name), seed=cfg.seed)
     else:
-        net = rebin(load_model(cfg.init_from), chronos.n_tokens, chronos.low_limit, chronos.high_limit).net
+        net = rebin(
+            load_model(resolve(cfg.init_from, "init_from")), chronos.n_tokens, chronos.low_limit, chronos.high_limit
+        ).net
         draft = ChronosT5(net, chronos, name=out.name)  # the target's tokenizer and sampling settings, whole
     data_cfg = TrainConfig(
         out_dir=str(out),
@@ -135,6 +131,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, step / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         loss = kl_loss(target_logits, draft.net(tokens, mask, inputs), sampling, target.banned_tokens)
+        check_loss(loss, step, opt.param_groups[0]["lr"], last)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(draft.net.parameters(), 1.0)

@@ -15,6 +15,7 @@ from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.loading import load_model
 from leapcast.models.presets import random_chronos_t5
 from leapcast.models.t5 import T5, T5Config, relative_position_bucket
+from leapcast.registry import resolve
 from leapcast.train.config import TrainConfig
 from leapcast.train.crops import tokenizer_config
 from leapcast.train.grow import rebin, rebucket, stack_layers
@@ -96,5 +97,5 @@ def initial_model(cfg: TrainConfig) -> ChronosT5:
     where they differ (its other architecture fields are ignored)."""
     if cfg.init_from is None:
         return build_model(cfg)
-    grown = stack_layers(load_model(cfg.init_from), cfg.stack)
+    grown = stack_layers(load_model(resolve(cfg.init_from, "init_from")), cfg.stack)
     return rebucket(rebin(grown, cfg.n_tokens, cfg.low_limit, cfg.high_limit), cfg.relative_attention_num_buckets)

@@ -26,16 +26,57 @@ from tqdm.auto import tqdm
 TRAINER_STATE = "trainer_state"  # the folder of a save's optimizer state and step
 
 
+RESUMABLE = ("steps", "threads", "lr", "save_every")  # what a resumed run may change; the rest is what it trains
+
+
 def start_run(cfg, record: str = "train_config.json") -> Path:
     """What every run does first: torch's threads and seed from ``cfg``, its out_dir made, ``cfg`` recorded there
-    as ``record``; returns ``out_dir/last``, where a resumed run's checkpoint is."""
+    as ``record``; returns ``out_dir/last``, where a resumed run's checkpoint is. A run that resumes must have been
+    started with the same config (but ``RESUMABLE``), and a distillation may not write into its target's folder."""
+    out = Path(cfg.out_dir)
+    target = getattr(cfg, "target", None)
+    if target is not None and (
+        out.resolve() == Path(target).resolve() or out.resolve() in Path(target).resolve().parents
+    ):
+        raise ValueError(
+            f"`out_dir` {str(out)!r} holds the target {target!r}; the draft would be saved over it: name another folder"
+        )
+    recover(out / "last")
+    if (out / "last" / "config.json").is_file() and (out / record).is_file():
+        _check_same_run(json.loads((out / record).read_text()), asdict(cfg), out)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / record).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    recover(out / "last")
     return out / "last"
+
+
+def _check_same_run(before: dict, now: dict, out: Path) -> None:
+    """Refuse to resume ``out`` with a config that trains something else than the one it was started with."""
+    changed = [
+        k for k in sorted(set(before) | set(now)) if k not in RESUMABLE and _plain(before.get(k)) != _plain(now.get(k))
+    ]
+    if changed:
+        k = changed[0]
+        raise ValueError(
+            f"{out} holds a run started with another config ({len(changed)} fields differ, e.g. `{k}`: "
+            f"{before.get(k)!r} there, {now.get(k)!r} now); resume it with the config it was started with (only "
+            f"{', '.join(f'`{r}`' for r in RESUMABLE)} may change), or name a fresh `out_dir`"
+        )
+
+
+def _plain(value):
+    """A config value as JSON records it (tuples come back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_loss(loss: torch.Tensor, step: int, lr: float, last: Path) -> None:
+    """Stop a run whose loss is no longer a number: saving it would keep weights that forecast nothing."""
+    if not math.isfinite(loss.item()):
+        raise ValueError(
+            f"the loss became {loss.item()} at step {step} (learning rate {lr:.3g}); the run stopped, its last save "
+            f"({last}) is kept: lower `lr` and run the same command again to resume from it"
+        )
 
 
 def fit(
@@ -66,6 +107,7 @@ def fit(
         for group in opt.param_groups:
             group["lr"] = cfg.lr * schedule(step)
         loss = next_loss()
+        check_loss(loss, step + 1, opt.param_groups[0]["lr"], last)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

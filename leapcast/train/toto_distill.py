@@ -23,6 +23,7 @@ from leapcast.models.heads import StudentTMixture
 from leapcast.models.loading import load_model
 from leapcast.models.toto import Toto
 from leapcast.models.toto_presets import random_toto, save_toto
+from leapcast.registry import resolve
 from leapcast.train.config import TotoDistillConfig, TotoTrainConfig
 from leapcast.train.crops import series_pool
 from leapcast.train.loop import fit, start_run
@@ -77,7 +78,7 @@ def initial_draft(cfg: TotoDistillConfig, target: Toto) -> Toto:
     """Random weights of the config's shape with the target's patches, scaler and options (so it may propose for it)."""
     shape = network_config(cfg, patch_size=target.patch_size)
     if cfg.init_from is not None:
-        start = load_model(cfg.init_from)
+        start = load_model(resolve(cfg.init_from, "init_from"))
         if not isinstance(start, Toto) or start.cfg != shape:
             raise ValueError(
                 f"distill config `init_from` {cfg.init_from!r} is not a Toto draft of this config's shape ({shape})"

@@ -32,6 +32,7 @@ from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto import Toto, TotoOptions
 from leapcast.models.toto_net import TotoConfig, TotoNet
 from leapcast.models.toto_presets import random_toto, save_toto
+from leapcast.registry import resolve
 from leapcast.train.config import TotoDistillConfig, TotoTrainConfig
 from leapcast.train.crops import series_pool
 from leapcast.train.loop import fit, start_run
@@ -98,7 +99,7 @@ def lag_heads(net: TotoNet, count: int) -> None:
 def initial_toto(cfg: TotoTrainConfig) -> Toto:
     """Where a run starts: ``init_from``'s weights, or random ones with ``lag_heads``."""
     if cfg.init_from is not None:
-        start = load_model(cfg.init_from)
+        start = load_model(resolve(cfg.init_from, "init_from"))
         if not isinstance(start, Toto) or start.cfg != network_config(cfg):
             raise ValueError(
                 f"train config `init_from` {cfg.init_from!r} is not a Toto checkpoint of this config's shape "

@@ -118,6 +118,20 @@ def test_chronos_distillation_resumes_where_it_stopped(tmp_path):
     distill(DistillConfig(steps=15, **settings), progress=False)  # the same command, more steps: it goes on
     after = json.loads((last / "log.json").read_text())
     assert [x["step"] for x in after] == list(range(1, 16)) and after[:10] == before
+    wider = DistillConfig(steps=20, **{**settings, "d_model": 32})
+    with pytest.raises(ValueError, match=r"another config .* `d_model`: 16 there, 32 now"):
+        distill(wider, progress=False)  # a draft of another shape: not trained on from this one's save
+    assert json.loads((tmp_path / "draft" / "distill_config.json").read_text())["d_model"] == 16  # record kept
+    with pytest.raises(ValueError, match="holds the target"):
+        distill(DistillConfig(steps=2, **{**settings, "out_dir": str(target_dir)}), progress=False)
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_the_run(tmp_path):
+    pytest.importorskip("statsmodels")
+    cfg = TrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=6)
+    cfg = TrainConfig(**{**cfg.__dict__, "lr": 1e30, "save_every": 2, "warmup": 1})
+    with pytest.raises(ValueError, match=r"the loss became nan at step \d+ .* lower `lr`"):
+        train(cfg, progress=False)
 
 
 def test_loss_ignores_missing_labels():

@@ -268,7 +268,7 @@ def test_an_unknown_key_is_refused_naming_the_file_and_the_key(tmp_path):
 def test_a_bad_value_is_refused_naming_the_file_that_set_it(tmp_path):
     write(tmp_path, "base.json", {"out_dir": "x", "lr": 0})
     write(tmp_path, "child.json", {"extends": "base", "steps": 3})
-    with pytest.raises(ValueError, match=r"base\.json: train config `lr` must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"base\.json: train config `lr` must be a finite number > 0, got 0"):
         TrainConfig.from_file(tmp_path / "child.json")
     write(tmp_path, "typed.json", {"extends": "base", "lr": 1e-3, "seasonal_adjustment": "yes"})
     with pytest.raises(
@@ -297,7 +297,8 @@ def test_a_bad_value_is_refused_naming_the_file_that_set_it(tmp_path):
         ("steps", 0, "must be >= 1, got 0"),
         ("batch_size", 2.5, "must be an integer, got 2.5"),
         ("num_heads", True, "must be an integer, got True"),
-        ("lr", -1e-3, "must be > 0, got -0.001"),
+        ("lr", -1e-3, "must be a finite number > 0, got -0.001"),
+        ("lr", float("inf"), "must be a finite number > 0, got inf"),
         ("warmup", 0, "must be >= 1, got 0"),
         ("kernel_synth", -1, "must be >= 0, got -1"),
         ("trend_augmentation", 1.5, "must be in [0, 1], got 1.5"),
@@ -326,3 +327,22 @@ def test_field_specific_checks():
         TrainConfig(out_dir="x", low_limit=1.0, high_limit=1.0)
     assert TrainConfig(out_dir="x", datasets=["nile"]).datasets == ("nile",)  # a JSON list becomes a tuple
     assert TrainConfig(out_dir="x", lr=1).lr == 1  # a JSON number without a point is a number
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"relative_attention_num_buckets": 1}, "`relative_attention_num_buckets` must be >= 2"),
+        ({"n_tokens": 3}, "`n_tokens` must be >= 8"),
+        ({"low_limit": -1e308, "high_limit": float("inf")}, "`low_limit` must be a finite number within +-1e6"),
+        ({"min_context": 100, "context_length": 40}, "`min_context` must be at most `context_length` (40), got 100"),
+        ({"stack": 3}, "`stack` stacks the layers of `init_from`, which is not set"),
+        ({"datasets": (), "kernel_synth": 0, "mixup": 0}, "`datasets` is empty and no synthetic series"),
+        ({"label_sigma": 1e9}, "`label_sigma` must be in [0, 1000]"),
+        ({"family": "toto"}, "`family` must be 'chronos-t5' for this config"),
+    ],
+)
+def test_values_that_would_fail_deep_in_a_run_are_refused_up_front(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(out_dir="x", **fields)
+    assert TrainConfig(out_dir="x", family="chronos-t5").family == "chronos-t5"  # written out, as family_of reads it
