@@ -55,8 +55,9 @@ from leapcast.eval.forecasts import BASELINES, leapcast_forecast, official_forec
 from leapcast.eval.report import write_report
 from leapcast.eval.timing import interleaved, timed
 from leapcast.forecaster import DEFAULT_QUANTILES, Forecaster
-from leapcast.models.loading import load_model
+from leapcast.models.loading import load_model, read_config
 from leapcast.models.precision import resolve_tier
+from leapcast.models.toto_presets import is_toto_config
 from leapcast.models.zoo import SIZES, write_random_pair
 from leapcast.registry import bundled_models, resolve
 
@@ -199,12 +200,28 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
             spec = random_pair(size, folder)
             specs.append(spec if draft is None else replace(spec, draft=None if draft == "none" else resolve(draft)))
             continue
-        target = resolve(name)
+        target = resolve(name, "models")
+        _check_chronos(target, name, "models")
         label = target.parent.name if target.name == "last" else name if name in bundled_models() else target.name
-        specs.append(
-            ModelSpec(label, target, None if draft in (None, "none") else resolve(draft), random_weights=False)
-        )
+        drafted = None if draft in (None, "none") else resolve(draft, "drafts")
+        if drafted is not None:
+            _check_chronos(drafted, draft, "drafts")
+        specs.append(ModelSpec(label, target, drafted, random_weights=False))
     return specs
+
+
+def _check_chronos(folder: Path, name: str, option: str) -> None:
+    """Before any work: the suite compares Chronos-T5 checkpoints with the official ChronosPipeline."""
+    if is_toto_config(read_config(folder / "config.json")):
+        raise ValueError(
+            f"{param(option)} {name!r} is a Toto (patch) checkpoint; `leapcast bench` times Chronos-T5 models against "
+            "the official ChronosPipeline (patch models: benchmarks/patch_speculative.py and benchmarks/m3_speed.py)"
+        )
+
+
+def _decoder_layers(folder: Path) -> int:
+    config = read_config(folder / "config.json")
+    return int(config.get("num_decoder_layers") or config.get("num_layers", 1))
 
 
 def modes(suite: Suite, model: ModelSpec, official: bool) -> list[Mode]:
@@ -212,6 +229,8 @@ def modes(suite: Suite, model: ModelSpec, official: bool) -> list[Mode]:
     for proposer in suite.proposers:
         if proposer == "draft" and model.draft is None:
             continue
+        if proposer.startswith("early-exit") and _decoder_layers(model.target) < 2:
+            continue  # early exit proposes from the target's first layers: a one-layer target has none to spare
         specs = [SpecConfig(k=k, adaptive=False) for k in suite.ks] + (
             [SpecConfig(k=max(suite.ks), adaptive=True)] if suite.adaptive else []
         )

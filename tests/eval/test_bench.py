@@ -81,6 +81,10 @@ def test_suite_and_model_arguments_are_checked(tmp_path):
         bench.model_specs(["random:tiny"], ["a", "b"], tmp_path)
     with pytest.raises(FileNotFoundError, match="is neither a checkpoint folder, a bundled model"):
         bench.model_specs([str(tmp_path / "nope")], None, tmp_path)
+    with pytest.raises(ValueError, match="`models` 'house-patch-target' is a Toto .patch. checkpoint"):
+        bench.model_specs(["house-patch-target"], None, tmp_path)
+    with pytest.raises(ValueError, match="`drafts` 'house-patch-draft' is a Toto"):
+        bench.model_specs(["house-target"], ["house-patch-draft"], tmp_path)
 
 
 def test_default_models_use_the_bundled_pair_when_shipped(tmp_path, monkeypatch):
@@ -104,7 +108,8 @@ def test_default_models_use_the_bundled_pair_when_shipped(tmp_path, monkeypatch)
 
 def test_modes_cover_every_proposer_k_and_adaptive(tmp_path):
     suite = replace(bench.SUITES["quick"], ks=(1, 3), adaptive=True)
-    with_draft = bench.ModelSpec("m", tmp_path, tmp_path, False)
+    two = make_checkpoint(tmp_path / "two", layers=2)
+    with_draft = bench.ModelSpec("m", two, two, False)
     labels = [m.label for m in bench.modes(suite, with_draft, official=True)]
     assert labels == [
         "plain",
@@ -121,6 +126,8 @@ def test_modes_cover_every_proposer_k_and_adaptive(tmp_path):
     ]
     no_draft = [m.label for m in bench.modes(suite, replace(with_draft, draft=None), official=False)]
     assert not any(label.startswith("draft") for label in no_draft) and "official" not in no_draft
+    one = replace(with_draft, target=make_checkpoint(tmp_path / "one", layers=1))
+    assert not any(m.label.startswith("early-exit") for m in bench.modes(suite, one, official=False))
 
 
 def test_interleaved_alternates_and_takes_the_median_ratio():
