@@ -94,6 +94,22 @@ def _read_table(path: Path, option: str = "--input", id_col: str = "unique_id"):
     return table
 
 
+def _read_shards(folder: Path):
+    """FILE as ``forecast --ray --output`` writes it: a folder of Parquet shards (its _errors/ skipped by name)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not any(p.suffix == ".parquet" for p in folder.iterdir()):
+        _fail(
+            f"FILE {str(folder)!r} is a folder without Parquet shards; pass a forecast file or `--ray`'s output folder"
+        )
+    try:
+        return pd.read_parquet(folder)
+    except (pa.ArrowException, OSError) as err:
+        _fail(f"FILE {str(folder)!r}: its Parquet shards could not be read ({err})")
+    raise AssertionError("unreachable")  # _fail raises
+
+
 def _beside(path: Path, suffix: str) -> Path:
     """path with its table ending (.csv, .csv.gz, .parquet, ...) replaced by ``suffix``."""
     name = path.name
@@ -228,8 +244,17 @@ def forecast(
             ctx, draft, k, adaptive, stop_below, tolerance, None
         )  # --stats-json: refused on Ray for itself
         from leapcast.distributed.cli import forecast_on_ray
+        from leapcast.models.loading import leapcast_options
+        from leapcast.registry import model_name, resolve
 
-        with _refusals():
+        with _refusals():  # the adjustment's options as the local command checks them, before Ray starts
+            folder = resolve(model)
+            adjusts = seasonal_adjustment
+            if adjusts is None:
+                adjusts = bool(leapcast_options(folder).get("seasonal_adjustment", False))
+            _check_adjustment(
+                ctx, model_name(model, folder), adjusts, seasonal_adjustment, season_length, adjustment_seasons
+            )
             forecast_on_ray(console, **options)
         return
     _check_speculative(ctx, draft, k, adaptive, stop_below, tolerance, stats_json)
@@ -262,16 +287,7 @@ def forecast(
             seasonal_adjustment=seasonal_adjustment,
             adjustment_seasons=adjustment_seasons or None,
         )
-        for option, given in (
-            ("--season-length", season_length is not None),
-            ("--adjustment-seasons", _given(ctx, "adjustment_seasons") or adjustment_seasons != RECENT_SEASONS),
-        ):
-            if given and not fc.seasonal_adjustment:
-                _fail(
-                    f"`{option}` sets the seasonal adjustment, which is off for {fc.name!r} "
-                    + ("(`--no-seasonal-adjustment`)" if seasonal_adjustment is False else "(its checkpoint's default)")
-                    + "; add `--seasonal-adjustment` or leave it out"
-                )
+        _check_adjustment(ctx, fc.name, fc.seasonal_adjustment, seasonal_adjustment, season_length, adjustment_seasons)
         result = fc.forecast(
             df,
             h,
@@ -300,6 +316,22 @@ def forecast(
             except OSError as err:
                 with _refusals():
                     _fail(f"`--stats-json` {str(stats_json)!r} could not be written ({err.strerror or err})")
+
+
+def _check_adjustment(
+    ctx: typer.Context, name: str, adjusts: bool, asked: bool | None, season_length, adjustment_seasons
+) -> None:
+    """--season-length and --adjustment-seasons set the seasonal adjustment: refused, not ignored, where it is off."""
+    for option, given in (
+        ("--season-length", season_length is not None),
+        ("--adjustment-seasons", _given(ctx, "adjustment_seasons") or adjustment_seasons != RECENT_SEASONS),
+    ):
+        if given and not adjusts:
+            _fail(
+                f"`{option}` sets the seasonal adjustment, which is off for {name!r} "
+                + ("(`--no-seasonal-adjustment`)" if asked is False else "(its checkpoint's default)")
+                + "; add `--seasonal-adjustment` or leave it out"
+            )
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -563,7 +595,9 @@ def report(
 
 @app.command()
 def plot(
-    file: Path = typer.Argument(..., help="Forecasts as written by `leapcast forecast --output` (.csv or .parquet)."),
+    file: Path = typer.Argument(
+        ..., help="Forecasts as written by `leapcast forecast --output`: a .csv or .parquet file, or --ray's folder."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="PNG to write; default: FILE with .png."),
     ids: list[str] | None = typer.Option(
         None, "--ids", help="Series to draw; repeat the option. Default: the first four."
@@ -593,7 +627,7 @@ def plot(
         _check_output(out, "--out", (".png",))
         _check_requirements_plot()
         check_int(last, "last", none=True, must="a positive integer (values of history per series)")
-        forecasts = _read_table(file, "FILE", id_col)
+        forecasts = _read_shards(file) if file.is_dir() else _read_table(file, "FILE", id_col)
         history = _read_table(input, "--input", id_col) if input is not None else None
         for f, name, cols in (
             (forecasts, file.name, [id_col, time_col]),

@@ -284,6 +284,21 @@ def test_plot_refusals(tmp_path):
         refused(invoke("plot", src, "--last", last), "`--last`", "a positive integer")
     other = pd.DataFrame({"unique_id": "b", "ds": pd.date_range("2019-01-01", periods=12, freq="MS"), "y": 1.0})
     refused(invoke("plot", src, "--input", write(other, tmp_path / "other.csv")), "`--input`", "none of the series")
+    (tmp_path / "no-shards").mkdir()
+    refused(invoke("plot", tmp_path / "no-shards"), "FILE", "without Parquet shards")
+
+
+def test_plot_reads_the_folder_of_shards_a_ray_forecast_writes(tmp_path):
+    pytest.importorskip("matplotlib")
+    shards = tmp_path / "out"
+    (shards / "_errors").mkdir(parents=True)
+    for i, uid in enumerate(("a", "b")):
+        days = pd.date_range("2020-01-01", periods=3, freq="MS")
+        pd.DataFrame({"unique_id": uid, "ds": days, "m": float(i)}).to_parquet(shards / f"part-{i}.parquet")
+    pd.DataFrame({"unique_id": ["zz"], "error": ["bad"]}).to_parquet(shards / "_errors" / "batch-0.parquet")
+    result = invoke("plot", shards)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.png").stat().st_size > 0
 
 
 # --- 6. bench checks its packages before it computes ----------------------------------------------------

@@ -212,11 +212,31 @@ def _connect(address: str | None) -> bool:
 
         start_local(include_dashboard=False, log_to_driver=False)
         return True
+    _reachable(address)
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ValueError(f"{param('address')} {address!r}: could not join a Ray cluster there ({err})") from None
     return False
+
+
+def _reachable(address: str, seconds: float = 10.0) -> None:
+    """Refuse an ``address`` nothing answers at within ``seconds``: ``ray.init`` would retry it for ever."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{param('address')} {address!r}: write HOST:PORT (the head node's GCS port, 6379 by default)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=seconds):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{param('address')} {address!r}: nothing answered there within {seconds:g} s ({err.strerror or err}); "
+            "check the head node's address and port (`ray start --head` prints them)"
+        ) from None
 
 
 def _read(kind: str, paths: list[str], id_col: str = "unique_id"):

@@ -41,7 +41,7 @@ from leapcast.forecaster import _interval_columns
 from leapcast.inputs import check_horizon
 from leapcast.models.loading import leapcast_options
 from leapcast.models.sampling import SamplingConfig
-from leapcast.registry import resolve
+from leapcast.registry import model_name, resolve
 
 if TYPE_CHECKING:
     import ray.data
@@ -340,12 +340,13 @@ def _check_season(season_length, model, seasonal_adjustment) -> None:
     """As ``Forecaster.forecast`` refuses it, here on the driver: a season length where the adjustment is off."""
     if season_length is None:
         return
+    folder = resolve(model)
     adjusts = seasonal_adjustment
     if adjusts is None:
-        adjusts = leapcast_options(resolve(model)).get("seasonal_adjustment", False)
+        adjusts = leapcast_options(folder).get("seasonal_adjustment", False)
     if not check_flag(adjusts, "seasonal_adjustment"):
         raise ValueError(
-            f"{param('season_length')} sets the seasonal adjustment, which is off for {str(model)!r}; pass "
+            f"{param('season_length')} sets the seasonal adjustment, which is off for {model_name(model, folder)!r}; pass "
             f"{param('seasonal_adjustment')}=True, or leave {param('season_length')} out"
         )
 

@@ -253,6 +253,10 @@ def test_bad_arguments_are_named_before_any_work(cluster, tmp_path):
         (["--ray", "--output", str(tmp_path / "o"), "--stats-json", "s.json"], "`--stats-json` is not collected"),
         (["--ray", "--output", str(tmp_path / "o"), "--input", str(tmp_path / "*.csv")], "matches no file"),
         (["--ray", "--output", str(tmp_path / "o"), "--workers", "5"], "`--workers` 5 x `--threads` 1 do not fit"),
+        (
+            ["--ray", "--output", str(tmp_path / "o"), "--adjustment-seasons", "3"],
+            "`--adjustment-seasons` sets the seasonal adjustment, which is off for 'house-patch-target'",
+        ),
     ]:
         args = (
             ["forecast", "--input", str(src), "--h", "3", *args]
@@ -332,3 +336,13 @@ def test_batch_sizes_match_the_first_version_where_nothing_shrinks():
 
     assert _batch_sizes(4, 18, 2, 4) == [4, 4, 4, 4, 2]  # the plan the killed-worker test above runs
     assert _batch_sizes(128, 3000, 2, 32)[:20] == [128] * 20
+
+
+def test_an_address_nothing_answers_at_is_refused_not_retried_for_ever():
+    from leapcast.distributed.cli import _reachable
+
+    with pytest.raises(ValueError, match=r"`address` '127.0.0.1:1': nothing answered there within 2 s"):
+        _reachable("127.0.0.1:1", seconds=2)
+    with pytest.raises(ValueError, match="write HOST:PORT"):
+        _reachable("head-node")
+    _reachable("auto")  # Ray's own lookup of a running cluster
