@@ -57,7 +57,6 @@ from leapcast.eval.timing import interleaved, timed
 from leapcast.forecaster import DEFAULT_QUANTILES, Forecaster
 from leapcast.models.loading import load_model, read_config
 from leapcast.models.precision import resolve_tier
-from leapcast.models.toto_presets import is_toto_config
 from leapcast.models.zoo import SIZES, write_random_pair
 from leapcast.registry import bundled_models, resolve
 
@@ -212,10 +211,11 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
 
 def _check_chronos(folder: Path, name: str, option: str) -> None:
     """Before any work: the suite compares Chronos-T5 checkpoints with the official ChronosPipeline."""
-    if is_toto_config(read_config(folder / "config.json")):
+    if "chronos_config" not in read_config(folder / "config.json"):  # the official Chronos layout's own block
         raise ValueError(
-            f"{param(option)} {name!r} is a Toto (patch) checkpoint; `leapcast bench` times Chronos-T5 models against "
-            "the official ChronosPipeline (patch models: benchmarks/patch_speculative.py and benchmarks/m3_speed.py)"
+            f"{param(option)} {name!r} is not a Chronos-T5 checkpoint (a patch model?); `leapcast bench` times "
+            "Chronos-T5 models against the official ChronosPipeline (patch models: benchmarks/patch_speculative.py "
+            "and benchmarks/m3_speed.py)"
         )
 
 

@@ -81,9 +81,9 @@ def test_suite_and_model_arguments_are_checked(tmp_path):
         bench.model_specs(["random:tiny"], ["a", "b"], tmp_path)
     with pytest.raises(FileNotFoundError, match="is neither a checkpoint folder, a bundled model"):
         bench.model_specs([str(tmp_path / "nope")], None, tmp_path)
-    with pytest.raises(ValueError, match="`models` 'house-patch-target' is a Toto .patch. checkpoint"):
+    with pytest.raises(ValueError, match="`models` 'house-patch-target' is not a Chronos-T5 checkpoint"):
         bench.model_specs(["house-patch-target"], None, tmp_path)
-    with pytest.raises(ValueError, match="`drafts` 'house-patch-draft' is a Toto"):
+    with pytest.raises(ValueError, match="`drafts` 'house-patch-draft' is not a Chronos-T5"):
         bench.model_specs(["house-target"], ["house-patch-draft"], tmp_path)
 
 
