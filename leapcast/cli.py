@@ -623,7 +623,7 @@ def plot(
             _fail(
                 f"FILE {str(file)!r}: expected a forecast file ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
             )
-        out = out or _beside(file, ".png")
+        out = out or _beside(file.resolve() if file.is_dir() else file, ".png")  # `.`: the folder it means
         _check_output(out, "--out", (".png",))
         _check_requirements_plot()
         check_int(last, "last", none=True, must="a positive integer (values of history per series)")
@@ -710,8 +710,13 @@ def _machine_refusal(err: Exception) -> str | None:
     """What to tell the user when the machine refused the work (not a leapcast bug), else None."""
     if isinstance(err, OSError):
         return (err.strerror or str(err)) + (f" ({err.filename})" if err.filename else "")
-    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and "allocate memory" in str(err)):
-        return "out of memory; forecast fewer rows at once: a lower --batch-size or --num-samples"
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("allocate memory" in str(err) or "out of memory" in str(err))
+    ):
+        return (
+            "out of memory; work on fewer rows at once (forecast, serve: a lower --batch-size, --num-samples or "
+            "--max-rows; train, distill: a lower batch_size in the config)"
+        )
     return None
 
 

@@ -57,13 +57,15 @@ class Client:
         seed: int | None = None,
     ) -> pd.DataFrame:
         """Forecast every series of a long frame on the server; arguments and result as ``Forecaster.forecast``."""
+        quantiles = None if quantiles is None else list(quantiles)  # once: an iterator is read only once
+        level = None if level is None else list(level)
         for name, values in (("quantiles", quantiles), ("level", level)):
-            if values is not None and len(list(values)) == 0:  # an empty list would not reach the server at all
+            if values is not None and len(values) == 0:  # an empty list would not reach the server at all
                 raise ValueError(f"`{name}` is empty; pass at least one value, or leave it out")
         params = {
             "h": h,
-            "quantiles": None if quantiles is None else list(quantiles),
-            "level": None if level is None else list(level),
+            "quantiles": quantiles,
+            "level": level,
             "point": point,
             "id_col": id_col,
             "time_col": time_col,

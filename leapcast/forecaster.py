@@ -85,7 +85,7 @@ class Forecaster:
         seasonal_adjustment: bool = False,
         adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> None:
-        _check_spec(spec, drafted=proposer is not None)
+        check_spec(spec, drafted=proposer is not None)
         self.model = model
         self.name = name or model.name
         self.proposer = proposer
@@ -132,7 +132,7 @@ class Forecaster:
         ``adjustment_seasons``: the seasonal indices average the last this many
         seasons (None: the whole history; ``leapcast.deseason``).
         """
-        _check_spec(spec, drafted=draft is not None)  # before loading anything
+        check_spec(spec, drafted=draft is not None)  # before loading anything
         device = check_device(device)
         dtype = resolve_tier(dtype, device)
         folder = resolve(path)
@@ -258,8 +258,8 @@ class Forecaster:
             return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
         check_int(batch_size, "batch_size")
         prepared = self._prepare_series(
-            inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys, names
-        )
+            inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys, names, stacklevel=5
+        )  # the user called predict or forecast, which called this
         out = self._decode(prepared.contexts, prepared.keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
         return self.finish(prepared, out)
 
@@ -335,6 +335,7 @@ class Forecaster:
         seasonal_adjustment,
         series_keys,
         names: list | None = None,
+        stacklevel: int = 4,
     ) -> Prepared:
         series = as_series_list(inputs)
         window = self.model.context_length
@@ -345,7 +346,7 @@ class Forecaster:
                 f"(its context_length); fill them, or cut the series to end at its last observed stretch"
             )
         keys = _check_keys(series_keys, len(series))
-        self._warn_short(series, names)
+        self._warn_short(series, names, stacklevel)  # counted from _warn_short: prepare's caller is 4 up
         # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
@@ -357,7 +358,7 @@ class Forecaster:
         contexts = [left_pad([x[-window:]]) for x in series]  # what the model reads (older values may not fit float32)
         return Prepared(contexts, keys, sampling, h, steps, factor, indices)
 
-    def _warn_short(self, series: list[np.ndarray], names: list | None) -> None:
+    def _warn_short(self, series: list[np.ndarray], names: list | None, stacklevel: int) -> None:
         """A warning (once a call) for series shorter than the checkpoint's ``min_context``; ``names``: the series'
         names (None: their positions)."""
         least = getattr(self.model, "min_context", None)  # a family without it: no floor
@@ -369,7 +370,7 @@ class Forecaster:
                 f"{len(short)} series have fewer than {least} values of history, the fewest {self.name!r} "
                 f"forecasts soundly from (e.g. series {short[0] if names is None else names[short[0]]!r}); their "
                 "paths come out wide and erratic, many at the clip of drawn values (docs/limits.md)",
-                stacklevel=4,
+                stacklevel=stacklevel,  # the caller's line, not leapcast's
             )
 
     def adjusting(self, seasonal_adjustment: bool | None = None) -> bool:
@@ -606,7 +607,7 @@ class Forecaster:
         return frame.future_frame(plan.panel, plan.h, columns, plan.times)
 
 
-def _check_spec(spec, drafted: bool) -> None:
+def check_spec(spec, drafted: bool) -> None:
     """``spec`` is a SpecConfig, and one that asks for anything but the defaults comes with a draft."""
     if spec is not None and not isinstance(spec, SpecConfig):
         raise TypeError(

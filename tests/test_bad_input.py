@@ -502,7 +502,8 @@ def test_last_resort_handler_reports_a_bug(monkeypatch, capsys):
     [
         (PermissionError(13, "Permission denied", "/sys/x"), "error: Permission denied (/sys/x)"),
         (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"), "out of memory"),
-        (MemoryError(), "a lower --batch-size or --num-samples"),
+        (MemoryError(), "a lower --batch-size, --num-samples or --max-rows"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "a lower batch_size in the config"),
     ],
 )
 def test_the_machine_refusing_the_work_is_not_reported_as_a_bug(monkeypatch, capsys, error, words):

@@ -91,8 +91,9 @@ def test_histories_shorter_than_min_context_forecast_with_a_warning_naming_one()
     with pytest.warns(UserWarning, match=r"1 series have fewer than 6 values of history.*\(e.g. series 'short'\)"):
         out = fc.forecast(df, 4, seed=0, num_samples=8)
     assert len(out) == 8  # forecast all the same
-    with pytest.warns(UserWarning, match=r"\(e.g. series 1\)"):
+    with pytest.warns(UserWarning, match=r"\(e.g. series 1\)") as caught:
         fc.predict([np.arange(8.0), np.arange(5.0)], 4, seed=0, num_samples=8)
+    assert caught[0].filename == __file__  # the line that called predict, not leapcast's
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fc.predict([np.arange(6.0)], 4, seed=0, num_samples=8)

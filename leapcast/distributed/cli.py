@@ -75,6 +75,8 @@ def forecast_on_ray(
     # the workers' failures go beside the output first: Ray's writer deletes the output folder, _errors/ and all,
     # when no row was written (every series failed); they are moved in once the shards are written
     staging = folder.parent / f".{folder.name}{ERRORS}-{os.getpid()}"
+    if not os.access(folder.parent, os.W_OK):  # an output folder made for us in a parent we may not write to
+        staging = folder / ERRORS  # as before: kept unless every series fails (Ray then deletes the folder)
     started = _connect(address)
     try:
         began = time.perf_counter()
@@ -129,7 +131,7 @@ def forecast_on_ray(
             import ray as ray_module
 
             ray_module.shutdown()
-        if staging.is_dir():  # a run that stopped part-way leaves its failures in its output folder too
+        if staging.is_dir() and staging != folder / ERRORS:  # a run stopped part-way leaves its failures there too
             folder.mkdir(exist_ok=True)
             shutil.move(str(staging), str(folder / ERRORS))
     failed = _errors(folder / ERRORS)
@@ -230,7 +232,7 @@ def _reachable(address: str, seconds: float = 10.0) -> None:
     if not host or not port.isdigit():
         raise ValueError(f"{param('address')} {address!r}: write HOST:PORT (the head node's GCS port, 6379 by default)")
     try:
-        with socket.create_connection((host, int(port)), timeout=seconds):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
             pass
     except OSError as err:
         raise ValueError(

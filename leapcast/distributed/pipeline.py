@@ -37,7 +37,7 @@ from leapcast.distributed.worker import BATCH, BatchForecaster
 from leapcast.engine.proposers.registry import parse as parse_proposer
 from leapcast.engine.speculative import SpecConfig
 from leapcast.engine.streams import random_seed
-from leapcast.forecaster import _interval_columns
+from leapcast.forecaster import _interval_columns, check_spec
 from leapcast.inputs import check_horizon
 from leapcast.models.loading import leapcast_options
 from leapcast.models.sampling import SamplingConfig
@@ -162,6 +162,7 @@ def plan(
             f"{param('id_col')}, {param('time_col')}, {param('target_col')}"
         )
     shared = _shared(model, "model")  # checked here, before any work
+    check_spec(spec, drafted=draft is not None)
     _check_season(season_length, model, seasonal_adjustment)
     load: dict[str, Any] = dict(
         draft=_shared(draft, "draft"),

@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import torch
@@ -43,7 +43,8 @@ def start_run(cfg, record: str = "train_config.json") -> Path:
         )
     recover(out / "last")
     if (out / "last" / "config.json").is_file() and (out / record).is_file():
-        _check_same_run(json.loads((out / record).read_text()), asdict(cfg), out)
+        defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
+        _check_same_run(json.loads((out / record).read_text()), asdict(cfg), out, defaults)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,10 +52,14 @@ def start_run(cfg, record: str = "train_config.json") -> Path:
     return out / "last"
 
 
-def _check_same_run(before: dict, now: dict, out: Path) -> None:
-    """Refuse to resume ``out`` with a config that trains something else than the one it was started with."""
+def _check_same_run(before: dict, now: dict, out: Path, defaults: dict) -> None:
+    """Refuse to resume ``out`` with a config that trains something else than the one it was started with; a field
+    the record predates counts as its default, and folders are compared as the folders they name."""
+    before = {**defaults, **before}
     changed = [
-        k for k in sorted(set(before) | set(now)) if k not in RESUMABLE and _plain(before.get(k)) != _plain(now.get(k))
+        k
+        for k in sorted(set(before) | set(now))
+        if k not in RESUMABLE and _plain(k, before.get(k)) != _plain(k, now.get(k))
     ]
     if changed:
         k = changed[0]
@@ -65,8 +70,10 @@ def _check_same_run(before: dict, now: dict, out: Path) -> None:
         )
 
 
-def _plain(value):
-    """A config value as JSON records it (tuples come back as lists)."""
+def _plain(key: str, value):
+    """A config value as JSON records it (tuples come back as lists), folders as absolute paths."""
+    if key in ("out_dir", "target", "init_from") and isinstance(value, str) and Path(value).exists():
+        return str(Path(value).resolve())
     return list(value) if isinstance(value, tuple) else value
 
 

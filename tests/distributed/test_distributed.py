@@ -232,6 +232,8 @@ def test_bad_arguments_are_named_before_any_work(cluster, tmp_path):
         forecast(data, h=H, draft="no-such-draft")
     with pytest.raises(ValueError, match="`season_length` must be a positive integer"):
         forecast(data, h=H, season_length=0)
+    with pytest.raises(ValueError, match="`spec` SpecConfig.k=8.* runs only with a draft"):
+        forecast(data, h=H, spec=SpecConfig(k=8))
     with pytest.raises(ValueError, match="`season_length` sets the seasonal adjustment, which is off for"):
         forecast(data, h=H, model="house-patch-target", season_length=12)
     with pytest.raises(ValueError, match="`device` 'cpux' is not a torch device"):

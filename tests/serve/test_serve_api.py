@@ -154,6 +154,8 @@ def test_frame_bodies_answer_the_library_frame(client, fc):
             remote.forecast(df, 3, level=[150])
         with pytest.raises(ValueError, match="`quantiles` is empty"):  # httpx would drop an empty list unsent
             remote.forecast(df, 3, quantiles=[])
+        from_iterator = remote.forecast(df, 3, quantiles=iter([0.25, 0.75]), seed=1)  # read once, sent whole
+        assert list(from_iterator.columns[-2:]) == ["house-target-q-25", "house-target-q-75"]
 
 
 def test_health_readiness_docs_and_metrics(client):

@@ -438,3 +438,18 @@ def test_trend_augmentation_lays_one_steady_trend_over_context_and_horizon():
         return (values[:, -1] - (values * valid).sum(1) / valid.sum(1)).abs().mean().item()
 
     assert end_over_scale(1.0) > end_over_scale(0.0) + 10  # trended contexts end further from their mean, in bins
+
+
+def test_a_run_resumes_under_another_spelling_of_its_folder_and_from_an_older_record(tmp_path, monkeypatch):
+    pytest.importorskip("statsmodels")
+    cfg = TrainConfig.from_file(CONFIG, out_dir=str(tmp_path / "run"), steps=2)
+    train(cfg, progress=False)
+    record = tmp_path / "run" / "train_config.json"
+    older = json.loads(record.read_text())
+    del older["family"]  # written before the field existed: its default
+    record.write_text(json.dumps(older))
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("run/", "./run"):
+        again = TrainConfig.from_file(CONFIG, out_dir=spelling, steps=3)
+        train(again, progress=False)
+    assert len(json.loads((tmp_path / "run" / "last" / "log.json").read_text())) == 3
