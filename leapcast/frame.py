@@ -365,8 +365,8 @@ _DAY_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?!\d)"  # 01/02/2
 
 def _day_first(text: pd.Series, name: str) -> bool:
     """Whether dates written '01/02/2023' put the day first: True when a first field is above 12, False when a
-    second one is (or the dates are not written so); refused, not guessed, when every value fits both orders and
-    the two differ."""
+    second one is (or the dates are not written so). When every value fits both orders and the two differ, month
+    first (pandas' reading, and the US's), with a warning that names an example: not silently."""
     fields = text.str.extract(_DAY_MONTH)
     if fields.isna().any().any():
         return False
@@ -376,10 +376,12 @@ def _day_first(text: pd.Series, name: str) -> bool:
     if (second > 12).any() or (first == second).all():
         return False
     example = text[first != second].iloc[0].strip()
-    raise ValueError(
+    warnings.warn(
         f"column {name!r} writes dates as {example!r}, which reads month first or day first, and no value tells "
-        "which (none has a field above 12); write them as YYYY-MM-DD"
+        "which (none has a field above 12): read month first; if the day comes first, write the dates as YYYY-MM-DD",
+        stacklevel=2,
     )
+    return False
 
 
 _OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})$"  # a time of day, then its UTC offset

@@ -485,10 +485,11 @@ def test_dates_written_day_first_are_read_day_first_where_a_value_proves_it():
 
 
 @pytest.mark.parametrize("sep", ["/", ".", "-"])
-def test_dates_that_read_either_way_are_refused_not_guessed(sep):
-    ds = [f"01{sep}{m:02d}{sep}2023" for m in range(1, 13)]  # 1 Jan..12 Jan, or the first of each month
-    with pytest.raises(ValueError, match=rf"column 'ds' writes dates as '01\{sep}02\{sep}2023'.*YYYY-MM-DD"):
-        to_panel(long_frame(["a"] * 12, ds))
+def test_dates_that_read_either_way_are_read_month_first_with_a_warning(sep):
+    ds = [f"{m:02d}{sep}01{sep}2023" for m in range(1, 13)]  # the first of each month, or 1..12 January
+    with pytest.warns(UserWarning, match=rf"column 'ds' writes dates as '02\{sep}01\{sep}2023'.*read month first"):
+        panel = to_panel(long_frame(["a"] * 12, ds))
+    assert panel.freq == to_offset("MS") and str(panel.last_ds[0].date()) == "2023-12-01"
 
 
 @pytest.mark.parametrize("freq, periods", [("D", 20), ("MS", 12), ("W-MON", 12)])
