@@ -25,8 +25,9 @@ def arg(name: str) -> str:
 
 
 def param(name: str) -> str:
-    """How to name ``name`` in a message: ```freq``` (Python) or ```--freq``` (CLI)."""
-    return f"`--{name.replace('_', '-')}`" if _CLI.get() else f"`{name}`"
+    """How to name ``name`` in a message: ```freq``` (Python) or ```--freq``` (CLI); a command's argument in capitals
+    (``MODEL``, ``FILE``) as it is."""
+    return f"`--{name.replace('_', '-')}`" if _CLI.get() and not name.isupper() else f"`{name}`"
 
 
 def cli_spelled() -> bool:

@@ -399,7 +399,7 @@ def info(
         typer.echo("\n".join(lines) if names else "no bundled models in this build")
         return
     with _refusals():
-        folder = resolve(model)
+        folder = resolve(model, "MODEL")
         m = load_model(folder)
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     table = Table(title=escape(str(folder)), show_header=False)  # a path may hold [brackets]
