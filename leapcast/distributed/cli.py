@@ -236,7 +236,8 @@ def _reachable(address: str, seconds: float = 10.0) -> None:
             pass
     except OSError as err:
         raise ValueError(
-            f"{param('address')} {address!r}: nothing answered there within {seconds:g} s ({err.strerror or err}); "
+            f"{param('address')} {address!r}: nothing answered there ({err.strerror or err}; waited at most "
+            f"{seconds:g} s); "
             "check the head node's address and port (`ray start --head` prints them)"
         ) from None
 

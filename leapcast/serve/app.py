@@ -142,6 +142,11 @@ def create_app(config: ServeConfig | None = None, forecaster: Forecaster | None 
     async def forecast(req: ForecastRequest, request: Request):
         """Forecast the JSON series: per series its mean, median, quantiles (or intervals), future timestamps
         when it had timestamps, and its sample paths on request."""
+        _check_accept(
+            request.headers.get("accept", ""),
+            ("json",),
+            "JSON; frames as CSV or Arrow IPC come from /v1/forecast/frame",
+        )
         fc, scheduler = state.live()
         work = await run_in_threadpool(json_work, fc, req, config)
         body = await _forecast(request, fc, scheduler, work, config)
@@ -273,6 +278,14 @@ def _check_query(request: Request) -> None:
         raise ValueError(f"unknown query parameters {unknown}{hint}; this route takes {', '.join(known)}")
 
 
+def _check_accept(accept: str, takes: tuple[str, ...], answers: str) -> None:
+    """A 406 for an Accept header that allows none of what the route writes (``takes``: words of its types), checked
+    before any decoding."""
+    kinds = [a.split(";")[0].strip().lower() for a in accept.split(",") if a.strip()]
+    if kinds and not any(k in ("*/*", "text/*", "application/*") or any(t in k for t in takes) for k in kinds):
+        raise BadBody(f"this route answers {answers}, not {accept!r} (the Accept header)", 406)
+
+
 def _answer_kind(accept: str, sent: str) -> str:
     """The frame answer's type: what Accept names (CSV or an Arrow stream), else the request's own; an Accept that
     allows neither (only JSON, say) is a 406, checked before any decoding."""
@@ -281,14 +294,7 @@ def _answer_kind(accept: str, sent: str) -> str:
         return ARROW_STREAM
     if CSV in accept:
         return CSV
-    if accept.strip() and not any(
-        a.split(";")[0].strip() in ("*/*", "text/*", "application/*") for a in accept.split(",")
-    ):
-        raise BadBody(
-            f"this route answers {CSV} or {ARROW_STREAM}, not {accept!r} (the Accept header); JSON answers come "
-            "from /v1/forecast",
-            406,
-        )
+    _check_accept(accept, (), f"{CSV} or {ARROW_STREAM}; JSON answers come from /v1/forecast")
     return CSV if sent.split(";")[0].strip().lower() == CSV else ARROW_STREAM
 
 

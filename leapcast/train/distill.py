@@ -30,7 +30,7 @@ from leapcast.train.config import DistillConfig, TrainConfig, pipeline_options
 from leapcast.train.crops import CropSampler, series_pool
 from leapcast.train.grow import rebin
 from leapcast.train.initial import starting_point
-from leapcast.train.loop import check_loss, resume, save, start_run
+from leapcast.train.loop import check_loss, check_weights, resume, save, start_run
 
 
 def kl_loss(
@@ -138,6 +138,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> Path:
         opt.step()
         log.append({"step": step, "kl": loss.item()})
         if step % cfg.save_every == 0 or step == cfg.steps:
+            check_weights(draft.net, step, opt.param_groups[0]["lr"], last)
             draft.net.eval()
             save(last, lambda into: save_chronos_t5(draft, into, pipeline_options(cfg)), opt, step, log)
             draft.net.train()

@@ -86,6 +86,16 @@ def check_loss(loss: torch.Tensor, step: int, lr: float, last: Path) -> None:
         )
 
 
+def check_weights(net: nn.Module, step: int, lr: float, last: Path) -> None:
+    """Before a save: an update can leave weights that are no longer numbers while the loss that led to it was
+    one; such a save would replace the last good one, and every resume would fail from it."""
+    if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+        raise ValueError(
+            f"the weights are no longer numbers after step {step} (learning rate {lr:.3g}); the run stopped "
+            f"without saving them, its last save ({last}) is kept: lower `lr` and run the same command again"
+        )
+
+
 def fit(
     cfg,
     net: nn.Module,
@@ -124,6 +134,7 @@ def fit(
         bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
         bar.update(1)
         if step % cfg.save_every == 0 or step == cfg.steps:
+            check_weights(net, step, opt.param_groups[0]["lr"], last)
             net.eval()
             for folder in (out / f"checkpoint-{step}", last):
                 save(folder, save_model, opt, step, log)

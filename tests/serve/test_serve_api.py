@@ -404,6 +404,13 @@ def test_an_answer_over_max_values_is_a_413_before_any_decoding(fc):
         assert "leapcast_rows_decoding 0.0" in c.get("/metrics").text
 
 
+def test_a_json_answer_to_an_accept_without_json_is_a_406(client):
+    answer = client.post("/v1/forecast", json=GOOD, headers={"accept": "text/csv"})
+    assert answer.status_code == 406 and "/v1/forecast/frame" in answer.json()["detail"]
+    for accept in ("application/json", "application/json; charset=utf-8", "*/*", "text/csv, */*;q=0.1"):
+        assert client.post("/v1/forecast", json=GOOD, headers={"accept": accept}).status_code == 200, accept
+
+
 def test_a_frame_answer_in_a_type_the_route_does_not_write_is_a_406(client):
     asked = {"content-type": "text/csv", "accept": "application/json"}
     answer = client.post("/v1/forecast/frame?h=3", content=CSV_GOOD, headers=asked)
