@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from datetime import date
 from pathlib import Path
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "short_histories.json")
     args = parser.parse_args()
+    command = "python " + " ".join(sys.argv)
     torch.set_num_threads(args.threads)
     fc = Forecaster.from_pretrained(args.model)
     histories = [g["y"].to_numpy() for _, g in load("m3-yearly").train.groupby("unique_id", sort=True)]
@@ -51,7 +53,10 @@ def main() -> None:
         print(f"{n:3d} values: median share of draws at a bound {rows[-1]['median_share_at_bounds']:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps(dict(date=str(date.today()), model=args.model, series=args.series, h=args.h, rows=rows), indent=2)
+        json.dumps(
+            dict(date=str(date.today()), command=command, model=args.model, series=args.series, h=args.h, rows=rows),
+            indent=2,
+        )
         + "\n"
     )
     print(f"wrote {args.out}")
