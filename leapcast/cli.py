@@ -368,7 +368,7 @@ def _print_stats(stats, proposer: str) -> None:
     table.add_row("target passes", f"{stats.target_passes:,}")
     table.add_row("drafts / drafted steps", f"{stats.drafts:,} / {stats.drafted_steps:,}")
     table.add_row("accepted steps", f"{stats.accepted_steps:,} ({stats.acceptance_rate:.1%})")
-    table.add_row("mean accepted length", f"{stats.mean_accepted_length:.2f} steps per target pass")
+    table.add_row("mean accepted length", f"{stats.mean_accepted_length:.2f} steps per drafting row and target pass")
     per = ", ".join(f"{a / max(stats.drafts, 1):.2f}" for a in stats.accepted_per_position)
     table.add_row("kept at position 1..k", per)
     table.add_row("time: draft / verify / rest", f"{stats.draft_s:.2f}s / {stats.verify_s:.2f}s / {stats.other_s:.2f}s")

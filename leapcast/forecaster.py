@@ -86,6 +86,11 @@ class Forecaster:
         adjustment_seasons: int | None = RECENT_SEASONS,
     ) -> None:
         check_spec(spec, drafted=proposer is not None)
+        if spec is not None and spec.max_residual_tries is not None and model.head_kind == "categorical":
+            raise ValueError(
+                f"{param('max_residual_tries')} {spec.max_residual_tries!r} applies to patch models' continuous heads; "
+                f"{name or model.name!r} draws tokens, whose residuals are drawn exactly in one try, so leave it unset"
+            )
         self.model = model
         self.name = name or model.name
         self.proposer = proposer

@@ -312,3 +312,5 @@ def test_speculative_settings_without_a_draft_are_refused_not_ignored(folder):
     with pytest.raises(TypeError, match="`spec` must be a leapcast.engine.speculative.SpecConfig, got dict"):
         Forecaster.from_pretrained(folder, draft=folder, spec={"k": 2})
     assert Forecaster.from_pretrained(folder, spec=SpecConfig()).proposer is None  # the defaults ask for nothing
+    with pytest.raises(ValueError, match="`max_residual_tries` 2 applies to patch models' continuous heads"):
+        Forecaster.from_pretrained(folder, draft=folder, spec=SpecConfig(max_residual_tries=2))
