@@ -11,6 +11,7 @@ with k = 1 fixed and adaptive (k <= 2), h 336 (``--horizon``):
 
     python benchmarks/before_after.py --before c93197e --repeats 7 --threads 2
     python benchmarks/before_after.py --before 1fc79b3 --pair patch --horizon 336 --out benchmarks/results/before_after-keys.md
+    python benchmarks/before_after.py --before HEAD --top-k 1 --repeats 5 --out FILE   # greedy, before a change
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pair", choices=("house", "patch"), default="house")
     p.add_argument("--horizon", type=int, default=64)
+    p.add_argument("--top-k", type=int, default=None, help="1: greedy (mean) decoding; default: the checkpoint's")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     args = p.parse_args()
     h = args.horizon
     target, draft, k = ("house-target", "house-draft", 4) if args.pair == "house" else PATCH_PAIR
     lines: list[str] = []
+    sampled = {"num_samples": 20, "top_k": args.top_k}
 
     def emit(line: str) -> None:
         print(line, flush=True)
@@ -87,7 +90,8 @@ def main() -> None:
             }
         emit(
             f"before {args.before}, after: this checkout; {target} + {draft}; torch {torch.__version__}, "
-            f"{args.threads} threads, h {h}, 20 samples, {args.repeats} interleaved pairs per row\n"
+            f"{args.threads} threads, h {h}, 20 samples, top_k {args.top_k or 'the default'}, {args.repeats} interleaved "
+            "pairs per row\n"
         )
         emit("| batch, mode | before s (median) | after s (median) | before / after: median (min-max) |")
         emit("|---|---|---|---|")
@@ -95,13 +99,13 @@ def main() -> None:
             ctx = series[:batch]
             for name in versions["after"]:
                 for tag in versions:  # warm-up, and adaptive k's first exploration
-                    versions[tag][name].predict(ctx, h, num_samples=20, seed=0, batch_size=batch, progress=False)
+                    versions[tag][name].predict(ctx, h, **sampled, seed=0, batch_size=batch, progress=False)
                 before, after = [], []
                 for r in range(args.repeats):
                     order = (("before", before), ("after", after))
                     for tag, out in order if r % 2 == 0 else order[::-1]:  # alternate who goes first
                         started = time.perf_counter()
-                        versions[tag][name].predict(ctx, h, num_samples=20, seed=r, batch_size=batch, progress=False)
+                        versions[tag][name].predict(ctx, h, **sampled, seed=r, batch_size=batch, progress=False)
                         out.append(time.perf_counter() - started)
                 ratios = [b / a for b, a in zip(before, after)]
                 emit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +409,9 @@ class Forecaster:
     ) -> torch.Tensor:
         """contexts: one [1, (V,) T_i] float32 per series or item (left-padded with NaN) -> samples [N, S, V * h] float64,
         ``batch_size`` at a time, each row's paths from its stream (seed, key)."""
+        if sampling.greedy and sampling.num_samples > 1:  # greedy (mean) decoding: every path is the same one
+            one = self._decode(contexts, keys, h, steps, replace(sampling, num_samples=1), batch_size, progress)
+            return one.expand(-1, sampling.num_samples, -1).clone()  # [N, S, V * h]
         seed = random_seed() if sampling.seed is None else sampling.seed
         v = contexts[0].shape[1] if contexts[0].dim() == 3 else 1
         out = torch.empty(len(contexts), sampling.num_samples, v * h, dtype=torch.float64)
