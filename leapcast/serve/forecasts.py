@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,7 @@ def frame_work(fc: Forecaster, df: pd.DataFrame, p: FrameParams, config: ServeCo
     seed = random_seed() if p.seed is None else p.seed
     prepared = _prepare(fc, plan, p.num_samples, p.temperature, p.top_k, p.top_p, seed, config)
     _check_values(plan.panel.n_series, prepared, config)
-    return Work(prepared, seed, lambda samples: fc.frame_of(plan, samples))
+    return _one_path(Work(prepared, seed, lambda samples: fc.frame_of(plan, samples)))
 
 
 def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work:
@@ -192,7 +192,7 @@ def json_work(fc: Forecaster, req: ForecastRequest, config: ServeConfig) -> Work
 
     merged = _merge([prepared for _, prepared, _, _ in parts])
     _check_values(len(req.series), merged, config)
-    return Work(merged, seed, answer)
+    return _one_path(Work(merged, seed, answer))
 
 
 def read_frame(body: bytes, content_type: str, id_col: str = "unique_id") -> pd.DataFrame:
@@ -247,6 +247,16 @@ def write_frame(df: pd.DataFrame, kind: str) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def _one_path(work: Work) -> Work:
+    """Greedy (mean) decoding: every path of a series is the same one, so one row per series decodes and the
+    answer copies it to the paths asked for, as ``Forecaster.predict`` does."""
+    sampling = work.prepared.sampling
+    if not sampling.greedy or sampling.num_samples == 1:
+        return work
+    one = replace(work.prepared, sampling=replace(sampling, num_samples=1))
+    return Work(one, work.seed, lambda samples: work.answer(samples.expand(-1, sampling.num_samples, -1).clone()))
 
 
 def _check_season(fc: Forecaster, season_length: int | None) -> None:

@@ -418,3 +418,18 @@ def test_a_frame_answer_in_a_type_the_route_does_not_write_is_a_406(client):
     for accept in ("*/*", "application/json, */*;q=0.1", "text/*", ""):
         ok = client.post("/v1/forecast/frame?h=3", content=CSV_GOOD, headers={**asked, "accept": accept})
         assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/csv"), (accept, ok.text)
+
+
+def test_a_greedy_request_decodes_one_row_per_series_and_answers_every_path(client, fc):
+    from leapcast.serve.forecasts import json_work
+    from leapcast.serve.schemas import ForecastRequest
+
+    df = frame(9, n=2)
+    body = body_of(df, 6, top_k=1, num_samples=20, seed=0, return_samples=True)
+    work = json_work(fc, ForecastRequest(**body), LIMITS)
+    assert work.prepared.sampling.num_samples == 1  # the rows the decode loop takes: one per series
+    answer = client.post("/v1/forecast", json=body).json()
+    assert answer["num_samples"] == 20
+    want = library_samples(fc, df, 6, top_k=1, num_samples=20, seed=0)  # [N, S, h]
+    for i, s in enumerate(answer["series"]):
+        assert np.array_equal(np.array(s["samples"]), want[i])
