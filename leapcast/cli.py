@@ -322,16 +322,14 @@ def _check_adjustment(
     ctx: typer.Context, name: str, adjusts: bool, asked: bool | None, season_length, adjustment_seasons
 ) -> None:
     """--season-length and --adjustment-seasons set the seasonal adjustment: refused, not ignored, where it is off."""
+    from leapcast.forecaster import season_unused
+
     for option, given in (
-        ("--season-length", season_length is not None),
-        ("--adjustment-seasons", _given(ctx, "adjustment_seasons") or adjustment_seasons != RECENT_SEASONS),
+        ("season_length", season_length is not None),
+        ("adjustment_seasons", _given(ctx, "adjustment_seasons") or adjustment_seasons != RECENT_SEASONS),
     ):
         if given and not adjusts:
-            _fail(
-                f"`{option}` sets the seasonal adjustment, which is off for {name!r} "
-                + ("(`--no-seasonal-adjustment`)" if asked is False else "(its checkpoint's default)")
-                + "; add `--seasonal-adjustment` or leave it out"
-            )
+            _fail(season_unused(name, asked, option))
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

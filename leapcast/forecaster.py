@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leapcast import frame
-from leapcast.checks import check_device, check_flag, check_int, check_levels, is_real, param
+from leapcast.checks import check_device, check_flag, check_int, check_levels, cli_spelled, is_real, param
 from leapcast.deseason import RECENT_SEASONS, SeasonalIndex, season_length_of, seasonal_index
 from leapcast.engine.adaptive import KChooser
 from leapcast.engine.proposers import make_proposer
@@ -357,7 +357,7 @@ class Forecaster:
         series = [x / f for x, f in zip(series, factor)]
         adjust = self.adjusting(seasonal_adjustment)
         if season_length is not None and not adjust:
-            raise ValueError(self.unused_season(seasonal_adjustment))
+            raise ValueError(season_unused(self.name, seasonal_adjustment))
         indices = _seasonal_indices(series, season_length, adjust, self.adjustment_seasons)
         series = [x if ix is None else ix.adjust(x) for x, ix in zip(series, indices)]
         contexts = [left_pad([x[-window:]]) for x in series]  # what the model reads (older values may not fit float32)
@@ -383,14 +383,6 @@ class Forecaster:
         if seasonal_adjustment is None:
             return self.seasonal_adjustment
         return check_flag(seasonal_adjustment, "seasonal_adjustment")
-
-    def unused_season(self, seasonal_adjustment: bool | None = None) -> str:
-        """Why a season length given while the seasonal adjustment is off is refused (it would do nothing)."""
-        why = "for this call" if seasonal_adjustment is False else f"for {self.name!r} (its checkpoint's default)"
-        return (
-            f"{param('season_length')} sets the seasonal adjustment, which is off {why}; pass "
-            f"{param('seasonal_adjustment')}=True, or leave {param('season_length')} out"
-        )
 
     def _chooser_key(self, rows: int, h: int) -> tuple[str, str, int, int, int]:
         """Adaptive k's chooser for batches of ``rows`` rows and horizon ``h``: one per tier, proposer and k too (a
@@ -534,7 +526,7 @@ class Forecaster:
         """
         adjust = self.adjusting(predict_kwargs.get("seasonal_adjustment"))
         if season_length is not None and not adjust:  # before reading the frame, as predict would refuse it
-            raise ValueError(self.unused_season(predict_kwargs.get("seasonal_adjustment")))
+            raise ValueError(season_unused(self.name, predict_kwargs.get("seasonal_adjustment")))
         plan = self.plan_frame(
             df,
             h,
@@ -613,6 +605,23 @@ class Forecaster:
         for label, q in plan.intervals:
             columns[label] = torch.quantile(samples, q, dim=1).numpy()
         return frame.future_frame(plan.panel, plan.h, columns, plan.times)
+
+
+def season_unused(name: str, asked: bool | None, option: str = "season_length", settable: bool = True) -> str:
+    """Why ``option`` (a season length, the seasons the indices average) is refused where the seasonal adjustment is
+    off for model ``name``: it would do nothing. ``asked``: the call's own ``seasonal_adjustment`` (False: it
+    turned the adjustment off); ``settable``: whether the caller may turn it on (a server's client may not)."""
+    if asked is False:
+        why = f"for {name!r} (`--no-seasonal-adjustment`)" if cli_spelled() else "for this call"
+    else:
+        why = f"for {name!r} (its checkpoint's default)"
+    if not settable:
+        fix = f"leave {param(option)} out"
+    elif cli_spelled():
+        fix = "add `--seasonal-adjustment` or leave it out"
+    else:
+        fix = f"pass {param('seasonal_adjustment')}=True, or leave {param(option)} out"
+    return f"{param(option)} sets the seasonal adjustment, which is off {why}; {fix}"
 
 
 def check_spec(spec, drafted: bool) -> None:

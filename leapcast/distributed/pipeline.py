@@ -37,7 +37,7 @@ from leapcast.distributed.worker import BATCH, BatchForecaster
 from leapcast.engine.proposers.registry import parse as parse_proposer
 from leapcast.engine.speculative import SpecConfig
 from leapcast.engine.streams import random_seed
-from leapcast.forecaster import _interval_columns, check_spec
+from leapcast.forecaster import _interval_columns, check_spec, season_unused
 from leapcast.inputs import check_horizon
 from leapcast.models.loading import leapcast_options
 from leapcast.models.sampling import SamplingConfig
@@ -346,10 +346,7 @@ def _check_season(season_length, model, seasonal_adjustment) -> None:
     if adjusts is None:
         adjusts = leapcast_options(folder).get("seasonal_adjustment", False)
     if not check_flag(adjusts, "seasonal_adjustment"):
-        raise ValueError(
-            f"{param('season_length')} sets the seasonal adjustment, which is off for {model_name(model, folder)!r}; pass "
-            f"{param('seasonal_adjustment')}=True, or leave {param('season_length')} out"
-        )
+        raise ValueError(season_unused(model_name(model, folder), seasonal_adjustment))
 
 
 def _check_workers(workers, threads: int, gpus: int, resources: dict) -> int:

@@ -24,7 +24,7 @@ from leapcast import frame
 from leapcast.checks import check_int
 from leapcast.deseason import season_length_of
 from leapcast.engine.streams import random_seed
-from leapcast.forecaster import Forecaster, FramePlan, Prepared
+from leapcast.forecaster import Forecaster, FramePlan, Prepared, season_unused
 from leapcast.serve.limits import ServeConfig, over
 from leapcast.serve.schemas import ForecastRequest
 
@@ -262,10 +262,7 @@ def _one_path(work: Work) -> Work:
 def _check_season(fc: Forecaster, season_length: int | None) -> None:
     """A season length is for the seasonal adjustment; where the served model runs without it, it is refused."""
     if season_length is not None and not fc.adjusting():
-        raise ValueError(
-            f"`season_length` sets the seasonal adjustment, which {fc.name!r} runs without (its checkpoint's "
-            "default); leave `season_length` out"
-        )
+        raise ValueError(season_unused(fc.name, None, settable=False))
 
 
 def _prepare(fc: Forecaster, plan: FramePlan, num_samples, temperature, top_k, top_p, seed, config) -> Prepared:
