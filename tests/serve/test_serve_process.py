@@ -6,6 +6,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -36,13 +38,15 @@ def test_bad_options_exit_2_with_a_message():
     assert done.returncode == 2 and "`--k` sets speculative decoding, which runs only with `--draft`" in done.stderr
 
 
-def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
+@contextmanager
+def serving(tmp_path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`leapcast serve` of a tiny checkpoint on a free loopback port, ready; (the process, its URL). Killed after."""
     folder = make_checkpoint(tmp_path / "m", prediction_length=8, context_length=64)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "leapcast.cli", "serve", "--model", str(folder), "--port", str(port)]
-        + ["--max-h", "2000", "--log-level", "warning"],
+        + ["--max-h", "2000", *options, "--log-level", "warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -58,66 +62,43 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
                 pass
             assert time.monotonic() < deadline, "the server did not get ready"
             time.sleep(0.1)
-        answer = {}
+        yield server, url
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def sigterm_while_decoding(server: subprocess.Popen, url: str, body: dict):
+    """Post ``body``, send SIGTERM once its rows decode, and return the answer."""
+    answer = {}
+    sender = threading.Thread(
+        target=lambda: answer.setdefault("r", httpx.post(f"{url}/v1/forecast", json=body, timeout=120))
+    )
+    sender.start()
+    deadline = time.monotonic() + 120
+    while rows_decoding(url) == 0:
+        assert time.monotonic() < deadline and sender.is_alive()
+        time.sleep(0.02)
+    server.send_signal(signal.SIGTERM)
+    sender.join(120)
+    return answer["r"]
+
+
+def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
+    with serving(tmp_path) as (server, url):
         body = {"series": [{"id": "a", "values": [float(i % 12) for i in range(60)]}], "h": 2000, "seed": 0}
-        sender = threading.Thread(
-            target=lambda: answer.setdefault("r", httpx.post(f"{url}/v1/forecast", json=body, timeout=120))
-        )
-        sender.start()
-        while rows_decoding(url) == 0:  # the long request is decoding (seconds: 250 windows of 8 steps)
-            assert time.monotonic() < deadline + 60 and sender.is_alive()
-            time.sleep(0.02)
-        server.send_signal(signal.SIGTERM)
-        sender.join(120)
-        r = answer["r"]
+        r = sigterm_while_decoding(server, url, body)  # the long request decodes for seconds: 250 windows of 8 steps
         assert r.status_code == 200 and len(r.json()["series"][0]["mean"]) == 2000  # finished, not cut off
         assert server.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz")
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def test_a_request_still_decoding_when_the_drain_ends_gets_a_json_503(tmp_path):
-    folder = make_checkpoint(tmp_path / "m", prediction_length=8, context_length=64)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "leapcast.cli", "serve", "--model", str(folder), "--port", str(port)]
-        + ["--max-h", "2000", "--drain-timeout", "1", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not get ready"
-            time.sleep(0.1)
-        answer = {}
+    with serving(tmp_path, "--drain-timeout", "1") as (server, url):
         series = [{"id": str(i), "values": [float(i + j % 12) for j in range(60)]} for i in range(8)]
         body = {"series": series, "h": 2000, "num_samples": 60, "seed": 0}  # far more than a second of decoding
-        sender = threading.Thread(
-            target=lambda: answer.setdefault("r", httpx.post(f"{url}/v1/forecast", json=body, timeout=120))
-        )
-        sender.start()
-        while rows_decoding(url) == 0:
-            assert time.monotonic() < deadline + 60 and sender.is_alive()
-            time.sleep(0.02)
-        server.send_signal(signal.SIGTERM)
-        sender.join(60)
-        r = answer["r"]
+        r = sigterm_while_decoding(server, url, body)
         assert r.status_code == 503 and "shut down before this request was forecast" in r.json()["detail"]
         assert server.wait(60) in (0, -signal.SIGTERM)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
