@@ -294,9 +294,10 @@ def _time_values(col: pd.Series, name: str):
     ):  # numbers held as objects: steps, as their numeric column would be (to_datetime would read nanoseconds)
         return _time_values(pd.to_numeric(col), name)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        dayfirst = _day_first(col.astype(str), name)
+        text = col.astype(str)  # once: both the date order and the UTC offsets are read off it
+        dayfirst = _day_first(text, name)
         try:
-            dates = _parse_dates(col, dayfirst)
+            dates = _parse_dates(col, text, dayfirst)
         except (ValueError, TypeError) as err:
             raise TypeError(
                 f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); pass datetimes or integers"
@@ -339,13 +340,12 @@ def _check_values(y: np.ndarray, codes: np.ndarray, ids: list, name: str) -> Non
         )
 
 
-def _parse_dates(col: pd.Series, dayfirst: bool = False) -> pd.DatetimeIndex:
+def _parse_dates(col: pd.Series, text: pd.Series, dayfirst: bool = False) -> pd.DatetimeIndex:
     """Date strings -> a DatetimeIndex; times that all carry a UTC offset but not one offset (local times across a
     daylight-saving change, as pandas writes them) are read in UTC, the one grid they share, unless every row
     stands at one local time of day (daily, weekly, monthly data at local midnight): those are read as local
     dates, the offsets dropped, since in UTC they would fall off any daily or monthly grid. ``dayfirst``: as
-    ``_day_first`` found."""
-    text = col.astype(str)
+    ``_day_first`` found; ``text``: ``col`` as strings."""
     offsets = text.str.extract(_OFFSET, expand=False)
     mixed = bool(offsets.notna().all()) and offsets.nunique() > 1
     if mixed:
