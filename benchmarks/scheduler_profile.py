@@ -68,7 +68,9 @@ def run(fc: Forecaster, mode: str, requests: list, clients: int, total: int, max
     seconds: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.Counter()
     restore = instrument(fc.model, seconds, counts)
-    sched = Scheduler(fc, ServeConfig(batching=mode, max_rows=max_rows, threads=threads))
+    leave = mode == "static-leave"  # static batches whose series leave as they finish (`--static-leave`)
+    batching = "static" if leave else mode
+    sched = Scheduler(fc, ServeConfig(batching=batching, max_rows=max_rows, threads=threads, static_leave=leave))
     sched.start()
     lock = threading.Lock()
     state = {"next": 0, "done": 0, "series": 0}

@@ -346,18 +346,20 @@ def _parse_dates(col: pd.Series, text: pd.Series, dayfirst: bool = False) -> pd.
     stands at one local time of day (daily, weekly, monthly data at local midnight): those are read as local
     dates, the offsets dropped, since in UTC they would fall off any daily or monthly grid. ``dayfirst``: as
     ``_day_first`` found; ``text``: ``col`` as strings."""
-    offsets = text.str.extract(_OFFSET, expand=False)
-    mixed = bool(offsets.notna().all()) and offsets.nunique() > 1
-    if mixed:
-        local = pd.DatetimeIndex(pd.to_datetime(text.str.replace(_OFFSET_END, "", regex=True), dayfirst=dayfirst))
-        if local.notna().all() and len(set(local.time)) == 1:
-            return local
-    try:
-        return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed, dayfirst=dayfirst))
-    except (ValueError, TypeError) as err:  # offsets written another way ('-05', '20200308T010000-0500')
-        if mixed or "utc=True" not in str(err):
-            raise
-    return pd.DatetimeIndex(pd.to_datetime(col, utc=True, dayfirst=dayfirst))
+    with warnings.catch_warnings():  # pandas' note that it parses element by element: the result is checked below
+        warnings.filterwarnings("ignore", message="Could not infer format", category=UserWarning)
+        offsets = text.str.extract(_OFFSET, expand=False)
+        mixed = bool(offsets.notna().all()) and offsets.nunique() > 1
+        if mixed:
+            local = pd.DatetimeIndex(pd.to_datetime(text.str.replace(_OFFSET_END, "", regex=True), dayfirst=dayfirst))
+            if local.notna().all() and len(set(local.time)) == 1:
+                return local
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(col, utc=mixed, dayfirst=dayfirst))
+        except (ValueError, TypeError) as err:  # offsets written another way ('-05', '20200308T010000-0500')
+            if mixed or "utc=True" not in str(err):
+                raise
+        return pd.DatetimeIndex(pd.to_datetime(col, utc=True, dayfirst=dayfirst))
 
 
 _DAY_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?!\d)"  # 01/02/2023, 1.2.23, 01-02-2023

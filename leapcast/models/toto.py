@@ -231,8 +231,8 @@ class Toto:
         time = sum(1 for i in self._time if i < num_layers)
         return dataclasses.replace(
             state,
-            keys=[torch.zeros_like(k) for k in state.keys[:time]],
-            values=[torch.zeros_like(v) for v in state.values[:time]],
+            keys=[k if k.stride(-1) == 0 else torch.zeros_like(k) for k in state.keys[:time]],  # expanded zeros stay
+            values=[v if v.stride(-1) == 0 else torch.zeros_like(v) for v in state.values[:time]],
             sums=state.sums.clone(),
             layers=num_layers,
             room=None,
@@ -345,6 +345,7 @@ class Toto:
         -> the head of the next patch at each, [R, n] with [V * P] values."""
         r, n, _ = inputs.shape
         v, p, dev = state.start.shape[1], self.patch_size, self.device
+        self._writable(state)
         pos = torch.as_tensor(positions, device=dev).expand(r) if isinstance(positions, int) else positions.to(dev)
         at = pos[:, None] + torch.arange(n, device=dev)  # [R, n] decoder positions
         if int(at.max()) >= state.capacity:
@@ -413,6 +414,7 @@ class Toto:
         """Keep ``rows`` [R'] (in that order; consumes ``state``); series left with no row are dropped, the others
         numbered in the order of their first row. Rows in ``fill_order`` move in place (``take_rows``)."""
         rows = rows.cpu()
+        self._writable(state)
         series, row_series = series_of(state.row_series[rows])
         rd, sd = rows.to(self.device), series.to(self.device)
         per_row = [*state.keys, *state.values, state.sums]
@@ -487,10 +489,22 @@ class Toto:
         return torch.where(index <= last, context, torch.div(index, 2, rounding_mode="floor"))
 
     def _row_caches(self, rows: int, v: int, capacity: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Zeros that take no memory yet (one zero expanded): nothing is decoded at a join, and a join into a running
+        batch writes them into the room its buffers keep (``merge``), so allocating and filling them here (tens of MB
+        a join, a third of a context pass) would be thrown away; ``_writable`` gives them memory before a pass
+        writes into them."""
         c = self.cfg
-        shape = (rows, v, c.num_heads, capacity, c.head_dim)
-        make = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(2 * len(self._time))]
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        make = [zero.expand(rows, v, c.num_heads, capacity, c.head_dim) for _ in range(2 * len(self._time))]
         return make[0::2], make[1::2]
+
+    @staticmethod
+    def _writable(state: TotoState) -> None:
+        """Row caches still the expanded zeros of ``_row_caches`` (a state used as ``prefix`` made it) get memory of
+        their own, in place, before a pass writes into them or rows move within them."""
+        if state.keys and state.keys[0].stride(-1) == 0:
+            state.keys = [k.contiguous() for k in state.keys]
+            state.values = [v.contiguous() for v in state.values]
 
     def _run_prefix(self, scaled: torch.Tensor, valid: torch.Tensor, pad: torch.Tensor, last: torch.Tensor):
         """scaled [B, V, Lp, P] context patches but the last; valid [B, Lp]; pad, last [B] -> per time-wise

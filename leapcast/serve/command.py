@@ -42,7 +42,8 @@ def serve(
     ),
     timeout: float = typer.Option(120.0, help="Seconds a request may take (504 after; its rows are dropped); 0: none."),
     join_share: float = typer.Option(
-        0.25, help="continuous: queued series join once this share of --max-rows is free (joins copy the caches)."
+        0.25,
+        help="continuous: queued series join once this share of --max-rows is free (each join runs a context pass).",
     ),
     long_steps: int = typer.Option(
         64, help="continuous: requests of more model steps decode in a lane of their own (0: one lane)."
@@ -52,6 +53,12 @@ def serve(
     ),
     static_max_requests: int = typer.Option(32, help="static: most requests per batch."),
     static_window_ms: float = typer.Option(10.0, help="static: how long a batch waits to fill."),
+    static_leave: bool = typer.Option(
+        False,
+        "--static-leave",
+        help="static: series leave the batch as they finish, instead of decoding to its longest horizon as a batch "
+        "handler calling a pipeline does.",
+    ),
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM: seconds requests in flight may take to finish."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     log_level: str = typer.Option("info", help="uvicorn's log level (warning: no line per request)."),
@@ -92,6 +99,7 @@ def serve(
                 long_share=long_share,
                 static_max_requests=static_max_requests,
                 static_window_ms=static_window_ms,
+                static_leave=static_leave,
                 drain_s=drain_timeout,
                 threads=threads,
             )

@@ -20,9 +20,11 @@ class ServeConfig:
     batching: "continuous" (series join and leave the decode loop between iterations), "static" (requests gathered
         for ``static_window_ms`` or until ``static_max_requests``, by horizon bucket, then decoded to the end of the
         batch's longest horizon), or "off" (one request at a time).
+    static_leave: static: series leave the batch as they finish, instead of decoding to the batch's longest horizon
+        as a batch handler calling a pipeline with one ``prediction_length`` does (a stronger baseline).
     max_rows: rows (series x sample paths) decoding at once; the decode loop's budget in every mode.
     join_share: continuous: queued series join once this share of ``max_rows`` is free (or the loop is idle, or
-        all that waits fits): every join copies the caches of the rows decoding, so joins come in waves.
+        all that waits fits): every join runs a context pass, so joins come in waves.
     long_steps, long_share: continuous: requests of more than ``long_steps`` model steps decode in a lane of their
         own, which takes ``long_share`` of the decode iterations while shorter requests decode too (0: one lane).
     max_queue: requests waiting for rows; one more is answered 429 with Retry-After.
@@ -57,6 +59,7 @@ class ServeConfig:
     long_share: float = 0.25
     static_max_requests: int = 32
     static_window_ms: float = 10.0
+    static_leave: bool = False
     drain_s: float = 30.0
     threads: int | None = None
     warmup: bool = True
@@ -74,6 +77,8 @@ class ServeConfig:
             check_int(getattr(self, name), name)
         check_int(self.max_samples, "max_samples", none=True)
         check_int(self.static_max_requests, "static_max_requests")
+        if not isinstance(self.static_leave, bool):
+            raise ValueError(f"{param('static_leave')} must be True or False, got {self.static_leave!r}")
         check_int(self.long_steps, "long_steps", low=0, must="an integer >= 0 (0: one lane)")
         check_int(self.threads, "threads", none=True)
         check_int(self.max_h, "max_h", high=MAX_HORIZON + 1, must=f"an integer in 1..{MAX_HORIZON}")

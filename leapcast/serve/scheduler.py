@@ -16,7 +16,10 @@ Batching modes:
   the long rows (their positions far along, their attention long), and a long request still moves on.
 - static: requests are gathered for ``static_window_ms`` after the first one waits, or until
   ``static_max_requests``, among those whose horizon falls in the first one's bucket (powers of two in model
-  steps: 1-8, 9-16, 17-32, ...), then decoded as one batch to its end; no request joins a running batch.
+  steps: 1-8, 9-16, 17-32, ...), then decoded as one batch to its end; no request joins a running batch. Every
+  series decodes to the batch's longest horizon, as a batch handler calling a pipeline with one
+  ``prediction_length`` does (the steps past its own horizon are dropped), unless ``static_leave``: then series
+  leave the batch as they finish.
 - off: one request at a time (static batches of one, no window).
 
 Rows of a request that is given up (timeout, client gone, an error) are dropped between iterations.
@@ -95,6 +98,11 @@ class Window:
     context: torch.Tensor
     first_step: int
     steps: int
+    decode: int = 0  # steps decoded, when more than ``steps``: a static batch's longer horizons (the rest dropped)
+
+    @property
+    def decoded(self) -> int:
+        return max(self.steps, self.decode)
 
 
 @dataclass(eq=False)
@@ -336,7 +344,11 @@ class Scheduler:
         """A static batch to its end: window by window as ``rollout`` goes, ``max_rows`` rows at a time."""
         pending = windows
         lane = None
+        longest = max((w.job.prepared.steps for w in windows), default=0)  # the batch's horizon, in model steps
         while pending and not self._abort:
+            if not self.config.static_leave:
+                for w in pending:
+                    w.decode = min(self.model.prediction_length, longest - w.first_step)
             lane = self._lane(catch_up=True)
             self._lanes = [lane]
             chunk, rows = [], 0
@@ -403,7 +415,7 @@ class Scheduler:
             )
         )
         try:
-            steps, starts = [w.steps for w in group], [w.first_step for w in group]
+            steps, starts = [w.decoded for w in group], [w.first_step for w in group]
             ids = lane.dec.add(contexts, steps, first.job.prepared.sampling, streams, first_step=starts)
         except Exception as err:  # noqa: BLE001 - a request's numbers; it fails alone
             if len(group) > 1:
@@ -440,11 +452,12 @@ class Scheduler:
         """Finished windows of ``lane``: a series with steps to go gets its next window (returned), a series done is
         written into its job's samples, and a job with every series done resolves."""
         later = []
-        for sid, values in finished.items():  # values [S, steps * P]
+        for sid, values in finished.items():  # values [S, decoded * P]
             w = lane.live.pop(sid)
             job = w.job
             if job.cancelled:
                 continue
+            values = values[:, : values.shape[-1] // w.decoded * w.steps]  # [S, steps * P]
             job.pieces[w.index].append(values)
             done = w.first_step + w.steps
             p = job.prepared

@@ -181,6 +181,38 @@ def test_every_mode_gives_the_library_forecast(fc, batching):
     sched.close()
 
 
+@pytest.mark.parametrize("leave", [False, True])
+def test_a_static_batch_decodes_every_series_to_its_longest_horizon(fc, leave):
+    """As a batch handler calling a pipeline with one prediction_length: a request of h 3 beside one of h 7 (one
+    bucket, one batch) keeps its rows in every pass until the h-7 request ends, and its answer is the library's
+    (the steps past its horizon are dropped). ``static_leave``: its rows leave after its 3 steps."""
+    sched = Scheduler(fc, ServeConfig(batching="static", max_rows=60, static_leave=leave))
+    rows = []  # the rows each pass carries
+    step = sched._step
+
+    def recording_step(lane):
+        rows.append(lane.rows)
+        return step(lane)
+
+    sched._step = recording_step
+    short_values, long_values = series(2, 30, seed=5), series(1, 40, seed=6)
+    sent = [
+        (v, h, top_k, *forecast(fc, sched, v, h, top_k=top_k))
+        for v, h, top_k in [(short_values, 3, 1), (long_values, 7, None)]
+    ]
+    sched.start()  # both queued before the loop starts: one batch
+    for values, h, top_k, prepared, job in sent:
+        want = fc.predict(values, h, seed=0, top_k=top_k)
+        got = result(fc, prepared, job)
+        assert torch.equal(got, want) if top_k == 1 else (got == want).double().mean() >= 0.99
+    sched.close()
+    assert len(rows) == 7
+    if leave:
+        assert rows[3:] == [rows[-1]] * 4 and rows[0] > rows[-1]  # the short request's rows left after 3 passes
+    else:
+        assert rows == [rows[0]] * 7  # every pass carried every row
+
+
 def test_a_given_up_request_loses_its_rows_and_the_others_go_on(fc):
     sched = Scheduler(fc, ServeConfig(max_rows=200))
     gone_values, kept_values = series(2, 40, seed=3), series(1, 50, seed=4)
