@@ -16,7 +16,7 @@ import torch
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.heads import Categorical
-from leapcast.models.rows import append_rows, pad_left, pad_right, series_of, take_rows
+from leapcast.models.rows import append_rows, overlapping, pad_left, pad_right, series_of, take_rows, zeros_view
 from leapcast.models.rows import grouped as _grouped
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
 
@@ -230,9 +230,9 @@ class ChronosT5:
             cross_k, cross_v = layer.cross_keys_values(memory)
             shape = (rows, cfg.num_heads, max_steps, cfg.d_kv)
             caches.append(
-                LayerCache(
-                    k=torch.zeros(shape, dtype=self.dtype, device=self.device),
-                    v=torch.zeros(shape, dtype=self.dtype, device=self.device),
+                LayerCache(  # expanded zeros until the first write (``LayerCache.write``) or a merge copies them
+                    k=zeros_view(shape, self.dtype, self.device),
+                    v=zeros_view(shape, self.dtype, self.device),
                     cross_k=cross_k,
                     cross_v=cross_v,
                 )
@@ -261,7 +261,12 @@ class ChronosT5:
         sharing the target state's cross-attention keys and values (no encoder rerun)."""
         c: _ChronosCaches = state.caches
         layers = [
-            LayerCache(k=torch.zeros_like(lc.k), v=torch.zeros_like(lc.v), cross_k=lc.cross_k, cross_v=lc.cross_v)
+            LayerCache(
+                k=lc.k if overlapping(lc.k) else torch.zeros_like(lc.k),  # expanded zeros stay
+                v=lc.v if overlapping(lc.v) else torch.zeros_like(lc.v),
+                cross_k=lc.cross_k,
+                cross_v=lc.cross_v,
+            )
             for lc in c.layers[:num_layers]
         ]
         caches = _ChronosCaches(

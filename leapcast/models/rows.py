@@ -46,6 +46,19 @@ def pad_right(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
 
+def zeros_view(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """Zeros of ``shape`` that take no memory (one zero, expanded): the caches of rows joining a batch, where nothing
+    is decoded yet. A join into a running batch copies them into the room its buffers keep (``append_rows``), so
+    allocating and filling them first (tens of MB a join) would be thrown away; whoever writes into them first
+    makes them ``contiguous`` (``overlapping`` tells), and ``take_rows`` copies them."""
+    return torch.zeros((), dtype=dtype, device=device).expand(shape)
+
+
+def overlapping(x: torch.Tensor) -> bool:
+    """Whether elements of ``x`` share memory (an expanded tensor, as ``zeros_view`` makes): not writable in place."""
+    return any(stride == 0 and size > 1 for stride, size in zip(x.stride(), x.shape))
+
+
 def fill_order(keep: torch.Tensor, total: int) -> torch.Tensor:
     """keep [R'] ascending row indices of ``total`` rows -> the same rows, ordered so that each row below R' stays
     where it is and the holes below R' are filled, in order, by the kept rows at R' or past it: what
@@ -69,6 +82,8 @@ def take_rows(
     is x's first R' rows, still in ``buffer`` (x's own, from ``append_rows``); otherwise a copy, in no buffer."""
     r = len(rows)
     rows = rows.to(x.device)
+    if overlapping(x):  # expanded zeros: nothing to move in place
+        return x[rows], None
     moved = (rows != torch.arange(r, device=x.device)).nonzero().squeeze(1)
     sources = rows[moved]
     if bool((sources >= r).all()):  # no source is overwritten before it is read

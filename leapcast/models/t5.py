@@ -28,6 +28,7 @@ from torch import nn
 
 from leapcast.models.packed import Packed
 from leapcast.models.precision import LinearMap
+from leapcast.models.rows import overlapping
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,8 @@ class LayerCache:
 
     def write(self, k: torch.Tensor, v: torch.Tensor, start: int | Slots) -> None:
         """k, v [R, H, n, dk] into positions start..start+n-1 of each row (``Slots``: rows at their own positions)."""
+        if overlapping(self.k):  # still the expanded zeros of a join (``ChronosT5.setup``): memory of their own now
+            self.k, self.v = self.k.contiguous(), self.v.contiguous()
         if isinstance(start, int):
             n = k.shape[2]
             self.k[:, :, start : start + n] = k

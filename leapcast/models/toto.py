@@ -30,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from leapcast.models.heads import StudentTMixture
-from leapcast.models.rows import append_rows, pad_left, pad_right, series_of, take_rows
+from leapcast.models.rows import append_rows, overlapping, pad_left, pad_right, series_of, take_rows, zeros_view
 from leapcast.models.rows import grouped as _grouped
 from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto_net import TotoConfig, TotoNet, global_bounds, patch_stats
@@ -231,8 +231,8 @@ class Toto:
         time = sum(1 for i in self._time if i < num_layers)
         return dataclasses.replace(
             state,
-            keys=[k if k.stride(-1) == 0 else torch.zeros_like(k) for k in state.keys[:time]],  # expanded zeros stay
-            values=[v if v.stride(-1) == 0 else torch.zeros_like(v) for v in state.values[:time]],
+            keys=[k if overlapping(k) else torch.zeros_like(k) for k in state.keys[:time]],  # expanded zeros stay
+            values=[v if overlapping(v) else torch.zeros_like(v) for v in state.values[:time]],
             sums=state.sums.clone(),
             layers=num_layers,
             room=None,
@@ -414,7 +414,6 @@ class Toto:
         """Keep ``rows`` [R'] (in that order; consumes ``state``); series left with no row are dropped, the others
         numbered in the order of their first row. Rows in ``fill_order`` move in place (``take_rows``)."""
         rows = rows.cpu()
-        self._writable(state)
         series, row_series = series_of(state.row_series[rows])
         rd, sd = rows.to(self.device), series.to(self.device)
         per_row = [*state.keys, *state.values, state.sums]
@@ -489,20 +488,17 @@ class Toto:
         return torch.where(index <= last, context, torch.div(index, 2, rounding_mode="floor"))
 
     def _row_caches(self, rows: int, v: int, capacity: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Zeros that take no memory yet (one zero expanded): nothing is decoded at a join, and a join into a running
-        batch writes them into the room its buffers keep (``merge``), so allocating and filling them here (tens of MB
-        a join, a third of a context pass) would be thrown away; ``_writable`` gives them memory before a pass
-        writes into them."""
+        """Expanded zeros (``models.rows.zeros_view``): nothing is decoded at a join; ``_writable`` gives them memory."""
         c = self.cfg
-        zero = torch.zeros((), dtype=self.dtype, device=self.device)
-        make = [zero.expand(rows, v, c.num_heads, capacity, c.head_dim) for _ in range(2 * len(self._time))]
+        shape = (rows, v, c.num_heads, capacity, c.head_dim)
+        make = [zeros_view(shape, self.dtype, self.device) for _ in range(2 * len(self._time))]
         return make[0::2], make[1::2]
 
     @staticmethod
     def _writable(state: TotoState) -> None:
-        """Row caches still the expanded zeros of ``_row_caches`` (a state used as ``prefix`` made it) get memory of
-        their own, in place, before a pass writes into them or rows move within them."""
-        if state.keys and state.keys[0].stride(-1) == 0:
+        """Row caches still the expanded zeros of ``_row_caches`` get memory of their own, in place, before a pass
+        writes into them."""
+        if state.keys and overlapping(state.keys[0]):
             state.keys = [k.contiguous() for k in state.keys]
             state.values = [v.contiguous() for v in state.values]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from leapcast.models.rows import append_rows, fill_order, series_of, take_rows
+from leapcast.models.rows import append_rows, fill_order, overlapping, series_of, take_rows, zeros_view
 
 
 def test_fill_order_keeps_rows_in_place_and_fills_holes_from_the_end():
@@ -68,3 +68,18 @@ def test_append_rows_refuses_rows_of_another_shape():
 def test_series_of_numbers_series_in_order_of_their_first_row():
     series, rows = series_of(torch.tensor([3, 3, 1, 1, 0, 0]))
     assert series.tolist() == [3, 1, 0] and rows.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_zeros_view_takes_no_memory_until_copied_and_joins_as_zeros():
+    """The caches of joining rows: one zero expanded; appended into a buffer's room over stale rows they are zeros
+    there, selected they are a copy, and in place they cannot be written (whoever writes makes them contiguous)."""
+    z = zeros_view((3, 2, 5), torch.float32, "cpu")
+    assert overlapping(z) and z.untyped_storage().nbytes() == 4 and not overlapping(torch.zeros(1, 2, 5))
+    a, buffer = append_rows(torch.ones(2, 2, 5), torch.ones(2, 2, 5))  # a buffer with room after 4 rows
+    front, _ = take_rows(a, torch.arange(2), buffer)  # two rows leave: rows 2-3 of the buffer hold stale ones
+    joined, kept = append_rows(front, z, buffer)
+    assert kept is buffer and torch.equal(joined, torch.cat([torch.ones(2, 2, 5), torch.zeros(3, 2, 5)]))
+    taken, room = take_rows(z, torch.tensor([2, 0]))
+    assert room is None and not overlapping(taken) and torch.equal(taken, torch.zeros(2, 2, 5))
+    with pytest.raises(RuntimeError):
+        z[:, :, 0] = 1.0
