@@ -362,8 +362,10 @@ def _write(result, output: Path | None) -> None:
 
 
 def _print_stats(stats, proposer: str) -> None:
-    table = Table(title=f"speculative decoding ({proposer}, k={stats.k})", show_header=False)
+    table = Table(title=f"speculative decoding ({proposer}, k up to {stats.k})", show_header=False)
     table.add_row("target passes", f"{stats.target_passes:,}")
+    by_k = ", ".join(f"{'plain' if k == 0 else f'k={k}'}: {n:,}" for k, n in sorted(stats.passes_at_k.items()))
+    table.add_row("target passes by steps drafted", by_k)
     table.add_row("drafts / drafted steps", f"{stats.drafts:,} / {stats.drafted_steps:,}")
     table.add_row("accepted steps", f"{stats.accepted_steps:,} ({stats.acceptance_rate:.1%})")
     table.add_row("mean accepted length", f"{stats.mean_accepted_length:.2f} steps per drafting row and target pass")

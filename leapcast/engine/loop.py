@@ -213,6 +213,7 @@ class Decoder:
         rows.n += 1
         rows.together = t + 1
         self.stats.target_passes += 1
+        self.stats.passes_at_k[0] = self.stats.passes_at_k.get(0, 0) + 1
         self.stats.other_s += time.perf_counter() - t0
         if self.chooser is not None and not self.chooser.settled:
             self.chooser.record(0, time.perf_counter() - t0, 1.0)  # every row moved one step
@@ -335,6 +336,7 @@ class Decoder:
     def _record(self, k, kp, active, accepted, gained, t0, t1, t2) -> None:
         st = self.stats
         st.target_passes += 1
+        st.passes_at_k[kp] = st.passes_at_k.get(kp, 0) + 1
         if kp > 0:
             n_active = int(active.sum())
             kept = torch.where(active, accepted, 0)

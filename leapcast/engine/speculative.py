@@ -72,6 +72,7 @@ class SpecStats:
     residual_tries: int = 0  # continuous heads: draws from the target made to sample the residuals of rejected patches
     residual_capped: int = 0  # rejected patches that hit ``max_residual_tries`` (approximate; 0 without a cap)
     proposer: str = ""  # the proposer that ran (``early-exit`` names the depth it calibrated)
+    passes_at_k: dict[int, int] = field(default_factory=dict)  # target passes by steps proposed (0: plain passes)
 
     @property
     def acceptance_rate(self) -> float:
@@ -95,12 +96,15 @@ class SpecStats:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.proposer = self.proposer or other.proposer
+        for k, n in other.passes_at_k.items():
+            self.passes_at_k[k] = self.passes_at_k.get(k, 0) + n
         if not self.accepted_per_position:
             self.accepted_per_position = [0] * len(other.accepted_per_position)
         self.accepted_per_position = [a + b for a, b in zip(self.accepted_per_position, other.accepted_per_position)]
 
     def as_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items()}
+        out["passes_at_k"] = dict(sorted(self.passes_at_k.items()))
         out.update(acceptance_rate=self.acceptance_rate, mean_accepted_length=self.mean_accepted_length)
         return out
 

@@ -495,6 +495,7 @@ def test_a_chooser_settled_on_plain_finishes_the_window_exactly(pair, first, top
     rows = 2 * batch.tokens.shape[0]
     assert stats.drafts == (0 if not first else rows)  # one k = 2 pass for every row, then none
     assert stats.target_passes == (20 if not first else 1 + 20 - 1)  # the k = 2 pass moved every row at least one step
+    assert stats.passes_at_k == ({0: 20} if not first else {2: 1, 0: 19})  # what ran, not the cap (k = 4)
 
 
 def test_the_plain_tail_after_ragged_rows_keeps_the_sampled_distribution(small_vocab_pair):
