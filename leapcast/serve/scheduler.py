@@ -344,9 +344,9 @@ class Scheduler:
         """A static batch to its end: window by window as ``rollout`` goes, ``max_rows`` rows at a time."""
         pending = windows
         lane = None
-        longest = max((w.job.prepared.steps for w in windows), default=0)  # the batch's horizon, in model steps
         while pending and not self._abort:
             if not self.config.static_leave:
+                longest = max(w.job.prepared.steps for w in pending)  # the batch's horizon, of requests still live
                 for w in pending:
                     w.decode = min(self.model.prediction_length, longest - w.first_step)
             lane = self._lane(catch_up=True)

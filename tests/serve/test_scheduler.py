@@ -213,6 +213,30 @@ def test_a_static_batch_decodes_every_series_to_its_longest_horizon(fc, leave):
         assert rows == [rows[0]] * 7  # every pass carried every row
 
 
+def test_a_static_batch_stops_padding_to_a_request_given_up(fc):
+    """The longest horizon is that of the requests still live: once the h-30 request is given up, the h-17 one's
+    later windows (windows of 8 steps here) decode only its own steps, 17 passes in all instead of 24."""
+    sched = Scheduler(fc, ServeConfig(batching="static", max_rows=200))
+    passes, step = [], sched._step
+    long_prep, short_prep = (
+        fc.prepare(series(1, 40, 2), 30, num_samples=4),
+        fc.prepare(series(1, 30, 1), 17, num_samples=4),
+    )
+    long, short = sched.submit(long_prep, 0), sched.submit(short_prep, 0)
+
+    def giving_up_step(lane):
+        passes.append(lane.rows)
+        if len(passes) == 2:
+            sched.cancel(long)  # after its first pass, as a timeout or a client gone would
+        return step(lane)
+
+    sched._step = giving_up_step
+    sched.start()
+    short.future.result(timeout=60)
+    sched.close()
+    assert len(passes) == 17
+
+
 def test_a_given_up_request_loses_its_rows_and_the_others_go_on(fc):
     sched = Scheduler(fc, ServeConfig(max_rows=200))
     gone_values, kept_values = series(2, 40, seed=3), series(1, 50, seed=4)
