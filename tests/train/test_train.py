@@ -362,7 +362,7 @@ def test_starting_point_orders_the_bins_and_points_heads_at_neighbours(tmp_path)
         prediction_length=8,
     )
     net = build_model(cfg).net
-    e = torch.nn.functional.normalize(net.embed.weight[3:], dim=-1)  # bin tokens, 0.03 of the scale apart
+    e = torch.nn.functional.normalize(net.embed.weight[3:].detach(), dim=-1)  # bin tokens, 0.03 of the scale apart
     similarity = [float((e[540] * e[540 + d]).sum()) for d in (1, 5, 30)]
     assert similarity[0] > 0.6 and similarity[0] > similarity[1] > similarity[2] and abs(similarity[2]) < 0.2
     assert abs(e.norm(dim=-1).mean() - 1) < 1e-5 and 0.8 < net.embed.weight[3:].std() < 1.2  # T5's N(0, 1) scale

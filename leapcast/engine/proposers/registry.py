@@ -79,7 +79,8 @@ def make_proposer(
         raise ValueError(
             f"{param('draft')} {name!r}: the seasonal proposer offers a fixed patch, and under exact verification a "
             f"fixed value of a continuous density has probability zero, so {target.name!r} would reject every proposal; "
-            "use a draft model or early-exit:M (or, for mean decoding, a tolerance: SpecConfig(tolerance=...))"
+            "use a draft model or early-exit:M; for mean decoding (top_k 1) a tolerance lets it propose (`leapcast "
+            "forecast --tolerance TAU --top-k 1`, or SpecConfig(tolerance=...) in Python; the server has none)"
         )
     if continuous and parsed.kind == "early-exit" and parsed.number is None:
         raise ValueError(
