@@ -616,7 +616,7 @@ def plot(
     """Fan chart (median, 80%/95% bands as present) of a forecast file."""
     import pandas as pd
 
-    from leapcast.eval.plots import forecast_figure, point_columns, save
+    from leapcast.eval.plots import bands_from_columns, forecast_figure, point_columns, save
 
     with _refusals():
         if _kind(file) is None and not file.is_dir():
@@ -641,9 +641,29 @@ def plot(
             if (
                 pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object
             ):  # CSV dates come back as strings
-                f[time_col] = pd.to_datetime(f[time_col])
+                try:
+                    f[time_col] = pd.to_datetime(f[time_col], format="mixed")
+                except (ValueError, TypeError) as err:
+                    _fail(f"{name}: column {time_col!r} holds values that are not dates ({err}); fix or drop them")
             f[id_col] = f[id_col].astype(str)  # --ids arrive as strings
-        names = point_columns(list(forecasts.columns), [id_col, time_col, target_col])
+            if f is forecasts and "cutoff" in f.columns:  # cross_validation's frame: one window per cutoff
+                last_cutoff = f.groupby(id_col)["cutoff"].transform("max")
+                if (f["cutoff"] != last_cutoff).any():
+                    console.print(f"{name}: drawing each series' last cutoff of {f['cutoff'].nunique()}")
+                    forecasts = f = f[f["cutoff"] == last_cutoff].copy()
+            twice = f.duplicated([id_col, time_col])
+            if twice.any():
+                uid, when = f.loc[twice, [id_col, time_col]].iloc[0].tolist()
+                _fail(
+                    f"{name} has {int(twice.sum())} repeated ({id_col}, {time_col}) rows, e.g. ({uid}, {when}); "
+                    "keep one each"
+                )
+        if history is not None and _date_kind(history[time_col]) != _date_kind(forecasts[time_col]):
+            _fail(
+                f"column {time_col!r} holds {_date_kind(forecasts[time_col])} in {file.name} but "
+                f"{_date_kind(history[time_col])} in --input: pass the history {file.name} was forecast from"
+            )
+        names = point_columns(list(forecasts.columns), [id_col, time_col, target_col, "cutoff"])
         if not names:
             _fail(
                 f"FILE {file.name} has no forecast columns, only {list(forecasts.columns)}: is it the history? "
@@ -661,11 +681,37 @@ def plot(
                 f"`--input` holds none of the series drawn ({', '.join(map(repr, wanted))}); pass the history "
                 f"{file.name} was forecast from"
             )
+        drawn = [model, *[c for pair in bands_from_columns(forecasts.columns, model).values() for c in pair]]
+        for f, name, cols in ((forecasts, file.name, drawn), (history, "--input", [target_col])):
+            for col in cols if f is not None else []:
+                _numeric(f, col, name)
     fig = forecast_figure(
         forecasts, model, wanted, history, id_col=id_col, time_col=time_col, target_col=target_col, last=last
     )
-    out = save(fig, out)
+    try:
+        out = save(fig, out)
+    except OSError as err:
+        with _refusals():
+            _fail(f"`--out` {str(out)!r} could not be written ({err.strerror or err})")
     console.print(f"wrote {out}")
+
+
+def _date_kind(col) -> str:
+    """What a time column holds, for telling a forecast and a history apart: dates or step numbers."""
+    import pandas as pd
+
+    return "dates" if pd.api.types.is_datetime64_any_dtype(col) else "step numbers"
+
+
+def _numeric(frame, col: str, name: str) -> None:
+    """Column ``col`` of ``frame`` as floats, in place; a value that is not a number is named."""
+    import pandas as pd
+
+    values = pd.to_numeric(frame[col], errors="coerce")
+    bad = values.isna() & frame[col].notna()
+    if bad.any():
+        _fail(f"{name}: column {col!r} holds values that are not numbers, e.g. {frame.loc[bad, col].iloc[0]!r}")
+    frame[col] = values.astype(float)
 
 
 def _check_requirements_plot() -> None:

@@ -52,6 +52,11 @@ def cross_validation(
     Windows count rows, not calendar steps: a series with missing timestamps
     is windowed over the rows it has.
     """
+    if not callable(forecast_fn):
+        raise TypeError(
+            f"`forecast_fn` must be a function (train, h) -> forecasts, got {type(forecast_fn).__name__}; for a "
+            "Forecaster pass `lambda train, h: fc.forecast(train, h=h)`"
+        )
     h, n_windows, step_size = (
         check_int(v, name, must="an integer >= 1")
         for v, name in ((h, "h"), (n_windows, "n_windows"), (step_size, "step_size"))

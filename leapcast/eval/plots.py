@@ -15,15 +15,20 @@ import numpy as np
 import pandas as pd
 
 
-def figure(n_axes: int = 1, width: float = 5.5, height: float = 4.0):
-    """(Figure, list of n_axes Axes) side by side, Agg backend."""
+def figure(n_axes: int = 1, width: float = 5.5, height: float = 4.0, per_row: int | None = None):
+    """(Figure, list of n_axes Axes), Agg backend: side by side, or in rows of ``per_row``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, n_axes, figsize=(width * n_axes, height), squeeze=False)
-    return fig, list(axes[0])
+    cols = n_axes if per_row is None else max(1, min(per_row, n_axes))
+    rows = -(-n_axes // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n_axes:]:
+        ax.set_visible(False)
+    return fig, flat[:n_axes]
 
 
 def save(fig, path: str | Path) -> Path:
@@ -166,7 +171,7 @@ def forecast_figure(
     ``last`` values per series drawn before the forecast (all when None).
     """
     bands = bands_from_columns(forecasts.columns, model)
-    fig, axes = figure(len(ids), width=4.5, height=3.2)
+    fig, axes = figure(len(ids), width=4.5, height=3.2, per_row=4)
     for ax, uid in zip(axes, ids):
         f = forecasts[forecasts[id_col] == uid].sort_values(time_col)
         past = None
