@@ -69,6 +69,10 @@ class FramePlan:
     intervals: list[tuple[str, float]]
 
 
+FLOOR_SPREAD = 0.1  # a series varying by less is mostly Toto's scaler floor (sqrt(variance + 0.1) >= 0.32)
+FLOAT32_RESOLUTION = 2.0**-20  # a spread below this share of the level is a few float32 steps at that level
+
+
 class Forecaster:
     """Probabilistic forecasts from an autoregressive time-series model.
 
@@ -352,6 +356,7 @@ class Forecaster:
             )
         keys = _check_keys(series_keys, len(series))
         self._warn_short(series, names, stacklevel)  # counted from _warn_short: prepare's caller is 4 up
+        self._warn_unread([x[-window:] for x in series], names, stacklevel)
         # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
@@ -369,13 +374,54 @@ class Forecaster:
         least = getattr(self.model, "min_context", None)  # a family without it: no floor
         if least is None:
             return
-        short = [i for i, x in enumerate(series) if len(x) - int(np.argmax(~np.isnan(x))) < least]
+        short = [i for i, x in enumerate(series) if int((~np.isnan(x)).sum()) < least]  # observed values
         if short:
             warnings.warn(
-                f"{len(short)} series have fewer than {least} values of history, the fewest {self.name!r} "
+                f"{len(short)} series have fewer than {least} observed values of history, the fewest {self.name!r} "
                 f"forecasts soundly from (e.g. series {short[0] if names is None else names[short[0]]!r}); their "
                 "paths come out wide and erratic, many at the clip of drawn values (docs/limits.md)",
                 stacklevel=stacklevel,  # the caller's line, not leapcast's
+            )
+
+    def _warn_unread(self, series: list[np.ndarray], names: list | None, stacklevel: int) -> None:
+        """Warnings (once a call each) for what a model that reads values as given (``rescalable`` False: Toto's
+        scaler has an absolute floor, as the reference's) cannot see in ``series`` (what it reads, float64): a
+        variation small against the floor or against float32's resolution at the series' level, and missing values
+        at the end, which it reads as a flat stretch (its intervals then do not widen for them)."""
+        if self.model.rescalable:
+            return
+        name = (lambda i: int(i)) if names is None else (lambda i: names[int(i)])
+        spread = np.array([np.nanstd(x) if np.isfinite(x).any() else 0.0 for x in series])
+        level = np.array([np.nanmax(np.abs(x)) if np.isfinite(x).any() else 0.0 for x in series])
+        flat = np.flatnonzero((spread > 0) & (spread < FLOOR_SPREAD))
+        if len(flat):
+            i = flat[0]
+            warnings.warn(
+                f"{len(flat)} series vary by less than {FLOOR_SPREAD} (standard deviation), which {self.name!r}'s "
+                f"scaler floor (as the reference's) overwhelms, so their forecasts carry the floor's spread, not "
+                f"theirs (e.g. series {name(i)!r}: {spread[i]:.3g}); multiply them by a power of ten first "
+                "(docs/toto.md, Magnitudes)",
+                stacklevel=stacklevel,
+            )
+        fine = np.flatnonzero((spread > 0) & (spread >= FLOOR_SPREAD) & (spread < level * FLOAT32_RESOLUTION))
+        if len(fine):
+            i = fine[0]
+            warnings.warn(
+                f"{len(fine)} series vary by less than float32 resolves at their level (e.g. series {name(i)!r}: "
+                f"standard deviation {spread[i]:.3g} at |values| up to {level[i]:.3g}), and {self.name!r} reads "
+                "values as given in float32: subtract their level first, and add it back to the forecast",
+                stacklevel=stacklevel,
+            )
+        patch = getattr(self.model, "patch_size", 1)
+        trailing = [int(np.argmax(~np.isnan(x[::-1]))) for x in series]  # missing values at each series' end
+        late = [i for i, k in enumerate(trailing) if k >= patch]
+        if late:
+            i = late[0]
+            warnings.warn(
+                f"{len(late)} series end in {patch} or more missing values (e.g. series {name(i)!r}: "
+                f"{trailing[i]}), which {self.name!r} reads as a flat stretch: their intervals come out too narrow; "
+                "drop the missing values at the end and forecast that many more steps",
+                stacklevel=stacklevel,
             )
 
     def adjusting(self, seasonal_adjustment: bool | None = None) -> bool:
@@ -465,6 +511,9 @@ class Forecaster:
                 f"item {i // v}, variate {i % v} of `inputs` has no observed value in its last {window} values, all "
                 "this model reads (its context_length); fill them, or drop the variate"
             )
+        labels = [f"item {i // v}, variate {i % v}" for i in range(n * v)]
+        self._warn_short(flat, labels, stacklevel=5)  # the user called predict, which called _predict, then this
+        self._warn_unread(flat, labels, stacklevel=5)
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)  # each alone
         scaled = items[:, :, -window:] / factor[:, :, None]  # what the model reads (older values may not fit float32)
         contexts = []

@@ -88,7 +88,9 @@ def test_histories_shorter_than_min_context_forecast_with_a_warning_naming_one()
     df = pd.DataFrame(
         {"unique_id": ["long"] * 8 + ["short"] * 3, "ds": list(range(8)) + list(range(3)), "y": np.arange(11.0) + 50}
     )
-    with pytest.warns(UserWarning, match=r"1 series have fewer than 6 values of history.*\(e.g. series 'short'\)"):
+    with pytest.warns(
+        UserWarning, match=r"1 series have fewer than 6 observed values of history.*\(e.g. series 'short'\)"
+    ):
         out = fc.forecast(df, 4, seed=0, num_samples=8)
     assert len(out) == 8  # forecast all the same
     with pytest.warns(UserWarning, match=r"\(e.g. series 1\)") as caught:
@@ -97,3 +99,29 @@ def test_histories_shorter_than_min_context_forecast_with_a_warning_naming_one()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fc.predict([np.arange(6.0)], 4, seed=0, num_samples=8)
+
+
+def test_what_the_patch_model_cannot_see_is_warned_about():
+    """It reads values as given (as the reference does): a spread under its scaler's floor, one below float32's
+    resolution at the series' level, and missing values at the end (read as a flat stretch) each warn, naming a
+    series; observed values are counted for the short-history warning, for [N, V, T] items too."""
+    import pytest
+
+    fc = Forecaster.from_pretrained("house-patch-target")
+    t = np.arange(120.0)
+    y = 50 + 10 * np.sin(t / 5) + np.random.default_rng(0).normal(size=120)
+    for x, words in [
+        (y * 1e-8, r"vary by less than 0.1 .*series 0"),
+        (1e8 + 10 * np.sin(t / 2), r"less than float32 resolves .*series 0"),
+        (np.r_[y[:100], [np.nan] * 20], r"end in 4 or more missing values \(e.g. series 0: 20\)"),
+        (np.where(t % 30 == 0, y, np.nan), r"fewer than 6 observed values"),
+    ]:
+        with pytest.warns(UserWarning, match=words):
+            fc.predict(x, 4, seed=0, num_samples=4)
+    with pytest.warns(UserWarning, match=r"fewer than 6 observed values.*item 0, variate 0"):
+        fc.predict(np.stack([[y[-3:], y[-3:]]]), 4, seed=0, num_samples=4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ordinary, constant and slightly gappy series: nothing to say
+        fc.predict([y, np.full(50, 3.0), np.r_[y[:100], [np.nan] * 3]], 4, seed=0, num_samples=4)
