@@ -549,6 +549,16 @@ def bench(
             _fail(f"`--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
         if out_dir.exists() and not out_dir.is_dir():
             _fail(f"`--out-dir` {str(out_dir)!r} is a file; name a folder")
+        try:  # before the run: a folder that cannot be made would lose its results at the end
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            _fail(f"`--out-dir` {str(out_dir)!r} could not be made ({err.strerror or err}); name another folder")
+        if not os.access(out_dir, os.W_OK):
+            _fail(f"`--out-dir` {str(out_dir)!r} is not writable; name another folder")
+        for option, given in (("--ks", ks), ("--datasets", datasets), ("--models", models)):
+            repeated = sorted({str(v) for v in given or () if list(given or ()).count(v) > 1})
+            if repeated:
+                _fail(f"`{option}` repeats {', '.join(repeated)}; give each once")
         check_requirements()
         overrides = dict(
             datasets=tuple(datasets or ()) or None,
@@ -584,9 +594,12 @@ def report(
     ),
 ) -> None:
     """Rewrite the results section of README from the latest bench report."""
+    from leapcast.eval.bench import SUITES
     from leapcast.eval.report import update_readme
 
     with _refusals():
+        if suite not in SUITES:
+            _fail(f"`--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
         if not readme.is_file():
             _fail(f"README {str(readme)!r}: no such file")
         source = update_readme(readme, results_dir, suite)

@@ -69,6 +69,16 @@ class FramePlan:
     intervals: list[tuple[str, float]]
 
 
+_PREDICT_SETTINGS = {
+    "num_samples",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "batch_size",
+    "progress",
+    "seasonal_adjustment",
+}  # what ``forecast`` passes on to ``predict``
 FLOOR_SPREAD = 0.1  # a series varying by less is mostly Toto's scaler floor (sqrt(variance + 0.1) >= 0.32)
 FLOAT32_RESOLUTION = 2.0**-20  # a spread below this share of the level is a few float32 steps at that level
 
@@ -573,6 +583,22 @@ class Forecaster:
         ``season_length``: for the seasonal adjustment, one int or a dict {id: season}; default: the frequency's
         usual season (``leapcast.deseason.season_length_of``: 12 monthly, 4 quarterly, 24 hourly, ...).
         """
+        unknown = sorted(set(predict_kwargs) - _PREDICT_SETTINGS)
+        if unknown:  # else Python names the private method they are passed to
+            raise TypeError(
+                f"`forecast` got unexpected arguments {unknown}; it takes {', '.join(sorted(_PREDICT_SETTINGS))} "
+                "besides its own (see help(Forecaster.forecast))"
+            )
+        for name, col in (("id_col", id_col), ("time_col", time_col), ("target_col", target_col)):
+            if not isinstance(col, str):
+                raise TypeError(
+                    f"`{name}` must be one column name (a string), got {col!r}"
+                    + (
+                        "; a frame forecasts one target column: pass several variates to `predict` as [N, V, T]"
+                        if name == "target_col"
+                        else ""
+                    )
+                )
         adjust = self.adjusting(predict_kwargs.get("seasonal_adjustment"))
         if season_length is not None and not adjust:  # before reading the frame, as predict would refuse it
             raise ValueError(season_unused(self.name, predict_kwargs.get("seasonal_adjustment")))

@@ -347,6 +347,17 @@ def test_bench_without_matplotlib_is_refused_first(monkeypatch, tmp_path):
     refused(invoke("bench", "--out-dir", tmp_path / "out"), "needs matplotlib", "pip install 'leapcast[bench,data]'")
 
 
+def test_bench_and_report_refuse_what_would_fail_after_the_run(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from leapcast.eval import bench
+
+    monkeypatch.setattr(bench, "run", _no_work)
+    (tmp_path / "afile").write_text("x")
+    refused(invoke("bench", "--out-dir", tmp_path / "afile" / "x"), "`--out-dir`", "could not be made")
+    refused(invoke("bench", "--ks", 2, "--ks", 2, "--out-dir", tmp_path / "b"), "`--ks` repeats 2")
+    refused(invoke("report", tmp_path / "afile", "--suite", "nope"), "`--suite` must be one of")
+
+
 # --- 7. horizons past the calendar or the documented maximum: refused before any model work -----------------
 
 

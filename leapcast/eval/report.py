@@ -203,7 +203,11 @@ def latest_report(results_dir: Path, suite: str) -> Path:
     """The newest ``<suite>-<YYYY-MM-DD>.json`` in ``results_dir`` (ISO dates sort by name)."""
     found = sorted(Path(results_dir).glob(f"{suite}-????-??-??.json"))
     if not found:
-        raise FileNotFoundError(f"no {suite}-<date>.json in {results_dir}; run `leapcast bench --suite {suite}` first")
+        raise FileNotFoundError(
+            f"no {suite}-<date>.json in {results_dir}; pass `--results-dir` the folder `leapcast bench` wrote to "
+            f"(its `--out-dir`, leapcast-bench unless told), or run `leapcast bench --suite {suite} --out-dir "
+            f"{results_dir}` first"
+        )
     return found[-1]
 
 

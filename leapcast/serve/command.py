@@ -69,6 +69,9 @@ def serve(
         try:
             if missing:
                 raise ValueError(f"`leapcast serve` needs {', '.join(missing)}: pip install 'leapcast[serve]'")
+            levels = ("critical", "error", "warning", "info", "debug", "trace")
+            if log_level.lower() not in levels:
+                raise ValueError(f"`--log-level` must be one of {', '.join(levels)}, got {log_level!r}")
             for name, option in (("k", "--k"), ("adaptive", "--adaptive" if adaptive else "--fixed-k")):
                 source = ctx.get_parameter_source(name)  # written out, even at its default: refused, not ignored
                 if draft is None and source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
@@ -113,4 +116,4 @@ def serve(
             raise typer.Exit(2) from None
     from leapcast.serve.server import run
 
-    run(config, forecaster, log_level=log_level)
+    run(config, forecaster, log_level=log_level.lower())

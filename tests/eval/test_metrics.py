@@ -101,3 +101,22 @@ def test_a_nan_forecast_fails_the_metric_and_a_nan_actual_is_left_out():
         assert np.isnan(value)
     assert np.isnan(M.geometric_mean_relative({"a": 1.0, "b": float("nan")}, {"a": 2.0, "b": 1.0}))
     assert M.geometric_mean_relative({"a": 1.0, "b": 4.0}, {"a": 2.0, "b": 2.0}) == 1.0
+
+
+def test_shapes_that_do_not_match_are_refused_not_broadcast():
+    y, p = np.ones((2, 3)), np.zeros((2, 3))
+    with pytest.raises(ValueError, match="`point` has shape"):
+        M.mae(np.array([1.0, 2.0]), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    with pytest.raises(ValueError, match="`insample`"):
+        M.mase(y, p, [np.arange(5.0)], 1)  # one history for two series
+    with pytest.raises(ValueError, match="`season`"):
+        M.mase(y, p, [np.arange(5.0)] * 2, 0)
+    with pytest.raises(ValueError, match="`quantiles` has shape"):
+        M.wql(y, p[..., None], [0.1, 0.5, 0.9])  # one quantile column for three levels
+    with pytest.raises(ValueError, match="`samples`"):
+        M.crps_samples(y, np.zeros((2, 4, 5)))
+
+
+def test_a_data_set_without_a_baseline_fails_the_aggregate():
+    assert np.isnan(M.geometric_mean_relative({"a": 2.0, "b": 0.5}, {"a": 1.0}))
+    assert np.isnan(M.geometric_mean_relative({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}))

@@ -36,6 +36,10 @@ def test_bad_options_exit_2_with_a_message():
     assert done.returncode == 2 and "`--batching` must be one of continuous, static, off" in done.stderr
     done = subprocess.run([sys.executable, "-m", "leapcast.cli", "serve", "--k", "4"], capture_output=True, text=True)
     assert done.returncode == 2 and "`--k` sets speculative decoding, which runs only with `--draft`" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "leapcast.cli", "serve", "--log-level", "nope"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "`--log-level` must be one of" in done.stderr
 
 
 @contextmanager

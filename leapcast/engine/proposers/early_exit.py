@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from leapcast.checks import is_int
+from leapcast.checks import is_int, param
 from leapcast.engine.proposers._autoregressive import DecoderProposer
 from leapcast.engine.sampling import SamplingConfig
 from leapcast.engine.speculative import acceptance_probability, speedup_bound
@@ -34,13 +34,21 @@ CALIBRATION_STEPS = 16
 class EarlyExitProposer(DecoderProposer):
     def __init__(self, target, num_layers: int | None, k: int = 4, sampling: SamplingConfig | None = None) -> None:
         if not isinstance(target, EarlyExitModel):
-            raise ValueError(f"model {target.name!r} offers no early exit; use a draft model or the seasonal proposer")
+            raise ValueError(
+                f"{param('draft')} early-exit: model {target.name!r} offers no early exit; use a draft model or the "
+                "seasonal proposer"
+            )
         total = target.num_decoder_layers
+        name = getattr(target, "name", "this target")
         if total < 2:
-            raise ValueError(f"early-exit needs a target with at least 2 decoder layers; this one has {total}")
+            raise ValueError(
+                f"{param('draft')} early-exit needs a target with at least 2 decoder layers; {name!r} has "
+                f"{total}: use a draft model"
+            )
         if num_layers is not None and not (is_int(num_layers) and 1 <= num_layers < total):
             raise ValueError(
-                f"early-exit layers must be an integer in 1..{total - 1} for this target, got {num_layers!r}"
+                f"{param('draft')} early-exit:{num_layers}: the layers must be an integer in 1..{total - 1} for "
+                f"{name!r}, e.g. early-exit:{max(1, total // 2)}"
             )
         self.target: Any = target  # a family's model that is also an EarlyExitModel
         self.model = target
