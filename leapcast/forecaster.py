@@ -356,7 +356,7 @@ class Forecaster:
         names: list | None = None,
         stacklevel: int = 4,
     ) -> Prepared:
-        series = as_series_list(inputs)
+        series = as_series_list(inputs, names)
         window = self.model.context_length
         i = _unobserved_in_reach(series, window)
         if i is not None:  # the model reads only the last `window` values: it would forecast from nothing
@@ -366,10 +366,10 @@ class Forecaster:
             )
         keys = _check_keys(series_keys, len(series))
         self._warn_short(series, names, stacklevel)  # counted from _warn_short: prepare's caller is 4 up
-        self._warn_unread([x[-window:] for x in series], names, stacklevel)
         # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
+        self._warn_unread([x[-window:] for x in series], names, stacklevel)  # what the model reads
         adjust = self.adjusting(seasonal_adjustment)
         if season_length is not None and not adjust:
             raise ValueError(season_unused(self.name, seasonal_adjustment))
@@ -523,8 +523,8 @@ class Forecaster:
             )
         labels = [f"item {i // v}, variate {i % v}" for i in range(n * v)]
         self._warn_short(flat, labels, stacklevel=5)  # the user called predict, which called _predict, then this
-        self._warn_unread(flat, labels, stacklevel=5)
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)  # each alone
+        self._warn_unread([x / f for x, f in zip(flat, factor.reshape(-1))], labels, stacklevel=5)
         scaled = items[:, :, -window:] / factor[:, :, None]  # what the model reads (older values may not fit float32)
         contexts = []
         for item in scaled:

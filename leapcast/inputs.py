@@ -61,8 +61,9 @@ def _unmasked(values: np.ma.MaskedArray, name: str) -> np.ndarray:
     return np.ma.filled(values.astype(np.float64), np.nan)
 
 
-def as_series_list(inputs: object) -> list[np.ndarray]:
-    """inputs (see module docstring) -> one float64 1-D array per series, NaN padding removed."""
+def as_series_list(inputs: object, names: Sequence | None = None) -> list[np.ndarray]:
+    """inputs (see module docstring) -> one float64 1-D array per series, NaN padding removed; ``names``: the
+    series' names in refusals (a frame's ids; None: their positions in ``inputs``)."""
     if isinstance(inputs, torch.Tensor):
         inputs = _numpy(inputs)
     if isinstance(inputs, np.ma.MaskedArray):
@@ -104,23 +105,24 @@ def as_series_list(inputs: object) -> list[np.ndarray]:
     out = []
     for i, s in enumerate(series):
         s = np.asarray(s, dtype=np.float64)
+        label = f"series {i} of `inputs`" if names is None else f"series {names[i]!r}"
         if s.size == 0:
-            raise ValueError(f"series {i} of `inputs` is empty; every series needs at least one observed value")
+            raise ValueError(f"{label} is empty; every series needs at least one observed value")
         if np.isinf(s).any():
             raise ValueError(
-                f"series {i} of `inputs` holds {int(np.isinf(s).sum())} infinite value(s); replace them with NaN (missing) or finite values"
+                f"{label} holds {int(np.isinf(s).sum())} infinite value(s); replace them with NaN (missing) or finite values"
             )
         if np.isnan(s).all():
-            raise ValueError(f"series {i} of `inputs` has no observed value (all {s.size} are NaN)")
+            raise ValueError(f"{label} has no observed value (all {s.size} are NaN)")
         peak = np.nanmax(np.abs(s))
         if peak > MAX_ABS:
             raise ValueError(
-                f"series {i} of `inputs` holds |value| {peak:.3g}, beyond the largest leapcast forecasts ({MAX_ABS:g}: "
+                f"{label} holds |value| {peak:.3g}, beyond the largest leapcast forecasts ({MAX_ABS:g}: "
                 "float64 ends at 1.8e308 and a forecast needs room above its history); rescale it, e.g. divide by 1e100"
             )
         if 0 < peak < MIN_NORMAL:
             raise ValueError(
-                f"series {i} of `inputs` has largest |value| {peak:.3g}, below the smallest normal float64 "
+                f"{label} has largest |value| {peak:.3g}, below the smallest normal float64 "
                 f"({MIN_NORMAL:.3g}), where values lose their precision; rescale it, e.g. multiply by 1e100"
             )
         out.append(s)

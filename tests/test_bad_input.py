@@ -699,3 +699,12 @@ def test_a_series_below_the_smallest_normal_float_is_refused(fc):
 def test_distill_steps_0_is_refused_not_ignored():
     result = invoke("distill", "--target", "house-target", "--out-dir", "unused", "--steps", 0)
     assert result.exit_code == 2 and "`steps` must be >= 1, got 0" in result.output
+
+
+def test_a_frame_series_refused_for_its_values_is_named_by_id(model, fc, tmp_path):
+    frame = pd.DataFrame({"unique_id": ["s0", "s0", "s1", "s1"], "ds": [1, 2, 1, 2], "y": [1.0, 2.0, 6e307, 1.0]})
+    with pytest.raises(ValueError, match="series 's1' holds \\|value\\| 6e\\+307"):
+        fc.forecast(frame, 3)
+    refused(
+        invoke("forecast", "--model", model, "--input", write(frame, tmp_path / "huge.csv"), "--h", 3), "series 's1'"
+    )
