@@ -496,9 +496,14 @@ def init(
                 f"PATH {str(path)!r} already holds a checkpoint ({', '.join(held)}); random weights would replace "
                 "it, so name a new folder (or delete that one first)"
             )
-        folder = write_random(
-            path, size, seed=seed, prediction_length=prediction_length, context_length=context_length, family=family
-        )
+        check_int(prediction_length, "prediction_length")
+        check_int(context_length, "context_length", none=True)
+        try:
+            folder = write_random(
+                path, size, seed=seed, prediction_length=prediction_length, context_length=context_length, family=family
+            )
+        except OSError as err:
+            _fail(f"PATH {str(path)!r} could not be written ({err.strerror or err}); name a folder you can write to")
     console.print(f"wrote random-weight {family}-{size} to {folder} ({json.dumps({'seed': seed})})")
 
 

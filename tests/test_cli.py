@@ -103,7 +103,7 @@ def test_init_context_length_0_is_refused_not_made_512(tmp_path):
 def test_init_rejects_an_unknown_size(tmp_path):
     result = invoke("init", tmp_path / "x", "--size", "huge")
     assert result.exit_code == 2
-    assert "`size` must be one of tiny, mini, small, base, large, got 'huge'" in result.output
+    assert "`--size` must be one of tiny, mini, small, base, large, got 'huge'" in result.output
     assert not (tmp_path / "x").exists()
 
 

@@ -107,7 +107,7 @@ class Suite:
         if not self.datasets:
             raise ValueError("`datasets` is empty; name at least one, e.g. ('m3-monthly',)")
         if not self.ks or not all(is_int(k) and 1 <= k <= 32 for k in self.ks):
-            raise ValueError(f"`ks` must be integers in 1..32, got {self.ks!r}")
+            raise ValueError(f"{param('ks')} must be integers in 1..32, got {self.ks!r}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"`baselines` {unknown} unknown; choose from {', '.join(BASELINES)}")
@@ -187,7 +187,7 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
     drafts = list(drafts or [])
     if len(drafts) not in (0, 1, len(models)):
         raise ValueError(
-            f"`drafts` must name one draft per model ({len(models)}) or one for all, got {len(drafts)}: {drafts}"
+            f"{param('drafts')} must name one draft per model ({len(models)}) or one for all, got {len(drafts)}: {drafts}"
         )
     specs = []
     for i, name in enumerate(models):
@@ -195,7 +195,9 @@ def model_specs(models: list[str] | None, drafts: list[str] | None, folder: Path
         if name.startswith("random:"):
             size = name.partition(":")[2]
             if size not in SIZES:
-                raise ValueError(f"`models` entry {name!r}: write random:SIZE with SIZE one of {', '.join(SIZES)}")
+                raise ValueError(
+                    f"{param('models')} entry {name!r}: write random:SIZE with SIZE one of {', '.join(SIZES)}"
+                )
             spec = random_pair(size, folder)
             specs.append(spec if draft is None else replace(spec, draft=None if draft == "none" else resolve(draft)))
             continue

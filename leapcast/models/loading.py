@@ -45,7 +45,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         )
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise CheckpointError(f"checkpoint folder {str(folder)!r} has no config.json")
+        raise CheckpointError(
+            f"checkpoint folder {str(folder)!r} has no config.json; name a folder holding config.json and model.safetensors, or a bundled model (`leapcast info --list`)"
+        )
     config = read_config(config_path)
     if "auto_map" in config:
         raise CheckpointError(

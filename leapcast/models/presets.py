@@ -14,6 +14,7 @@ from typing import cast
 import torch
 from safetensors.torch import save_file
 
+from leapcast.checks import param
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.t5 import T5, DecoderLayer, EncoderLayer, T5Config
@@ -30,7 +31,7 @@ CHRONOS_T5_SIZES = {
 
 def chronos_t5_config(size: str, vocab_size: int = 4096, feed_forward_proj: str = "relu") -> T5Config:
     if size not in CHRONOS_T5_SIZES:
-        raise ValueError(f"`size` must be one of {', '.join(CHRONOS_T5_SIZES)}, got {size!r}")
+        raise ValueError(f"{param('size')} must be one of {', '.join(CHRONOS_T5_SIZES)}, got {size!r}")
     d_model, d_kv, d_ff, layers, heads = CHRONOS_T5_SIZES[size]
     return T5Config(
         vocab_size=vocab_size,

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from leapcast.checks import param
 from leapcast.models.toto import Toto, TotoOptions
 from leapcast.models.toto_net import TotoConfig, TotoNet
 
@@ -55,7 +56,7 @@ def is_toto_config(config: dict) -> bool:
 
 def toto_config(size: str) -> TotoConfig:
     if size not in TOTO_SIZES:
-        raise ValueError(f"`size` must be one of {', '.join(TOTO_SIZES)} for Toto, got {size!r}")
+        raise ValueError(f"{param('size')} must be one of {', '.join(TOTO_SIZES)} for Toto, got {size!r}")
     return TotoConfig(**TOTO_SIZES[size])
 
 

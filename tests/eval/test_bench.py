@@ -205,7 +205,8 @@ def test_readme_without_markers_or_reports_is_an_error(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"{report.START}\n{report.END}\n")
     result = invoke("report", readme, "--results-dir", tmp_path)
-    assert result.exit_code == 2 and "run`leapcastbench--suitefull`first" in "".join(result.output.split())
+    text = "".join(result.output.split())
+    assert result.exit_code == 2 and "pass`--results-dir`" in text and "`leapcastbench--suitefull--out-dir" in text
 
 
 def test_bands_are_read_from_forecast_column_names():
