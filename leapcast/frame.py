@@ -316,9 +316,17 @@ def _target_values(col: pd.Series, name: str) -> np.ndarray:
     dtype = col.dtype
     numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
     if pd.api.types.is_bool_dtype(dtype) or not numeric:
+        bad = ""
+        if not pd.api.types.is_bool_dtype(dtype):  # text: name the first value that is not a number, and its row
+            parsed = pd.to_numeric(col, errors="coerce")
+            wrong = parsed.isna() & col.notna()
+            if wrong.any():
+                bad = (
+                    f" (e.g. {col[wrong].iloc[0]!r} in row {int(np.flatnonzero(wrong.to_numpy())[0])}, counting from 0)"
+                )
         raise TypeError(
-            f"column {name!r} must be numeric (int or float), got dtype {dtype}; "
-            f"convert it, e.g. df[{name!r}].astype(float)"
+            f"column {name!r} must be numeric (int or float), got dtype {dtype}{bad}; fix or drop the values "
+            "that are not numbers (missing values may be left empty)"
         )
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
 

@@ -177,6 +177,8 @@ def test_all_nan_series():
 def test_string_target_rejected():
     with pytest.raises(TypeError, match=r"column 'y' must be numeric.*dtype (str|object)"):
         to_panel(long_frame(["a"], [1], y=["1.5"]))
+    with pytest.raises(TypeError, match=r"dtype (str|object) \(e.g. 'x' in row 1, counting from 0\)"):
+        to_panel(long_frame(["a", "a", "a"], [1, 2, 3], y=["1.5", "x", None]))
 
 
 def test_bool_target_rejected():
