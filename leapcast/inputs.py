@@ -94,7 +94,14 @@ def as_series_list(inputs: object, names: Sequence | None = None) -> list[np.nda
                         "numbers: pass one series as a list of numbers (NaN for missing), or a list of 1-D series"
                     )
                 if arr.ndim != 1:
-                    raise ValueError(f"`inputs[{i}]` must be 1-D, got shape {tuple(arr.shape)}")
+                    raise ValueError(
+                        f"`inputs[{i}]` must be 1-D, got shape {tuple(arr.shape)}"
+                        + (
+                            "; items of several variates go in one [N, V, T] array (left-padded with NaN), not a list"
+                            if arr.ndim == 2
+                            else ""
+                        )
+                    )
                 series.append(_strip_left_nan(arr))
     else:
         raise TypeError(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from leapcast.checks import check_flag, check_int, is_real, param
+from leapcast.checks import check_flag, check_int, cli_spelled, is_real, param
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,10 @@ class SpecConfig:
 
     def __post_init__(self) -> None:
         if self.tolerance is not None and not (is_real(self.tolerance) and 0 <= self.tolerance < float("inf")):
-            raise ValueError(f"{param('tolerance')} must be a finite number >= 0 or None, got {self.tolerance!r}")
+            raise ValueError(
+                f"{param('tolerance')} must be a finite number >= 0{'' if cli_spelled() else ' or None'}, "
+                f"got {self.tolerance!r}"
+            )
         check_int(self.k, "k", high=33, must="an integer in 1..32")
         check_flag(self.adaptive, "adaptive")
         check_int(self.max_residual_tries, "max_residual_tries", none=True)

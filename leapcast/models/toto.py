@@ -253,7 +253,8 @@ class Toto:
             "parameters": f"{self.num_parameters():,}",
             "patch / embedding / MLP": f"{c.patch_size} / {c.embed_dim} / {c.mlp_hidden_dim}",
             "layers / heads": f"{c.num_layers} / {c.num_heads}",
-            "space-wise attention": space + (" (first)" if c.spacewise_first else " (last)"),
+            "space-wise attention": space
+            + ("" if c.spacewise_every_n_layers == -1 else " (first)" if c.spacewise_first else " (last)"),
             "head": f"mixture of {c.k_components} Student-T per value",
             "scaler": "causal patch std-mean"
             + (f", clamped to 1e±{c.scale_factor_exponent:g} of the context's" if c.stabilize_with_global else ""),
