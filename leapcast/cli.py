@@ -606,7 +606,7 @@ def report(
         if suite not in SUITES:
             _fail(f"`--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
         if not readme.is_file():
-            _fail(f"README {str(readme)!r}: no such file")
+            _fail(f"README {str(readme)!r}: {'a folder, not a file' if readme.is_dir() else 'no such file'}")
         source = update_readme(readme, results_dir, suite)
     console.print(f"updated {readme} from {source}")
 

@@ -195,6 +195,12 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
         if steps is not None and 1 - len(s) / steps > MAX_MISSING_GRID:  # refused below; never laid out in memory
             raise _sparse(uniq[k], len(s), steps, step, freq is None)
         pos, off = _grid_positions(s, step)
+        if off.any() and bool(off[0]):  # an anchored frequency (W-SUN, ...) its first timestamp does not fall on
+            raise ValueError(
+                f"series {uniq[k]!r} starts at {_show(s[0])}, which the {'inferred' if freq is None else 'given'} "
+                f"frequency {_show_freq(step)} does not fall on (its anchor: another weekday or day); pass the "
+                f"{arg('freq')} your timestamps follow (for weekly data on Mondays: W-MON)"
+            )
         if off.any():
             raise ValueError(
                 f"series {uniq[k]!r} has {time_col!r} {_show(s[np.argmax(off)])} off the "

@@ -506,3 +506,10 @@ def test_local_hours_across_a_daylight_saving_change_are_read_in_utc():
     ds = pd.date_range("2020-03-28", periods=48, freq="h", tz="Europe/Paris")  # 02:00 on the 29th does not exist
     panel = to_panel(long_frame(["a"] * 48, [str(t) for t in ds]))
     assert panel.freq == to_offset("h") and panel.last_ds[0] == ds[-1].tz_convert("UTC")
+
+
+def test_a_first_timestamp_off_an_anchored_frequency_says_so():
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2001-01-01", periods=5, freq="W-MON"), "y": 1.0})
+    with pytest.raises(ValueError, match=r"starts at 2001-01-01.*'W-SUN' does not fall on.*W-MON"):
+        to_panel(df, freq="W")
+    assert to_panel(df, freq="W-MON").contexts[0].shape == (5,)

@@ -452,6 +452,10 @@ def resolve(path: str | Path, known: set[str], _chain: tuple[Path, ...] = ()) ->
     """The fields of the config file ``path`` with its ``extends`` chain applied (a child's keys win),
     and for each field the file that set it. Refuses a missing file, a cycle, bad JSON and keys not in ``known``."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"config file {path} is a folder; name the JSON config file (e.g. one of leapcast/train/configs)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     here = path.resolve()
