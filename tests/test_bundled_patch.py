@@ -114,7 +114,7 @@ def test_what_the_patch_model_cannot_see_is_warned_about():
         (y * 1e-8, r"vary by less than 0.1 .*series 0"),
         (1e8 + 10 * np.sin(t / 2), r"less than float32 resolves .*series 0"),
         (np.r_[y[:100], [np.nan] * 20], r"end in 4 or more missing values \(e.g. series 0: 20\)"),
-        (np.where(t % 30 == 0, y, np.nan), r"fewer than 6 observed values"),
+        (np.where(t % 30 == 29, y, np.nan), r"fewer than 6 observed values"),  # 4 values, the last observed
     ]:
         with pytest.warns(UserWarning, match=words):
             fc.predict(x, 4, seed=0, num_samples=4)
