@@ -125,3 +125,20 @@ def test_what_the_patch_model_cannot_see_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # ordinary, constant and slightly gappy series: nothing to say
         fc.predict([y, np.full(50, 3.0), np.r_[y[:100], [np.nan] * 3]], 4, seed=0, num_samples=4)
+
+
+def test_a_batch_whose_caches_would_not_fit_decodes_fewer_series_at_a_time(monkeypatch):
+    """Toto's caches grow with the horizon; where a batch's would take more than half the free memory, fewer
+    series decode at a time (a warning says so), and each series' forecast is what that batch size gives."""
+    import pytest
+
+    import leapcast.forecaster as forecaster
+
+    fc = Forecaster.from_pretrained("house-patch-target")
+    series = [np.sin(np.arange(60.0) / 3) * 10 + 50 + i for i in range(3)]
+    one_at_a_time = fc.predict(series, 40, seed=0, num_samples=4, batch_size=1)
+    per_series = fc.model.row_cache_bytes(10 + fc.spec.k + 1) * 4  # h 40 = 10 patches, 4 paths
+    monkeypatch.setattr(forecaster, "available_memory", lambda: 2.5 * per_series)  # half of it: one series
+    with pytest.warns(UserWarning, match=r"decoding 1 series at a time instead of 32"):
+        got = fc.predict(series, 40, seed=0, num_samples=4)
+    assert torch.equal(got, one_at_a_time)

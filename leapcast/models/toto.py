@@ -178,6 +178,15 @@ class Toto:
 
     # --- what the forecaster and the CLI ask ---------------------------------------------------------------
 
+    def row_cache_bytes(self, positions: int, variates: int = 1) -> int:
+        """Bytes one row's decoder state takes with room for ``positions`` decoder positions: keys and values of
+        every time-wise layer and the scaler's sums. Toto decodes a whole horizon in one window, so this grows with
+        h (a forecaster keeps a batch's rows within the memory it finds)."""
+        c = self.cfg
+        item = torch.finfo(self.dtype).bits // 8
+        per_position = 2 * len(self._time) * c.num_heads * c.head_dim * item + 3 * 8  # keys, values; float64 sums
+        return variates * positions * per_position
+
     def default_sampling(self) -> dict:
         return {"num_samples": self.options.num_samples, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
