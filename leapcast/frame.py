@@ -305,8 +305,10 @@ def _time_values(col: pd.Series, name: str):
         try:
             dates = _parse_dates(col, text, dayfirst)
         except (ValueError, TypeError) as err:
+            reason = str(err).split(". You might want to try")[0]  # pandas' advice names its own arguments
             raise TypeError(
-                f"column {name!r} has dtype {dtype} and does not parse as dates ({err}); pass datetimes or integers"
+                f"column {name!r} has dtype {dtype} and does not parse as dates ({reason}); fix those values, or "
+                "pass datetimes or integers"
             ) from None
         if dates.isna().any():  # written as text ('', 'NaT'): null once parsed
             raise ValueError(
