@@ -510,10 +510,8 @@ class Forecaster:
         """``batch_size``, or fewer series where their decoder state for ``steps`` steps would not fit in half the
         memory this machine has free (Toto's caches grow with the horizon: h 10,000 at 100 paths is about 1.5 GB a
         series). Series decode alike in any batch (their random streams are their own), so only the memory changes."""
-        per_row = getattr(self.model, "row_cache_bytes", None)
-        if per_row is None:
-            return batch_size
-        per_series = per_row(steps + self.spec.k + 1, variates) * rows_per_series
+        positions = min(steps, self.model.prediction_length) + self.spec.k + 1  # one window's (rollout)
+        per_series = self.model.row_cache_bytes(positions, variates) * rows_per_series
         fits = max(1, int(0.5 * available_memory() // max(per_series, 1)))
         if fits < batch_size:
             warnings.warn(

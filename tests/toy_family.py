@@ -74,6 +74,9 @@ class ToyPatchModel:
     def describe(self) -> dict[str, str]:
         return {"family": "toy-patch", "patch": str(PATCH), "components": str(COMPONENTS)}
 
+    def row_cache_bytes(self, positions: int, variates: int = 1) -> int:
+        return 0  # no caches: each step reads the series' summary
+
     def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> ToyState:
         """contexts [B, T] float32, NaN where missing (left padding too)."""
         observed = ~torch.isnan(contexts)

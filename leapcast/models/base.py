@@ -84,6 +84,10 @@ class StepModel(Protocol):
     def describe(self) -> dict[str, str]:
         """What ``leapcast info`` prints: family, sizes, default sampling, ..."""
 
+    def row_cache_bytes(self, positions: int, variates: int = 1) -> int:
+        """Bytes one row's decoder state takes with room for ``positions`` decoder positions (what grows with the
+        rows and the window; the forecaster keeps a batch within the free memory)."""
+
     def prefix(self, contexts: torch.Tensor, rows_per_series: int, capacity: int) -> object:
         """contexts [B, T] (or [B, V, T]) float32, NaN where missing, leading NaN as padding -> the state of
         B series x ``rows_per_series`` rows (series-major): everything done once per series, room for

@@ -105,6 +105,12 @@ class ChronosT5:
             "default sampling": f"{ch.num_samples} samples, temperature {ch.temperature}, top-k {ch.top_k}, top-p {ch.top_p}",
         }
 
+    def row_cache_bytes(self, positions: int, variates: int = 1) -> int:
+        """Self-attention keys and values of every decoder layer (the cross-attention caches are per series)."""
+        cfg = self.net.cfg
+        item = torch.finfo(self.dtype).bits // 8
+        return variates * positions * 2 * cfg.num_decoder_layers * cfg.num_heads * cfg.d_kv * item
+
     def context_steps(self, batch: Tokenized | ChronosState) -> tuple[torch.Tensor, torch.Tensor]:
         if self.chronos.use_eos_token:  # the appended EOS is not a step
             return batch.tokens[:, :-1], batch.mask[:, :-1]

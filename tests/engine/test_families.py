@@ -201,6 +201,7 @@ CONTRACT = {
     "multivariate",
     "min_context",
     "check_sampling",
+    "row_cache_bytes",
 }
 
 
