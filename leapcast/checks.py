@@ -30,6 +30,11 @@ def param(name: str) -> str:
     return f"`--{name.replace('_', '-')}`" if _CLI.get() and not name.isupper() else f"`{name}`"
 
 
+def setting(name: str, value: object) -> str:
+    """``name`` set to ``value`` as the caller writes it: `--top-k 1` in the CLI, `top_k=1` in Python."""
+    return f"`{arg(name)} {value}`" if cli_spelled() else f"`{name}={value}`"
+
+
 def cli_spelled() -> bool:
     """Whether messages now name options as the CLI spells them (inside ``cli_spelling``)."""
     return _CLI.get()

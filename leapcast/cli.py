@@ -554,16 +554,16 @@ def bench(
             _fail(f"`--suite` must be one of {', '.join(SUITES)}, got {suite!r}")
         if out_dir.exists() and not out_dir.is_dir():
             _fail(f"`--out-dir` {str(out_dir)!r} is a file; name a folder")
+        for option, given in (("--ks", ks), ("--datasets", datasets), ("--models", models)):
+            repeated = sorted({str(v) for v in given or () if list(given or ()).count(v) > 1})
+            if repeated:
+                _fail(f"`{option}` repeats {', '.join(repeated)}; give each once")
         try:  # before the run: a folder that cannot be made would lose its results at the end
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             _fail(f"`--out-dir` {str(out_dir)!r} could not be made ({err.strerror or err}); name another folder")
         if not os.access(out_dir, os.W_OK):
             _fail(f"`--out-dir` {str(out_dir)!r} is not writable; name another folder")
-        for option, given in (("--ks", ks), ("--datasets", datasets), ("--models", models)):
-            repeated = sorted({str(v) for v in given or () if list(given or ()).count(v) > 1})
-            if repeated:
-                _fail(f"`{option}` repeats {', '.join(repeated)}; give each once")
         check_requirements()
         overrides = dict(
             datasets=tuple(datasets or ()) or None,
@@ -632,7 +632,6 @@ def plot(
     target_col: str = typer.Option("y", help="Target column of --input."),
 ) -> None:
     """Fan chart (median, 80%/95% bands as present) of a forecast file."""
-    import pandas as pd
 
     from leapcast.eval.plots import bands_from_columns, forecast_figure, point_columns, save
 
@@ -656,18 +655,17 @@ def plot(
             missing = [c for c in cols if c not in f.columns]
             if missing:
                 _fail(f"{name} has no column(s) {missing}; pass --id-col/--time-col/--target-col")
-            if (
-                pd.api.types.is_string_dtype(f[time_col]) or f[time_col].dtype == object
-            ):  # CSV dates come back as strings
-                try:
-                    f[time_col] = pd.to_datetime(f[time_col], format="mixed")
+            for col in [time_col, "cutoff"] if f is forecasts and "cutoff" in f.columns else [time_col]:
+                try:  # as `leapcast forecast` reads them: day-first where proven, local dates across DST, ...
+                    f[col] = _times(f[col], col)
                 except (ValueError, TypeError) as err:
-                    _fail(f"{name}: column {time_col!r} holds values that are not dates ({err}); fix or drop them")
+                    _fail(f"{name}: {err}")
             f[id_col] = f[id_col].astype(str)  # --ids arrive as strings
             if f is forecasts and "cutoff" in f.columns:  # cross_validation's frame: one window per cutoff
                 last_cutoff = f.groupby(id_col)["cutoff"].transform("max")
                 if (f["cutoff"] != last_cutoff).any():
-                    console.print(f"{name}: drawing each series' last cutoff of {f['cutoff'].nunique()}")
+                    most = int(f.groupby(id_col)["cutoff"].nunique().max())
+                    console.print(f"{name}: drawing each series' last cutoff (of up to {most} a series)")
                     forecasts = f = f[f["cutoff"] == last_cutoff].copy()
             twice = f.duplicated([id_col, time_col])
             if twice.any():
@@ -712,6 +710,16 @@ def plot(
         with _refusals():
             _fail(f"`--out` {str(out)!r} could not be written ({err.strerror or err})")
     console.print(f"wrote {out}")
+
+
+def _times(col, name: str):
+    """A time column as ``leapcast forecast`` reads it (``frame.to_panel``'s rules): datetimes or integer steps."""
+    import numpy as np
+
+    from leapcast.frame import _time_values
+
+    values = _time_values(col, name)
+    return values.astype(np.int64) if isinstance(values, np.ndarray) else values
 
 
 def _date_kind(col) -> str:

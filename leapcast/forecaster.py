@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+import types
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -84,8 +86,21 @@ FLOOR_SPREAD = 0.1  # a series varying by less is mostly Toto's scaler floor (sq
 FLOAT32_RESOLUTION = 2.0**-20  # a spread below this share of the level is a few float32 steps at that level
 
 
-def available_memory() -> float:
-    """Bytes of memory free for new work: Linux's MemAvailable, else free physical pages, else 8 GiB assumed."""
+def _outside_leapcast() -> int:
+    """The ``stacklevel`` of the first caller outside leapcast, for a warning raised from here."""
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("leapcast"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def available_memory(device: torch.device | str = "cpu") -> float:
+    """Bytes of memory free for new work on ``device``: a GPU's free memory, else Linux's MemAvailable, else free
+    physical pages, else 8 GiB assumed."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -487,7 +502,7 @@ class Forecaster:
         if self.spec.adaptive and proposer is not None:  # what one call learns carries to the next of the same shape
             key = self._chooser_key(min(batch_size, len(contexts)) * sampling.num_samples, h)
             chooser = self._choosers.setdefault(key, KChooser(self.spec.k))
-        batch_size = self._fitting_batch(batch_size, steps, v, sampling.num_samples)
+        batch_size = self._fitting_batch(batch_size, len(contexts), steps, v, sampling.num_samples)
         starts = range(0, len(contexts), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: forecasting", unit="batch", disable=_no_bar(progress, len(starts)))
         for start in bar:
@@ -506,19 +521,21 @@ class Forecaster:
         self.last_stats = total if proposer is not None else None
         return out
 
-    def _fitting_batch(self, batch_size: int, steps: int, variates: int, rows_per_series: int) -> int:
+    def _fitting_batch(self, batch_size: int, series: int, steps: int, variates: int, rows_per_series: int) -> int:
         """``batch_size``, or fewer series where their decoder state for ``steps`` steps would not fit in half the
         memory this machine has free (Toto's caches grow with the horizon: h 10,000 at 100 paths is about 1.5 GB a
         series). Series decode alike in any batch (their random streams are their own), so only the memory changes."""
         positions = min(steps, self.model.prediction_length) + self.spec.k + 1  # one window's (rollout)
         per_series = self.model.row_cache_bytes(positions, variates) * rows_per_series
-        fits = max(1, int(0.5 * available_memory() // max(per_series, 1)))
-        if fits < batch_size:
+        free = available_memory(self.model.device)
+        fits = max(1, int(0.5 * free // max(per_series, 1)))
+        if fits < min(batch_size, series):
             warnings.warn(
                 f"{self.name!r} needs about {per_series / 2**30:.2g} GiB a series for this horizon and "
-                f"{rows_per_series} paths; decoding {fits} series at a time instead of {batch_size}, to stay within "
-                f"half the {available_memory() / 2**30:.3g} GiB free (the forecasts are the same)",
-                stacklevel=4,
+                f"{rows_per_series} paths; decoding {fits} series at a time instead of {min(batch_size, series)}, to "
+                f"stay within half the {free / 2**30:.3g} GiB free on {self.model.device} (each series' forecast is "
+                "that of this batch size: docs/limits.md)",
+                stacklevel=_outside_leapcast(),
             )
             return fits
         return batch_size
@@ -624,9 +641,9 @@ class Forecaster:
                 "besides its own (see help(Forecaster.forecast))"
             )
         for name, col in (("id_col", id_col), ("time_col", time_col), ("target_col", target_col)):
-            if not isinstance(col, str):
+            if isinstance(col, (list, set, dict, tuple)):  # a column name is one label (a str, an int, ...)
                 raise TypeError(
-                    f"`{name}` must be one column name (a string), got {col!r}"
+                    f"`{name}` must be one column name, got {col!r}"
                     + (
                         "; a frame forecasts one target column: pass several variates to `predict` as [N, V, T]"
                         if name == "target_col"

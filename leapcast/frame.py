@@ -198,8 +198,9 @@ def to_panel(df, *, id_col="unique_id", time_col="ds", target_col="y", freq=None
         if off.any() and bool(off[0]):  # an anchored frequency (W-SUN, ...) its first timestamp does not fall on
             raise ValueError(
                 f"series {uniq[k]!r} starts at {_show(s[0])}, which the {'inferred' if freq is None else 'given'} "
-                f"frequency {_show_freq(step)} does not fall on (its anchor: another weekday or day); pass the "
-                f"{arg('freq')} your timestamps follow (for weekly data on Mondays: W-MON)"
+                f"frequency {_show_freq(step)} does not fall on (it is anchored to another day); pass the "
+                f"{arg('freq')} your timestamps follow"
+                + (" (weekly data on Mondays: W-MON)" if str(_show_freq(step)).strip("'").startswith("W") else "")
             )
         if off.any():
             raise ValueError(
@@ -332,10 +333,12 @@ def _target_values(col: pd.Series, name: str) -> np.ndarray:
                 bad = (
                     f" (e.g. {col[wrong].iloc[0]!r} in row {int(np.flatnonzero(wrong.to_numpy())[0])}, counting from 0)"
                 )
-        raise TypeError(
-            f"column {name!r} must be numeric (int or float), got dtype {dtype}{bad}; fix or drop the values "
-            "that are not numbers (missing values may be left empty)"
+        what_to_do = (
+            "fix or drop the values that are not numbers (missing values may be left empty)"
+            if bad
+            else f"convert it, e.g. df[{name!r}].astype(float)"
         )
+        raise TypeError(f"column {name!r} must be numeric (int or float), got dtype {dtype}{bad}; {what_to_do}")
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
 
 

@@ -289,7 +289,11 @@ def test_plot_refusals(tmp_path):
     bad = forecast.astype({"m": object}).assign(m=["1", "x", "2"])
     refused(invoke("plot", write(bad, tmp_path / "bad.csv")), "column 'm'", "not numbers", "'x'")
     refused(invoke("plot", write(pd.concat([forecast, forecast]), tmp_path / "dup.csv")), "repeated (unique_id, ds)")
-    refused(invoke("plot", write(forecast.assign(ds="notadate"), tmp_path / "bd.csv")), "column 'ds'", "not dates")
+    refused(
+        invoke("plot", write(forecast.assign(ds="notadate"), tmp_path / "bd.csv")),
+        "column 'ds'",
+        "does not parse as dates",
+    )
     steps = write(forecast.assign(ds=[1, 2, 3]), tmp_path / "steps.csv")
     history = write(other.assign(unique_id="a"), tmp_path / "history.csv")
     refused(invoke("plot", steps, "--input", history), "step numbers in steps.csv but dates in --input")
@@ -315,7 +319,7 @@ def test_plot_draws_the_last_cutoff_of_a_cross_validation_frame_in_rows_of_four(
     )  # windows overlap: each (id, ds) twice
     result = invoke("plot", write(cv, tmp_path / "cv.csv"), *[a for i in range(6) for a in ("--ids", f"s{i}")])
     assert result.exit_code == 0, result.output
-    assert "last cutoff of 2" in result.output
+    assert "last cutoff (of up to 2 a series)" in result.output
     width, height = Image.open(tmp_path / "cv.png").size
     assert width < 4 * height  # 6 panels: two rows of four columns (about 2.8:1), not one row of six (8.4:1)
 

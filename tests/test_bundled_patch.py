@@ -138,7 +138,13 @@ def test_a_batch_whose_caches_would_not_fit_decodes_fewer_series_at_a_time(monke
     series = [np.sin(np.arange(60.0) / 3) * 10 + 50 + i for i in range(3)]
     one_at_a_time = fc.predict(series, 40, seed=0, num_samples=4, batch_size=1)
     per_series = fc.model.row_cache_bytes(10 + fc.spec.k + 1) * 4  # h 40 = 10 patches, 4 paths
-    monkeypatch.setattr(forecaster, "available_memory", lambda: 2.5 * per_series)  # half of it: one series
-    with pytest.warns(UserWarning, match=r"decoding 1 series at a time instead of 32"):
+    monkeypatch.setattr(forecaster, "available_memory", lambda device: 2.5 * per_series)  # half of it: one series
+    with pytest.warns(UserWarning, match=r"decoding 1 series at a time instead of 3") as caught:
         got = fc.predict(series, 40, seed=0, num_samples=4)
+    assert caught[0].filename == __file__  # the caller's line
     assert torch.equal(got, one_at_a_time)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one series: nothing to split, nothing to say
+        fc.predict(series[:1], 40, seed=0, num_samples=4)

@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from leapcast.checks import param
 from leapcast.eval import plots
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -204,7 +205,7 @@ def latest_report(results_dir: Path, suite: str) -> Path:
     found = sorted(Path(results_dir).glob(f"{suite}-????-??-??.json"))
     if not found:
         raise FileNotFoundError(
-            f"no {suite}-<date>.json in {results_dir}; pass `--results-dir` the folder `leapcast bench` wrote to "
+            f"no {suite}-<date>.json in {results_dir}; pass {param('results_dir')} the folder `leapcast bench` wrote to "
             f"(its `--out-dir`, leapcast-bench unless told), or run `leapcast bench --suite {suite} --out-dir "
             f"{results_dir}` first"
         )

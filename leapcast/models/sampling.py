@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from leapcast.checks import check_int, is_real, param
+from leapcast.checks import check_int, is_real, param, setting
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class SamplingConfig:
         if not (is_real(self.temperature) and np.isfinite(self.temperature) and self.temperature >= MIN_TEMPERATURE):
             raise ValueError(
                 f"{param('temperature')} must be a finite number >= {MIN_TEMPERATURE:g}, got {self.temperature!r}; "
-                f"use {param('top_k')} 1 for greedy decoding"
+                f"use {setting('top_k', 1)} for greedy decoding"
             )
         check_int(self.top_k, "top_k", low=0, none=True, must="an integer >= 1 (or 0/None for no limit)")
         if not (is_real(self.top_p) and 0 < self.top_p <= 1):

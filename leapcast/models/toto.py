@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from leapcast.checks import param
+from leapcast.checks import param, setting
 from leapcast.models.heads import StudentTMixture
 from leapcast.models.rows import append_rows, overlapping, pad_left, pad_right, series_of, take_rows, zeros_view
 from leapcast.models.rows import grouped as _grouped
@@ -195,13 +195,13 @@ class Toto:
         if sampling.temperature != 1.0:
             raise ValueError(
                 f"{param('temperature')} {sampling.temperature!r} does not apply to {self.name!r}: Toto draws values "
-                f"from its Student-T mixtures; leave it unset ({param('top_k')} 1 gives the mean path)"
+                f"from its Student-T mixtures; leave it unset ({setting('top_k', 1)} gives the mean path)"
             )
         if sampling.top_p != 1.0 or sampling.top_k not in (0, 1):
             knob = "top_p" if sampling.top_p != 1.0 else "top_k"
             raise ValueError(
                 f"{param(knob)} {getattr(sampling, knob)!r} does not apply to {self.name!r}: Toto's heads are "
-                f"continuous; use {param('top_k')} 1 for the mean path, or leave it unset to sample"
+                f"continuous; use {setting('top_k', 1)} for the mean path, or leave it unset to sample"
             )
 
     def context_scale(self, state: TotoState) -> torch.Tensor:
