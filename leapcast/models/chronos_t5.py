@@ -18,7 +18,7 @@ from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizer
 from leapcast.models.heads import Categorical
 from leapcast.models.rows import append_rows, overlapping, pad_left, pad_right, series_of, take_rows, zeros_view
 from leapcast.models.rows import grouped as _grouped
-from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
+from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, row_groups, slots
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = (
@@ -305,8 +305,9 @@ class ChronosT5:
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
+        ragged = None if c.row_series is None else row_groups(c.row_series)  # once a pass, for every layer
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
-            x = layer(x, cache, at, self_bias, c.cross_mask, used, c.row_series, runs)
+            x = layer(x, cache, at, self_bias, c.cross_mask, used, ragged, runs)
         return self.net.head(x, self._head_t)
 
 

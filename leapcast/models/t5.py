@@ -242,13 +242,14 @@ class DecoderLayer(nn.Module):
         self_bias: torch.Tensor,
         cross_mask: torch.Tensor,
         used: int,
-        row_series: torch.Tensor | None = None,
+        ragged: list[RowGroup] | None = None,
         runs: list[tuple[int, int, int]] | None = None,
     ) -> torch.Tensor:
         """x [R, n, D]; self_bias [1|R, H, n, used]; cross_mask [B, 1, 1, L].
 
-        ``row_series`` [R]: the series of each row when the rows of a series are not
-        R / B consecutive rows (series joined or rows left); None: series-major, equal counts.
+        ``ragged``: when the rows of a series are not R / B consecutive rows (series joined, rows left, series of
+        other sample counts), the rows grouped by their series' row count (``row_groups``); None: series-major,
+        equal counts.
         ``runs``: with rows at several positions, (first row, end row, position) of each run of consecutive rows at
         one position: each run attends over its own positions only, as rows standing together do (self-attention's
         cost grows with the positions attended; continuous batching keeps a few runs, far apart); self_bias is then
@@ -276,17 +277,39 @@ class DecoderLayer(nn.Module):
             )  # [R, H, n, dk]
         x = x + self.o(out.transpose(1, 2).reshape(r, n, -1))
 
-        if row_series is None:  # rows share their series' keys and values without a copy
+        if ragged is None:  # rows share their series' keys and values without a copy
             b = cache.cross_k.shape[0]
             q = (
                 self.cross_q(self.norm_cross(x)).view(b, (r // b) * n, self.heads, self.d_kv).transpose(1, 2)
             )  # [B, H, S*n, dk]
             out = _sdpa(q, cache.cross_k, cache.cross_v, cross_mask)
-        else:  # ragged rows: each row gathers its series' keys and values
-            q = self.cross_q(self.norm_cross(x)).view(r, n, self.heads, self.d_kv).transpose(1, 2)  # [R, H, n, dk]
-            out = _sdpa(q, cache.cross_k[row_series], cache.cross_v[row_series], cross_mask[row_series], fused)
+        else:  # ragged rows: series of one row count attend together, their rows' queries gathered (not the keys)
+            q = self.cross_q(self.norm_cross(x)).view(r, n, self.heads, self.d_kv)  # [R, n, H, dk]
+            out = q.new_empty(r, n, self.heads, self.d_kv)
+            for rows, series, s in ragged:
+                qg = q[rows].view(len(series), s * n, self.heads, self.d_kv).transpose(1, 2)  # [Bg, H, S*n, dk]
+                og = _sdpa(qg, cache.cross_k[series], cache.cross_v[series], cross_mask[series], fused)
+                out[rows] = og.transpose(1, 2).reshape(len(rows), n, self.heads, self.d_kv)
+            out = out.transpose(1, 2)  # [R, H, n, dk]
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
         return x + self.ff(self.norm_ff(x))
+
+
+RowGroup = tuple[torch.Tensor, torch.Tensor, int]  # rows [Bg * S] (series-major), their series [Bg], S
+
+
+def row_groups(row_series: torch.Tensor) -> list[RowGroup]:
+    """row_series [R] (any order) -> for each row count S among the series: the rows of the series with S rows,
+    series by series in row order, those series, and S. Cross-attention then runs per group with the series'
+    keys and values as they are (indexed per series, not copied per row)."""
+    counts = torch.bincount(row_series)  # [B]
+    order = torch.argsort(row_series, stable=True)  # rows series by series
+    per_row = counts[row_series[order]]  # [R] each sorted row's series' count
+    groups = []
+    for s in counts.unique().tolist():
+        if s > 0:
+            groups.append((order[per_row == s], (counts == s).nonzero().squeeze(1), int(s)))
+    return groups
 
 
 _FEW_POSITIONS = 8  # decoder passes over 2..8 positions per row attend without the fused kernel (``_sdpa``)

@@ -191,3 +191,21 @@ def test_toto_series_that_leave_move_only_the_context_keys_of_series_that_change
         alone = decoder()
         (one,) = alone.add(ctx[i : i + 1], steps[i], SAMPLED, RowStreams.for_series(7, [i], SAMPLED.num_samples))
         assert torch.equal(got[sid], alone.run()[one])
+
+
+def test_series_of_other_sample_counts_attend_in_groups_and_forecast_as_alone(tmp_path):
+    """Rows of series with 5 and 7 paths in one decoder (a server's requests of other num_samples): cross-attention
+    runs per row count (``t5.row_groups``) instead of copying every row's keys, and each series' paths are the
+    ones it gets alone."""
+    from leapcast.models.t5 import row_groups
+
+    rows, series, s = zip(*row_groups(torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])))  # series 0 and 2: scattered rows
+    assert [r.tolist() for r in rows] == [[5, 6], [0, 1, 7, 2, 3, 4]]
+    assert [x.tolist() for x in series] == [[2], [0, 1]] and s == (2, 3)
+    model, ctx = _model(tmp_path), torch.randn(3, 30, generator=torch.Generator().manual_seed(1)).cumsum(-1)
+    dec = Decoder(model, catch_up=False)
+    first = dec.add(ctx[:2], 10, SamplingConfig(num_samples=5), RowStreams.for_series(7, [0, 1], 5))
+    second = dec.add(ctx[2:3], 10, SamplingConfig(num_samples=7), RowStreams.for_series(7, [2], 7))
+    mixed = dec.run()
+    for sid, key, s in [(first[0], 0, 5), (first[1], 1, 5), (second[0], 2, 7)]:
+        assert torch.equal(mixed[sid], _alone(model, ctx[key : key + 1], SamplingConfig(num_samples=s), key))
