@@ -16,9 +16,18 @@ import torch
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
 from leapcast.models.heads import Categorical
-from leapcast.models.rows import append_rows, overlapping, pad_left, pad_right, series_of, take_rows, zeros_view
+from leapcast.models.rows import (
+    append_rows,
+    overlapping,
+    pad_left,
+    pad_right,
+    row_groups,
+    series_of,
+    take_rows,
+    zeros_view,
+)
 from leapcast.models.rows import grouped as _grouped
-from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, row_groups, slots
+from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = (

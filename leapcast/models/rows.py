@@ -128,3 +128,20 @@ def series_of(row_series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
     return old[order], rank[inverse]
+
+
+RowGroup = tuple[torch.Tensor, torch.Tensor, int]  # rows [Bg * S] (series-major), their series [Bg], S
+
+
+def row_groups(row_series: torch.Tensor) -> list[RowGroup]:
+    """row_series [R] (any order) -> for each row count S among the series: the rows of the series with S rows,
+    series by series in row order, those series, and S. Attention to what a series' rows share (Chronos' encoder
+    output, Toto's context keys) then runs per group, indexed per series, not copied per row."""
+    counts = torch.bincount(row_series)  # [B]
+    order = torch.argsort(row_series, stable=True)  # rows series by series
+    per_row = counts[row_series[order]]  # [R] each sorted row's series' count
+    groups = []
+    for s in counts.unique().tolist():
+        if s > 0:
+            groups.append((order[per_row == s], (counts == s).nonzero().squeeze(1), int(s)))
+    return groups

@@ -28,7 +28,7 @@ from torch import nn
 
 from leapcast.models.packed import Packed
 from leapcast.models.precision import LinearMap
-from leapcast.models.rows import overlapping
+from leapcast.models.rows import RowGroup, overlapping
 
 
 @dataclass(frozen=True)
@@ -293,23 +293,6 @@ class DecoderLayer(nn.Module):
             out = out.transpose(1, 2)  # [R, H, n, dk]
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
         return x + self.ff(self.norm_ff(x))
-
-
-RowGroup = tuple[torch.Tensor, torch.Tensor, int]  # rows [Bg * S] (series-major), their series [Bg], S
-
-
-def row_groups(row_series: torch.Tensor) -> list[RowGroup]:
-    """row_series [R] (any order) -> for each row count S among the series: the rows of the series with S rows,
-    series by series in row order, those series, and S. Cross-attention then runs per group with the series'
-    keys and values as they are (indexed per series, not copied per row)."""
-    counts = torch.bincount(row_series)  # [B]
-    order = torch.argsort(row_series, stable=True)  # rows series by series
-    per_row = counts[row_series[order]]  # [R] each sorted row's series' count
-    groups = []
-    for s in counts.unique().tolist():
-        if s > 0:
-            groups.append((order[per_row == s], (counts == s).nonzero().squeeze(1), int(s)))
-    return groups
 
 
 _FEW_POSITIONS = 8  # decoder passes over 2..8 positions per row attend without the fused kernel (``_sdpa``)

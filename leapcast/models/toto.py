@@ -31,7 +31,16 @@ from torch.nn import functional as F
 
 from leapcast.checks import param, setting
 from leapcast.models.heads import StudentTMixture
-from leapcast.models.rows import append_rows, overlapping, pad_left, pad_right, series_of, take_rows, zeros_view
+from leapcast.models.rows import (
+    append_rows,
+    overlapping,
+    pad_left,
+    pad_right,
+    row_groups,
+    series_of,
+    take_rows,
+    zeros_view,
+)
 from leapcast.models.rows import grouped as _grouped
 from leapcast.models.sampling import SamplingConfig
 from leapcast.models.toto_net import TotoConfig, TotoNet, global_bounds, patch_stats
@@ -597,10 +606,11 @@ class Toto:
                 (qg @ pk.transpose(-1, -2)).view(-1, v, hh, s, n, lp).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, lp)
             )
             valid = state.prefix_valid.repeat_interleave(s, dim=0)
-        else:
-            rows = state.row_series.to(q.device)
-            scores = q @ pk[rows].transpose(-1, -2)
-            valid = state.prefix_valid[rows]
+        else:  # ragged rows: series of one row count together, their rows' queries gathered (not the keys)
+            scores = q.new_empty(r, v, hh, n, lp)
+            for rows, series, sg in row_groups(state.row_series.to(q.device)):
+                scores[rows] = _per_series(q[rows], pk[series].transpose(-1, -2), sg)
+            valid = state.prefix_valid[state.row_series.to(q.device)]
         return (scores.to(self._work) * scale).masked_fill(~valid[:, None, None, None, :], -math.inf)
 
     def _shared_values(self, att: torch.Tensor, state: TotoState, pv: torch.Tensor) -> torch.Tensor:
@@ -610,4 +620,16 @@ class Toto:
         if s is not None:
             ag = att.view(-1, s, v, hh, n, lp).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, lp)
             return (ag @ pv).view(-1, v, hh, s, n, pv.shape[-1]).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, -1)
-        return att @ pv[state.row_series.to(att.device)]
+        out = att.new_empty(r, v, hh, n, pv.shape[-1])
+        for rows, series, sg in row_groups(state.row_series.to(att.device)):
+            out[rows] = _per_series(att[rows], pv[series], sg)
+        return out
+
+
+def _per_series(x: torch.Tensor, other: torch.Tensor, s: int) -> torch.Tensor:
+    """x [B * s, V, H, n, a] (s rows per series, series-major) times the series' own other [B, V, H, a, b] ->
+    [B * s, V, H, n, b]: one product per series over its s * n rows."""
+    _, v, hh, n, a = x.shape
+    xg = x.view(-1, s, v, hh, n, a).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, a)
+    out = xg @ other  # [B, V, H, s * n, b]
+    return out.view(-1, v, hh, s, n, out.shape[-1]).permute(0, 3, 1, 2, 4, 5).reshape(-1, v, hh, n, out.shape[-1])

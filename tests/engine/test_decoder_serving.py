@@ -195,9 +195,9 @@ def test_toto_series_that_leave_move_only_the_context_keys_of_series_that_change
 
 def test_series_of_other_sample_counts_attend_in_groups_and_forecast_as_alone(tmp_path):
     """Rows of series with 5 and 7 paths in one decoder (a server's requests of other num_samples): cross-attention
-    runs per row count (``t5.row_groups``) instead of copying every row's keys, and each series' paths are the
+    runs per row count (``rows.row_groups``) instead of copying every row's keys, and each series' paths are the
     ones it gets alone."""
-    from leapcast.models.t5 import row_groups
+    from leapcast.models.rows import row_groups
 
     rows, series, s = zip(*row_groups(torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])))  # series 0 and 2: scattered rows
     assert [r.tolist() for r in rows] == [[5, 6], [0, 1, 7, 2, 3, 4]]
