@@ -308,8 +308,8 @@ class Forecaster:
             return self._predict_items(items, h, steps, sampling, batch_size, progress, season_length, series_keys)
         check_int(batch_size, "batch_size")
         prepared = self._prepare_series(
-            inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys, names, stacklevel=5
-        )  # the user called predict or forecast, which called this
+            inputs, h, steps, sampling, season_length, seasonal_adjustment, series_keys, names
+        )
         out = self._decode(prepared.contexts, prepared.keys, h, steps, sampling, batch_size, progress)  # [N, S, h]
         return self.finish(prepared, out)
 
@@ -385,7 +385,6 @@ class Forecaster:
         seasonal_adjustment,
         series_keys,
         names: list | None = None,
-        stacklevel: int = 4,
     ) -> Prepared:
         series = as_series_list(inputs, names)
         window = self.model.context_length
@@ -396,11 +395,11 @@ class Forecaster:
                 f"(its context_length); fill them, or cut the series to end at its last observed stretch"
             )
         keys = _check_keys(series_keys, len(series))
-        self._warn_short(series, names, stacklevel)  # counted from _warn_short: prepare's caller is 4 up
+        self._warn_short(series, names)
         # [N] float64, exact; from what the model reads: an older peak must not set the scale of a window of zeros
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)([x[-window:] for x in series])
         series = [x / f for x, f in zip(series, factor)]
-        self._warn_unread([x[-window:] for x in series], names, stacklevel)  # what the model reads
+        self._warn_unread([x[-window:] for x in series], names)  # what the model reads
         adjust = self.adjusting(seasonal_adjustment)
         if season_length is not None and not adjust:
             raise ValueError(season_unused(self.name, seasonal_adjustment))
@@ -409,7 +408,7 @@ class Forecaster:
         contexts = [left_pad([x[-window:]]) for x in series]  # what the model reads (older values may not fit float32)
         return Prepared(contexts, keys, sampling, h, steps, factor, indices)
 
-    def _warn_short(self, series: list[np.ndarray], names: list | None, stacklevel: int) -> None:
+    def _warn_short(self, series: list[np.ndarray], names: list | None) -> None:
         """A warning (once a call) for series shorter than the checkpoint's ``min_context``; ``names``: the series'
         names (None: their positions)."""
         least = getattr(self.model, "min_context", None)  # a family without it: no floor
@@ -421,10 +420,10 @@ class Forecaster:
                 f"{len(short)} series have fewer than {least} observed values of history, the fewest {self.name!r} "
                 f"forecasts soundly from (e.g. series {short[0] if names is None else names[short[0]]!r}); their "
                 "paths come out wide and erratic, many at the clip of drawn values (docs/limits.md)",
-                stacklevel=stacklevel,  # the caller's line, not leapcast's
+                stacklevel=_outside_leapcast(),  # the caller's line, not leapcast's
             )
 
-    def _warn_unread(self, series: list[np.ndarray], names: list | None, stacklevel: int) -> None:
+    def _warn_unread(self, series: list[np.ndarray], names: list | None) -> None:
         """Warnings (once a call each) for what a model that reads values as given (``rescalable`` False: Toto's
         scaler has an absolute floor, as the reference's) cannot see in ``series`` (what it reads, float64): a
         variation small against the floor or against float32's resolution at the series' level, and missing values
@@ -442,7 +441,7 @@ class Forecaster:
                 f"scaler floor (as the reference's) overwhelms, so their forecasts carry the floor's spread, not "
                 f"theirs (e.g. series {name(i)!r}: {spread[i]:.3g}); multiply them by a power of ten first "
                 "(docs/toto.md, Magnitudes)",
-                stacklevel=stacklevel,
+                stacklevel=_outside_leapcast(),
             )
         fine = np.flatnonzero((spread > 0) & (spread >= FLOOR_SPREAD) & (spread < level * FLOAT32_RESOLUTION))
         if len(fine):
@@ -451,7 +450,7 @@ class Forecaster:
                 f"{len(fine)} series vary by less than float32 resolves at their level (e.g. series {name(i)!r}: "
                 f"standard deviation {spread[i]:.3g} at |values| up to {level[i]:.3g}), and {self.name!r} reads "
                 "values as given in float32: subtract their level first, and add it back to the forecast",
-                stacklevel=stacklevel,
+                stacklevel=_outside_leapcast(),
             )
         patch = getattr(self.model, "patch_size", 1)
         trailing = [int(np.argmax(~np.isnan(x[::-1]))) for x in series]  # missing values at each series' end
@@ -462,7 +461,7 @@ class Forecaster:
                 f"{len(late)} series end in {patch} or more missing values (e.g. series {name(i)!r}: "
                 f"{trailing[i]}), which {self.name!r} reads as a flat stretch: their intervals come out too narrow; "
                 "drop the missing values at the end and forecast that many more steps",
-                stacklevel=stacklevel,
+                stacklevel=_outside_leapcast(),
             )
 
     def adjusting(self, seasonal_adjustment: bool | None = None) -> bool:
@@ -573,9 +572,9 @@ class Forecaster:
                 "this model reads (its context_length); fill them, or drop the variate"
             )
         labels = [f"item {i // v}, variate {i % v}" for i in range(n * v)]
-        self._warn_short(flat, labels, stacklevel=5)  # the user called predict, which called _predict, then this
+        self._warn_short(flat, labels)
         factor = (power_of_two_scale if self.model.rescalable else raw_range_scale)(flat).reshape(n, v)  # each alone
-        self._warn_unread([x / f for x, f in zip(flat, factor.reshape(-1))], labels, stacklevel=5)
+        self._warn_unread([x / f for x, f in zip(flat, factor.reshape(-1))], labels)
         scaled = items[:, :, -window:] / factor[:, :, None]  # what the model reads (older values may not fit float32)
         contexts = []
         for item in scaled:
