@@ -314,9 +314,8 @@ class ChronosT5:
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
-        ragged = None if c.row_series is None else row_groups(c.row_series)  # once a pass, for every layer
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
-            x = layer(x, cache, at, self_bias, c.cross_mask, used, ragged, runs)
+            x = layer(x, cache, at, self_bias, c.cross_mask, used, c.groups, runs)
         return self.net.head(x, self._head_t)
 
 
@@ -342,6 +341,7 @@ class _ChronosCaches:
         self.cross_mask = cross_mask  # [B, 1, 1, L]
         self.bias_table = bias_table  # [H, T, T]
         self.row_series = row_series  # [R] on the model's device when rows are ragged; None: series-major, equal counts
+        self.groups = None if row_series is None else row_groups(row_series)  # the ragged rows by row count
 
 
 @dataclass

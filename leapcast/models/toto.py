@@ -23,6 +23,7 @@ How a forecast runs, and where it differs from the reference (``toto-ts``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 from leapcast.checks import param, setting
 from leapcast.models.heads import StudentTMixture
 from leapcast.models.rows import (
+    RowGroup,
     append_rows,
     overlapping,
     pad_left,
@@ -127,6 +129,12 @@ class TotoState:
     @property
     def num_rows(self) -> int:
         return len(self.row_series)
+
+    @functools.cached_property
+    def row_groups(self) -> list[RowGroup]:
+        """The rows by their series' row count (``models.rows.row_groups``), once per state: ragged rows attend to
+        their series' context keys group by group."""
+        return row_groups(self.row_series.to(self.start.device))
 
     @property
     def num_series(self) -> int:
@@ -601,14 +609,11 @@ class Toto:
         r, v, hh, n, hd = q.shape
         s = state.grouped
         if s is not None:  # rows of a series are consecutive: one product per series, no copy of its keys
-            qg = q.view(-1, s, v, hh, n, hd).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, hd)
-            scores = (
-                (qg @ pk.transpose(-1, -2)).view(-1, v, hh, s, n, lp).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, lp)
-            )
+            scores = _per_series(q, pk.transpose(-1, -2), s)
             valid = state.prefix_valid.repeat_interleave(s, dim=0)
         else:  # ragged rows: series of one row count together, their rows' queries gathered (not the keys)
             scores = q.new_empty(r, v, hh, n, lp)
-            for rows, series, sg in row_groups(state.row_series.to(q.device)):
+            for rows, series, sg in state.row_groups:
                 scores[rows] = _per_series(q[rows], pk[series].transpose(-1, -2), sg)
             valid = state.prefix_valid[state.row_series.to(q.device)]
         return (scores.to(self._work) * scale).masked_fill(~valid[:, None, None, None, :], -math.inf)
@@ -618,10 +623,9 @@ class Toto:
         r, v, hh, n, lp = att.shape
         s = state.grouped
         if s is not None:
-            ag = att.view(-1, s, v, hh, n, lp).permute(0, 2, 3, 1, 4, 5).reshape(-1, v, hh, s * n, lp)
-            return (ag @ pv).view(-1, v, hh, s, n, pv.shape[-1]).permute(0, 3, 1, 2, 4, 5).reshape(r, v, hh, n, -1)
+            return _per_series(att, pv, s)
         out = att.new_empty(r, v, hh, n, pv.shape[-1])
-        for rows, series, sg in row_groups(state.row_series.to(att.device)):
+        for rows, series, sg in state.row_groups:
             out[rows] = _per_series(att[rows], pv[series], sg)
         return out
 
