@@ -632,7 +632,6 @@ def plot(
     target_col: str = typer.Option("y", help="Target column of --input."),
 ) -> None:
     """Fan chart (median, 80%/95% bands as present) of a forecast file."""
-
     from leapcast.eval.plots import bands_from_columns, forecast_figure, point_columns, save
 
     with _refusals():
