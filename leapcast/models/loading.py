@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from leapcast.allocator import tune_malloc
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.precision import lower, resolve_tier
@@ -95,6 +96,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
     auto; None: float32); activations stay float32 (float64 for a float64 net, which the tests use).
     """
     tier = resolve_tier(dtype, device)
+    tune_malloc()  # decoding's temporaries reuse freed memory (``leapcast.allocator``)
     config, weights = read_checkpoint(path)
     if is_toto_config(config):
         return _load_toto(config, weights, Path(path), device, tier)

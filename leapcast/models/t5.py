@@ -295,6 +295,7 @@ class DecoderLayer(nn.Module):
         return x + self.ff(self.norm_ff(x))
 
 
+ENCODE_BYTES = 24 * 2**20  # an encoder chunk's largest intermediate: under glibc's largest mmap threshold
 _FEW_POSITIONS = 8  # decoder passes over 2..8 positions per row attend without the fused kernel (``_sdpa``)
 
 
@@ -369,7 +370,29 @@ class T5(nn.Module):
         return table(buckets).permute(2, 0, 1)
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L] long, mask [B, L] bool -> encoder output [B, L, D]."""
+        """tokens [B, L] long, mask [B, L] bool -> encoder output [B, L, D].
+
+        Without gradients the series go through a few at a time (``encode_chunk``): a whole batch's intermediates
+        (the [B, H, L, L] attention bias, the [B, L, d_ff] hidden layer) run to hundreds of MB at batch 32 and
+        context 512, above the largest size glibc serves from reused heap memory (32 MB), so each was mapped
+        afresh and page-faulted in every layer (docs/precision.md). A series' output does not depend on the
+        others in its chunk (float32 products round the same at any row count)."""
+        if torch.is_grad_enabled():
+            return self._encode(tokens, mask)
+        b, length = tokens.shape
+        chunk = self.encode_chunk(length)
+        if chunk >= b:
+            return self._encode(tokens, mask)
+        return torch.cat([self._encode(tokens[i : i + chunk], mask[i : i + chunk]) for i in range(0, b, chunk)])
+
+    def encode_chunk(self, length: int) -> int:
+        """Series per encoder chunk at context ``length`` tokens: the largest intermediate within ``ENCODE_BYTES``."""
+        cfg = self.cfg
+        hidden = cfg.d_ff * (2 if cfg.gated else 1)
+        per_series = length * max(cfg.num_heads * length, hidden, cfg.d_model) * 4  # float32 bytes
+        return max(1, ENCODE_BYTES // per_series)
+
+    def _encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         length = tokens.shape[1]
         dtype = self.embed.weight.dtype
         pad = (~mask).to(dtype)[:, None, None, :] * torch.finfo(dtype).min  # [B, 1, 1, L]

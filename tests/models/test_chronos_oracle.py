@@ -7,6 +7,7 @@ from conftest import make_checkpoint, official_pipeline
 from scipy.stats import chi2_contingency
 
 from leapcast import Forecaster
+from leapcast.models import t5
 from leapcast.models.loading import load_model
 
 pytestmark = pytest.mark.oracle  # every test here compares with chronos-forecasting
@@ -65,6 +66,22 @@ def test_logits_match_official(tmp_path, name, dtype, tol):
         got = native_logits(model, ctx, steps, chunks)
         assert got.shape == expected.shape
         assert (got.double() - expected.double()).abs().max().item() < tol, chunks
+
+
+@pytest.mark.parametrize("name", ["gated-gelu", "many-heads"])
+def test_series_encoded_one_at_a_time_match_official(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(t5, "ENCODE_BYTES", 1)  # every series its own encoder chunk (``T5.encode``)
+    folder = make_checkpoint(tmp_path / name, seed=len(name), **CONFIGS[name])
+    pipe, model = official_pipeline(folder), load_model(folder)
+    ctx = contexts(seed=len(name))
+    assert model.net.encode_chunk(64) == 1
+    steps = torch.randint(2, 4096, (len(ctx), 5), generator=torch.Generator().manual_seed(1))
+    steps[:, 0] = 0
+    expected = official_logits(pipe, ctx, steps)
+    assert (native_logits(model, ctx, steps, [1] * 5).double() - expected.double()).abs().max().item() < 1e-5
+    whole = Forecaster.from_pretrained(folder).predict(ctx, 8, num_samples=2, top_k=1)
+    monkeypatch.undo()
+    assert torch.equal(whole, Forecaster.from_pretrained(folder).predict(ctx, 8, num_samples=2, top_k=1))
 
 
 @pytest.mark.parametrize("name", ["relu-wide", "gated-gelu"])

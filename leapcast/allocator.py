@@ -1,0 +1,50 @@
+"""glibc's malloc, tuned for decoding: freed blocks of up to 32 MiB are reused, not mapped and faulted afresh.
+
+A decode step allocates and frees tensors of a few MB to a few tens of MB (hidden layers, logits, mixture
+parameters of thousands of rows). glibc serves a block above its mmap threshold with a fresh mapping, whose
+pages the kernel faults in and zeroes on first touch; the threshold adapts upwards as such blocks are freed,
+but memory free at the top of the heap is handed back to the system past a trim threshold, so the next step's
+blocks fault again. One forecast of M3-monthly by house-patch-target (100 paths, 2 threads) took 4 million minor
+page faults and 6-7 s of system time in 26.7 s; with the thresholds fixed, 10,000 faults and 23.9 s
+(docs/limits.md). Fixed thresholds are what the ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
+environment variables give at start-up; ``tune_malloc`` sets them from inside the process, once, when leapcast
+loads a model. Memory up to ``TRIM_BYTES`` stays with the process after a forecast instead of going back to the
+system. ``LEAPCAST_MALLOC=system`` (or either glibc variable set) leaves malloc as it is; other C libraries are
+left as they are.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import platform
+
+MMAP_BYTES = 32 * 2**20  # glibc's largest mmap threshold on 64-bit systems: blocks below it come from the heap
+TRIM_BYTES = 256 * 2**20  # free memory kept at the top of the heap before any is handed back
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+OFF = "system"
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def tune_malloc() -> bool:
+    """Fix glibc's mmap and trim thresholds for this process (once) -> whether they were set."""
+    setting = os.environ.get("LEAPCAST_MALLOC", "").strip().lower()
+    if setting not in ("", OFF):
+        raise ValueError(
+            f"LEAPCAST_MALLOC={setting!r} is not a setting; unset it, or use {OFF!r} to leave malloc as it is"
+        )
+    if setting == OFF or "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES))
+    log.debug("glibc malloc thresholds fixed: mmap %d, trim %d bytes (%s)", MMAP_BYTES, TRIM_BYTES, done)
+    return done
