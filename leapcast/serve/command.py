@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import typer
 
 from leapcast.checks import cli_spelling
+
+PRIMITIVE_CACHE = 64  # compiled products a server keeps per cache (oneDNN's and torch's defaults: 1,024)
+CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+def bound_compiled_products() -> None:
+    """Cap oneDNN's primitive cache and torch's cache in front of it at ``PRIMITIVE_CACHE`` entries, unless the
+    user set them: both keep a compiled product per shape, and continuous batching meets a new row count nearly
+    every pass, so their default 1,024 entries each grew a server by hundreds of MB over minutes
+    (docs/serving.md). Read when the first product runs, so this goes before the model loads."""
+    for variable in CACHE_VARIABLES:
+        os.environ.setdefault(variable, str(PRIMITIVE_CACHE))
 
 
 def serve(
@@ -110,6 +123,7 @@ def serve(
                 import torch
 
                 torch.set_num_threads(threads)
+            bound_compiled_products()
             forecaster = load_forecaster(config)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
             typer.echo(f"error: {err}", err=True)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from leapcast.allocator import release_free_memory
 from leapcast.engine.loop import Decoder
 from leapcast.engine.streams import RowStreams
 from leapcast.forecaster import Forecaster, Prepared
@@ -47,6 +48,7 @@ from leapcast.serve.metrics import Metrics
 
 log = logging.getLogger("leapcast.serve")
 
+TRIM_EVERY_S = 5.0  # seconds between the engine's hand-backs of free heap memory (20-45 ms each)
 # continuous batching gives every row's caches room for this many decoder positions (windows of more steps get more),
 # so that series joining write into the caches' room instead of copying them (``Decoder(min_capacity=...)``)
 CACHE_POSITIONS = 64
@@ -140,6 +142,7 @@ class Scheduler:
         self._done_times: deque[float] = deque(maxlen=256)  # when series finished: the rate behind Retry-After
         self._long_credit = 0.0  # continuous: the long lane's share of iterations, accrued while both lanes have rows
         self._spec_totals = (0, 0)  # drafted and accepted steps since start, every lane
+        self._trimmed = time.monotonic()  # when the engine last gave free heap memory back
         self._thread = threading.Thread(target=self._run, name="leapcast-engine", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -446,6 +449,9 @@ class Scheduler:
         self._spec_totals = (self._spec_totals[0] + new_drafted, self._spec_totals[1] + new_accepted)
         m.spec(new_drafted, new_accepted, *self._spec_totals)  # totals over every lane and decoder since start
         lane.seen = (st.drafted_steps, st.accepted_steps)
+        if time.monotonic() - self._trimmed >= TRIM_EVERY_S:  # free heap memory back to the system (``allocator``)
+            release_free_memory()
+            self._trimmed = time.monotonic()
         return finished
 
     def _collect(self, lane: Lane, finished: dict[int, torch.Tensor]) -> list[Window]:

@@ -2,6 +2,7 @@
 leave the decode loop between iterations, given-up requests lose their rows, a failing request fails alone, a full
 queue answers 429, a slow request 504; every mode and a draft give the library's forecast."""
 
+import os
 import threading
 import time
 
@@ -363,3 +364,28 @@ def test_a_full_queue_answers_429_and_a_slow_request_504(fc):
         assert state.scheduler.queued_series == 0  # given up: its series left the queue
         metrics = client.get("/metrics").text
         assert 'status="429"' in metrics and 'status="504"' in metrics
+
+
+@pytest.mark.parametrize("batching", ["continuous", "static"])
+def test_the_engine_hands_free_heap_memory_back_as_it_decodes(fc, monkeypatch, batching):
+    from leapcast.serve import scheduler
+
+    trims: list[float] = []
+    monkeypatch.setattr(scheduler, "release_free_memory", lambda: trims.append(time.monotonic()) or True)
+    monkeypatch.setattr(scheduler, "TRIM_EVERY_S", 0.0)  # at every pass
+    sched = Scheduler(fc, ServeConfig(batching=batching, max_rows=200))
+    sched.start()
+    prepared, job = forecast(fc, sched, series(2, 40), 12, num_samples=4)
+    result(fc, prepared, job)
+    sched.close()
+    assert len(trims) >= 3  # h 12 is at least 3 passes of any model here
+
+
+def test_a_server_caps_the_caches_of_compiled_products_unless_told(monkeypatch):
+    from leapcast.serve.command import CACHE_VARIABLES, PRIMITIVE_CACHE, bound_compiled_products
+
+    monkeypatch.delenv(CACHE_VARIABLES[0], raising=False)
+    monkeypatch.setenv(CACHE_VARIABLES[1], "512")
+    bound_compiled_products()
+    assert os.environ[CACHE_VARIABLES[0]] == str(PRIMITIVE_CACHE)
+    assert os.environ[CACHE_VARIABLES[1]] == "512"  # the user's own setting
