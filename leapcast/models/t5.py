@@ -377,7 +377,7 @@ class T5(nn.Module):
         context 512, above the largest size glibc serves from reused heap memory (32 MB), so each was mapped
         afresh and page-faulted in every layer (docs/precision.md). A series' output does not depend on the
         others in its chunk (float32 products round the same at any row count)."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or tokens.device.type != "cpu":  # a GPU's allocator caches; one pass is faster
             return self._encode(tokens, mask)
         b, length = tokens.shape
         chunk = self.encode_chunk(length)
@@ -388,8 +388,8 @@ class T5(nn.Module):
     def encode_chunk(self, length: int) -> int:
         """Series per encoder chunk at context ``length`` tokens: the largest intermediate within ``ENCODE_BYTES``."""
         cfg = self.cfg
-        hidden = cfg.d_ff * (2 if cfg.gated else 1)
-        per_series = length * max(cfg.num_heads * length, hidden, cfg.d_model) * 4  # float32 bytes
+        widest = max(cfg.num_heads * length, cfg.d_ff * (2 if cfg.gated else 1), 3 * cfg.num_heads * cfg.d_kv)
+        per_series = length * widest * self.embed.weight.element_size()
         return max(1, ENCODE_BYTES // per_series)
 
     def _encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -143,6 +143,7 @@ class Scheduler:
         self._long_credit = 0.0  # continuous: the long lane's share of iterations, accrued while both lanes have rows
         self._spec_totals = (0, 0)  # drafted and accepted steps since start, every lane
         self._trimmed = time.monotonic()  # when the engine last gave free heap memory back
+        self._untrimmed = False  # passes ran since then
         self._thread = threading.Thread(target=self._run, name="leapcast-engine", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -230,6 +231,7 @@ class Scheduler:
         while True:
             with self._cv:
                 while not (self._queue or any(la.dec.busy for la in lanes) or self._cancelled or self._closing):
+                    self._trim(idle=True)
                     self._cv.wait()
                 if self._abort:
                     for lane in lanes:
@@ -302,6 +304,7 @@ class Scheduler:
         while True:
             with self._cv:
                 while not (self._queue or self._closing):
+                    self._trim(idle=True)
                     self._cv.wait()
                 if not self._queue:
                     return
@@ -449,10 +452,16 @@ class Scheduler:
         self._spec_totals = (self._spec_totals[0] + new_drafted, self._spec_totals[1] + new_accepted)
         m.spec(new_drafted, new_accepted, *self._spec_totals)  # totals over every lane and decoder since start
         lane.seen = (st.drafted_steps, st.accepted_steps)
-        if time.monotonic() - self._trimmed >= TRIM_EVERY_S:  # free heap memory back to the system (``allocator``)
-            release_free_memory()
-            self._trimmed = time.monotonic()
+        self._untrimmed = True
+        self._trim()
         return finished
+
+    def _trim(self, idle: bool = False) -> None:
+        """Free heap memory back to the system (``allocator.release_free_memory``): every ``TRIM_EVERY_S`` seconds
+        of decoding, and once when the loop goes idle after passes (what the last requests freed)."""
+        if self._untrimmed and (idle or time.monotonic() - self._trimmed >= TRIM_EVERY_S):
+            release_free_memory()
+            self._trimmed, self._untrimmed = time.monotonic(), False
 
     def _collect(self, lane: Lane, finished: dict[int, torch.Tensor]) -> list[Window]:
         """Finished windows of ``lane``: a series with steps to go gets its next window (returned), a series done is

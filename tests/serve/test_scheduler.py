@@ -377,14 +377,23 @@ def test_the_engine_hands_free_heap_memory_back_as_it_decodes(fc, monkeypatch, b
     sched.start()
     prepared, job = forecast(fc, sched, series(2, 40), 12, num_samples=4)
     result(fc, prepared, job)
-    sched.close()
     assert len(trims) >= 3  # h 12 is at least 3 passes of any model here
+    monkeypatch.setattr(scheduler, "TRIM_EVERY_S", 3600.0)
+    wait_for(lambda: not sched._untrimmed)  # the loop went idle after the first request
+    before = len(trims)
+    prepared, job = forecast(fc, sched, series(1, 40), 12, num_samples=4)
+    result(fc, prepared, job)
+    wait_for(lambda: len(trims) == before + 1)  # not during the passes: once, as the loop goes idle
+    time.sleep(0.05)
+    assert len(trims) == before + 1
+    sched.close()
 
 
 def test_a_server_caps_the_caches_of_compiled_products_unless_told(monkeypatch):
     from leapcast.serve.command import CACHE_VARIABLES, PRIMITIVE_CACHE, bound_compiled_products
 
-    monkeypatch.delenv(CACHE_VARIABLES[0], raising=False)
+    monkeypatch.setenv(CACHE_VARIABLES[0], "")  # recorded, so that the test's own setting is undone after it
+    monkeypatch.delenv(CACHE_VARIABLES[0])
     monkeypatch.setenv(CACHE_VARIABLES[1], "512")
     bound_compiled_products()
     assert os.environ[CACHE_VARIABLES[0]] == str(PRIMITIVE_CACHE)
