@@ -5,11 +5,13 @@ parameters of thousands of rows). glibc serves a block above its mmap threshold 
 pages the kernel faults in and zeroes on first touch; the threshold adapts upwards as such blocks are freed,
 but memory free at the top of the heap is handed back to the system past a trim threshold, so the next step's
 blocks fault again: `leapcast forecast` of M3-monthly with the default model spent 11.5 s of its 61 CPU-s in the
-system; with the thresholds fixed, 0.4 s, and the command ran in 25.7 s instead of 31.9 (docs/engine.md). Fixed thresholds are what the ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
-environment variables give at start-up; ``tune_malloc`` sets them from inside the process, once, when leapcast
-loads a model. Memory up to ``TRIM_BYTES`` stays with the process after a forecast instead of going back to the
-system. ``LEAPCAST_MALLOC=system`` (or either glibc variable, or a ``glibc.malloc`` tunable in ``GLIBC_TUNABLES``, set by
-the user) leaves malloc as it is; other C libraries are left as they are.
+system; with the thresholds fixed, 0.4 s, and the command ran in 25.7 s instead of 31.9 (docs/engine.md).
+
+Fixed thresholds are what the ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` environment variables give
+at start-up; ``tune_malloc`` sets them from inside the process, once, when leapcast loads a model. Memory up to
+``TRIM_BYTES`` stays with the process after a forecast instead of going back to the system. ``LEAPCAST_MALLOC=system``
+(or either glibc variable, or a ``glibc.malloc`` tunable in ``GLIBC_TUNABLES``, set by the user) leaves malloc as
+it is; other C libraries are left as they are.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def release_free_memory() -> bool:
 
     A server's decode loop frees blocks of every size as requests come and go; what is free inside the heaps
     stays with the process until trimmed (600-800 MB in a continuous-batching run of house-patch-target at 32
-    clients, given back in 20-45 ms), so the scheduler calls this every ``TRIM_EVERY_S`` seconds and when it goes idle."""
+    clients, given back in 20-45 ms), so the scheduler calls this every ``TRIM_EVERY_S`` seconds and as it goes
+    idle."""
     trim = _glibc("malloc_trim")
     if trim is None:
         return False

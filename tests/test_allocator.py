@@ -1,13 +1,15 @@
 """glibc malloc tuning (``leapcast.allocator``): set once when a model loads, off on request, effective."""
 
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+from leapcast.allocator import _glibc
+
+# the tuning is glibc's mallopt: other C libraries (macOS, musl) have nothing to tune, and leapcast leaves them be
+glibc_only = pytest.mark.skipif(_glibc("mallopt") is None, reason="the tuning applies to glibc's malloc only")
 
 # tensors of 1-29 MB allocated and freed in turn, as decode steps do: minor page faults of the second round
 FAULTS = """
@@ -36,7 +38,7 @@ def _run(**env: str) -> tuple[bool, int]:
     return out[0] == "True", int(out[1])
 
 
-@pytest.mark.skipif(not GLIBC, reason="the tuning applies to glibc's malloc only")
+@glibc_only
 def test_tuned_malloc_reuses_freed_blocks_instead_of_faulting_them_in():
     tuned, faults = _run()
     untouched, faults_system = _run(LEAPCAST_MALLOC="system")
@@ -45,7 +47,7 @@ def test_tuned_malloc_reuses_freed_blocks_instead_of_faulting_them_in():
     assert faults < faults_system / 20
 
 
-@pytest.mark.skipif(not GLIBC, reason="the tuning applies to glibc's malloc only")
+@glibc_only
 def test_glibc_variables_set_by_the_user_are_left_alone():
     tuned, _ = _run(MALLOC_TRIM_THRESHOLD_="1000000")
     assert not tuned

@@ -375,7 +375,7 @@ class T5(nn.Module):
         Without gradients the series go through a few at a time (``encode_chunk``): a whole batch's intermediates
         (the [B, H, L, L] attention bias, the [B, L, d_ff] hidden layer) run to hundreds of MB at batch 32 and
         context 512, above the largest size glibc serves from reused heap memory (32 MB), so each was mapped
-        afresh and page-faulted in every layer (docs/precision.md). A series' output does not depend on the
+        afresh and page-faulted in every layer (docs/engine.md). A series' output does not depend on the
         others in its chunk (float32 products round the same at any row count)."""
         if torch.is_grad_enabled() or tokens.device.type != "cpu":  # a GPU's allocator caches; one pass is faster
             return self._encode(tokens, mask)
