@@ -30,6 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="small", help=f"one of {list(CHRONOS_T5_SIZES)} (random weights) or a model")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--compile", action="store_true", help="compile=True (the first, untimed call compiles)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--horizon", type=int, default=64)
     p.add_argument("--samples", type=int, default=20)
@@ -46,7 +47,7 @@ def main() -> None:
             name = f"chronos-t5-{args.size} (random weights)"
         else:
             folder, name = resolve(args.size), args.size
-        fc = Forecaster.from_pretrained(folder, dtype=args.dtype)
+        fc = Forecaster.from_pretrained(folder, dtype=args.dtype, compile=args.compile)
         ctx = torch.randn(args.batch, args.context, generator=torch.Generator().manual_seed(0)).cumsum(-1)
 
         def forecast():
@@ -68,7 +69,7 @@ def main() -> None:
     lines = [
         f"`python benchmarks/step_profile.py {' '.join(sys.argv[1:])}` ({date.today()}, torch {torch.__version__})",
         "",
-        f"{name}, tier {fc.tier}, batch {args.batch}, context {args.context}, h {args.horizon}, "
+        f"{name}, tier {fc.tier}{' compiled' if args.compile else ''}, batch {args.batch}, context {args.context}, h {args.horizon}, "
         f"{args.samples} paths, {args.threads} threads: {seconds * 1000:.0f} ms per forecast (median of "
         f"{args.repeats}), {seconds / args.horizon * 1000:.2f} ms per step; {calls:,} operator calls per forecast "
         f"({calls / args.horizon:.0f} per step) under the profiler.",

@@ -30,7 +30,8 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="house-target")
-    p.add_argument("--tiers", nargs="+", default=["float32", "bfloat16"])
+    p.add_argument("--tiers", nargs="*", default=["float32", "bfloat16"])
+    p.add_argument("--compile", nargs="*", default=[], help="also these tiers with compile=True ('TIER compiled')")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2)
@@ -42,9 +43,16 @@ def main() -> None:
     frame, h = data.train, data.horizon
     n = frame["unique_id"].nunique()
     models = {tier: Forecaster.from_pretrained(args.model, dtype=tier) for tier in args.tiers}
-    runs = [(tier, b) for tier in args.tiers for b in args.batch_sizes]
-    for tier, b in runs:  # untimed: packing, allocator, the first call's lazy work
+    for tier in args.compile:
+        models[f"{tier} compiled"] = Forecaster.from_pretrained(args.model, dtype=tier, compile=True)
+    runs = [(tier, b) for tier in models for b in args.batch_sizes]
+    first: dict[str, float] = {}
+    for tier, b in runs:  # untimed: packing, allocator, the first call's lazy work, compiling
+        start = time.perf_counter()
         models[tier].forecast(frame.groupby("unique_id").head(60), h=h, num_samples=args.samples, batch_size=b, seed=0)
+        first[tier] = first.get(tier, 0.0) + time.perf_counter() - start
+        if tier.endswith("compiled"):
+            print(f"{tier} batch {b}: untimed first call (compiling) {time.perf_counter() - start:.1f} s", flush=True)
     seconds: dict[tuple[str, int], list[float]] = {run: [] for run in runs}
     for _ in range(args.repeats):
         for tier, b in runs:
@@ -55,7 +63,16 @@ def main() -> None:
     rows = []
     for (tier, b), times in seconds.items():
         s = statistics.median(times)
-        rows.append(dict(tier=tier, batch_size=b, seconds=s, series_per_hour=round(3600 * n / s), times=times))
+        rows.append(
+            dict(
+                tier=tier,
+                batch_size=b,
+                seconds=s,
+                series_per_hour=round(3600 * n / s),
+                times=times,
+                untimed_first_calls_seconds=first[tier],
+            )
+        )
     result = dict(
         date=str(date.today()),
         command="python benchmarks/throughput.py " + " ".join(sys.argv[1:]),

@@ -8,6 +8,7 @@ bfloat16 is its model cast whole (``ChronosPipeline.from_pretrained(..., dtype=t
 
     python benchmarks/tiers_vs_reference.py                                      # small and base, batch 1 and 32
     python benchmarks/tiers_vs_reference.py --sizes tiny --batches 1 --repeats 2 --out /tmp/t.json   # quick
+    python benchmarks/tiers_vs_reference.py --sizes small --batches 1 --compile bfloat16 --out FILE   # and compiled
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ from leapcast.registry import resolve
 RESULTS = Path(__file__).parent / "results"
 
 
-def contenders(folder: Path, tiers: list[str], batch: int, official: bool) -> dict:
+def contenders(folder: Path, tiers: list[str], batch: int, official: bool, compiled: list[str]) -> dict:
     """label -> a callable(ctx, h, samples) that forecasts."""
     out = {}
     if official:
         for dtype in (torch.float32, torch.bfloat16):
             pipe = official_pipeline(folder, dtype=dtype)
             out[f"official {str(dtype)[6:]}"] = lambda ctx, h, s, pipe=pipe: pipe.predict(ctx, h, num_samples=s)
-    for tier in tiers:
-        fc = Forecaster.from_pretrained(folder, dtype=tier)
-        out[f"leapcast {fc.tier}"] = lambda ctx, h, s, fc=fc: fc.predict(
+    for tier, compile in [(t, False) for t in tiers] + [(t, True) for t in compiled]:
+        fc = Forecaster.from_pretrained(folder, dtype=tier, compile=compile)
+        out[f"leapcast {fc.tier}{' compiled' if compile else ''}"] = lambda ctx, h, s, fc=fc: fc.predict(
             ctx, h, num_samples=s, batch_size=batch, progress=False, seed=0
         )
     return out
@@ -59,6 +60,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-official", action="store_true", help="leapcast's tiers only (ratios to the first)")
+    parser.add_argument(
+        "--compile", nargs="*", default=[], help="also these tiers with compile=True (first call timed apart)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "tiers_vs_reference.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,10 +79,18 @@ def main() -> None:
             models.append(("house-target", resolve("house-target")))
         for name, folder in models:
             for batch in args.batches:
-                runs = contenders(folder, args.tiers, batch, not args.no_official)
+                runs = contenders(folder, args.tiers, batch, not args.no_official, args.compile)
                 ctx = torch.randn(batch, args.context, generator=torch.Generator().manual_seed(batch)).cumsum(-1)
-                for fn in runs.values():  # untimed: one-off costs (allocator, packing, lazy imports)
-                    fn(ctx[:1], 2, 2)
+                first: dict[str, float] = {}
+                for label, fn in runs.items():  # untimed: one-off costs (allocator, packing, lazy imports, compiling)
+                    start = time.perf_counter()
+                    if label.endswith("compiled"):  # compiled for the timed calls' shapes
+                        fn(ctx, args.horizon, args.samples)
+                    else:
+                        fn(ctx[:1], 2, 2)
+                    first[label] = time.perf_counter() - start
+                    if label.endswith("compiled"):
+                        print(f"{name:18s} batch {batch:3d} {label:18s} first call (compiling) {first[label]:.1f}s")
                 seconds: dict[str, list[float]] = {label: [] for label in runs}
                 for _ in range(args.repeats):
                     for label, fn in runs.items():
@@ -97,6 +109,7 @@ def main() -> None:
                         threads=args.threads,
                         repeats=args.repeats,
                         seconds=statistics.median(times),
+                        first_call_seconds=first[label] if label.endswith("compiled") else None,
                         speedup=statistics.median(b / t for b, t in zip(base, times)),
                     )
                     rows.append(row)
@@ -115,13 +128,14 @@ def main() -> None:
         f"`{report['command']}` ({report['date']}, torch {report['torch']}; speedup: median over repeats of "
         "the first contender's time / this one's, all interleaved)",
         "",
-        "| model | batch | h | samples | threads | contender | s | speedup |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | h | samples | threads | contender | s | speedup | first call s (compiling) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        first = "" if r.get("first_call_seconds") is None else f"{r['first_call_seconds']:.1f}"
         md.append(
             f"| {r['model']} | {r['batch']} | {r['horizon']} | {r['samples']} | {r['threads']} | {r['contender']} | "
-            f"{r['seconds']:.3f} | x{r['speedup']:.2f} |"
+            f"{r['seconds']:.3f} | x{r['speedup']:.2f} | {first} |"
         )
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")

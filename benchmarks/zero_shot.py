@@ -13,6 +13,7 @@ over the test span (12/4/4-month split), MSE and MAE of the median.
     python benchmarks/zero_shot.py --models house-target --dtypes float32 bfloat16 --seeds 0 1 2 \
         --datasets m3-yearly m3-quarterly m3-monthly m3-other tourism-yearly tourism-quarterly tourism-monthly \
         --baselines SeasonalNaive --ett                                                 # a tier against float32
+    (``--compile bfloat16`` adds the tier with compiled decoding steps, labelled "[bfloat16 compiled]")
 
 Leapcast models get each data set's season length (ETT: 24), so a forecaster
 with seasonal adjustment on (house-target's default) uses it;
@@ -79,6 +80,7 @@ def main() -> None:
     p.add_argument(
         "--dtypes", nargs="+", default=["float32"], help="precision tiers; labels other than float32 say theirs"
     )
+    p.add_argument("--compile", nargs="*", default=[], help="also these tiers with compile=True ('[tier compiled]')")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS / "zero_shot.json")
     args = p.parse_args()
@@ -89,6 +91,8 @@ def main() -> None:
         for dtype in args.dtypes:
             label = base if dtype == "float32" else f"{base} [{dtype}]"
             forecasters[label] = Forecaster.from_pretrained(m, dtype=dtype)
+        for dtype in args.compile:
+            forecasters[f"{base} [{dtype} compiled]"] = Forecaster.from_pretrained(m, dtype=dtype, compile=True)
     seasons = {  # label -> pass the season length: where the forecaster adjusts seasons (else it is refused)
         name: fc.adjusting() for name, fc in forecasters.items()
     }

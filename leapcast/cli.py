@@ -205,6 +205,12 @@ def forecast(
         help="Precision tier of the linear maps: float32 (the reference), bfloat16 (float32 activations), or auto "
         "(bfloat16 where the CPU has bfloat16 matrix instructions). docs/precision.md.",
     ),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="Chronos-T5 models: plain decoding steps through torch.compile (up to 1.6x faster decoding, after a "
+        "first batch that compiles for tens of seconds). docs/precision.md.",
+    ),
     draft: str | None = typer.Option(
         None,
         help="Speculative decoding: a draft checkpoint/bundled name/hub id, early-exit:M (early-exit: M calibrated on the contexts), seasonal or seasonal:S.",
@@ -284,6 +290,7 @@ def forecast(
             spec=spec,
             device=device,
             dtype=dtype,
+            compile=compile,
             seasonal_adjustment=seasonal_adjustment,
             adjustment_seasons=adjustment_seasons or None,
         )

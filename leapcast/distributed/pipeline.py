@@ -39,6 +39,7 @@ from leapcast.engine.speculative import SpecConfig
 from leapcast.engine.streams import random_seed
 from leapcast.forecaster import _interval_columns, check_spec, season_unused
 from leapcast.inputs import check_horizon
+from leapcast.models.compiled import check_compilable
 from leapcast.models.loading import leapcast_options
 from leapcast.models.sampling import SamplingConfig
 from leapcast.registry import model_name, resolve
@@ -74,6 +75,7 @@ def forecast(
     spec: SpecConfig | None = None,
     device: str = "cpu",
     dtype: str | None = None,
+    compile: bool = False,
     seasonal_adjustment: bool | None = None,
     adjustment_seasons: int | None = RECENT_SEASONS,
     workers: int | None = None,
@@ -97,8 +99,9 @@ def forecast(
     Returns a lazy Dataset of the frame ``Forecaster.forecast`` returns for the same rows (``id_col, time_col,
     <model>, <model>-lo-80, ...``), rows in no particular order: ``.write_parquet(dir)``, ``.to_pandas()``, ...
 
-    model, draft, spec, device, dtype, seasonal_adjustment, adjustment_seasons: as ``Forecaster.from_pretrained``
-    (a model is loaded once per worker; dtype is passed on only when given). A checkpoint folder must be readable
+    model, draft, spec, device, dtype, compile, seasonal_adjustment, adjustment_seasons: as
+    ``Forecaster.from_pretrained`` (a model is loaded once per worker, and compiles there on its first batch;
+    dtype and compile are passed on only when given). A checkpoint folder must be readable
     at the same path on every machine; bundled names and hub ids resolve on each.
     h, quantiles, level, point, id_col, time_col, target_col, freq, alias, season_length and ``sampling``
     (num_samples, temperature, top_k, top_p, seed, batch_size): as ``Forecaster.forecast``. Without ``freq``, each
@@ -120,6 +123,7 @@ def plan(
     spec=None,
     device="cpu",
     dtype=None,
+    compile=False,
     seasonal_adjustment=None,
     adjustment_seasons=RECENT_SEASONS,
     workers=None,
@@ -173,6 +177,9 @@ def plan(
     )
     if dtype is not None:
         load["dtype"] = dtype
+    if check_flag(compile, "compile"):
+        check_compilable(resolve(model, "model"), str(model))
+        load["compile"] = True
     gpus = 1 if str(device).startswith("cuda") else 0
     if not ray.is_initialized():  # as Ray Data would on its first step: a local Ray of this machine's cores
         start_local()

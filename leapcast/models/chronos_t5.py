@@ -15,6 +15,7 @@ import torch
 
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
+from leapcast.models.compiled import CompiledDecoder
 from leapcast.models.heads import Categorical
 from leapcast.models.rows import (
     append_rows,
@@ -67,6 +68,16 @@ class ChronosT5:
         self._bias_table: torch.Tensor | None = None
         # [D, V] copy of the tied embedding for the head; decoding only, the weights stay frozen.
         self._head_t = net.embed.weight.detach().t().contiguous() if net.lm_head is None else None
+        self._compiled: CompiledDecoder | None = None
+
+    def compile(self) -> None:
+        """Plain decoding steps through ``torch.compile`` from the next forecast on (``leapcast.models.compiled``)."""
+        if self._compiled is None:
+            self._compiled = CompiledDecoder(self.net)
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None and self._compiled.failed is None
 
     @property
     def device(self) -> torch.device:
@@ -296,6 +307,14 @@ class ChronosT5:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
         c: _ChronosCaches = state.caches
         n = steps.shape[1]
+        if self._compiled is not None and n == 1 and c.groups is None and len(c.layers) == self.num_decoder_layers:
+            positions = (
+                start.to(self.device) if isinstance(start, torch.Tensor) else torch.full_like(steps[:, 0], start)
+            )
+            if int(positions.max()) < state.max_steps:  # else the eager path below refuses it by name
+                logits = self._compiled(steps.to(self.device), positions, c.layers, c.bias_table, c.cross_mask)
+                if logits is not None:
+                    return logits
         runs = None
         at: int | Slots
         if isinstance(start, int):

@@ -146,12 +146,14 @@ class Dense(LinearMap):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == self.weight.dtype and self.weight.dtype != torch.bfloat16:
             return x @ self.weight
+        if torch.compiler.is_compiling():  # inductor packs constant weights itself (``leapcast.models.compiled``)
+            return (x.to(self.weight.dtype) @ self.weight).to(x.dtype)
         return self._packed(x, self.weight.t(), None)  # a lower tier: packed, whatever x's type
 
     def forward_in_tier(self, x: torch.Tensor) -> torch.Tensor:
         """The product in the weight's type, not cast back (for a ReLU next, which is exact in any type)."""
-        if x.dtype == self.weight.dtype and self.weight.dtype != torch.bfloat16:
-            return x @ self.weight
+        if (x.dtype == self.weight.dtype and self.weight.dtype != torch.bfloat16) or torch.compiler.is_compiling():
+            return x.to(self.weight.dtype) @ self.weight
         return self._packed(x.to(self.weight.dtype), self.weight.t(), None)
 
 
@@ -418,7 +420,8 @@ class T5(nn.Module):
         x = self.dec_norm(x)
         if self.lm_head is None:
             x = x * self.cfg.d_model**-0.5
-            if getattr(self, "tier", torch.float32) == torch.bfloat16 and x.dtype == torch.float32:
+            lower = getattr(self, "tier", torch.float32) == torch.bfloat16
+            if lower and x.dtype == torch.float32 and not torch.compiler.is_compiling():
                 # a lower tier gives up row-count-independent rounding anyway: oneDNN's packed float32 product,
                 # 2-3x faster than ``x @ tied_t`` at decoding's row counts here
                 return self._head_packed(x, self.embed.weight, None)

@@ -1,0 +1,156 @@
+"""A T5 decoder's one-position step compiled by ``torch.compile`` (inductor), for Chronos-T5.
+
+At a few rows a step (one series' sample paths) a decoder step is a few hundred small operations around a few
+dozen products, and on a CPU each operation's fixed cost adds up: with chronos-t5-small at 20 rows about a third of
+a step (docs/precision.md). Inductor fuses the norms, casts, residual adds, cache writes and the self-attention of
+one query into a few generated loops and, with ``max_autotune``, runs the products through its own matrix-unit
+kernels where they time faster (AMX here); those cast their float32 accumulators to float32 directly, so in the
+bfloat16 tier a compiled product's result is not rounded to bfloat16 as oneDNN's eager one is.
+
+Compiled: every pass over one position per row, rows series-major with equal counts, all decoder layers (plain
+decoding's steps and a draft's proposals, rows at their own positions included). Eager: passes over several
+positions (verify passes, a draft catching up), ragged rows (the server's continuous batching) and early-exit
+states. Each row's position is a tensor and the step attends over the cache's whole capacity with the causal mask
+from the bias table, so one graph serves every step (a Python int would be specialised on: a recompile per step).
+Inductor packs the weights as constants (``freezing``): the net's weights must not change after the first call.
+
+The first call compiles (about 15 s for chronos-t5-small here, in every new process: freezing keeps inductor's
+on-disk graph cache out) and new shapes (rows, context length, capacity) compile once more with dynamic sizes; so
+it pays for long jobs, not one short forecast, and is opted into (``Forecaster.from_pretrained(..., compile=True)``,
+``leapcast forecast --compile``). Float32 without it stays the reference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import nn
+from torch._dynamo.exc import TorchDynamoException
+from torch._inductor import config as inductor_config
+from torch.nn import functional as F
+
+from leapcast.checks import param
+from leapcast.models.rows import overlapping
+from leapcast.models.t5 import T5, DecoderLayer, LayerCache
+
+# Inductor settings while compiling. Set through ``torch._inductor.config.patch`` around each call (compiling
+# happens inside the first): torch.compile's own ``options`` did not turn freezing on in torch 2.13.
+COMPILE_OPTIONS = {
+    "freezing": True,  # weights as constants: packed once for the CPU's matrix units
+    "max_autotune": True,  # the products through inductor's own AMX / AVX-512 kernels where they time faster
+    "max_autotune_report_choices_stats": False,  # the timings of each choice: not printed
+    "autotune_num_choices_displayed": 0,
+}
+
+
+def check_compilable(folder: Path, name: str) -> None:
+    """Refuse ``compile=True`` for a checkpoint whose decoder has no compiled step (Toto), before loading it."""
+    from leapcast.models.loading import read_config
+    from leapcast.models.toto_presets import is_toto_config
+
+    if is_toto_config(read_config(Path(folder) / "config.json")):
+        raise ValueError(
+            f"{param('compile')}=True compiles Chronos-T5 decoders only; {name!r} is a Toto model: leave compile "
+            "off for it (docs/precision.md)"
+        )
+
+
+# inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
+warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
+
+
+class DecoderStep(nn.Module):
+    """One decoder position per row over every layer, the caches written in place, -> logits [R, 1, V] float32."""
+
+    def __init__(self, net: T5) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        steps: torch.Tensor,
+        positions: torch.Tensor,
+        bias_table: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        cross_keys: list[torch.Tensor],
+        cross_values: list[torch.Tensor],
+        cross_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """steps [R, 1] long, each row at its own position, ``positions`` [R] long; bias_table [H, T', T'] (the
+        causal mask folded in, T' >= T); keys, values [R, H, T, dk] per layer; cross_keys, cross_values
+        [B, H, L, dk]; cross_mask [B, 1, 1, L]."""
+        net = self.net
+        x = net.embed(steps)  # [R, 1, D]
+        r, b, capacity = x.shape[0], cross_keys[0].shape[0], keys[0].shape[2]
+        rows = torch.arange(r, device=x.device)
+        self_bias = bias_table[:, positions, :capacity].transpose(0, 1)  # [R, H, T]
+        for i, layer in enumerate(cast("Iterable[DecoderLayer]", net.dec_layers)):
+            heads, d_kv = layer.heads, layer.d_kv
+            q, k, v = layer.qkv(layer.norm_self(x)).view(r, 3, heads, d_kv).unbind(1)  # each [R, H, dk]
+            keys[i][rows, :, positions] = k
+            values[i][rows, :, positions] = v
+            out = _one_query_attention(q, keys[i], values[i], self_bias)  # [R, H, dk]
+            x = x + layer.o(out.reshape(r, 1, -1))
+            q = layer.cross_q(layer.norm_cross(x)).view(b, r // b, heads, d_kv).transpose(1, 2)  # [B, H, S, dk]
+            out = F.scaled_dot_product_attention(q, cross_keys[i], cross_values[i], attn_mask=cross_mask, scale=1.0)
+            x = x + layer.cross_o(out.transpose(1, 2).reshape(r, 1, -1))
+            x = x + layer.ff(layer.norm_ff(x))
+        return net.head(x)  # float32 in every tier, as eager decoding (docs/precision.md)
+
+
+class CompiledDecoder:
+    """The compiled step of one net, with eager decoding as the fallback where compiling fails."""
+
+    def __init__(self, net: T5) -> None:
+        self.step = torch.compile(DecoderStep(net))
+        self.failed: str | None = None
+        self.calls = 0  # steps decoded through the compiled graph
+
+    def __call__(
+        self,
+        steps: torch.Tensor,
+        positions: torch.Tensor,
+        layers: list[LayerCache],
+        bias_table: torch.Tensor,
+        cross_mask,
+    ) -> torch.Tensor | None:
+        """Logits [R, 1, V] of one step of every row at its position ([R] long), or None: decode eagerly
+        (compiling failed)."""
+        if self.failed is not None:
+            return None
+        for cache in layers:  # the expanded zeros of a fresh state get memory of their own, as ``LayerCache.write``
+            if overlapping(cache.k):
+                cache.k, cache.v = cache.k.contiguous(), cache.v.contiguous()
+        try:
+            with inductor_config.patch(COMPILE_OPTIONS):
+                logits = self.step(
+                    steps,
+                    positions,
+                    bias_table,
+                    [c.k for c in layers],
+                    [c.v for c in layers],
+                    [c.cross_k for c in layers],
+                    [c.cross_v for c in layers],
+                    cross_mask,
+                )
+        except TorchDynamoException as err:  # no C++ compiler, or inductor failing: decoding goes on eagerly
+            self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            warnings.warn(f"compile=True: torch.compile failed ({self.failed}); decoding eagerly", stacklevel=2)
+            return None
+        self.calls += 1
+        return logits
+
+
+def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """T5's unscaled attention for one query per row: q [R, H, dk], k, v [R, H, T, dk], bias [R, H, T] -> [R, H, dk].
+
+    As products and sums that inductor fuses into two reductions and a softmax: the CPU's fused kernel handles
+    each (row, head) apart, a couple of microseconds each (300 us a layer at 20 rows x 8 heads, 65 positions)."""
+    scores = (q[:, :, None] * k).sum(-1) + bias  # [R, H, T]
+    weights = scores.softmax(dim=-1)
+    return (weights[..., None] * v).sum(-2)

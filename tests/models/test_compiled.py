@@ -1,0 +1,144 @@
+"""Compiled decoding steps (``compile=True``): the same logits as eager decoding, used where they apply, eager where
+compiling fails, refused where there is nothing to compile."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_checkpoint
+from torch._dynamo.exc import TorchDynamoException
+
+import leapcast.models.compiled as compiled
+from leapcast import Forecaster, SpecConfig
+from leapcast.models.loading import load_model
+
+LIGHT = {"freezing": True}  # without max_autotune: seconds to compile instead of tens (the kernels are inductor's)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("compiled") / "tiny", layers=2, vocab=256, prediction_length=12)
+
+
+def contexts(n: int = 3, length: int = 40) -> torch.Tensor:
+    return torch.randn(n, length, generator=torch.Generator().manual_seed(1)).cumsum(-1)
+
+
+def greedy_steps(model, state, steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Logits of ``steps`` plain steps from the start token, each step's input its argmax: ([R, 1, V] each, tokens)."""
+    tokens = model.start_inputs(state)[:, None]
+    logits, chosen = [], []
+    for position in range(steps):
+        out = model.decode(tokens, position, state)
+        logits.append(out)
+        tokens = out[:, -1].argmax(-1, keepdim=True)
+        chosen.append(tokens)
+    return logits, torch.cat(chosen, 1)
+
+
+@pytest.mark.parametrize("options", [compiled.COMPILE_OPTIONS, LIGHT], ids=["autotuned", "light"])
+def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", options)
+    eager, fast = load_model(folder), load_model(folder)
+    fast.compile()
+    ctx = contexts()
+    want, want_tokens = greedy_steps(eager, eager.prefix(ctx, 5, 9), 9)
+    got, got_tokens = greedy_steps(fast, fast.prefix(ctx, 5, 9), 9)
+    assert fast.compiled and fast._compiled.calls == 9  # every step ran compiled
+    for a, b in zip(want, got):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5 * float(a.abs().max()))
+    assert torch.equal(got_tokens, want_tokens)
+
+
+def test_compiled_bfloat16_within_the_tiers_rounding(folder, monkeypatch):
+    """bfloat16 products round their results to 8 bits in eager decoding; compiled ones need not (inductor's
+    kernels cast the float32 accumulator): the two agree within that rounding (2**-8 of the largest logit)."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    eager, fast = load_model(folder, dtype="bfloat16"), load_model(folder, dtype="bfloat16")
+    fast.compile()
+    ctx = contexts()
+    want, _ = greedy_steps(eager, eager.prefix(ctx, 4, 6), 6)
+    state = fast.prefix(ctx, 4, 6)
+    tokens = fast.start_inputs(state)[:, None]
+    for position, a in enumerate(want):
+        b = fast.decode(tokens, position, state)
+        assert float((b - a).abs().max()) <= 2**-8 * float(a.abs().max())
+        tokens = a[:, -1].argmax(-1, keepdim=True)  # eager's choices, so both read the same inputs
+    assert fast._compiled.calls == 6
+
+
+def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch):
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    series = [np.asarray(c) for c in contexts(4, 30).numpy()]
+    eager = Forecaster.from_pretrained(folder)
+    fast = Forecaster.from_pretrained(folder, compile=True)
+    want = eager.predict(series, 12, num_samples=1, top_k=1, seed=0, progress=False)
+    got = fast.predict(series, 12, num_samples=1, top_k=1, seed=0, progress=False)
+    assert fast.model._compiled.calls == 12
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_speculative_with_compile_drafts_compiled(folder, tmp_path, monkeypatch):
+    """A draft's proposals are plain steps of the draft: compiled too; the target's verify passes stay eager.
+    Greedy speculative decoding still gives plain greedy decoding's forecast."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    draft = make_checkpoint(tmp_path / "draft", layers=1, vocab=256, prediction_length=12, seed=3)
+    series = [np.asarray(c) for c in contexts(2, 30).numpy()]
+    plain = Forecaster.from_pretrained(folder).predict(series, 12, num_samples=1, top_k=1, progress=False)
+    fc = Forecaster.from_pretrained(folder, draft=str(draft), spec=SpecConfig(k=3, adaptive=False), compile=True)
+    got = fc.predict(series, 12, num_samples=1, top_k=1, progress=False)
+    assert fc.proposer.draft._compiled.calls > 0
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(plain))
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(folder):
+    fast, eager = load_model(folder), load_model(folder)
+    fast.compile()
+
+    def broken(*args, **kwargs):
+        raise TorchDynamoException("no C++ compiler found")
+
+    fast._compiled.step = broken
+    ctx = contexts()
+    want, _ = greedy_steps(eager, eager.prefix(ctx, 2, 4), 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got, _ = greedy_steps(fast, fast.prefix(ctx, 2, 4), 4)
+    assert not fast.compiled and "no C++ compiler found" in fast._compiled.failed
+    assert sum("decoding eagerly" in str(w.message) for w in caught) == 1  # once, not once a step
+    for a, b in zip(want, got):
+        assert torch.equal(a, b)
+
+
+def test_compile_refused_for_toto_and_non_flags():
+    with pytest.raises(ValueError, match=r"`compile`=True compiles Chronos-T5 decoders only; 'house-patch-target'"):
+        Forecaster.from_pretrained("house-patch-target", compile=True)
+    with pytest.raises(ValueError, match=r"`compile` must be True or False, got 'yes'"):
+        Forecaster.from_pretrained("house-target", compile="yes")
+
+
+def test_cli_compile_forecasts_as_the_api(folder, tmp_path, monkeypatch):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from leapcast.cli import app
+
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    rng = np.random.default_rng(0)
+    frame = pd.concat(
+        pd.DataFrame({"unique_id": uid, "ds": np.arange(n), "y": rng.normal(50, 5, n)})
+        for uid, n in (("a", 30), ("b", 24))
+    )
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    args = ["forecast", "--model", str(folder), "--input", str(tmp_path / "in.csv"), "--h", "5", "--seed", "0"]
+    result = CliRunner().invoke(app, [*args, "--num-samples", "6", "--output", str(tmp_path / "out.csv"), "--compile"])
+    assert result.exit_code == 0, result.output
+    want = Forecaster.from_pretrained(folder, compile=True).forecast(frame, 5, seed=0, num_samples=6)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out.csv"), want, check_dtype=False)
+
+    refused = CliRunner().invoke(app, ["forecast", "--input", str(tmp_path / "in.csv"), "--h", "5", "--compile"])
+    assert refused.exit_code != 0
+    assert "compilesChronos-T5decodersonly" in "".join(refused.output.split())  # rich wraps at the console width
