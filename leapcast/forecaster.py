@@ -26,9 +26,7 @@ from leapcast.engine.sampling import SamplingConfig, stream_key
 from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import RowStreams, random_seed
 from leapcast.inputs import as_items, as_series_list, check_horizon, left_pad, power_of_two_scale, raw_range_scale
-from leapcast.models.chronos_t5 import ChronosT5
-from leapcast.models.compiled import check_compilable
-from leapcast.models.loading import leapcast_options, load_model
+from leapcast.models.loading import check_compilable, leapcast_options, load_model
 from leapcast.models.precision import resolve_tier, tier_name
 from leapcast.registry import model_name, resolve
 
@@ -194,18 +192,13 @@ class Forecaster:
         dtype = resolve_tier(dtype, device)
         folder = resolve(path)
         if check_flag(compile, "compile"):
-            check_compilable(folder, model_name(path, folder))
-        model = load_model(folder, device=device, dtype=dtype)
-        if compile:
-            model.compile()
+            check_compilable(folder, model_name(path, folder))  # named as the user named it
+        model = load_model(folder, device=device, dtype=dtype, compile=compile)
         proposer = None
         if draft is not None:
 
             def load_draft(name: str):
-                drafter = load_model(resolve(name, "draft"), device=device, dtype=dtype)
-                if compile and isinstance(drafter, ChronosT5):
-                    drafter.compile()
-                return drafter
+                return load_model(resolve(name, "draft"), device=device, dtype=dtype, compile=compile)
 
             settings = spec or SpecConfig()
             proposer = make_proposer(

@@ -39,8 +39,7 @@ from leapcast.engine.speculative import SpecConfig
 from leapcast.engine.streams import random_seed
 from leapcast.forecaster import _interval_columns, check_spec, season_unused
 from leapcast.inputs import check_horizon
-from leapcast.models.compiled import check_compilable
-from leapcast.models.loading import leapcast_options
+from leapcast.models.loading import check_compilable, leapcast_options
 from leapcast.models.sampling import SamplingConfig
 from leapcast.registry import model_name, resolve
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from pathlib import Path
 from typing import cast
 
 import torch
@@ -33,7 +32,6 @@ from torch._dynamo.exc import TorchDynamoException
 from torch._inductor import config as inductor_config
 from torch.nn import functional as F
 
-from leapcast.checks import param
 from leapcast.models.rows import overlapping
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache
 
@@ -45,18 +43,6 @@ COMPILE_OPTIONS = {
     "max_autotune_report_choices_stats": False,  # the timings of each choice: not printed
     "autotune_num_choices_displayed": 0,
 }
-
-
-def check_compilable(folder: Path, name: str) -> None:
-    """Refuse ``compile=True`` for a checkpoint whose decoder has no compiled step (Toto), before loading it."""
-    from leapcast.models.loading import read_config
-    from leapcast.models.toto_presets import is_toto_config
-
-    if is_toto_config(read_config(Path(folder) / "config.json")):
-        raise ValueError(
-            f"{param('compile')}=True compiles Chronos-T5 decoders only; {name!r} is a Toto model: leave compile "
-            "off for it (docs/precision.md)"
-        )
 
 
 # inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from leapcast.allocator import tune_malloc
+from leapcast.checks import check_flag, param
 from leapcast.models.chronos_t5 import ChronosT5
 from leapcast.models.chronos_tokenizer import ChronosTokenizerConfig
 from leapcast.models.precision import lower, resolve_tier
@@ -89,13 +90,18 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None):
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, compile: bool = False
+):
     """A native model for the checkpoint folder at ``path``: Chronos-T5 or Toto, told apart by config.json.
 
     ``dtype``: the precision tier its linear maps run in (``leapcast.models.precision``: float32, bfloat16,
     auto; None: float32); activations stay float32 (float64 for a float64 net, which the tests use).
+    ``compile``: decoding steps through ``torch.compile`` (``leapcast.models.compiled``; Chronos-T5 only).
     """
     tier = resolve_tier(dtype, device)
+    if check_flag(compile, "compile"):
+        check_compilable(path)
     tune_malloc()  # decoding's temporaries reuse freed memory (``leapcast.allocator``)
     config, weights = read_checkpoint(path)
     if is_toto_config(config):
@@ -129,7 +135,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
         )
     net = T5(cfg)
     _load_weights(net, convert_hf_t5(weights, cfg), Path(path))
-    return ChronosT5(_in_tier(net, device, tier), chronos, name=Path(path).name)
+    model = ChronosT5(_in_tier(net, device, tier), chronos, name=Path(path).name)
+    if compile:
+        model.compile()
+    return model
+
+
+def check_compilable(path: str | Path, name: str | None = None) -> None:
+    """Refuse ``compile=True`` for a checkpoint whose decoder has no compiled step (Toto), before its weights load."""
+    if is_toto_config(read_config(Path(path) / "config.json")):
+        raise ValueError(
+            f"{param('compile')}=True compiles Chronos-T5 decoders only; {name or Path(path).name!r} is a Toto "
+            "model: leave compile off for it (docs/precision.md)"
+        )
 
 
 def _in_tier(net: NetT, device, tier: torch.dtype) -> NetT:
