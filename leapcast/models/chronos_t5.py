@@ -311,8 +311,9 @@ class ChronosT5:
             positions = (
                 start.to(self.device) if isinstance(start, torch.Tensor) else torch.full_like(steps[:, 0], start)
             )
-            if int(positions.max()) < state.max_steps:  # else the eager path below refuses it by name
-                logits = self._compiled(steps.to(self.device), positions, c.layers, c.bias_table, c.cross_mask)
+            used = int(positions.max()) + 1
+            if used <= state.max_steps:  # else the eager path below refuses it by name
+                logits = self._compiled(steps.to(self.device), positions, used, c.layers, c.bias_table, c.cross_mask)
                 if logits is not None:
                     return logits
         runs = None

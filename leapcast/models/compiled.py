@@ -45,6 +45,8 @@ COMPILE_OPTIONS = {
 }
 
 
+SPAN = 16  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
+
 # inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
 warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
 
@@ -83,7 +85,10 @@ class DecoderStep(nn.Module):
             out = _one_query_attention(q, keys[i], values[i], self_bias)  # [R, H, dk]
             x = x + layer.o(out.reshape(r, 1, -1))
             q = layer.cross_q(layer.norm_cross(x)).view(b, r // b, heads, d_kv).transpose(1, 2)  # [B, H, S, dk]
-            out = F.scaled_dot_product_attention(q, cross_keys[i], cross_values[i], attn_mask=cross_mask, scale=1.0)
+            ck, cv = cross_keys[i], cross_values[i]
+            out = F.scaled_dot_product_attention(
+                q.to(ck.dtype), ck, cv, attn_mask=cross_mask.to(ck.dtype), scale=1.0
+            ).to(x.dtype)
             x = x + layer.cross_o(out.transpose(1, 2).reshape(r, 1, -1))
             x = x + layer.ff(layer.norm_ff(x))
         return net.head(x)  # float32 in every tier, as eager decoding (docs/precision.md)
@@ -94,6 +99,7 @@ class CompiledDecoder:
 
     def __init__(self, net: T5) -> None:
         self.step = torch.compile(DecoderStep(net))
+        self.tier = getattr(net, "tier", torch.float32)
         self.failed: str | None = None
         self.calls = 0  # steps decoded through the compiled graph
 
@@ -101,27 +107,33 @@ class CompiledDecoder:
         self,
         steps: torch.Tensor,
         positions: torch.Tensor,
+        used: int,
         layers: list[LayerCache],
         bias_table: torch.Tensor,
-        cross_mask,
+        cross_mask: torch.Tensor,
     ) -> torch.Tensor | None:
-        """Logits [R, 1, V] of one step of every row at its position ([R] long), or None: decode eagerly
-        (compiling failed)."""
+        """Logits [R, 1, V] of one step of every row at its position ([R] long, below ``used``), or None: decode
+        eagerly (compiling failed).
+
+        The step sees the caches' first ``used`` positions rounded up to a multiple of ``SPAN`` (the positions
+        past a row's own are masked, so the logits do not depend on it; a few sizes: one dynamic-size graph)."""
         if self.failed is not None:
             return None
         for cache in layers:  # the expanded zeros of a fresh state get memory of their own, as ``LayerCache.write``
             if overlapping(cache.k):
                 cache.k, cache.v = cache.k.contiguous(), cache.v.contiguous()
+        span = min(-(-used // SPAN) * SPAN, layers[0].k.shape[2])
+        lows = [self._cross_in_tier(c) for c in layers]
         try:
             with inductor_config.patch(COMPILE_OPTIONS):
                 logits = self.step(
                     steps,
                     positions,
                     bias_table,
-                    [c.k for c in layers],
-                    [c.v for c in layers],
-                    [c.cross_k for c in layers],
-                    [c.cross_v for c in layers],
+                    [c.k[:, :, :span] for c in layers],
+                    [c.v[:, :, :span] for c in layers],
+                    [low[1] for low in lows],
+                    [low[2] for low in lows],
                     cross_mask,
                 )
         except TorchDynamoException as err:  # no C++ compiler, or inductor failing: decoding goes on eagerly
@@ -130,6 +142,15 @@ class CompiledDecoder:
             return None
         self.calls += 1
         return logits
+
+    def _cross_in_tier(self, cache: LayerCache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cross_k, keys, values) for the compiled step: in a lower tier a copy of the cross-attention's keys and
+        values in its type, made once per cache (the eager path keeps float32 ones)."""
+        if self.tier == torch.float32 or cache.cross_k.dtype == self.tier:
+            return cache.cross_k, cache.cross_k, cache.cross_v
+        if cache.cross_low is None or cache.cross_low[0] is not cache.cross_k:
+            cache.cross_low = (cache.cross_k, cache.cross_k.to(self.tier), cache.cross_v.to(self.tier))
+        return cache.cross_low
 
 
 def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

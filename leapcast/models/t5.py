@@ -321,6 +321,9 @@ class LayerCache:
     cross_k: torch.Tensor  # [B, H, L, dk] shared by the rows of a series
     cross_v: torch.Tensor  # [B, H, L, dk]
     room: tuple[torch.Tensor, torch.Tensor] | None = None  # the buffers k and v are the first rows of (models.rows)
+    cross_low: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = (
+        None  # cross_k and its keys and values in a lower tier (compiled)
+    )
 
     def write(self, k: torch.Tensor, v: torch.Tensor, start: int | Slots) -> None:
         """k, v [R, H, n, dk] into positions start..start+n-1 of each row (``Slots``: rows at their own positions)."""

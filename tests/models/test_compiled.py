@@ -45,9 +45,10 @@ def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
     eager, fast = load_model(folder), load_model(folder)
     fast.compile()
     ctx = contexts()
-    want, want_tokens = greedy_steps(eager, eager.prefix(ctx, 5, 9), 9)
-    got, got_tokens = greedy_steps(fast, fast.prefix(ctx, 5, 9), 9)
-    assert fast.compiled and fast._compiled.calls == 9  # every step ran compiled
+    steps = compiled.SPAN + 4  # the step reads 16 cache positions, then all 20
+    want, want_tokens = greedy_steps(eager, eager.prefix(ctx, 5, steps), steps)
+    got, got_tokens = greedy_steps(fast, fast.prefix(ctx, 5, steps), steps)
+    assert fast.compiled and fast._compiled.calls == steps  # every step ran compiled
     for a, b in zip(want, got):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5 * float(a.abs().max()))
     assert torch.equal(got_tokens, want_tokens)
