@@ -177,7 +177,8 @@ def plan(
     if dtype is not None:
         load["dtype"] = dtype
     if check_flag(compile, "compile"):
-        check_compilable(resolve(model, "model"), str(model))
+        folder = resolve(model, "model")
+        check_compilable(folder, model_name(model, folder))
         load["compile"] = True
     gpus = 1 if str(device).startswith("cuda") else 0
     if not ray.is_initialized():  # as Ray Data would on its first step: a local Ray of this machine's cores

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from leapcast.models.base import DecoderState, Tokenized
 from leapcast.models.chronos_tokenizer import ChronosTokenizer, ChronosTokenizerConfig
-from leapcast.models.compiled import CompiledDecoder
 from leapcast.models.heads import Categorical
 from leapcast.models.rows import (
     append_rows,
@@ -29,6 +28,9 @@ from leapcast.models.rows import (
 )
 from leapcast.models.rows import grouped as _grouped
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
+
+if TYPE_CHECKING:
+    from leapcast.models.compiled import CompiledDecoder
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = (
@@ -68,11 +70,13 @@ class ChronosT5:
         self._bias_table: torch.Tensor | None = None
         # [D, V] copy of the tied embedding for the head; decoding only, the weights stay frozen.
         self._head_t = net.embed.weight.detach().t().contiguous() if net.lm_head is None else None
-        self._compiled: CompiledDecoder | None = None
+        self._compiled: CompiledDecoder | None = None  # ``compile``
 
     def compile(self) -> None:
         """Plain decoding steps through ``torch.compile`` from the next forecast on (``leapcast.models.compiled``)."""
         if self._compiled is None:
+            from leapcast.models.compiled import CompiledDecoder  # torch's compiler loads only when asked for
+
             self._compiled = CompiledDecoder(self.net)
 
     @property
@@ -307,11 +311,13 @@ class ChronosT5:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
         c: _ChronosCaches = state.caches
         n = steps.shape[1]
+        # one position per row, series-major rows, every layer (not an early-exit state): the compiled step
         if self._compiled is not None and n == 1 and c.groups is None and len(c.layers) == self.num_decoder_layers:
-            positions = (
-                start.to(self.device) if isinstance(start, torch.Tensor) else torch.full_like(steps[:, 0], start)
-            )
-            used = int(positions.max()) + 1
+            if isinstance(start, int):
+                positions, used = torch.full((len(steps),), start, dtype=torch.long, device=self.device), start + 1
+            else:
+                positions = start.to(self.device)  # [R] long
+                used = int(positions.max()) + 1
             if used <= state.max_steps:  # else the eager path below refuses it by name
                 logits = self._compiled(steps.to(self.device), positions, used, c.layers, c.bias_table, c.cross_mask)
                 if logits is not None:

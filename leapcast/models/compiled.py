@@ -5,13 +5,16 @@ dozen products, and on a CPU each operation's fixed cost adds up: with chronos-t
 a step (docs/precision.md). Inductor fuses the norms, casts, residual adds, cache writes and the self-attention of
 one query into a few generated loops and, with ``max_autotune``, runs the products through its own matrix-unit
 kernels where they time faster (AMX here); those cast their float32 accumulators to float32 directly, so in the
-bfloat16 tier a compiled product's result is not rounded to bfloat16 as oneDNN's eager one is.
+bfloat16 tier a compiled product's result is not rounded to bfloat16 as oneDNN's eager one is. In a lower tier the
+cross-attention runs in the tier's type (its keys and values copied once per cache: half the bytes the step
+reads; scores and softmax accumulate in float32 inside the kernel), as the tier's products do.
 
 Compiled: every pass over one position per row, rows series-major with equal counts, all decoder layers (plain
 decoding's steps and a draft's proposals, rows at their own positions included). Eager: passes over several
 positions (verify passes, a draft catching up), ragged rows (the server's continuous batching) and early-exit
-states. Each row's position is a tensor and the step attends over the cache's whole capacity with the causal mask
-from the bias table, so one graph serves every step (a Python int would be specialised on: a recompile per step).
+states. Each row's position is a tensor and the step reads the cache positions in use, rounded up to a multiple of
+``SPAN``, under the causal mask of the bias table, so one dynamic-size graph serves every step (a Python int would
+be specialised on: a recompile per step).
 Inductor packs the weights as constants (``freezing``): the net's weights must not change after the first call.
 
 The first call compiles (about 15 s for chronos-t5-small here, in every new process: freezing keeps inductor's
@@ -22,13 +25,15 @@ it pays for long jobs, not one short forecast, and is opted into (``Forecaster.f
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable
 from typing import cast
 
 import torch
 from torch import nn
-from torch._dynamo.exc import TorchDynamoException
+from torch._dynamo import config as dynamo_config
+from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
 from torch._inductor import config as inductor_config
 from torch.nn import functional as F
 
@@ -36,19 +41,21 @@ from leapcast.models.rows import overlapping
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache
 
 # Inductor settings while compiling. Set through ``torch._inductor.config.patch`` around each call (compiling
-# happens inside the first): torch.compile's own ``options`` did not turn freezing on in torch 2.13.
+# happens inside the first): torch.compile's own ``options`` did not turn freezing on in torch 2.13. Settings an
+# older torch lacks are left out (``_settings``).
 COMPILE_OPTIONS = {
     "freezing": True,  # weights as constants: packed once for the CPU's matrix units
     "max_autotune": True,  # the products through inductor's own AMX / AVX-512 kernels where they time faster
     "max_autotune_report_choices_stats": False,  # the timings of each choice: not printed
     "autotune_num_choices_displayed": 0,
 }
+# Every net's step shares one code object, so its compiled graphs (nets, shapes) share dynamo's limit: raised,
+# and reaching it raises (then decoding goes on eagerly, with a warning) instead of running eagerly unannounced.
+DYNAMO_OPTIONS = {"recompile_limit": 64, "fail_on_recompile_limit_hit": True}
+_COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
 
 
 SPAN = 16  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
-
-# inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
-warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
 
 
 class DecoderStep(nn.Module):
@@ -70,13 +77,13 @@ class DecoderStep(nn.Module):
         cross_mask: torch.Tensor,
     ) -> torch.Tensor:
         """steps [R, 1] long, each row at its own position, ``positions`` [R] long; bias_table [H, T', T'] (the
-        causal mask folded in, T' >= T); keys, values [R, H, T, dk] per layer; cross_keys, cross_values
-        [B, H, L, dk]; cross_mask [B, 1, 1, L]."""
+        causal mask folded in, T' >= T); keys, values [R, H, T, dk] per layer (each row's first T cache positions);
+        cross_keys, cross_values [B, H, L, dk] in the tier's type; cross_mask [B, 1, 1, L]."""
         net = self.net
         x = net.embed(steps)  # [R, 1, D]
-        r, b, capacity = x.shape[0], cross_keys[0].shape[0], keys[0].shape[2]
+        r, b, span = x.shape[0], cross_keys[0].shape[0], keys[0].shape[2]
         rows = torch.arange(r, device=x.device)
-        self_bias = bias_table[:, positions, :capacity].transpose(0, 1)  # [R, H, T]
+        self_bias = bias_table[:, positions, :span].transpose(0, 1)  # [R, H, T]
         for i, layer in enumerate(cast("Iterable[DecoderLayer]", net.dec_layers)):
             heads, d_kv = layer.heads, layer.d_kv
             q, k, v = layer.qkv(layer.norm_self(x)).view(r, 3, heads, d_kv).unbind(1)  # each [R, H, dk]
@@ -86,9 +93,8 @@ class DecoderStep(nn.Module):
             x = x + layer.o(out.reshape(r, 1, -1))
             q = layer.cross_q(layer.norm_cross(x)).view(b, r // b, heads, d_kv).transpose(1, 2)  # [B, H, S, dk]
             ck, cv = cross_keys[i], cross_values[i]
-            out = F.scaled_dot_product_attention(
-                q.to(ck.dtype), ck, cv, attn_mask=cross_mask.to(ck.dtype), scale=1.0
-            ).to(x.dtype)
+            mask = cross_mask.clamp(min=torch.finfo(ck.dtype).min).to(ck.dtype)  # float32's min is -inf in bfloat16
+            out = F.scaled_dot_product_attention(q.to(ck.dtype), ck, cv, attn_mask=mask, scale=1.0).to(x.dtype)
             x = x + layer.cross_o(out.transpose(1, 2).reshape(r, 1, -1))
             x = x + layer.ff(layer.norm_ff(x))
         return net.head(x)  # float32 in every tier, as eager decoding (docs/precision.md)
@@ -98,6 +104,8 @@ class CompiledDecoder:
     """The compiled step of one net, with eager decoding as the fallback where compiling fails."""
 
     def __init__(self, net: T5) -> None:
+        # inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
         self.step = torch.compile(DecoderStep(net))
         self.tier = getattr(net, "tier", torch.float32)
         self.failed: str | None = None
@@ -125,20 +133,23 @@ class CompiledDecoder:
         span = min(-(-used // SPAN) * SPAN, layers[0].k.shape[2])
         lows = [self._cross_in_tier(c) for c in layers]
         try:
-            with inductor_config.patch(COMPILE_OPTIONS):
-                logits = self.step(
-                    steps,
-                    positions,
-                    bias_table,
-                    [c.k[:, :, :span] for c in layers],
-                    [c.v[:, :, :span] for c in layers],
-                    [low[1] for low in lows],
-                    [low[2] for low in lows],
-                    cross_mask,
-                )
-        except TorchDynamoException as err:  # no C++ compiler, or inductor failing: decoding goes on eagerly
+            with _COMPILING, inductor_config.patch(_settings(inductor_config, COMPILE_OPTIONS)):
+                with dynamo_config.patch(_settings(dynamo_config, DYNAMO_OPTIONS)):
+                    logits = self.step(
+                        steps,
+                        positions,
+                        bias_table,
+                        [c.k[:, :, :span] for c in layers],
+                        [c.v[:, :, :span] for c in layers],
+                        [low[1] for low in lows],
+                        [low[2] for low in lows],
+                        cross_mask,
+                    )
+        except (TorchDynamoException, FailOnRecompileLimitHit) as err:  # no C++ compiler, inductor failing, ...
             self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-            warnings.warn(f"compile=True: torch.compile failed ({self.failed}); decoding eagerly", stacklevel=2)
+            warnings.warn(
+                f"compile=True: torch.compile failed ({self.failed}); decoding eagerly", RuntimeWarning, stacklevel=4
+            )
             return None
         self.calls += 1
         return logits
@@ -161,3 +172,8 @@ def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias
     scores = (q[:, :, None] * k).sum(-1) + bias  # [R, H, T]
     weights = scores.softmax(dim=-1)
     return (weights[..., None] * v).sum(-2)
+
+
+def _settings(config, wanted: dict) -> dict:
+    """The settings of ``wanted`` this torch's ``config`` module has (older releases lack some)."""
+    return {name: value for name, value in wanted.items() if hasattr(config, name)}
