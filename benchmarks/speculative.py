@@ -78,7 +78,7 @@ def measure(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         target = checkpoint(args.target, Path(tmp))
         draft = checkpoint(args.draft, Path(tmp)) if args.draft else None
-        tier = dict(dtype=args.dtype)
+        tier = dict(dtype=args.dtype, compile=args.compile)
         plain = Forecaster.from_pretrained(target, **tier)
         for batch in args.batches:
             ctx = contexts(batch)
@@ -130,6 +130,7 @@ def measure(args) -> list[dict]:
                         cost_ratio=c,
                         bound=speedup_bound(a, spec.k, c),
                         dtype=args.dtype,
+                        compiled=args.compile,
                         verify_cost=verify,
                         bound_with_verify=speedup_bound(a, spec.k, c, verify),
                         accepted_per_position=[x / max(st.drafts, 1) for x in st.accepted_per_position],
@@ -210,6 +211,7 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32", help="the tier of target and draft (float32, bfloat16, auto)")
+    p.add_argument("--compile", action="store_true", help="compile=True for target and draft (one-position steps)")
     p.add_argument("--project", action="store_true", help="cost projection for official sizes instead of a measurement")
     p.add_argument("--project-sizes", nargs="+", default=["tiny", "mini", "small", "base"])
     p.add_argument("--project-targets", nargs="+", default=["small", "base"])
