@@ -84,13 +84,12 @@ def main() -> None:
                 first: dict[str, float] = {}
                 for label, fn in runs.items():  # untimed: one-off costs (allocator, packing, lazy imports, compiling)
                     start = time.perf_counter()
-                    if label.endswith("compiled"):  # compiled for the timed calls' shapes
-                        fn(ctx, args.horizon, args.samples)
-                    else:
+                    if not label.endswith("compiled"):
                         fn(ctx[:1], 2, 2)
+                        continue
+                    fn(ctx, args.horizon, args.samples)  # compiled for the timed calls' shapes
                     first[label] = time.perf_counter() - start
-                    if label.endswith("compiled"):
-                        print(f"{name:18s} batch {batch:3d} {label:18s} first call (compiling) {first[label]:.1f}s")
+                    print(f"{name:18s} batch {batch:3d} {label:18s} first call (compiling) {first[label]:.1f}s")
                 seconds: dict[str, list[float]] = {label: [] for label in runs}
                 for _ in range(args.repeats):
                     for label, fn in runs.items():
@@ -109,7 +108,7 @@ def main() -> None:
                         threads=args.threads,
                         repeats=args.repeats,
                         seconds=statistics.median(times),
-                        first_call_seconds=first[label] if label.endswith("compiled") else None,
+                        first_call_seconds=first.get(label),
                         speedup=statistics.median(b / t for b, t in zip(base, times)),
                     )
                     rows.append(row)

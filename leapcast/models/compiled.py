@@ -37,7 +37,6 @@ from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
 from torch._inductor import config as inductor_config
 from torch.nn import functional as F
 
-from leapcast.models.rows import overlapping
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache
 
 # Inductor settings while compiling. Set through ``torch._inductor.config.patch`` around each call (compiling
@@ -106,6 +105,7 @@ class CompiledDecoder:
         warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
         self.step = torch.compile(DecoderStep(net))
         self.tier = getattr(net, "tier", torch.float32)
+        self.settings = _settings(inductor_config, COMPILE_OPTIONS), _settings(dynamo_config, DYNAMO_OPTIONS)
         self.failed: str | None = None
         self.calls = 0  # steps decoded through the compiled graph
 
@@ -125,24 +125,22 @@ class CompiledDecoder:
         past a row's own are masked, so the logits do not depend on it; a few sizes: one dynamic-size graph)."""
         if self.failed is not None:
             return None
-        for cache in layers:  # the expanded zeros of a fresh state get memory of their own, as ``LayerCache.write``
-            if overlapping(cache.k):
-                cache.k, cache.v = cache.k.contiguous(), cache.v.contiguous()
+        for cache in layers:  # the step writes into them in place
+            cache.writable()
         span = min(-(-used // SPAN) * SPAN, layers[0].k.shape[2])
         lows = [self._cross_in_tier(c) for c in layers]
         try:
-            with _COMPILING, inductor_config.patch(_settings(inductor_config, COMPILE_OPTIONS)):
-                with dynamo_config.patch(_settings(dynamo_config, DYNAMO_OPTIONS)):
-                    logits = self.step(
-                        steps,
-                        positions,
-                        bias_table,
-                        [c.k[:, :, :span] for c in layers],
-                        [c.v[:, :, :span] for c in layers],
-                        [low[1] for low in lows],
-                        [low[2] for low in lows],
-                        cross_mask,
-                    )
+            with _COMPILING, inductor_config.patch(self.settings[0]), dynamo_config.patch(self.settings[1]):
+                logits = self.step(
+                    steps,
+                    positions,
+                    bias_table,
+                    [c.k[:, :, :span] for c in layers],
+                    [c.v[:, :, :span] for c in layers],
+                    [low[1] for low in lows],
+                    [low[2] for low in lows],
+                    cross_mask,
+                )
         except (TorchDynamoException, FailOnRecompileLimitHit) as err:  # no C++ compiler, inductor failing, ...
             self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
             warnings.warn(

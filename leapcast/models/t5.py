@@ -321,14 +321,17 @@ class LayerCache:
     cross_k: torch.Tensor  # [B, H, L, dk] shared by the rows of a series
     cross_v: torch.Tensor  # [B, H, L, dk]
     room: tuple[torch.Tensor, torch.Tensor] | None = None  # the buffers k and v are the first rows of (models.rows)
-    cross_low: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = (
-        None  # cross_k and its keys and values in a lower tier (compiled)
-    )
+    # cross_k and its keys and values in a lower tier, for the compiled step (``leapcast.models.compiled``)
+    cross_low: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def writable(self) -> None:
+        """Give k and v memory of their own while they are still the expanded zeros of ``ChronosT5.setup``."""
+        if overlapping(self.k):
+            self.k, self.v = self.k.contiguous(), self.v.contiguous()
 
     def write(self, k: torch.Tensor, v: torch.Tensor, start: int | Slots) -> None:
         """k, v [R, H, n, dk] into positions start..start+n-1 of each row (``Slots``: rows at their own positions)."""
-        if overlapping(self.k):  # still the expanded zeros of a join (``ChronosT5.setup``): memory of their own now
-            self.k, self.v = self.k.contiguous(), self.v.contiguous()
+        self.writable()
         if isinstance(start, int):
             n = k.shape[2]
             self.k[:, :, start : start + n] = k
