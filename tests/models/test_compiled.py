@@ -18,13 +18,16 @@ from leapcast.models.loading import load_model
 LIGHT = {"freezing": True}  # without max_autotune: seconds to compile instead of tens (the kernels are inductor's)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def compiler():
     """Skip where torch.compile cannot build CPU code (no C++ compiler): leapcast decodes eagerly there."""
     try:
         torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
     except TorchDynamoException as err:
         pytest.skip(f"torch.compile does not run here ({type(err).__name__})")
+
+
+compiles = pytest.mark.usefixtures("compiler")  # the tests that run compiled code (the fallback and refusals need none)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,7 @@ def greedy_steps(model, state, steps: int, inputs: torch.Tensor | None = None):
     return logits, torch.cat(chosen, 1)
 
 
+@compiles
 @pytest.mark.parametrize("options", [compiled.COMPILE_OPTIONS, LIGHT], ids=["autotuned", "light"])
 def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", options)
@@ -64,6 +68,7 @@ def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
     assert torch.equal(got_tokens, want_tokens)
 
 
+@compiles
 @pytest.mark.parametrize("options", [compiled.COMPILE_OPTIONS, LIGHT], ids=["autotuned", "light"])
 def test_compiled_bfloat16_within_the_tiers_rounding(folder, monkeypatch, options):
     """bfloat16 products round their results to 8 bits in eager decoding; inductor's autotuned ones cast their
@@ -83,6 +88,7 @@ def test_compiled_bfloat16_within_the_tiers_rounding(folder, monkeypatch, option
     assert fast._compiled.calls == 6
 
 
+@compiles
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_rows_at_their_own_positions_match_eager(folder, monkeypatch, dtype):
     """As a draft's proposals after a speculative pass: every row at its own position (some before positions
@@ -104,6 +110,7 @@ def test_rows_at_their_own_positions_match_eager(folder, monkeypatch, dtype):
     assert float((got - want).abs().max()) <= bound * float(want.abs().max())
 
 
+@compiles
 def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch):
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
     series = [np.asarray(c) for c in contexts(4, 30).numpy()]
@@ -115,6 +122,7 @@ def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@compiles
 def test_speculative_with_compile_drafts_compiled(folder, tmp_path, monkeypatch):
     """A draft's proposals are plain steps of the draft: compiled too; the target's verify passes stay eager.
     Greedy speculative decoding still gives plain greedy decoding's forecast."""
@@ -154,6 +162,7 @@ def test_compile_refused_for_toto_and_non_flags():
         Forecaster.from_pretrained("house-target", compile="yes")
 
 
+@compiles
 def test_cli_compile_forecasts_as_the_api(folder, tmp_path, monkeypatch):
     import pandas as pd
     from typer.testing import CliRunner
