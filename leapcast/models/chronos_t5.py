@@ -91,6 +91,15 @@ class ChronosT5:
     def dtype(self) -> torch.dtype:
         return self.net.embed.weight.dtype
 
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """The self-attention caches' type: the tier's when decoding steps are compiled in a lower tier (the step
+        reads every cached position of every row: half the bytes; the eager tier rounds keys and values to it
+        already), float32 otherwise (``LayerCache.read`` gives eager passes float32)."""
+        if self._compiled is not None and self._compiled.tier != torch.float32:
+            return self._compiled.tier
+        return self.dtype
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 
@@ -132,7 +141,7 @@ class ChronosT5:
     def row_cache_bytes(self, positions: int, variates: int = 1) -> int:
         """Self-attention keys and values of every decoder layer (the cross-attention caches are per series)."""
         cfg = self.net.cfg
-        item = torch.finfo(self.dtype).bits // 8
+        item = torch.finfo(self.cache_dtype).bits // 8
         return variates * positions * 2 * cfg.num_decoder_layers * cfg.num_heads * cfg.d_kv * item
 
     def context_steps(self, batch: Tokenized | ChronosState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,8 +270,8 @@ class ChronosT5:
             shape = (rows, cfg.num_heads, max_steps, cfg.d_kv)
             caches.append(
                 LayerCache(  # expanded zeros until the first write (``LayerCache.write``) or a merge copies them
-                    k=zeros_view(shape, self.dtype, self.device),
-                    v=zeros_view(shape, self.dtype, self.device),
+                    k=zeros_view(shape, self.cache_dtype, self.device),
+                    v=zeros_view(shape, self.cache_dtype, self.device),
                     cross_k=cross_k,
                     cross_v=cross_v,
                 )

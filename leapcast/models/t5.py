@@ -263,16 +263,12 @@ class DecoderLayer(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
         if runs is None:
-            out = _sdpa(q, cache.k[:, :, :used], cache.v[:, :, :used], self_bias, fused)
+            out = _sdpa(q, *cache.read(used, q.dtype), self_bias, fused)
         else:
             out = torch.cat(
                 [
                     _sdpa(
-                        q[a:b],
-                        cache.k[a:b, :, : p + n],
-                        cache.v[a:b, :, : p + n],
-                        self_bias[None, :, p : p + n, : p + n],
-                        fused,
+                        q[a:b], *cache.read(p + n, q.dtype, slice(a, b)), self_bias[None, :, p : p + n, : p + n], fused
                     )
                     for a, b, p in runs
                 ]
@@ -337,9 +333,15 @@ class LayerCache:
             self.k[:, :, start : start + n] = k
             self.v[:, :, start : start + n] = v
         else:
-            rows, pos = start
-            self.k[rows, :, pos] = k.transpose(1, 2)  # [R, n, H, dk]: indexing puts the row and position dims first
-            self.v[rows, :, pos] = v.transpose(1, 2)
+            rows, pos = start  # indexing puts the row and position dims first: [R, n, H, dk]
+            self.k[rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
+            self.v[rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
+
+    def read(self, used: int, dtype: torch.dtype, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [R', H, used, dk] of ``rows`` in ``dtype``, the queries' (the compiled bfloat16 tier keeps
+        its caches in bfloat16, ``ChronosT5.cache_dtype``: an eager pass over them, a verify pass, reads them as
+        float32)."""
+        return self.k[rows, :, :used].to(dtype), self.v[rows, :, :used].to(dtype)
 
 
 Slots = tuple[torch.Tensor, torch.Tensor]  # rows [R, 1] and positions [R, n]: where rows at their own positions write
@@ -404,7 +406,8 @@ class T5(nn.Module):
         length = tokens.shape[1]
         dtype = self.embed.weight.dtype
         pad = (~mask).to(dtype)[:, None, None, :] * torch.finfo(dtype).min  # [B, 1, 1, L]
-        bias = self.position_bias(length, length, bidirectional=True)[None].to(dtype) + pad  # [B, H, L, L]
+        # contiguous: position_bias is a permuted view, and the fused attention would copy it in every layer
+        bias = (self.position_bias(length, length, bidirectional=True)[None].to(dtype) + pad).contiguous()  # [B,H,L,L]
         x = self.embed(tokens)
         for layer in self.enc_layers:
             x = layer(x, bias)

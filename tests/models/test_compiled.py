@@ -155,6 +155,35 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(folder):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_caches_in_the_compiled_tier_and_eager_passes_over_them(folder, dtype):
+    """Compiled in bfloat16, the self-attention caches are bfloat16 (the step reads them all: half the bytes).
+    Eager passes over them (a verify pass over several positions, rows at their own positions, the fallback) read
+    them as float32 and give eager decoding's logits exactly: the tier's products round keys and values to
+    bfloat16 already, so storing them in it loses nothing."""
+    eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
+    fast.compile()
+    assert fast.cache_dtype == getattr(torch, dtype) and eager.cache_dtype == torch.float32
+
+    def broken(*args, **kwargs):
+        raise TorchDynamoException("no C++ compiler found")
+
+    fast._compiled.step = broken  # every pass eager, over the compiled tier's caches
+    ctx = contexts()
+    states = eager.prefix(ctx, 4, 12), fast.prefix(ctx, 4, 12)
+    assert states[1].caches.layers[0].k.dtype == fast.cache_dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want, tokens = greedy_steps(eager, states[0], 5)
+        got, _ = greedy_steps(fast, states[1], 5, inputs=tokens)
+        for a, b in zip(want, got):
+            assert torch.equal(a, b)
+        verify = tokens[:, 2:5]  # a pass over 3 positions from position 5, then rows at their own positions
+        assert torch.equal(fast.decode(verify, 5, states[1]), eager.decode(verify, 5, states[0]))
+        start = torch.tensor([1, 4, 2, 6, 0, 3, 5, 7, 2, 2, 4, 1])
+        assert torch.equal(fast.decode(verify, start, states[1]), eager.decode(verify, start, states[0]))
+
+
 def test_compile_refused_for_toto_and_non_flags():
     with pytest.raises(ValueError, match=r"`compile`=True compiles Chronos-T5 decoders only; 'house-patch-target'"):
         Forecaster.from_pretrained("house-patch-target", compile=True)
