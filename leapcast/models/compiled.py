@@ -4,8 +4,9 @@ At a few rows a step (one series' sample paths) a decoder step is a few hundred 
 dozen products, and on a CPU each operation's fixed cost adds up: with chronos-t5-small at 20 rows about a third of
 a step (docs/precision.md). Inductor fuses the norms, casts, residual adds, cache writes and the self-attention of
 one query into a few generated loops and, with ``max_autotune``, runs the products through its own matrix-unit
-kernels where they time faster (AMX here); those cast their float32 accumulators to float32 directly, so in the
-bfloat16 tier a compiled product's result is not rounded to bfloat16 as oneDNN's eager one is. In a lower tier the
+kernels where they time faster (AMX here); in the bfloat16 tier their results are bfloat16 values, as oneDNN's
+eager ones are, so the self-attention caches are kept in bfloat16 (``ChronosT5.cache_dtype``: half the bytes a
+step reads, nothing lost). In a lower tier the
 cross-attention runs in the tier's type (its keys and values copied once per cache: half the bytes the step
 reads; scores and softmax accumulate in float32 inside the kernel), as the tier's products do.
 
@@ -47,6 +48,10 @@ COMPILE_OPTIONS = {
     "max_autotune": True,  # the products through inductor's own AMX / AVX-512 kernels where they time faster
     "max_autotune_report_choices_stats": False,  # the timings of each choice: not printed
     "autotune_num_choices_displayed": 0,
+    # the generated code's checks of every intermediate's sizes, strides and alignment at run time: ~2,000 calls
+    # per chronos-t5-small forecast; the graph's shapes are fixed by its inputs', which dynamo guards
+    "size_asserts": False,
+    "alignment_asserts": False,
 }
 # Every net's step shares one code object, so its compiled graphs (nets, shapes) share dynamo's limit: raised,
 # and reaching it raises (then decoding goes on eagerly, with a warning) instead of running eagerly unannounced.

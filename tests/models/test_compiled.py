@@ -71,9 +71,9 @@ def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
 @compiles
 @pytest.mark.parametrize("options", [compiled.COMPILE_OPTIONS, LIGHT], ids=["autotuned", "light"])
 def test_compiled_bfloat16_within_the_tiers_rounding(folder, monkeypatch, options):
-    """bfloat16 products round their results to 8 bits in eager decoding; inductor's autotuned ones cast their
-    float32 accumulators directly, and the compiled cross-attention runs in bfloat16: the two agree within that
-    rounding (2**-8 of the largest logit)."""
+    """bfloat16 products round their results to 8 bits, eager and compiled, but accumulate in other orders, and
+    the compiled cross-attention runs in bfloat16: the two agree within that rounding (2**-8 of the largest
+    logit)."""
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", options)
     eager, fast = load_model(folder, dtype="bfloat16"), load_model(folder, dtype="bfloat16")
     fast.compile()
