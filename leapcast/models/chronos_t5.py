@@ -320,13 +320,18 @@ class ChronosT5:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
         c: _ChronosCaches = state.caches
         n = steps.shape[1]
-        # one position per row, series-major rows, every layer (not an early-exit state): the compiled step
-        if self._compiled is not None and n == 1 and c.groups is None and len(c.layers) == self.num_decoder_layers:
+        # a few positions per row, series-major rows, every layer (not an early-exit state): the compiled pass
+        if (
+            self._compiled is not None
+            and self._compiled.takes(n)
+            and c.groups is None
+            and len(c.layers) == self.num_decoder_layers
+        ):
             if isinstance(start, int):
-                positions, used = torch.full((len(steps),), start, dtype=torch.long, device=self.device), start + 1
+                positions, used = torch.full((len(steps),), start, dtype=torch.long, device=self.device), start + n
             else:
                 positions = start.to(self.device)  # [R] long
-                used = int(positions.max()) + 1
+                used = int(positions.max()) + n
             if used <= state.max_steps:  # else the eager path below refuses it by name
                 logits = self._compiled(steps.to(self.device), positions, used, c.layers, c.bias_table, c.cross_mask)
                 if logits is not None:

@@ -58,10 +58,11 @@ COMPILE_OPTIONS = {
 DYNAMO_OPTIONS = {"recompile_limit": 64, "fail_on_recompile_limit_hit": True}
 _COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
 SPAN = 16  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
+MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
 
 
 class DecoderStep(nn.Module):
-    """One decoder position per row over every layer, the caches written in place, -> logits [R, 1, V] float32."""
+    """n decoder positions per row over every layer, the caches written in place, -> logits [R, n, V] float32."""
 
     def __init__(self, net: T5) -> None:
         super().__init__()
@@ -78,26 +79,28 @@ class DecoderStep(nn.Module):
         cross_values: list[torch.Tensor],
         cross_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """steps [R, 1] long, each row at its own position, ``positions`` [R] long; bias_table [H, T', T'] (the
-        causal mask folded in, T' >= T); keys, values [R, H, T, dk] per layer (each row's first T cache positions);
-        cross_keys, cross_values [B, H, L, dk] in the tier's type; cross_mask [B, 1, 1, L]."""
+        """steps [R, n] long, row r at positions ``positions[r]`` + 0..n-1 (``positions`` [R] long); bias_table
+        [H, T', T'] (the causal mask folded in, T' >= T); keys, values [R, H, T, dk] per layer (each row's first T
+        cache positions); cross_keys, cross_values [B, H, L, dk] in the tier's type; cross_mask [B, 1, 1, L]."""
         net = self.net
-        x = net.embed(steps)  # [R, 1, D]
-        r, b, span = x.shape[0], cross_keys[0].shape[0], keys[0].shape[2]
-        rows = torch.arange(r, device=x.device)
-        self_bias = bias_table[:, positions, :span].transpose(0, 1)  # [R, H, T]
+        x = net.embed(steps)  # [R, n, D]
+        r, n = steps.shape
+        b, span = cross_keys[0].shape[0], keys[0].shape[2]
+        rows = torch.arange(r, device=x.device)[:, None]  # [R, 1]
+        at = positions[:, None] + torch.arange(n, device=x.device)  # [R, n]
+        self_bias = bias_table[:, at, :span].transpose(0, 1)  # [R, H, n, T]
         for i, layer in enumerate(cast("Iterable[DecoderLayer]", net.dec_layers)):
             heads, d_kv = layer.heads, layer.d_kv
-            q, k, v = layer.qkv(layer.norm_self(x)).view(r, 3, heads, d_kv).unbind(1)  # each [R, H, dk]
-            keys[i][rows, :, positions] = k.to(keys[i].dtype)
-            values[i][rows, :, positions] = v.to(values[i].dtype)
-            out = _one_query_attention(q, keys[i], values[i], self_bias)  # [R, H, dk]
-            x = x + layer.o(out.reshape(r, 1, -1))
-            q = layer.cross_q(layer.norm_cross(x)).view(b, r // b, heads, d_kv).transpose(1, 2)  # [B, H, S, dk]
+            q, k, v = layer.qkv(layer.norm_self(x)).view(r, n, 3, heads, d_kv).unbind(2)  # each [R, n, H, dk]
+            keys[i][rows, :, at] = k.to(keys[i].dtype)  # indexing puts the row and position dims first
+            values[i][rows, :, at] = v.to(values[i].dtype)
+            out = _attention(q, keys[i], values[i], self_bias)  # [R, n, H, dk]
+            x = x + layer.o(out.reshape(r, n, -1))
+            q = layer.cross_q(layer.norm_cross(x)).view(b, (r // b) * n, heads, d_kv).transpose(1, 2)  # [B,H,S*n,dk]
             ck, cv = cross_keys[i], cross_values[i]
             mask = cross_mask.clamp(min=torch.finfo(ck.dtype).min).to(ck.dtype)  # float32's min is -inf in bfloat16
             out = F.scaled_dot_product_attention(q.to(ck.dtype), ck, cv, attn_mask=mask, scale=1.0).to(x.dtype)
-            x = x + layer.cross_o(out.transpose(1, 2).reshape(r, 1, -1))
+            x = x + layer.cross_o(out.transpose(1, 2).reshape(r, n, -1))
             x = x + layer.ff(layer.norm_ff(x))
         return net.head(x)  # float32 in every tier, as eager decoding (docs/precision.md)
 
@@ -123,8 +126,8 @@ class CompiledDecoder:
         bias_table: torch.Tensor,
         cross_mask: torch.Tensor,
     ) -> torch.Tensor | None:
-        """Logits [R, 1, V] of one step of every row at its position ([R] long, below ``used``), or None: decode
-        eagerly (compiling failed).
+        """Logits [R, n, V] of steps [R, n], row r at positions ``positions[r]`` + 0..n-1 (``positions`` [R] long,
+        every one below ``used``), or None: decode eagerly (compiling failed).
 
         The step sees the caches' first ``used`` positions rounded up to a multiple of ``SPAN`` (the positions
         past a row's own are masked, so the logits do not depend on it; a few sizes: one dynamic-size graph)."""
@@ -155,6 +158,10 @@ class CompiledDecoder:
         self.calls += 1
         return logits
 
+    def takes(self, n: int) -> bool:
+        """Whether a pass over ``n`` positions per row runs compiled: plain steps, draft proposals, verify passes."""
+        return n <= MAX_POSITIONS
+
     def _cross_in_tier(self, cache: LayerCache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(cross_k, keys, values) for the compiled step: in a lower tier a copy of the cross-attention's keys and
         values in its type, made once per cache (the eager path keeps float32 ones)."""
@@ -165,14 +172,19 @@ class CompiledDecoder:
         return cache.cross_low
 
 
-def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """T5's unscaled attention for one query per row: q [R, H, dk], k, v [R, H, T, dk], bias [R, H, T] -> [R, H, dk].
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """T5's unscaled attention, n queries per row: q [R, n, H, dk], k, v [R, H, T, dk], bias [R, H, n, T] ->
+    [R, n, H, dk].
 
     As products and sums that inductor fuses into two reductions and a softmax: the CPU's fused kernel handles
-    each (row, head) apart, a couple of microseconds each (300 us a layer at 20 rows x 8 heads, 65 positions)."""
-    scores = (q[:, :, None] * k).sum(-1) + bias  # [R, H, T]
-    weights = scores.softmax(dim=-1)
-    return (weights[..., None] * v).sum(-2)
+    each (row, head) apart, a couple of microseconds each (300 us a layer at 20 rows x 8 heads, 65 positions).
+    One query (plain steps) keeps its own form: the same loops without the query dimension."""
+    if q.shape[1] == 1:
+        scores = (q[:, 0, :, None] * k).sum(-1) + bias[:, :, 0]  # [R, H, T]
+        return (scores.softmax(dim=-1)[..., None] * v).sum(-2)[:, None]
+    scores = (q.transpose(1, 2)[:, :, :, None] * k[:, :, None]).sum(-1) + bias  # [R, H, n, T]
+    out = (scores.softmax(dim=-1)[..., None] * v[:, :, None]).sum(-2)  # [R, H, n, dk]
+    return out.transpose(1, 2)
 
 
 def _guard_options() -> dict:

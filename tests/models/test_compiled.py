@@ -111,6 +111,32 @@ def test_rows_at_their_own_positions_match_eager(folder, monkeypatch, dtype):
 
 
 @compiles
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_passes_over_several_positions_match_eager(folder, monkeypatch, dtype):
+    """A verify pass (k + 1 positions per row, from one position or from each row's own) runs compiled and gives
+    eager's logits; past ``MAX_POSITIONS`` a pass runs eagerly."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
+    fast.compile()
+    ctx, capacity = contexts(), compiled.SPAN + 8
+    states = eager.prefix(ctx, 4, capacity), fast.prefix(ctx, 4, capacity)
+    _, tokens = greedy_steps(eager, states[0], 20)
+    greedy_steps(fast, states[1], 20, inputs=tokens)
+    bound = 1e-5 if dtype == "float32" else 2**-8
+    calls = fast._compiled.calls
+    for start in (14, torch.tensor([3, 19, 7, 20, 0, 12, 16, 15, 9, 20, 1, 18])):  # one position; each row its own
+        verify = tokens[:, 5:9]  # [R, 4]: a draft's 3 proposals after the pending step
+        want = eager.decode(verify, start, states[0])
+        got = fast.decode(verify, start, states[1])
+        assert got.shape == want.shape == (12, 4, 256)
+        assert float((got - want).abs().max()) <= bound * float(want.abs().max())
+    assert fast._compiled.calls == calls + 2
+    long = tokens[:, : compiled.MAX_POSITIONS + 1]
+    fast.decode(long, 0, states[1])
+    assert fast._compiled.calls == calls + 2  # eager
+
+
+@compiles
 def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch):
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
     series = [np.asarray(c) for c in contexts(4, 30).numpy()]
@@ -124,15 +150,15 @@ def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch)
 
 @compiles
 def test_speculative_with_compile_drafts_compiled(folder, tmp_path, monkeypatch):
-    """A draft's proposals are plain steps of the draft: compiled too; the target's verify passes stay eager.
-    Greedy speculative decoding still gives plain greedy decoding's forecast."""
+    """A draft's proposals are plain steps of the draft, the target's verify passes a few positions per row: both
+    compiled. Greedy speculative decoding still gives plain greedy decoding's forecast."""
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
     draft = make_checkpoint(tmp_path / "draft", layers=1, vocab=256, prediction_length=12, seed=3)
     series = [np.asarray(c) for c in contexts(2, 30).numpy()]
     plain = Forecaster.from_pretrained(folder).predict(series, 12, num_samples=1, top_k=1, progress=False)
     fc = Forecaster.from_pretrained(folder, draft=str(draft), spec=SpecConfig(k=3, adaptive=False), compile=True)
     got = fc.predict(series, 12, num_samples=1, top_k=1, progress=False)
-    assert fc.proposer.draft._compiled.calls > 0
+    assert fc.proposer.draft._compiled.calls > 0 and fc.model._compiled.calls > 0  # proposals and verify passes
     np.testing.assert_array_equal(np.asarray(got), np.asarray(plain))
 
 
