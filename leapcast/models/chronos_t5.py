@@ -228,8 +228,9 @@ class ChronosT5:
         layers = []
         for la, lb in zip(ca.layers, cb.layers):
             kb, vb = la.room or (None, None)
-            k, kb = append_rows(pad_right(la.k, capacity, 2), pad_right(lb.k, capacity, 2), kb)
-            v, vb = append_rows(pad_right(la.v, capacity, 2), pad_right(lb.v, capacity, 2), vb)
+            room_t = max(capacity, la.k.shape[2], lb.k.shape[2])  # compiled steps' caches have a spare position
+            k, kb = append_rows(pad_right(la.k, room_t, 2), pad_right(lb.k, room_t, 2), kb)
+            v, vb = append_rows(pad_right(la.v, room_t, 2), pad_right(lb.v, room_t, 2), vb)
             layers.append(
                 LayerCache(
                     k=k,
@@ -267,7 +268,8 @@ class ChronosT5:
         caches = []
         for layer in cast("Iterable[DecoderLayer]", self.net.dec_layers):
             cross_k, cross_v = layer.cross_keys_values(memory)
-            shape = (rows, cfg.num_heads, max_steps, cfg.d_kv)
+            # a compiled step reads a span of positions that then never covers the whole cache (``SPAN``)
+            shape = (rows, cfg.num_heads, max_steps + (self._compiled is not None), cfg.d_kv)
             caches.append(
                 LayerCache(  # expanded zeros until the first write (``LayerCache.write``) or a merge copies them
                     k=zeros_view(shape, self.cache_dtype, self.device),
@@ -330,7 +332,7 @@ class ChronosT5:
             if isinstance(start, int):
                 positions, used = torch.full((len(steps),), start, dtype=torch.long, device=self.device), start + n
             else:
-                positions = start.to(self.device)  # [R] long
+                positions = start.to(self.device, copy=True)  # [R] long, made here as the int path's: one guard set
                 used = int(positions.max()) + n
             if used <= state.max_steps:  # else the eager path below refuses it by name
                 logits = self._compiled(steps.to(self.device), positions, used, c.layers, c.bias_table, c.cross_mask)

@@ -135,7 +135,10 @@ class CompiledDecoder:
             return None
         for cache in layers:  # the step writes into them in place
             cache.writable()
-        span = min(-(-used // SPAN) * SPAN, layers[0].k.shape[2])
+        capacity = layers[0].k.shape[2]
+        # short of the whole cache where it can be (``ChronosT5.setup`` leaves a spare position): a span that is
+        # the whole cache has other strides, and dynamo would compile another graph for it
+        span = min(-(-used // SPAN) * SPAN, capacity - 1 if used < capacity else capacity)
         lows = [self._cross_in_tier(c) for c in layers]
         try:
             with _COMPILING, inductor_config.patch(self.settings[0]), dynamo_config.patch(self.settings[1]):

@@ -208,6 +208,11 @@ def test_caches_in_the_compiled_tier_and_eager_passes_over_them(folder, dtype):
         assert torch.equal(fast.decode(verify, 5, states[1]), eager.decode(verify, 5, states[0]))
         start = torch.tensor([1, 4, 2, 6, 0, 3, 5, 7, 2, 2, 4, 1])
         assert torch.equal(fast.decode(verify, start, states[1]), eager.decode(verify, start, states[0]))
+    # a compiled model's caches keep a spare position (its span never covers them whole): joining a state made
+    # with other capacities (the server's merge) keeps every position of both
+    assert states[1].caches.layers[0].k.shape[2] == 13
+    joined = fast.merge(states[1], fast.prefix(ctx[:1], 2, 9))
+    assert joined.caches.layers[0].k.shape[:3] == (14, 4, 13) and joined.caches.layers[0].k.dtype == fast.cache_dtype
 
 
 def test_compile_refused_for_toto_and_non_flags():
