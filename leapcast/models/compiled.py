@@ -10,12 +10,13 @@ step reads, nothing lost). In a lower tier the
 cross-attention runs in the tier's type (its keys and values copied once per cache: half the bytes the step
 reads; scores and softmax accumulate in float32 inside the kernel), as the tier's products do.
 
-Compiled: every pass over one position per row, rows series-major with equal counts, all decoder layers (plain
-decoding's steps and a draft's proposals, rows at their own positions included). Eager: passes over several
-positions (verify passes, a draft catching up), ragged rows (the server's continuous batching) and early-exit
-states. Each row's position is a tensor and the step reads the cache positions in use, rounded up to a multiple of
-``SPAN``, under the causal mask of the bias table, so one dynamic-size graph serves every step (a Python int would
-be specialised on: a recompile per step).
+Compiled: every pass over up to ``MAX_POSITIONS`` positions per row, rows series-major with equal counts, all
+decoder layers (plain decoding's steps, a draft's proposals, speculative decoding's verify passes and a draft
+catching up; rows at their own positions included). Eager: longer passes, ragged rows (the server's continuous
+batching) and early-exit states. Each row's position is a tensor and the step reads the cache positions in use,
+rounded up to a multiple of ``SPAN``, under the causal mask of the bias table, so one dynamic-size graph serves
+every step (a Python int would be specialised on: a recompile per step); rows come in as series x paths, so that
+with dynamic sizes no index divides one by the other.
 Inductor packs the weights as constants (``freezing``): the net's weights must not change after the first call.
 
 The first call compiles (30 s for chronos-t5-small and 60 s for chronos-t5-base here, in every new process:
@@ -79,13 +80,15 @@ class DecoderStep(nn.Module):
         cross_values: list[torch.Tensor],
         cross_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """steps [R, n] long, row r at positions ``positions[r]`` + 0..n-1 (``positions`` [R] long); bias_table
-        [H, T', T'] (the causal mask folded in, T' >= T); keys, values [R, H, T, dk] per layer (each row's first T
-        cache positions); cross_keys, cross_values [B, H, L, dk] in the tier's type; cross_mask [B, 1, 1, L]."""
+        """steps [B, S, n] long (B series x S rows, series-major: R = B x S rows), row r at positions
+        ``positions[r]`` + 0..n-1 (``positions`` [R] long); bias_table [H, T', T'] (the causal mask folded in,
+        T' >= T); keys, values [R, H, T, dk] per layer (each row's first T cache positions); cross_keys,
+        cross_values [B, H, L, dk] in the tier's type; cross_mask [B, 1, 1, L]."""
         net = self.net
-        x = net.embed(steps)  # [R, n, D]
-        r, n = steps.shape
         b, span = cross_keys[0].shape[0], keys[0].shape[2]
+        s, n = steps.shape[1:]
+        r = b * s  # rows as series x paths: with dynamic sizes, R / B stays a division in every index otherwise
+        x = net.embed(steps.reshape(r, n))  # [R, n, D]
         rows = torch.arange(r, device=x.device)[:, None]  # [R, 1]
         at = positions[:, None] + torch.arange(n, device=x.device)  # [R, n]
         self_bias = bias_table[:, at, :span].transpose(0, 1)  # [R, H, n, T]
@@ -96,7 +99,7 @@ class DecoderStep(nn.Module):
             values[i][rows, :, at] = v.to(values[i].dtype)
             out = _attention(q, keys[i], values[i], self_bias)  # [R, n, H, dk]
             x = x + layer.o(out.reshape(r, n, -1))
-            q = layer.cross_q(layer.norm_cross(x)).view(b, (r // b) * n, heads, d_kv).transpose(1, 2)  # [B,H,S*n,dk]
+            q = layer.cross_q(layer.norm_cross(x)).view(b, s * n, heads, d_kv).transpose(1, 2)  # [B, H, S*n, dk]
             ck, cv = cross_keys[i], cross_values[i]
             mask = cross_mask.clamp(min=torch.finfo(ck.dtype).min).to(ck.dtype)  # float32's min is -inf in bfloat16
             out = F.scaled_dot_product_attention(q.to(ck.dtype), ck, cv, attn_mask=mask, scale=1.0).to(x.dtype)
@@ -143,7 +146,7 @@ class CompiledDecoder:
         try:
             with _COMPILING, inductor_config.patch(self.settings[0]), dynamo_config.patch(self.settings[1]):
                 logits = self.step(
-                    steps,
+                    steps.view(layers[0].cross_k.shape[0], -1, steps.shape[1]),
                     positions,
                     bias_table,
                     [c.k[:, :, :span] for c in layers],
