@@ -52,6 +52,19 @@ def greedy_steps(model, state, steps: int, inputs: torch.Tensor | None = None):
     return logits, torch.cat(chosen, 1)
 
 
+def decoded_twins(folder, monkeypatch, dtype: str):
+    """An eager model and a compiled one (light options) whose states (3 series x 4 rows, room for both cache spans)
+    hold the same 20 greedy positions -> (eager, fast, (eager state, fast state), the greedy tokens [12, 20])."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
+    fast.compile()
+    ctx, capacity = contexts(), compiled.SPAN + 8
+    states = eager.prefix(ctx, 4, capacity), fast.prefix(ctx, 4, capacity)
+    _, tokens = greedy_steps(eager, states[0], 20)
+    greedy_steps(fast, states[1], 20, inputs=tokens)  # both caches hold the same 20 positions
+    return eager, fast, states, tokens
+
+
 @compiles
 @pytest.mark.parametrize("options", [compiled.COMPILE_OPTIONS, LIGHT], ids=["autotuned", "light"])
 def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
@@ -93,13 +106,7 @@ def test_compiled_bfloat16_within_the_tiers_rounding(folder, monkeypatch, option
 def test_rows_at_their_own_positions_match_eager(folder, monkeypatch, dtype):
     """As a draft's proposals after a speculative pass: every row at its own position (some before positions
     already written: what lies past a row's position must not count), across both cache spans."""
-    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
-    eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
-    fast.compile()
-    ctx, capacity = contexts(), compiled.SPAN + 8
-    states = eager.prefix(ctx, 4, capacity), fast.prefix(ctx, 4, capacity)
-    _, tokens = greedy_steps(eager, states[0], 20)
-    greedy_steps(fast, states[1], 20, inputs=tokens)  # both caches hold the same 20 positions
+    eager, fast, states, tokens = decoded_twins(folder, monkeypatch, dtype)
     start = torch.tensor([3, 19, 7, 20, 0, 12, 16, 15, 9, 20, 1, 18])  # [R]: 3 series x 4 rows
     step = tokens[torch.arange(12), start.clamp(max=19)][:, None]
     want = eager.decode(step, start, states[0])
@@ -115,13 +122,7 @@ def test_rows_at_their_own_positions_match_eager(folder, monkeypatch, dtype):
 def test_passes_over_several_positions_match_eager(folder, monkeypatch, dtype):
     """A verify pass (k + 1 positions per row, from one position or from each row's own) runs compiled and gives
     eager's logits; past ``MAX_POSITIONS`` a pass runs eagerly."""
-    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
-    eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
-    fast.compile()
-    ctx, capacity = contexts(), compiled.SPAN + 8
-    states = eager.prefix(ctx, 4, capacity), fast.prefix(ctx, 4, capacity)
-    _, tokens = greedy_steps(eager, states[0], 20)
-    greedy_steps(fast, states[1], 20, inputs=tokens)
+    eager, fast, states, tokens = decoded_twins(folder, monkeypatch, dtype)
     bound = 1e-5 if dtype == "float32" else 2**-8
     calls = fast._compiled.calls
     for start in (14, torch.tensor([3, 19, 7, 20, 0, 12, 16, 15, 9, 20, 1, 18])):  # one position; each row its own
