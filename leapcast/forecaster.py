@@ -176,8 +176,8 @@ class Forecaster:
         default: the reference), ``"bfloat16"`` (float32 activations, bfloat16 products; docs/precision.md) or
         ``"auto"`` (bfloat16 where the CPU has bfloat16 matrix instructions, float32 elsewhere).
 
-        ``compile``: plain decoding steps run through ``torch.compile`` (Chronos-T5 models, target and draft): up
-        to 1.8x faster forecasts at a few rows a step, after a first call that compiles for tens of seconds
+        ``compile``: decoding steps and verify passes run through ``torch.compile`` (Chronos-T5 models, target and
+        draft): up to 2.1x faster forecasts at a few rows a step, after a first call that compiles for tens of seconds
         (``leapcast.models.compiled``, docs/precision.md). Outputs move within the tier's rounding.
 
         ``seasonal_adjustment``: adjust seasonal histories before the model sees
