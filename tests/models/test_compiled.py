@@ -138,6 +138,24 @@ def test_passes_over_several_positions_match_eager(folder, monkeypatch, dtype):
 
 
 @compiles
+def test_two_nets_of_one_shape_each_run_their_own_weights(folder, tmp_path, monkeypatch):
+    """Every net's compiled step shares one code object and the guards on the nets' modules are cut
+    (``_guard_options``): a second net of the same shapes must still get a graph of its own, not run the first
+    net's frozen weights (a second checkpoint compared in one process, a server holding two)."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    other = make_checkpoint(tmp_path / "other", layers=2, vocab=256, prediction_length=12, seed=1)
+    ctx = contexts()
+    for path in (folder, other):
+        eager, fast = load_model(path), load_model(path)
+        fast.compile()
+        want, tokens = greedy_steps(eager, eager.prefix(ctx, 5, 8), 4)
+        got, _ = greedy_steps(fast, fast.prefix(ctx, 5, 8), 4, inputs=tokens)
+        assert fast._compiled.calls == 4
+        for a, b in zip(want, got):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-5 * float(a.abs().max()))
+
+
+@compiles
 def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch):
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
     series = [np.asarray(c) for c in contexts(4, 30).numpy()]
