@@ -27,7 +27,7 @@ from leapcast.models.rows import (
     zeros_view,
 )
 from leapcast.models.rows import grouped as _grouped
-from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, slots
+from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, products_row_invariant, slots, span_groups
 
 if TYPE_CHECKING:
     from leapcast.models.compiled import CompiledDecoder
@@ -90,6 +90,21 @@ class ChronosT5:
     @property
     def dtype(self) -> torch.dtype:
         return self.net.embed.weight.dtype
+
+    proposes = False  # set on a draft (``DraftModelProposer``): its passes need not match its own steps bit for bit
+
+    @property
+    def exact_passes(self) -> bool:
+        """Whether a pass over several positions gives the one-position steps' logits bit for bit, each query
+        attending over exactly its own positions (greedy speculative decoding then repeats plain decoding): a target
+        in the reference tiers (float32, float64) where the products round a row alike in any row count
+        (``products_row_invariant``: MKL with ``MKL_CBWR=AUTO,STRICT``). Elsewhere the products part the pass from
+        the steps in the last bits anyway, and the pass keeps the cheaper shared attention (docs/precision.md)."""
+        return (
+            not self.proposes
+            and getattr(self.net, "tier", torch.float32) in (torch.float32, torch.float64)
+            and products_row_invariant()
+        )
 
     @property
     def cache_dtype(self) -> torch.dtype:
@@ -338,7 +353,7 @@ class ChronosT5:
                 logits = self._compiled(steps.to(self.device), positions, used, c.layers, c.bias_table, c.cross_mask)
                 if logits is not None:
                     return logits
-        runs = None
+        runs, own = None, None
         at: int | Slots
         if isinstance(start, int):
             at, used = start, start + n
@@ -349,15 +364,19 @@ class ChronosT5:
             if runs is not None and len(runs) == 1:  # every row at one position after all
                 return self.decode(steps, runs[0][2], state)
             at, used = slots(start, n), int(start.max()) + n
-            if runs is None:
-                self_bias = c.bias_table[:, at[1], :used].transpose(0, 1)  # [R, H, n, used]
-            else:
-                self_bias = c.bias_table  # [H, T, T], sliced per run
+            # a run's rows attend over the run's own positions; rows apart, one masked attention over all: [R, H, n, used]
+            self_bias = c.bias_table if runs is not None else c.bias_table[:, at[1], :used].transpose(0, 1)
+        target_pass = len(c.layers) == self.num_decoder_layers  # an early-exit state's are the draft's
+        if self.exact_passes and target_pass and (n > 1 or (runs is None and not isinstance(start, int))):
+            # float32: a query reading past its own position (masked) rounds unlike the one-position step it stands
+            # for, so a verify pass would part from plain decoding; every query reads exactly its own positions
+            first = torch.full((len(steps),), start, device=self.device) if isinstance(start, int) else start
+            own, runs, self_bias = span_groups(first, n), None, c.bias_table
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
-            x = layer(x, cache, at, self_bias, c.cross_mask, used, c.groups, runs)
+            x = layer(x, cache, at, self_bias, c.cross_mask, used, c.groups, runs, own)
         return self.net.head(x, self._head_t)
 
 

@@ -17,6 +17,7 @@ Weights are fused at load time (q|k|v, cross k|v, gated wi_0|wi_1) and stored
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -254,6 +255,7 @@ class DecoderLayer(nn.Module):
         used: int,
         ragged: list[RowGroup] | None = None,
         runs: list[tuple[int, int, int]] | None = None,
+        own_spans: SpanGroups | None = None,
     ) -> torch.Tensor:
         """x [R, n, D]; self_bias [1|R, H, n, used]; cross_mask [B, 1, 1, L].
 
@@ -264,13 +266,17 @@ class DecoderLayer(nn.Module):
         one position: each run attends over its own positions only, as rows standing together do (self-attention's
         cost grows with the positions attended; continuous batching keeps a few runs, far apart); self_bias is then
         the bias table [H, T, T].
+        ``own_spans``: the pass's queries grouped by span (``span_groups``): every query attends over exactly its own
+        positions, as a one-position step does (``_own_spans``; self_bias is then the bias table [H, T, T]).
         """
         r, n, _ = x.shape
         fused = not 1 < n <= _FEW_POSITIONS
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
-        if runs is None:
+        if own_spans is not None:
+            out = _own_spans(q, cache, own_spans, self_bias)
+        elif runs is None:
             out = _sdpa(q, *cache.read(used, q.dtype), self_bias, fused)
         else:
             out = torch.cat(
@@ -303,6 +309,46 @@ class DecoderLayer(nn.Module):
 
 ENCODE_BYTES = 24 * 2**20  # an encoder chunk's largest intermediate: under glibc's largest mmap threshold
 _FEW_POSITIONS = 8  # decoder passes over 2..8 positions per row attend without the fused kernel (``_sdpa``)
+
+
+@functools.cache
+def products_row_invariant() -> bool:
+    """Whether this process's float32 products round a row alike whatever the row count (checked once, on a
+    feed-forward-like [1024 -> 256] product at 1, 5 and 64 rows): MKL's do with ``MKL_CBWR=AUTO,STRICT`` set before
+    its first call, not by default (one row, and a 1024-wide input at a few rows, round unlike a bigger product)."""
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(1024, 256, generator=g), torch.randn(320, 1024, generator=g)
+    full = x @ w
+    return all(torch.equal(x[:m] @ w, full[:m]) for m in (1, 5, 64))
+
+
+SpanGroups = list[tuple[int, torch.Tensor, torch.Tensor]]  # (span, rows [G], query index [G]) of a pass's queries
+
+
+def span_groups(first: torch.Tensor, n: int) -> SpanGroups:
+    """first [R] long: row r's queries at positions first[r] + 0..n-1 -> the queries grouped by the positions they
+    read (span = position + 1), made once a pass (``_own_spans`` in every layer reads them)."""
+    spans = first[:, None] + torch.arange(1, n + 1, device=first.device)  # [R, n]
+    out = []
+    for span in spans.unique().tolist():
+        rows, at = (spans == span).nonzero(as_tuple=True)  # a row has one query of each span at most
+        out.append((span, rows, at))
+    return out
+
+
+def _own_spans(q: torch.Tensor, cache: LayerCache, groups: SpanGroups, table: torch.Tensor) -> torch.Tensor:
+    """q [R, H, n, dk] -> [R, H, n, dk], each query attending over exactly the positions up to its own, in one
+    fused call per span, as plain decoding's one-position step attends (float32's passes over several positions:
+    the fused kernel's rounding moves when masked positions follow a query's own, so a longer masked span would
+    part a verify pass from the steps it stands for)."""
+    out = torch.empty_like(q)
+    for span, rows, at in groups:
+        keys, values = cache.k[rows, :, :span], cache.v[rows, :, :span]  # [G, H, span, dk]
+        bias = table[None, :, span - 1 : span, :span]  # [1, H, 1, span]: a one-position step's
+        out[rows, :, at] = F.scaled_dot_product_attention(
+            q[rows, :, at][:, :, None], keys, values, attn_mask=bias, scale=1.0
+        )[:, :, 0]
+    return out
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, fused: bool = True) -> torch.Tensor:

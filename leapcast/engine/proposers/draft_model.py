@@ -9,6 +9,7 @@ class DraftModelProposer(DecoderProposer):
     def __init__(self, draft, target) -> None:
         target.check_draft(draft)
         self.draft = self.model = draft
+        draft.proposes = True  # its passes need not repeat its own steps bit for bit (``ChronosT5.exact_passes``)
         self.name = f"draft:{draft.name}"
 
     def _state_for(self, contexts, rows_per_series, target_state, capacity):
