@@ -133,9 +133,9 @@ class Dense(LinearMap):
     float32 (the reference tier) multiplies ``x @ weight``: on a row-major [in, out] matrix that runs up to 1.4x
     faster than ``F.linear`` on [out, in] for decoding's few rows. MKL's product rounds a row alike in most
     products of different row counts, not all (one row; a 1024-wide input at a few rows against hundreds), unless
-    ``MKL_CBWR=AUTO,STRICT`` is set (docs/precision.md: greedy speculative and plain decoding differ on 0.32% of
-    house-target's values at 2 threads). oneDNN's packed kernels are up to 2x faster still, and their rounding
-    moves with the row count more often (0.3% of house-target's greedy values differed at 1 thread). In a lower tier
+    ``MKL_CBWR=AUTO,STRICT`` is set (``products_row_invariant``; docs/precision.md: without it greedy speculative
+    and plain decoding differ on 0.32% of house-target's values at 2 threads, with it on none). oneDNN's packed
+    kernels are up to 2x faster still, and their rounding moves with the row count more often. In a lower tier
     (``leapcast.models.precision``) the weight is bfloat16 and the product runs through the packed kernel, with
     float32 in and out.
     """
