@@ -274,6 +274,7 @@ class DecoderLayer(nn.Module):
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
+        exact = own_spans is not None  # and the cross-attention through the fused kernel, as a step's
         if own_spans is not None:
             out = _own_spans(q, cache, own_spans, self_bias)
         elif runs is None:
@@ -300,7 +301,7 @@ class DecoderLayer(nn.Module):
             out = q.new_empty(r, n, self.heads, self.d_kv)
             for rows, series, s in ragged:
                 qg = q[rows].view(len(series), s * n, self.heads, self.d_kv).transpose(1, 2)  # [Bg, H, S*n, dk]
-                og = _sdpa(qg, cache.cross_k[series], cache.cross_v[series], cross_mask[series], fused)
+                og = _sdpa(qg, cache.cross_k[series], cache.cross_v[series], cross_mask[series], fused or exact)
                 out[rows] = og.transpose(1, 2).reshape(len(rows), n, self.heads, self.d_kv)
             out = out.transpose(1, 2)  # [R, H, n, dk]
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))

@@ -26,28 +26,36 @@ def model(tmp_path_factory):
     return load_model(folder)
 
 
-def stepwise_and_passes(model, first: torch.Tensor, n: int = 5):
+def stepwise_and_passes(model, first: torch.Tensor, n: int = 5, ragged: bool = False):
     """Teacher-forced logits of one-position steps at every position, and of one pass over n positions from each
     row's ``first`` position (the cache written before by a pass over SPAN positions, as a draft's rows that ran
-    ahead leave it) -> (steps' logits at the pass's positions, the pass's) [R, n, V] each."""
+    ahead leave it) -> (steps' logits at the pass's positions, the pass's) [R, n, V] each. ``ragged``: series of
+    2 and 4 rows in one state (the cross-attention in groups of equal row counts)."""
     g = torch.Generator().manual_seed(0)
     contexts = torch.randn(ROWS // 3, 50, generator=g).cumsum(-1)
     tokens = torch.randint(3, 256, (ROWS, SPAN + n), generator=g)
-    plain = model.prefix(contexts, 3, SPAN + n + 1)
+
+    def fresh():
+        if not ragged:
+            return model.prefix(contexts, 3, SPAN + n + 1)
+        return model.merge(model.prefix(contexts[:2], 2, SPAN + n + 1), model.prefix(contexts[2:], 4, SPAN + n + 1))
+
+    plain = fresh()
     steps = torch.cat([model.decode(tokens[:, t : t + 1], t, plain) for t in range(SPAN + n)], dim=1)
-    state = model.prefix(contexts, 3, SPAN + n + 1)
+    state = fresh()
     model.decode(tokens[:, :SPAN], 0, state)
     at = first[:, None] + torch.arange(n)
     out = model.decode(tokens.gather(1, at), first if len(first.unique()) > 1 else int(first[0]), state)
     return steps.gather(1, at[..., None].expand(-1, -1, steps.shape[-1])), out
 
 
+@pytest.mark.parametrize("ragged", [False, True], ids=["series-major", "ragged"])
 @pytest.mark.parametrize("apart", [False, True], ids=["lockstep", "rows-apart"])
-def test_float32_passes_give_the_steps_logits_exactly(model, apart, monkeypatch):
+def test_float32_passes_give_the_steps_logits_exactly(model, apart, ragged, monkeypatch):
     monkeypatch.setattr(chronos_t5, "products_row_invariant", lambda: True)
     assert model.exact_passes
     first = torch.arange(ROWS) * 3 if apart else torch.full((ROWS,), 20)
-    want, got = stepwise_and_passes(model, first)
+    want, got = stepwise_and_passes(model, first, ragged=ragged)
     assert torch.equal(got, want)
 
 
