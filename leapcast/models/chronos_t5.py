@@ -91,7 +91,9 @@ class ChronosT5:
     def dtype(self) -> torch.dtype:
         return self.net.embed.weight.dtype
 
-    proposes = False  # set on a draft (``DraftModelProposer``): its passes need not match its own steps bit for bit
+    # set on a draft by ``DraftModelProposer`` (for good: a model object is a draft or a target, not both): a draft's
+    # passes need not match its own steps bit for bit
+    proposes = False
 
     @property
     def exact_passes(self) -> bool:
@@ -103,6 +105,7 @@ class ChronosT5:
         return (
             not self.proposes
             and getattr(self.net, "tier", torch.float32) in (torch.float32, torch.float64)
+            and self.device.type == "cpu"  # the probe checks the CPU's products
             and products_row_invariant()
         )
 

@@ -215,7 +215,8 @@ class EncoderLayer(nn.Module):
         output is rounded where ``o`` would round it anyway. Half the time of float32 at 513 positions."""
         b, length, _ = x.shape
         h = self.norm_attn(x)
-        lower = self.qkv.weight.dtype == torch.bfloat16
+        # CPU only: CUDA's memory-efficient kernel wants the bias in the queries' type, which would round it
+        lower = self.qkv.weight.dtype == torch.bfloat16 and x.device.type == "cpu"
         qkv = (self.qkv.forward_in_tier(h) if lower else self.qkv(h)).view(b, length, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, L, dk]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)

@@ -70,8 +70,8 @@ def test_the_shared_masked_attention_rounds_differently(model, monkeypatch):
 
 @pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="MKL's reproducible mode: torch built with MKL")
 def test_mkl_strict_mode_makes_the_products_row_invariant():
-    """The switch docs/precision.md names: with it the probe finds row-invariant products, and a target's passes
-    read each query's own positions (a draft's never need to)."""
+    """The switch docs/precision.md names: with it the probe finds row-invariant products (which turns a float32
+    target's exact passes on)."""
     code = (
         "from leapcast.models.t5 import products_row_invariant\n"
         "from leapcast.models.chronos_t5 import ChronosT5\n"
