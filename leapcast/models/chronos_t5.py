@@ -358,23 +358,27 @@ class ChronosT5:
                     return logits
         runs, own = None, None
         at: int | Slots
+        # float32: a query reading past its own position (masked) rounds unlike the one-position step it stands for,
+        # so a target's verify pass reads each query's own positions exactly (an early-exit state's are the draft's)
+        exact = self.exact_passes and len(c.layers) == self.num_decoder_layers
         if isinstance(start, int):
             at, used = start, start + n
-            self_bias = c.bias_table[None, :, start:used, :used]  # [1, H, n, used]
+            if exact and n > 1:
+                own = span_groups(torch.full((len(steps),), start, device=self.device), n)
         else:
             start = start.to(self.device)
             runs = _position_runs(start)
             if runs is not None and len(runs) == 1:  # every row at one position after all
                 return self.decode(steps, runs[0][2], state)
             at, used = slots(start, n), int(start.max()) + n
-            # a run's rows attend over the run's own positions; rows apart, one masked attention over all: [R, H, n, used]
-            self_bias = c.bias_table if runs is not None else c.bias_table[:, at[1], :used].transpose(0, 1)
-        target_pass = len(c.layers) == self.num_decoder_layers  # an early-exit state's are the draft's
-        if self.exact_passes and target_pass and (n > 1 or (runs is None and not isinstance(start, int))):
-            # float32: a query reading past its own position (masked) rounds unlike the one-position step it stands
-            # for, so a verify pass would part from plain decoding; every query reads exactly its own positions
-            first = torch.full((len(steps),), start, device=self.device) if isinstance(start, int) else start
-            own, runs, self_bias = span_groups(first, n), None, c.bias_table
+            if exact and (n > 1 or runs is None):  # one position in a few runs reads each run's own already
+                own, runs = span_groups(start, n), None
+        if own is not None or runs is not None:
+            self_bias = c.bias_table  # [H, T, T], sliced per span or per run
+        elif isinstance(at, int):
+            self_bias = c.bias_table[None, :, at:used, :used]  # [1, H, n, used]
+        else:  # rows apart, one masked attention over all
+            self_bias = c.bias_table[:, at[1], :used].transpose(0, 1)  # [R, H, n, used]
         if used > state.max_steps:
             raise ValueError(f"decoder position {used} exceeds the cache capacity max_steps={state.max_steps}")
         x = self.net.embed(steps.to(self.device))  # [R, n, D]

@@ -275,7 +275,6 @@ class DecoderLayer(nn.Module):
         qkv = self.qkv(self.norm_self(x)).view(r, n, 3, self.heads, self.d_kv)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [R, H, n, dk]
         cache.write(k, v, start)
-        exact = own_spans is not None  # and the cross-attention through the fused kernel, as a step's
         if own_spans is not None:
             out = _own_spans(q, cache, own_spans, self_bias)
         elif runs is None:
@@ -300,9 +299,10 @@ class DecoderLayer(nn.Module):
         else:  # ragged rows: series of one row count attend together, their rows' queries gathered (not the keys)
             q = self.cross_q(self.norm_cross(x)).view(r, n, self.heads, self.d_kv)  # [R, n, H, dk]
             out = q.new_empty(r, n, self.heads, self.d_kv)
+            cross_fused = fused or own_spans is not None  # exact passes: the fused kernel, as a one-position step's
             for rows, series, s in ragged:
                 qg = q[rows].view(len(series), s * n, self.heads, self.d_kv).transpose(1, 2)  # [Bg, H, S*n, dk]
-                og = _sdpa(qg, cache.cross_k[series], cache.cross_v[series], cross_mask[series], fused or exact)
+                og = _sdpa(qg, cache.cross_k[series], cache.cross_v[series], cross_mask[series], cross_fused)
                 out[rows] = og.transpose(1, 2).reshape(len(rows), n, self.heads, self.d_kv)
             out = out.transpose(1, 2)  # [R, H, n, dk]
         x = x + self.cross_o(out.transpose(1, 2).reshape(r, n, -1))
@@ -347,9 +347,7 @@ def _own_spans(q: torch.Tensor, cache: LayerCache, groups: SpanGroups, table: to
     for span, rows, at in groups:
         keys, values = cache.k[rows, :, :span], cache.v[rows, :, :span]  # [G, H, span, dk]
         bias = table[None, :, span - 1 : span, :span]  # [1, H, 1, span]: a one-position step's
-        out[rows, :, at] = F.scaled_dot_product_attention(
-            q[rows, :, at][:, :, None], keys, values, attn_mask=bias, scale=1.0
-        )[:, :, 0]
+        out[rows, :, at] = _sdpa(q[rows, :, at][:, :, None], keys, values, bias)[:, :, 0]
     return out
 
 
