@@ -68,7 +68,9 @@ def test_the_shared_masked_attention_rounds_differently(model, monkeypatch):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)  # apart in the last bits only
 
 
-@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="MKL_CBWR is an MKL setting and this torch build has no MKL")
+@pytest.mark.skipif(
+    not torch.backends.mkl.is_available(), reason="MKL_CBWR is an MKL setting and this torch build has no MKL"
+)
 def test_mkl_strict_mode_makes_the_products_row_invariant():
     """The switch docs/precision.md names: with it the probe finds row-invariant products (which turns a float32
     target's exact passes on)."""
