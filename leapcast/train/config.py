@@ -168,6 +168,7 @@ class TotoTrainConfig:
     spread: float = 1.0  # inference: every mixture component's scale times this (TotoOptions); the bundled pair: 1.1
     max_patches: int = 96  # crop length in patches
     short_crops: float = 0.0  # share of crops cut to a log-uniform length of 2..max_patches patches (PatchSampler)
+    level_shifts: float = 0.0  # share of crops given a lasting level shift at a random point (patches.with_level_shift)
     prediction_length: int = 64  # values; the TSMixup series' horizon part, as in TrainConfig
     min_context: int = 8
     batch_size: int = 32
@@ -338,6 +339,7 @@ RANGES = {
             "lambda_nll",
             "own_draws",
             "short_crops",
+            "level_shifts",
         )
     },
     "robust_delta": _POSITIVE,

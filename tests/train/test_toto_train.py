@@ -19,7 +19,7 @@ from leapcast.models.toto_net import TotoConfig
 from leapcast.models.toto_presets import random_toto
 from leapcast.train.config import TotoTrainConfig
 from leapcast.train.loss import patch_loss
-from leapcast.train.patches import PatchSampler, scale_patches
+from leapcast.train.patches import PatchSampler, scale_patches, with_level_shift
 from leapcast.train.toto_pretrain import (
     SEASONS,
     initial_toto,
@@ -280,6 +280,34 @@ def test_short_crops_cut_that_share_of_long_series_short(share):
         assert short.mean() < 0.05
     else:
         assert 0.4 < short.mean() < 0.6 and (lengths < 4 * 4).any()
+
+
+def test_level_shifts_move_that_share_of_crops_from_one_point_on():
+    """``level_shifts`` 0.5 on a straight line below zero (so shifts are added): about half the crops carry one
+    break (a single jump in their differences), the rest none; 0 draws nothing more, so earlier configs keep their
+    crops."""
+    line = [np.arange(-2000.0, 0.0)]
+    base = dict(out_dir="x", patch_size=4, max_patches=10, batch_size=300, min_context=3)
+    shifted = PatchSampler(TotoTrainConfig(**base, level_shifts=0.5), line, []).values()
+    breaks = [np.flatnonzero(np.abs(np.diff(row[~np.isnan(row)]) - 1) > 1e-9) for row in shifted]
+    assert all(len(b) <= 1 for b in breaks) and 0.35 < np.mean([len(b) == 1 for b in breaks]) < 0.65
+    off = PatchSampler(TotoTrainConfig(**base, level_shifts=0.0), line, []).values()
+    again = PatchSampler(TotoTrainConfig(**base), line, []).values()
+    np.testing.assert_array_equal(off, again)
+    assert all((np.diff(row[~np.isnan(row)]) == 1).all() for row in off)
+
+
+def test_a_level_shift_keeps_positive_crops_positive_and_others_scaled():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        out = with_level_shift(np.linspace(1.0, 2.0, 20), rng)
+        assert (out > 0).all()
+        ratio = out[1:] / np.linspace(1.0, 2.0, 20)[1:]
+        assert np.isclose(ratio[-1], ratio[ratio != 1][0]) if (ratio != 1).any() else True
+    crop = np.array([np.nan, -1.0, 2.0, 0.0, 1.0, 3.0])
+    moved = with_level_shift(crop, rng) - crop
+    step = moved[np.isfinite(moved) & (moved != 0)]
+    assert len(set(np.round(step, 12))) == 1 and 1.0 <= abs(step[0]) / 2.0 <= 10.0  # median |difference| 2
 
 
 def _gaussians(loc: torch.Tensor) -> StudentTMixture:
