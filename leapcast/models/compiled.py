@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch._dynamo import config as dynamo_config
 from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
+from torch._dynamo.utils import counters as dynamo_counters
 from torch._inductor import config as inductor_config
 from torch.nn import functional as F
 
@@ -120,8 +121,9 @@ class CompiledDecoder:
         self.failed: str | None = None
         self.calls = 0  # steps decoded through the compiled graph
         # input signatures (``_signature``) a call has run with: dynamo reads the settings only when it compiles,
-        # which a signature seen before never makes it do, so those calls skip patching them
-        self.seen: set[tuple] = set()
+        # which a signature seen before does not make it do, so those calls skip patching them; None: patch every
+        # call (a call skipping them compiled all the same: a guard the signature does not cover)
+        self.seen: set[tuple] | None = set()
 
     def __call__(
         self,
@@ -159,12 +161,16 @@ class CompiledDecoder:
         key = _signature(args)
         try:
             with _COMPILING:
-                if key in self.seen:  # compiled for these very inputs' sizes: no config patch (50 us a call)
+                if self.seen is not None and key in self.seen:  # run with before: no config patch (50-170 us)
+                    graphs = _graphs()
                     logits = self.step(*args)
+                    if _graphs() != graphs:  # a guard the signature misses: patch every call from here on
+                        self.seen = None
                 else:
                     with inductor_config.patch(self.settings[0]), dynamo_config.patch(self.settings[1]):
                         logits = self.step(*args)
-                    self.seen.add(key)
+                    if self.seen is not None:
+                        self.seen.add(key)
         except (TorchDynamoException, FailOnRecompileLimitHit) as err:  # no C++ compiler, inductor failing, ...
             self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
             warnings.warn(
@@ -224,15 +230,29 @@ def _one_module_guard(entries: list) -> list[bool]:
 
 
 def _signature(args: tuple) -> tuple:
-    """What dynamo's guards on the step's tensors read: every tensor's size, strides, offset, type and device (a
-    list's first: the layers' caches are alike), and the lists' lengths."""
-    out: list = []
+    """What dynamo's guards read, of the step's arguments (tensors, and lists of one tensor per layer) and of the
+    process: every tensor's size, strides, offset, type, device, grad and inference flags (a list's first only:
+    every layer's caches are built alike; a list's length), and the global state dynamo guards on (threads, grad
+    and inference mode, autocast, the default type, deterministic algorithms)."""
+    out: list = [
+        torch.get_num_threads(),
+        torch.is_grad_enabled(),
+        torch.is_inference_mode_enabled(),
+        torch.is_autocast_enabled("cpu"),
+        torch.get_default_dtype(),
+        torch.are_deterministic_algorithms_enabled(),
+    ]
     for a in args:
         if isinstance(a, list):
             out.append(len(a))
             a = a[0]
-        out.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device))
+        out.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad, a.is_inference()))
     return tuple(out)
+
+
+def _graphs() -> int:
+    """Graphs dynamo has compiled in this process so far."""
+    return dynamo_counters["stats"]["unique_graphs"]
 
 
 def _settings(config, wanted: dict) -> dict:

@@ -97,23 +97,27 @@ class PatchSampler:
 
 
 def with_level_shift(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """crop [N] -> the crop with a lasting level shift from a random point on (the point and all after it).
+    """crop [N] (NaN: missing) -> the crop with a lasting level shift from a random point on (the point and all
+    after it).
 
     Yearly and other short histories often end just after a break (a new level that stays: Tourism-yearly's
     shortest histories); synthetic series have none, so a model trained on them reads a last value off the
-    level as noise and forecasts the old level. Positive crops are scaled from the point on by exp(+-U(0.1,
-    1.5)); others get +-U(1, 10) (log-uniform) typical step sizes (the median |difference|) added.
+    level as noise and forecasts the old level. Non-negative crops are scaled from the point on by
+    exp(+-U(0.1, 1.5)) (they stay non-negative; zeros stay zeros); others get +-U(1, 10) (log-uniform) typical
+    steps added, a typical step being the median |difference| of the finite values (their standard deviation, or
+    1, where that is 0).
     """
-    if len(crop) < 2 or not np.isfinite(crop).any():
+    finite = crop[np.isfinite(crop)]
+    if len(crop) < 2 or len(finite) == 0:
         return crop
     at = int(rng.integers(1, len(crop)))
     sign = 1.0 if rng.random() < 0.5 else -1.0
     out = crop.copy()
-    if np.nanmin(crop) > 0:
+    if finite.min() >= 0:
         out[at:] = out[at:] * np.exp(sign * rng.uniform(0.1, 1.5))
         return out
-    step = np.nanmedian(np.abs(np.diff(crop))) if len(crop) > 2 else 0.0
-    if not np.isfinite(step) or step == 0:
-        step = float(np.nanstd(crop)) or 1.0
+    step = float(np.median(np.abs(np.diff(finite)))) if len(finite) > 1 else 0.0
+    if step == 0:
+        step = float(np.std(finite)) or 1.0
     out[at:] = out[at:] + sign * float(np.exp(rng.uniform(0.0, np.log(10.0)))) * step
     return out

@@ -202,6 +202,33 @@ def test_settings_patched_only_for_inputs_not_seen_before(folder, monkeypatch):
     patches.clear()
     fast.predict(series[:3], 12, **kw)
     assert patches  # new rows: patched again
+    patches.clear()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a guard of dynamo's on the process, not on the inputs: a new signature too
+        fast.predict(series, 12, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    assert patches
+
+
+@compiles
+def test_a_call_that_compiles_unpatched_turns_the_skipping_off(folder, monkeypatch):
+    """Should dynamo compile on a call whose signature was seen (a guard ``_signature`` does not cover; here every
+    signature made one), the step notices and patches every call from then on."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    monkeypatch.setattr(compiled, "_signature", lambda args: ())
+    series = [np.asarray(c) for c in contexts(4, 30).numpy()]
+    fast = Forecaster.from_pretrained(folder, compile=True)
+    fast.predict(series, 12, num_samples=3, seed=0, progress=False)
+    assert fast.model._compiled.seen == {()}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # dynamo guards the thread count: it compiles again, unpatched
+        fast.predict(series, 12, num_samples=3, seed=0, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert fast.model._compiled.seen is None and fast.model._compiled.calls == 24
 
 
 @compiles

@@ -284,30 +284,40 @@ def test_short_crops_cut_that_share_of_long_series_short(share):
 
 def test_level_shifts_move_that_share_of_crops_from_one_point_on():
     """``level_shifts`` 0.5 on a straight line below zero (so shifts are added): about half the crops carry one
-    break (a single jump in their differences), the rest none; 0 draws nothing more, so earlier configs keep their
-    crops."""
+    break (a single jump in their differences), the rest none."""
     line = [np.arange(-2000.0, 0.0)]
-    base = dict(out_dir="x", patch_size=4, max_patches=10, batch_size=300, min_context=3)
-    shifted = PatchSampler(TotoTrainConfig(**base, level_shifts=0.5), line, []).values()
+    cfg = TotoTrainConfig(out_dir="x", patch_size=4, max_patches=10, batch_size=300, min_context=3, level_shifts=0.5)
+    shifted = PatchSampler(cfg, line, []).values()
     breaks = [np.flatnonzero(np.abs(np.diff(row[~np.isnan(row)]) - 1) > 1e-9) for row in shifted]
     assert all(len(b) <= 1 for b in breaks) and 0.35 < np.mean([len(b) == 1 for b in breaks]) < 0.65
-    off = PatchSampler(TotoTrainConfig(**base, level_shifts=0.0), line, []).values()
-    again = PatchSampler(TotoTrainConfig(**base), line, []).values()
-    np.testing.assert_array_equal(off, again)
-    assert all((np.diff(row[~np.isnan(row)]) == 1).all() for row in off)
 
 
-def test_a_level_shift_keeps_positive_crops_positive_and_others_scaled():
+def test_crops_without_level_shifts_are_the_crops_of_before():
+    """With ``level_shifts`` 0 (the default) no random number is drawn for it: the crops of a config with short
+    crops and trends are those the sampler made before the option existed (sum and gaps recorded from that code)."""
+    cfg = TotoTrainConfig(
+        out_dir="x", patch_size=4, max_patches=10, batch_size=50, min_context=3, short_crops=0.5, trend_augmentation=0.3
+    )
+    pool = [np.sin(np.arange(300.0) / 7) * 10 + 20, np.arange(1.0, 200.0)]
+    values = PatchSampler(cfg, pool, [np.cos(np.arange(500.0))]).values()
+    assert values.shape == (50, 40) and np.isnan(values).sum() == 548
+    assert np.nansum(values) == pytest.approx(38747.971229001014, rel=1e-12)
+
+
+def test_a_level_shift_scales_non_negative_crops_and_moves_others():
     rng = np.random.default_rng(0)
+    line = np.linspace(0.0, 2.0, 20)  # non-negative, one zero: scaled from a point on, the zero kept
     for _ in range(50):
-        out = with_level_shift(np.linspace(1.0, 2.0, 20), rng)
-        assert (out > 0).all()
-        ratio = out[1:] / np.linspace(1.0, 2.0, 20)[1:]
-        assert np.isclose(ratio[-1], ratio[ratio != 1][0]) if (ratio != 1).any() else True
-    crop = np.array([np.nan, -1.0, 2.0, 0.0, 1.0, 3.0])
-    moved = with_level_shift(crop, rng) - crop
-    step = moved[np.isfinite(moved) & (moved != 0)]
-    assert len(set(np.round(step, 12))) == 1 and 1.0 <= abs(step[0]) / 2.0 <= 10.0  # median |difference| 2
+        out = with_level_shift(line, rng)
+        ratio = out[1:] / line[1:]
+        at = np.flatnonzero(ratio != 1)
+        assert out[0] == 0 and len(at) and np.allclose(ratio[at[0] :], ratio[-1]) and (ratio[: at[0]] == 1).all()
+    crop = np.array([np.nan, -1.0, 2.0, np.nan, 1.0, 3.0])  # finite differences 3, -1, 2: median step 2
+    for _ in range(20):
+        moved = with_level_shift(crop, rng) - crop
+        step = moved[np.isfinite(moved) & (moved != 0)]
+        assert len(set(np.round(step, 12))) == 1 and 1.0 <= abs(step[0]) / 2.0 <= 10.0
+    assert np.isnan(with_level_shift(np.full(4, np.nan), rng)).all()
 
 
 def _gaussians(loc: torch.Tensor) -> StudentTMixture:
