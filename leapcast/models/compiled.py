@@ -27,10 +27,11 @@ more with dynamic sizes; so it pays for long jobs, not one short forecast, and i
 
 from __future__ import annotations
 
+import inspect
 import threading
 import warnings
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -58,6 +59,7 @@ COMPILE_OPTIONS = {
 # Every net's step shares one code object, so its compiled graphs (nets, shapes) share dynamo's limit: raised,
 # and reaching it raises (then decoding goes on eagerly, with a warning) instead of running eagerly unannounced.
 DYNAMO_OPTIONS = {"recompile_limit": 64, "fail_on_recompile_limit_hit": True}
+_REGION_LIMIT = "recompile_limit" in inspect.signature(torch.compile).parameters  # torch.compile's own limit
 _COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
 SPAN = 16  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
 MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
@@ -115,7 +117,11 @@ class CompiledDecoder:
     def __init__(self, net: T5) -> None:
         # inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
         warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
-        self.step = torch.compile(DecoderStep(net), options=_guard_options())
+        # one graph, and a limit of its own on recompiles that raises when hit (where torch.compile takes one): else a
+        # compile outside the settings' patch (below) could run the step eagerly unannounced
+        region = {"recompile_limit": DYNAMO_OPTIONS["recompile_limit"]} if _REGION_LIMIT else {}
+        compile_: Any = torch.compile  # its typed overloads lack recompile_limit
+        self.step = compile_(DecoderStep(net), fullgraph=True, options=_guard_options(), **region)
         self.tier = getattr(net, "tier", torch.float32)
         self.settings = _settings(inductor_config, COMPILE_OPTIONS), _settings(dynamo_config, DYNAMO_OPTIONS)
         self.failed: str | None = None
@@ -123,7 +129,7 @@ class CompiledDecoder:
         # input signatures (``_signature``) a call has run with: dynamo reads the settings only when it compiles,
         # which a signature seen before does not make it do, so those calls skip patching them; None: patch every
         # call (a call skipping them compiled all the same: a guard the signature does not cover)
-        self.seen: set[tuple] | None = set()
+        self.seen: set[tuple] | None = set() if _REGION_LIMIT else None
 
     def __call__(
         self,

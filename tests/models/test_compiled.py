@@ -213,13 +213,15 @@ def test_settings_patched_only_for_inputs_not_seen_before(folder, monkeypatch):
 
 
 @compiles
-def test_a_call_that_compiles_unpatched_turns_the_skipping_off(folder, monkeypatch):
+def test_a_call_that_compiles_unpatched_turns_the_skipping_off(tmp_path, monkeypatch):
     """Should dynamo compile on a call whose signature was seen (a guard ``_signature`` does not cover; here every
-    signature made one), the step notices and patches every call from then on."""
+    signature made one), the step notices and patches every call from then on. A net of its own: no graph of
+    another test's fits it."""
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
     monkeypatch.setattr(compiled, "_signature", lambda args: ())
     series = [np.asarray(c) for c in contexts(4, 30).numpy()]
-    fast = Forecaster.from_pretrained(folder, compile=True)
+    own = make_checkpoint(tmp_path / "own", layers=2, vocab=256, prediction_length=12, seed=3)
+    fast = Forecaster.from_pretrained(own, compile=True)
     fast.predict(series, 12, num_samples=3, seed=0, progress=False)
     assert fast.model._compiled.seen == {()}
     threads = torch.get_num_threads()
