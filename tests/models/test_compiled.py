@@ -170,7 +170,7 @@ def test_forecaster_compile_runs_compiled_and_matches_eager(folder, monkeypatch)
 @compiles
 def test_settings_patched_only_for_inputs_not_seen_before(folder, monkeypatch):
     """The compile settings are patched around a call whose input signature is new (dynamo may compile there), not
-    around a repeat of one (``CompiledDecoder.seen``: 50 us a call saved, x1.09 on house-target at batch 1): a
+    around a repeat of one (``CompiledDecoder.seen``: x1.08 on house-target at batch 1): a
     repeated forecast patches nothing, gives what one patching every call gives, and a new batch size patches
     again."""
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
