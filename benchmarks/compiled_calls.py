@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from leapcast import Forecaster
-from leapcast.models.presets import chronos_t5_config, random_chronos_t5, save_chronos_t5
-from leapcast.registry import resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
+from encoder_attention import folder_of  # noqa: E402
 from speculative import contexts  # noqa: E402
 
 
@@ -37,15 +36,6 @@ class PatchEveryCall(set):
 
     def __contains__(self, key: object) -> bool:
         return False
-
-
-def folder_of(name: str, tmp: Path) -> Path:
-    """A size of the official configuration (random weights), a checkpoint folder, or a bundled model's name."""
-    if Path(name).is_dir():
-        return Path(name)
-    if name in ("tiny", "mini", "small", "base", "large"):
-        return save_chronos_t5(random_chronos_t5(chronos_t5_config(name), seed=0), tmp / name)
-    return resolve(name)
 
 
 def measure(name: str, batch: int, horizon: int, repeats: int, tmp: Path) -> dict:

@@ -58,8 +58,9 @@ COMPILE_OPTIONS = {
 }
 # Every net's step shares one code object, so its compiled graphs (nets, shapes) share dynamo's limit: raised,
 # and reaching it raises (then decoding goes on eagerly, with a warning) instead of running eagerly unannounced.
+# Where torch.compile takes a limit of its own (``_REGION_LIMIT``) the step gets it there, and these are not patched.
 DYNAMO_OPTIONS = {"recompile_limit": 64, "fail_on_recompile_limit_hit": True}
-_REGION_LIMIT = "recompile_limit" in inspect.signature(torch.compile).parameters  # torch.compile's own limit
+_REGION_LIMIT = "recompile_limit" in inspect.signature(torch.compile).parameters
 _COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
 SPAN = 16  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
 MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
@@ -123,7 +124,10 @@ class CompiledDecoder:
         compile_: Any = torch.compile  # its typed overloads lack recompile_limit
         self.step = compile_(DecoderStep(net), fullgraph=True, options=_guard_options(), **region)
         self.tier = getattr(net, "tier", torch.float32)
-        self.settings = _settings(inductor_config, COMPILE_OPTIONS), _settings(dynamo_config, DYNAMO_OPTIONS)
+        self.settings = (
+            _settings(inductor_config, COMPILE_OPTIONS),
+            ({} if _REGION_LIMIT else _settings(dynamo_config, DYNAMO_OPTIONS)),
+        )
         self.failed: str | None = None
         self.calls = 0  # steps decoded through the compiled graph
         # input signatures (``_signature``) a call has run with: dynamo reads the settings only when it compiles,
