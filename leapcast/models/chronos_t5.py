@@ -197,7 +197,10 @@ class ChronosT5:
     def step(self, state: ChronosState, inputs: torch.Tensor, positions: int | torch.Tensor) -> Categorical:
         """inputs [R, n] long (the step before each position) at ``positions`` (int, or [R] long) + 0..n-1
         -> the head of the next step at each, [R, n] over the vocabulary."""
-        return Categorical(self.decode(inputs, positions, state), self.banned_tokens)
+        logits = self.decode(inputs, positions, state)  # a fresh tensor: the banned steps are masked in it, in place,
+        with torch.inference_mode():  # not in a copy at every draw (0.6 ms a step at 1,280 rows x 2,048 steps)
+            logits[..., list(self.banned_tokens)] = -float("inf")
+        return Categorical(logits)
 
     def values(self, state: ChronosState, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """steps [R', n] long of the state's rows ``rows`` [R'] -> values [R', n] float32 (bin centres x scale)."""

@@ -62,7 +62,7 @@ COMPILE_OPTIONS = {
 DYNAMO_OPTIONS = {"recompile_limit": 64, "fail_on_recompile_limit_hit": True}
 _REGION_LIMIT = "recompile_limit" in inspect.signature(torch.compile).parameters
 _COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
-SPAN = 16  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
+SPAN = 4  # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this
 MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from leapcast.models.packed import Packed
 from leapcast.models.precision import LinearMap
-from leapcast.models.rows import RowGroup, overlapping
+from leapcast.models.rows import RowGroup, own_memory
 
 
 @dataclass(frozen=True)
@@ -376,8 +376,7 @@ class LayerCache:
 
     def writable(self) -> None:
         """Give k and v memory of their own while they are still the expanded zeros of ``ChronosT5.setup``."""
-        if overlapping(self.k):
-            self.k, self.v = self.k.contiguous(), self.v.contiguous()
+        self.k, self.v = own_memory(self.k), own_memory(self.v)
 
     def write(self, k: torch.Tensor, v: torch.Tensor, start: int | Slots) -> None:
         """k, v [R, H, n, dk] into positions start..start+n-1 of each row (``Slots``: rows at their own positions)."""

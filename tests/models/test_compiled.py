@@ -54,11 +54,13 @@ def greedy_steps(model, state, steps: int, inputs: torch.Tensor | None = None):
 
 def decoded_twins(folder, monkeypatch, dtype: str):
     """An eager model and a compiled one (light options) whose states (3 series x 4 rows, room for both cache spans)
-    hold the same 20 greedy positions -> (eager, fast, (eager state, fast state), the greedy tokens [12, 20])."""
+    hold the same 20 greedy positions -> (eager, fast, (eager state, fast state), the greedy tokens [12, 20]); the
+    steps read their caches in several spans (``compiled.SPAN``)."""
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
     eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
     fast.compile()
-    ctx, capacity = contexts(), compiled.SPAN + 8
+    ctx, capacity = contexts(), 24
+    assert compiled.SPAN < 20
     states = eager.prefix(ctx, 4, capacity), fast.prefix(ctx, 4, capacity)
     _, tokens = greedy_steps(eager, states[0], 20)
     greedy_steps(fast, states[1], 20, inputs=tokens)  # both caches hold the same 20 positions
@@ -72,7 +74,7 @@ def test_compiled_steps_give_eager_logits_float32(folder, monkeypatch, options):
     eager, fast = load_model(folder), load_model(folder)
     fast.compile()
     ctx = contexts()
-    steps = compiled.SPAN + 4  # the step reads 16 cache positions, then all 20
+    steps = compiled.SPAN + 4  # the step reads SPAN cache positions, then the whole cache but its spare one, then all
     want, want_tokens = greedy_steps(eager, eager.prefix(ctx, 5, steps), steps)
     got, got_tokens = greedy_steps(fast, fast.prefix(ctx, 5, steps), steps, inputs=want_tokens)
     assert fast.compiled and fast._compiled.calls == steps  # every step ran compiled
