@@ -64,7 +64,8 @@ _REGION_LIMIT = "recompile_limit" in inspect.signature(torch.compile).parameters
 _COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
 # cache positions a compiled step reads: the positions in use, rounded up to a multiple of this. Each span is a new
 # input signature (its first call patches the settings), not a new graph; at 1,280 rows the self-attention reads
-# every row's keys and values from memory, so positions read past the ones in use cost time (16: x0.965 at h 18)
+# every row's keys and values from memory, so positions read past the ones in use cost time (spans of 16 ran at
+# 0.965 the speed of 4 on house-target, batch 64, h 18: docs/precision.md)
 SPAN = 4
 MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
 
