@@ -20,6 +20,12 @@ plain mean decoding's.
     python benchmarks/patch_speculative.py --out benchmarks/results/patch_speculative.json
     python benchmarks/patch_speculative.py --skip-exact --taus 0.05 0.1      # tolerance mode only
     python benchmarks/patch_speculative.py --skip-tolerance --ks 1 2          # exact mode only
+    python benchmarks/patch_speculative.py --ceiling --tolerance-ks 2 4 8 16   # tolerance mode's ceiling only
+
+The ceiling: mean decoding runs one row a series, where a draft step costs c of a target step and a pass over
+k + 1 patches v(k), both timed on ETTh1 contexts (batch 1 and 8 series); with every proposed patch kept (a = 1)
+a pass gains k + 1 patches for k c + v(k) target steps, so (k + 1) / (k c + v(k)) is the most any tau can buy
+with this draft.
 """
 
 from __future__ import annotations
@@ -222,9 +228,40 @@ def tolerance(args, taus: dict[str, float], log) -> list[dict]:
     return rows
 
 
+def ceiling(args, log) -> list[dict]:
+    """Tolerance mode's ceiling per batch and k (the module docstring): c and v(k) at one row a series."""
+    target = Forecaster.from_pretrained(args.target).model
+    draft = Forecaster.from_pretrained(args.draft).model
+    positions = 720 // target.patch_size
+    rows = []
+    for batch in (1, 8):
+        widths = sorted({1} | {k + 1 for k in args.tolerance_ks})
+        contexts = torch.stack(ett_contexts(batch))
+        costs = pass_costs({"target": target, "draft": draft}, contexts, 1, widths, positions + 20, positions // 2, 25)
+        one = costs[("target", 1)]
+        c = costs[("draft", 1)] / one
+        for k in args.tolerance_ks:
+            v = costs[("target", k + 1)] / one
+            rows.append(
+                dict(
+                    mode="ceiling",
+                    batch=batch,
+                    k=k,
+                    target_step_s=one,
+                    cost_ratio=c,
+                    verify_cost=v,
+                    ceiling=(k + 1) / (k * c + v),
+                )
+            )
+            log(f"ceiling batch {batch} x 1 row, k={k}: c={c:.2f} v(k)={v:.2f} -> at a = 1 x{rows[-1]['ceiling']:.2f}")
+    return rows
+
+
 def tables(report: dict) -> str:
     """Markdown tables of a results file (``--table``)."""
     out = [f"`{report['command']}`", ""]
+    if not any(r["mode"] != "ceiling" for r in report["rows"]):  # --ceiling: its table alone
+        return "\n".join(out + _ceiling_table(report["rows"]))
     out += [
         "| batch | h | k | speedup | first call | a | mean accepted length | c | v(k) | bound | share of bound | "
         "passes (plain) | pass bound | share of pass bound |"
@@ -265,7 +302,25 @@ def tables(report: dict) -> str:
             f"| {r['proposer']} | {r['tau']} | {r['k']} | {r['batch']} | x{r['speedup']:.2f} | {r['acceptance']:.3f} | "
             f"{r['mean_accepted_length']:.2f} | {r['mase_change']:+.2%} |"
         )
+    out += _ceiling_table(report["rows"])
     return "\n".join(out)
+
+
+def _ceiling_table(rows: list[dict]) -> list[str]:
+    ceilings = [r for r in rows if r["mode"] == "ceiling"]
+    if not ceilings:
+        return []
+    out = [
+        "",
+        "| batch (1 row a series) | k | target step ms | c | v(k) | speedup at a = 1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in ceilings:
+        out.append(
+            f"| {r['batch']} | {r['k']} | {1e3 * r['target_step_s']:.2f} | {r['cost_ratio']:.2f} | "
+            f"{r['verify_cost']:.2f} | x{r['ceiling']:.2f} |"
+        )
+    return out
 
 
 def main() -> None:
@@ -290,6 +345,7 @@ def main() -> None:
     p.add_argument("--tolerance-ks", nargs="+", type=int, default=[2, 4, 8])
     p.add_argument("--skip-exact", action="store_true")
     p.add_argument("--skip-tolerance", action="store_true")
+    p.add_argument("--ceiling", action="store_true", help="tolerance mode's ceiling only (the module docstring)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--table", type=Path, default=None, help="print the markdown tables of this results file and stop")
@@ -302,9 +358,13 @@ def main() -> None:
     def log(line: str) -> None:
         print(line, flush=True)
 
-    rows = [] if args.skip_exact else exact(args, log)
     taus: dict[str, float] = {}
-    if not args.skip_tolerance:
+    if args.ceiling:
+        rows = ceiling(args, log)
+        print(tables(dict(command="python " + " ".join(sys.argv), rows=rows)))
+    else:
+        rows = [] if args.skip_exact else exact(args, log)
+    if not args.skip_tolerance and not args.ceiling:
         taus, chosen_rows = choose_tau(args, log)
         log(f"chosen tau per proposer: {taus}")
         rows += chosen_rows + tolerance(args, taus, log)

@@ -13,8 +13,8 @@ reads; scores and softmax accumulate in float32 inside the kernel), as the tier'
 Compiled: every pass over up to ``MAX_POSITIONS`` positions per row, rows series-major with equal counts, all
 decoder layers (plain decoding's steps, a draft's proposals, speculative decoding's verify passes and a draft
 catching up; rows at their own positions included). Eager: longer passes, ragged rows (the server's continuous
-batching) and early-exit states. Each row's position is a tensor and the step reads the cache positions in use,
-rounded up to a multiple of ``SPAN``, under the causal mask of the bias table, so one dynamic-size graph serves
+batching) and early-exit states. Each row's position is a tensor and the step reads the cache positions in use
+(``SPAN``), under the causal mask of the bias table, so one dynamic-size graph serves
 every step (a Python int would be specialised on: a recompile per step); rows come in as series x paths, so that
 with dynamic sizes no index divides one by the other.
 Inductor packs the weights as constants (``freezing``): the net's weights must not change after the first call.
@@ -62,11 +62,13 @@ COMPILE_OPTIONS = {
 DYNAMO_OPTIONS = {"recompile_limit": 64, "fail_on_recompile_limit_hit": True}
 _REGION_LIMIT = "recompile_limit" in inspect.signature(torch.compile).parameters
 _COMPILING = threading.Lock()  # the config patches are process-wide: one compiled call at a time
-# cache positions a compiled step reads: the positions in use, rounded up to a multiple of this. Each span is a new
-# input signature (its first call patches the settings), not a new graph; at 1,280 rows the self-attention reads
-# every row's keys and values from memory, so positions read past the ones in use cost time (spans of 16 ran at
-# 0.965 the speed of 4 on house-target, batch 64, h 18: docs/precision.md)
-SPAN = 4
+# cache positions a compiled step reads: the positions in use, rounded up to a multiple of this, and at least
+# MIN_SPAN (dynamo specialises a size of 1: a second graph). Each span is a new input signature (its first call
+# patches the settings), not a new graph; at 1,280 rows the self-attention reads every row's keys and values from
+# memory, so positions read past the ones in use cost time (on house-target, batch 64, h 18: spans of 16 ran at
+# 0.965 the speed of 4, spans of 4 at 0.958 the speed of 1; docs/precision.md)
+SPAN = 1
+MIN_SPAN = 2
 MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
 
 
@@ -151,8 +153,8 @@ class CompiledDecoder:
         """Logits [R, n, V] of steps [R, n], row r at positions ``positions[r]`` + 0..n-1 (``positions`` [R] long,
         every one below ``used``), or None: decode eagerly (compiling failed).
 
-        The step sees the caches' first ``used`` positions rounded up to a multiple of ``SPAN`` (the positions
-        past a row's own are masked, so the logits do not depend on it; a few sizes: one dynamic-size graph)."""
+        The step sees the caches' first ``used`` positions rounded up to a multiple of ``SPAN``, at least
+        ``MIN_SPAN`` of them (the positions past a row's own are masked, so the logits do not depend on it; a few sizes: one dynamic-size graph)."""
         if self.failed is not None:
             return None
         for cache in layers:  # the step writes into them in place
@@ -160,7 +162,7 @@ class CompiledDecoder:
         capacity = layers[0].k.shape[2]
         # short of the whole cache where it can be (``ChronosT5.setup`` leaves a spare position): a span that is
         # the whole cache has other strides, and dynamo would compile another graph for it
-        span = min(-(-used // SPAN) * SPAN, capacity - 1 if used < capacity else capacity)
+        span = min(max(-(-used // SPAN) * SPAN, MIN_SPAN), capacity - 1 if used < capacity else capacity)
         lows = [self._cross_in_tier(c) for c in layers]
         args = (
             steps.view(layers[0].cross_k.shape[0], -1, steps.shape[1]),
