@@ -66,7 +66,7 @@ _COMPILING = threading.Lock()  # the config patches are process-wide: one compil
 # MIN_SPAN (dynamo specialises a size of 1: a second graph). Each span is a new input signature (its first call
 # patches the settings), not a new graph; at 1,280 rows the self-attention reads every row's keys and values from
 # memory, so positions read past the ones in use cost time (on house-target, batch 64, h 18: spans of 16 ran at
-# 0.965 the speed of 4, spans of 4 at 0.958 the speed of 1; docs/precision.md)
+# 0.965 the speed of 4, spans of 4 at 0.96-0.98 the speed of 1; docs/precision.md)
 SPAN = 1
 MIN_SPAN = 2
 MAX_POSITIONS = 9  # passes over up to this many positions per row compile (k + 1 for k <= 8); longer ones: eager
@@ -154,7 +154,8 @@ class CompiledDecoder:
         every one below ``used``), or None: decode eagerly (compiling failed).
 
         The step sees the caches' first ``used`` positions rounded up to a multiple of ``SPAN``, at least
-        ``MIN_SPAN`` of them (the positions past a row's own are masked, so the logits do not depend on it; a few sizes: one dynamic-size graph)."""
+        ``MIN_SPAN`` of them (the positions past a row's own are masked, so the logits do not depend on it; one
+        dynamic-size graph for every span)."""
         if self.failed is not None:
             return None
         for cache in layers:  # the step writes into them in place
