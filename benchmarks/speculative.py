@@ -1,7 +1,7 @@
 """Speculative decoding against plain decoding on the same target, interleaved in one process.
 
 For each proposer and k (and adaptive k), batch 1 and 16 series x 20 sample
-paths, h=64: the median speedup over repeats, the measured acceptance a, mean
+paths, h=64: the median speedup over repeats (--adaptive-repeats for adaptive k), the measured acceptance a, mean
 accepted length, the draft cost ratio c (one draft step / one target step), the
 verify cost v(k) (one target pass over k + 1 positions / one target step; c and
 v(k) from passes timed in turn) and the bound (1 - a^(k+1)) / ((1 - a)(k c + v)),
@@ -110,7 +110,7 @@ def measure(args) -> list[dict]:
                     first = (
                         timed(run_plain)[0] / timed(run_spec)[0] if args.warmup else None
                     )  # the call that explores k
-                    timing = interleaved(run_plain, run_spec, args.repeats)
+                    timing = interleaved(run_plain, run_spec, args.adaptive_repeats if spec.adaptive else args.repeats)
                     st = fc.last_stats
                     a = st.acceptance_rate
                     row = dict(
@@ -204,6 +204,13 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=64)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--adaptive-repeats",
+        type=int,
+        default=7,
+        help="pairs for the adaptive cells: one call of the same work varies by 5-10%% here, and their goal is a "
+        "floor (never below x0.95 at batch 16), which a median of 3 misses by chance",
+    )
     p.add_argument(
         "--warmup",
         action="store_true",
