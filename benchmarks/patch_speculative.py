@@ -233,9 +233,9 @@ def ceiling(args, log) -> list[dict]:
     target = Forecaster.from_pretrained(args.target).model
     draft = Forecaster.from_pretrained(args.draft).model
     positions = 720 // target.patch_size
+    widths = sorted({1} | {k + 1 for k in args.tolerance_ks})
     rows = []
     for batch in (1, 8):
-        widths = sorted({1} | {k + 1 for k in args.tolerance_ks})
         contexts = torch.stack(ett_contexts(batch))
         costs = pass_costs({"target": target, "draft": draft}, contexts, 1, widths, positions + 20, positions // 2, 25)
         one = costs[("target", 1)]
@@ -258,16 +258,18 @@ def ceiling(args, log) -> list[dict]:
 
 
 def tables(report: dict) -> str:
-    """Markdown tables of a results file (``--table``)."""
-    out = [f"`{report['command']}`", ""]
-    if not any(r["mode"] != "ceiling" for r in report["rows"]):  # --ceiling: its table alone
-        return "\n".join(out + _ceiling_table(report["rows"]))
-    out += [
-        "| batch | h | k | speedup | first call | a | mean accepted length | c | v(k) | bound | share of bound | "
-        "passes (plain) | pass bound | share of pass bound |"
-    ]
-    out += ["|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in report["rows"] if r["mode"] == "exact"):
+    """Markdown tables of a results file (``--table``): one per mode it holds."""
+    rows = report["rows"]
+    out = [f"`{report['command']}`"]
+    exact_rows = [r for r in rows if r["mode"] == "exact"]
+    if exact_rows:
+        out += [
+            "",
+            "| batch | h | k | speedup | first call | a | mean accepted length | c | v(k) | bound | share of bound | "
+            "passes (plain) | pass bound | share of pass bound |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    for r in exact_rows:
         k = f"{r['k']} adaptive" if r["adaptive"] else str(r["k"])
         first = f"x{r['first_call_speedup']:.2f}" if r["first_call_speedup"] else ""
         passes = f"{r['target_passes']} ({r['plain_passes']})" if "target_passes" in r else ""
@@ -287,40 +289,41 @@ def tables(report: dict) -> str:
             f"{r['mean_accepted_length']:.2f} | {r['cost_ratio']:.2f} | {r['verify_cost']:.2f} | {bound} | {share} | "
             f"{passes} | {pass_bound} | {pass_share} |"
         )
-    out += [
-        "",
-        "| proposer | tau | MASE change on the validation sets (yearly, quarterly, monthly, ETT h720) | within 1% |",
-    ]
-    out += ["|---|---|---|---|"]
-    for r in (r for r in report["rows"] if r["mode"] == "choose-tau"):
+    chosen = [r for r in rows if r["mode"] == "choose-tau"]
+    if chosen:
+        out += [
+            "",
+            "| proposer | tau | MASE change on the validation sets (yearly, quarterly, monthly, ETT h720) | within 1% |",
+            "|---|---|---|---|",
+        ]
+    for r in chosen:
         change = ", ".join(f"{x:+.2%}" for x in r["mase_change"].values())
         out.append(f"| {r['proposer']} | {r['tau']} | {change} | {'yes' if r['within_1pct'] else 'no'} |")
-    out += ["", "| proposer | tau | k | batch | speedup | a | mean accepted length | ETT test h720 MASE change |"]
-    out += ["|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in report["rows"] if r["mode"] == "tolerance"):
+    timed_tolerance = [r for r in rows if r["mode"] == "tolerance"]
+    if timed_tolerance:
+        out += [
+            "",
+            "| proposer | tau | k | batch | speedup | a | mean accepted length | ETT test h720 MASE change |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    for r in timed_tolerance:
         out.append(
             f"| {r['proposer']} | {r['tau']} | {r['k']} | {r['batch']} | x{r['speedup']:.2f} | {r['acceptance']:.3f} | "
             f"{r['mean_accepted_length']:.2f} | {r['mase_change']:+.2%} |"
         )
-    out += _ceiling_table(report["rows"])
-    return "\n".join(out)
-
-
-def _ceiling_table(rows: list[dict]) -> list[str]:
     ceilings = [r for r in rows if r["mode"] == "ceiling"]
-    if not ceilings:
-        return []
-    out = [
-        "",
-        "| batch (1 row a series) | k | target step ms | c | v(k) | speedup at a = 1 |",
-        "|---|---|---|---|---|---|",
-    ]
+    if ceilings:
+        out += [
+            "",
+            "| batch (1 row a series) | k | target step ms | c | v(k) | speedup at a = 1 |",
+            "|---|---|---|---|---|---|",
+        ]
     for r in ceilings:
         out.append(
             f"| {r['batch']} | {r['k']} | {1e3 * r['target_step_s']:.2f} | {r['cost_ratio']:.2f} | "
             f"{r['verify_cost']:.2f} | x{r['ceiling']:.2f} |"
         )
-    return out
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -364,10 +367,10 @@ def main() -> None:
         print(tables(dict(command="python " + " ".join(sys.argv), rows=rows)))
     else:
         rows = [] if args.skip_exact else exact(args, log)
-    if not args.skip_tolerance and not args.ceiling:
-        taus, chosen_rows = choose_tau(args, log)
-        log(f"chosen tau per proposer: {taus}")
-        rows += chosen_rows + tolerance(args, taus, log)
+        if not args.skip_tolerance:
+            taus, chosen_rows = choose_tau(args, log)
+            log(f"chosen tau per proposer: {taus}")
+            rows += chosen_rows + tolerance(args, taus, log)
     if args.out:
         report = dict(
             benchmark="patch-speculative",
