@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from leapcast.models.compiled import CompiledDecoder
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
+# position 0 decoded once per series and shared by its rows in the compiled tier (``ChronosT5._compiled_pass``)
+SHARE_FIRST = True
 TOKENIZER_FIELDS = (
     "n_tokens",
     "n_special_tokens",
@@ -339,6 +341,41 @@ class ChronosT5:
             caches, state.tokens, state.mask, state.scale, state.row_series, state.grouped, state.capacity
         )
 
+    def _compiled_pass(
+        self, steps: torch.Tensor, start: int | torch.Tensor, positions: torch.Tensor, used: int, state
+    ) -> torch.Tensor | None:
+        """The compiled step's logits [R, n, V] (None: decode eagerly). At position 0 every row of a series reads
+        the start token after nothing, so the rows of a series compute the same keys, values and logits: two rows a
+        series run, on caches of their own, and their position-0 keys and values and logits go to every row (a
+        tenth of position 0's work at 20 paths). Two, not one: the fused attention rounds a single query unlike
+        several, and the compiled products give a row the same values at any row count
+        (``tests/models/test_compiled.py``), so the logits are the ones every row would have computed."""
+        c: _ChronosCaches = state.caches
+        assert self._compiled is not None
+        s = state.grouped
+        if not SHARE_FIRST or not _first_position_shared(steps, start, s):
+            return self._compiled(steps, positions, used, c.layers, c.bias_table, c.cross_mask)
+        pairs = steps.view(-1, s)[:, :2].reshape(-1, 1)  # [2B, 1]: two rows a series
+        firsts = [  # 3 positions, as any cache of a compiled step has a spare one past the span it reads (2)
+            LayerCache(
+                torch.zeros((len(pairs), *lc.k.shape[1:2], 3, lc.k.shape[3]), dtype=lc.k.dtype, device=self.device),
+                torch.zeros((len(pairs), *lc.v.shape[1:2], 3, lc.v.shape[3]), dtype=lc.v.dtype, device=self.device),
+                lc.cross_k,
+                lc.cross_v,
+                cross_low=lc.cross_low,
+            )
+            for lc in c.layers
+        ]
+        logits = self._compiled(pairs, positions[: len(pairs)], used, firsts, c.bias_table, c.cross_mask)
+        if logits is None:
+            return None
+        for lc, first in zip(c.layers, firsts):
+            lc.writable()
+            lc.cross_low = first.cross_low  # the cross-attention's keys and values in the tier: made once a cache
+            for cache, shared in ((lc.k, first.k), (lc.v, first.v)):  # [R, H, T, dk], [2B, H, 3, dk]
+                cache[:, :, 0].unflatten(0, (-1, s))[:] = shared[::2, None, :, 0]
+        return logits[::2].repeat_interleave(s, dim=0)
+
     @torch.inference_mode()
     def decode(self, steps: torch.Tensor, start: int | torch.Tensor, state) -> torch.Tensor:
         """steps [R, n] long at positions start.. -> logits [R, n, V] float32."""
@@ -357,7 +394,7 @@ class ChronosT5:
                 positions = start.to(self.device, copy=True)  # [R] long, made here as the int path's: one guard set
                 used = int(positions.max()) + n
             if used <= state.max_steps:  # else the eager path below refuses it by name
-                logits = self._compiled(steps.to(self.device), positions, used, c.layers, c.bias_table, c.cross_mask)
+                logits = self._compiled_pass(steps.to(self.device), start, positions, used, state)
                 if logits is not None:
                     return logits
         runs, own = None, None
@@ -389,6 +426,15 @@ class ChronosT5:
         for layer, cache in zip(self.net.dec_layers, c.layers):  # an early-exit state holds fewer layers
             x = layer(x, cache, at, self_bias, c.cross_mask, used, c.groups, runs, own)
         return self.net.head(x, self._head_t)
+
+
+def _first_position_shared(steps: torch.Tensor, start: int | torch.Tensor, rows_per_series: int | None) -> bool:
+    """Whether a pass is position 0 alone, every row of a series with the same step (the start token): its rows
+    then compute the same values, once per series being enough."""
+    if not isinstance(start, int) or start != 0 or steps.shape[1] != 1 or not rows_per_series or rows_per_series < 2:
+        return False
+    by_series = steps.view(-1, rows_per_series)
+    return bool((by_series == by_series[:, :1]).all())
 
 
 def _position_runs(start: torch.Tensor, most: int = 8) -> list[tuple[int, int, int]] | None:

@@ -11,6 +11,7 @@ import torch
 from conftest import make_checkpoint
 from torch._dynamo.exc import TorchDynamoException
 
+import leapcast.models.chronos_t5 as chronos_t5
 import leapcast.models.compiled as compiled
 from leapcast import Forecaster, SpecConfig
 from leapcast.models.loading import load_model
@@ -140,6 +141,35 @@ def test_passes_over_several_positions_match_eager(folder, monkeypatch, dtype):
 
 
 @compiles
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_position_zero_decoded_once_per_series(folder, monkeypatch, dtype):
+    """Position 0 reads the start token in every row of a series, so two rows a series decode it and the others
+    take their keys, values and logits (``ChronosT5._compiled_pass``): every logit and cache entry of the steps
+    after it equal to decoding every row, and the pass at position 0 ran on two rows a series."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
+    fast = load_model(folder, dtype=dtype)
+    fast.compile()
+    rows = []
+    real = compiled.CompiledDecoder.__call__
+    monkeypatch.setattr(
+        compiled.CompiledDecoder, "__call__", lambda self, steps, *args: rows.append(len(steps)) or real(self, steps, *args)
+    )
+    ctx, paths = contexts(), 5
+    later = torch.randint(5, 250, (len(ctx) * paths, 3), generator=torch.Generator().manual_seed(2))
+    runs = {}
+    for share in (False, True):
+        monkeypatch.setattr(chronos_t5, "SHARE_FIRST", share)
+        rows.clear()
+        state = fast.prefix(ctx, paths, 8)
+        logits, _ = greedy_steps(fast, state, 4, inputs=later)  # rows apart from position 1 on
+        caches = [c.float().clone() for layer in state.caches.layers for c in (layer.k, layer.v)]
+        runs[share] = (logits, caches, list(rows))
+    assert runs[False][2] == [len(ctx) * paths] * 4 and runs[True][2] == [len(ctx) * 2] + [len(ctx) * paths] * 3
+    for want, got in zip(runs[False][0] + runs[False][1], runs[True][0] + runs[True][1]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@compiles
 def test_two_nets_of_one_shape_each_run_their_own_weights(folder, tmp_path, monkeypatch):
     """Every net's compiled step shares one code object and the guards on the nets' modules are cut
     (``_guard_options``): a second net of the same shapes must still get a graph of its own, not run the first
@@ -192,7 +222,8 @@ def test_settings_patched_only_for_inputs_not_seen_before(folder, monkeypatch):
     kw = dict(num_samples=3, seed=0, progress=False)
     fast, every = Forecaster.from_pretrained(folder, compile=True), Forecaster.from_pretrained(folder, compile=True)
     first = fast.predict(series, 12, **kw)
-    assert 1 <= len(patches) < 12 and fast.model._compiled.calls == 12  # one per cache span, not one per step
+    # one per new signature (each cache span, position 0 decoded once per series), not one per call
+    assert len(patches) == len(fast.model._compiled.seen) and fast.model._compiled.calls == 12
     patches.clear()
     again = fast.predict(series, 12, **kw)
     assert patches == [] and fast.model._compiled.calls == 24
@@ -217,22 +248,24 @@ def test_settings_patched_only_for_inputs_not_seen_before(folder, monkeypatch):
 @compiles
 def test_a_call_that_compiles_unpatched_turns_the_skipping_off(tmp_path, monkeypatch):
     """Should dynamo compile on a call whose signature was seen (a guard ``_signature`` does not cover; here every
-    signature made one), the step notices and patches every call from then on. A net of its own: no graph of
-    another test's fits it."""
+    signature counts as seen once the graphs are made), the step notices and patches every call from then on. A
+    net of its own: no graph of another test's fits it."""
     monkeypatch.setattr(compiled, "COMPILE_OPTIONS", LIGHT)
-    monkeypatch.setattr(compiled, "_signature", lambda args: ())
     series = [np.asarray(c) for c in contexts(4, 30).numpy()]
     own = make_checkpoint(tmp_path / "own", layers=2, vocab=256, prediction_length=12, seed=3)
     fast = Forecaster.from_pretrained(own, compile=True)
+    fast.predict(series, 12, num_samples=3, seed=0, progress=False)  # its graphs: a static span, then a dynamic one
+    monkeypatch.setattr(compiled, "_signature", lambda args: ())
+    fast.model._compiled.seen = {()}
     fast.predict(series, 12, num_samples=3, seed=0, progress=False)
-    assert fast.model._compiled.seen == {()}
+    assert fast.model._compiled.seen == {()}  # nothing compiled: the skipping stays on
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1 if threads > 1 else 2)  # dynamo guards the thread count: it compiles again, unpatched
         fast.predict(series, 12, num_samples=3, seed=0, progress=False)
     finally:
         torch.set_num_threads(threads)
-    assert fast.model._compiled.seen is None and fast.model._compiled.calls == 24
+    assert fast.model._compiled.seen is None and fast.model._compiled.calls == 36
 
 
 @compiles
