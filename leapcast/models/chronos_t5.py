@@ -31,6 +31,7 @@ from leapcast.models.t5 import T5, DecoderLayer, LayerCache, Slots, products_row
 
 if TYPE_CHECKING:
     from leapcast.models.compiled import CompiledDecoder
+    from leapcast.models.compiled_encoder import CompiledEncoder
 
 # Fields that must agree for draft tokens to mean the same values as the target's.
 # position 0 decoded once per series and shared by its rows in the compiled tier (``ChronosT5._compiled_pass``)
@@ -73,13 +74,17 @@ class ChronosT5:
         # [D, V] copy of the tied embedding for the head; decoding only, the weights stay frozen.
         self._head_t = net.embed.weight.detach().t().contiguous() if net.lm_head is None else None
         self._compiled: CompiledDecoder | None = None  # ``compile``
+        self._encoder: CompiledEncoder | None = None
 
     def compile(self) -> None:
-        """Plain decoding steps through ``torch.compile`` from the next forecast on (``leapcast.models.compiled``)."""
+        """Decoder passes and the encoder through ``torch.compile`` from the next forecast on
+        (``leapcast.models.compiled``, ``leapcast.models.compiled_encoder``)."""
         if self._compiled is None:
             from leapcast.models.compiled import CompiledDecoder  # torch's compiler loads only when asked for
+            from leapcast.models.compiled_encoder import CompiledEncoder
 
             self._compiled = CompiledDecoder(self.net)
+            self._encoder = CompiledEncoder(self.net)
 
     @property
     def compiled(self) -> bool:
@@ -286,7 +291,7 @@ class ChronosT5:
     def setup(self, batch: Tokenized, rows_per_series: int, max_steps: int) -> DecoderState:
         cfg = self.net.cfg
         tokens, mask = batch.tokens.to(self.device), batch.mask.to(self.device)
-        memory = self.net.encode(tokens, mask)  # [B, L, D]
+        memory = self.net.encode(tokens, mask, run=self._encoder)  # [B, L, D]
         b = tokens.shape[0]
         rows = b * rows_per_series
         caches = []

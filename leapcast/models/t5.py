@@ -432,21 +432,25 @@ class T5(nn.Module):
         table = self.enc_bias if bidirectional else self.dec_bias
         return table(buckets).permute(2, 0, 1)
 
-    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L] long, mask [B, L] bool -> encoder output [B, L, D].
+    def encode(
+        self, tokens: torch.Tensor, mask: torch.Tensor, run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """tokens [B, L] long, mask [B, L] bool -> encoder output [B, L, D]; ``run``: what encodes a chunk
+        (``_encode``, or its compiled twin: ``leapcast.models.compiled_encoder``).
 
         Without gradients the series go through a few at a time (``encode_chunk``): a whole batch's intermediates
         (the [B, H, L, L] attention bias, the [B, L, d_ff] hidden layer) run to hundreds of MB at batch 32 and
         context 512, above the largest size glibc serves from reused heap memory (32 MB), so each was mapped
         afresh and page-faulted in every layer (docs/engine.md). A series' output does not depend on the
         others in its chunk (float32 products round the same at any row count)."""
+        run = run or self._encode
         if torch.is_grad_enabled() or tokens.device.type != "cpu":  # a GPU's allocator caches; one pass is faster
-            return self._encode(tokens, mask)
+            return run(tokens, mask)
         b, length = tokens.shape
         chunk = self.encode_chunk(length)
         if chunk >= b:
-            return self._encode(tokens, mask)
-        return torch.cat([self._encode(tokens[i : i + chunk], mask[i : i + chunk]) for i in range(0, b, chunk)])
+            return run(tokens, mask)
+        return torch.cat([run(tokens[i : i + chunk], mask[i : i + chunk]) for i in range(0, b, chunk)])
 
     def encode_chunk(self, length: int) -> int:
         """Series per encoder chunk at context ``length`` tokens: the largest intermediate within ``ENCODE_BYTES``."""

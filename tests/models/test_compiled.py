@@ -170,6 +170,28 @@ def test_position_zero_decoded_once_per_series(folder, monkeypatch, dtype):
 
 
 @compiles
+@pytest.mark.parametrize("dtype,bound", [("float32", 1e-5), ("bfloat16", 1e-2)])
+def test_compiled_encoder_gives_eager_output_in_one_graph_for_every_shape(folder, dtype, bound):
+    """``compile=True`` encodes through inductor too (``leapcast.models.compiled_encoder``): the output of eager
+    encoding within float32 rounding (3e-7 of its largest value here) or the tier's (bfloat16: 2e-7 on this net,
+    2e-3 on house-target, where the tier itself is 5e-3 off float32), padding included, and one graph with dynamic
+    sizes for every batch size and context length: no compile per new history length."""
+    eager, fast = load_model(folder, dtype=dtype), load_model(folder, dtype=dtype)
+    fast.compile()
+    g = torch.Generator().manual_seed(0)
+    graphs = []
+    for b, length in ((3, 40), (5, 17), (2, 64), (7, 33)):
+        tokens = torch.randint(3, 256, (b, length), generator=g)
+        mask = torch.ones(b, length, dtype=torch.bool)
+        mask[0, : length // 2] = False  # a shorter history, padded on the left
+        with torch.inference_mode():
+            want, got = eager.net.encode(tokens, mask), fast.net.encode(tokens, mask, run=fast._encoder)
+        torch.testing.assert_close(got, want, rtol=0, atol=bound * float(want.abs().max()))
+        graphs.append(compiled._graphs())
+    assert fast._encoder.calls == 4 and graphs[1:] == graphs[:1] * 3
+
+
+@compiles
 def test_two_nets_of_one_shape_each_run_their_own_weights(folder, tmp_path, monkeypatch):
     """Every net's compiled step shares one code object and the guards on the nets' modules are cut
     (``_guard_options``): a second net of the same shapes must still get a graph of its own, not run the first
@@ -182,7 +204,7 @@ def test_two_nets_of_one_shape_each_run_their_own_weights(folder, tmp_path, monk
         fast.compile()
         want, tokens = greedy_steps(eager, eager.prefix(ctx, 5, 8), 4)
         got, _ = greedy_steps(fast, fast.prefix(ctx, 5, 8), 4, inputs=tokens)
-        assert fast._compiled.calls == 4
+        assert fast._compiled.calls == 4 and fast._encoder.calls == 1  # the encoder's graph: its own weights too
         for a, b in zip(want, got):
             torch.testing.assert_close(b, a, rtol=0, atol=1e-5 * float(a.abs().max()))
 
@@ -289,14 +311,17 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(folder):
     def broken(*args, **kwargs):
         raise TorchDynamoException("no C++ compiler found")
 
-    fast._compiled.step = broken
+    fast._compiled.step = fast._encoder.step = broken
     ctx = contexts()
     want, _ = greedy_steps(eager, eager.prefix(ctx, 2, 4), 4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got, _ = greedy_steps(fast, fast.prefix(ctx, 2, 4), 4)
+        fast.prefix(ctx, 2, 4)
     assert not fast.compiled and "no C++ compiler found" in fast._compiled.failed
+    assert "no C++ compiler found" in fast._encoder.failed
     assert sum("decoding eagerly" in str(w.message) for w in caught) == 1  # once, not once a step
+    assert sum("encoding eagerly" in str(w.message) for w in caught) == 1  # once, not once a batch
     for a, b in zip(want, got):
         assert torch.equal(a, b)
 
@@ -314,12 +339,12 @@ def test_caches_in_the_compiled_tier_and_eager_passes_over_them(folder, dtype):
     def broken(*args, **kwargs):
         raise TorchDynamoException("no C++ compiler found")
 
-    fast._compiled.step = broken  # every pass eager, over the compiled tier's caches
+    fast._compiled.step = fast._encoder.step = broken  # every pass eager, over the compiled tier's caches
     ctx = contexts()
-    states = eager.prefix(ctx, 4, 12), fast.prefix(ctx, 4, 12)
-    assert states[1].caches.layers[0].k.dtype == fast.cache_dtype
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        states = eager.prefix(ctx, 4, 12), fast.prefix(ctx, 4, 12)
+        assert states[1].caches.layers[0].k.dtype == fast.cache_dtype
         want, tokens = greedy_steps(eager, states[0], 5)
         got, _ = greedy_steps(fast, states[1], 5, inputs=tokens)
         for a, b in zip(want, got):
