@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from leapcast.checks import check_int
-from leapcast.engine.adaptive import KChooser
+from leapcast.engine.adaptive import KChooser, graphs_built
 from leapcast.engine.proposers.base import ProposalInput, Proposer
 from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams, at_columns, column_block
@@ -87,6 +87,7 @@ class Decoder:
         self.rows: _Rows | None = None
         self.state = None
         self._next_id = 0
+        self._graphs = 0  # graphs torch.compile had built when this pass began (``_timed``)
 
     @property
     def busy(self) -> bool:
@@ -156,6 +157,7 @@ class Decoder:
         """One iteration (one target pass) -> the series that finished in it, as in ``run``."""
         rows = self._live()
         t0 = time.perf_counter()
+        self._graphs = graphs_built()  # a pass that compiled is not timed for the chooser
         k = self._choose_k()
         if k == 0 and rows.together is not None:
             return self._plain_together(rows.together, t0)
@@ -215,9 +217,16 @@ class Decoder:
         self.stats.target_passes += 1
         self.stats.passes_at_k[0] = self.stats.passes_at_k.get(0, 0) + 1
         self.stats.other_s += time.perf_counter() - t0
-        if self.chooser is not None and not self.chooser.settled:
-            self.chooser.record(0, time.perf_counter() - t0, 1.0)  # every row moved one step
+        if (chooser := self._timing()) is not None:
+            chooser.record(0, time.perf_counter() - t0, 1.0)  # every row moved one step
         return self._finished() if t + 1 == rows.together_goal else {}
+
+    def _timing(self) -> KChooser | None:
+        """The chooser this pass's time goes to: None when there is none, it has settled, or torch.compile built a
+        graph during the pass."""
+        if self.chooser is None or self.chooser.settled or graphs_built() != self._graphs:
+            return None
+        return self.chooser
 
     def _choose_k(self) -> int:
         if self.k_max and len(self.samplings) > 1 and bool((self._live().group != self._live().group[0]).any()):
@@ -349,10 +358,10 @@ class Decoder:
             st.verify_s += t2 - t1
         else:
             st.other_s += t2 - t0
-        if self.chooser is not None and not self.chooser.settled:
+        if (chooser := self._timing()) is not None:
             # The mean over active rows, not the least: with 20+ rows some row nearly always
             # rejects at once, and the least would make every k > 0 look like one step a pass.
-            self.chooser.record(k, time.perf_counter() - t0, float(gained[active].float().mean()))
+            chooser.record(k, time.perf_counter() - t0, float(gained[active].float().mean()))
 
     def _finished(self) -> dict[int, torch.Tensor]:
         """Series whose rows all reached their goal leave: their values out, their rows and caches dropped."""

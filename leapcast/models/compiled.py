@@ -13,16 +13,17 @@ reads; scores and softmax accumulate in float32 inside the kernel), as the tier'
 Compiled: every pass over up to ``MAX_POSITIONS`` positions per row, rows series-major with equal counts, all
 decoder layers (plain decoding's steps, a draft's proposals, speculative decoding's verify passes and a draft
 catching up; rows at their own positions included). Eager: longer passes, ragged rows (the server's continuous
-batching) and early-exit states. Each row's position is a tensor and the step reads the cache positions in use
+batching) and early-exit states. The encoder compiles apart (``leapcast.models.compiled_encoder``). Each row's position is a tensor and the step reads the cache positions in use
 (``SPAN``), under the causal mask of the bias table, so one dynamic-size graph serves
 every step (a Python int would be specialised on: a recompile per step); rows come in as series x paths, so that
 with dynamic sizes no index divides one by the other.
 Inductor packs the weights as constants (``freezing``): the net's weights must not change after the first call.
 
-The first call compiles (30 s for chronos-t5-small and 60 s for chronos-t5-base here, in every new process:
-freezing keeps inductor's on-disk graph cache out) and new shapes (rows, context length, cache span) compile once
-more with dynamic sizes; so it pays for long jobs, not one short forecast, and is opted into (``Forecaster.from_pretrained(..., compile=True)``,
-``leapcast forecast --compile``). Float32 without it stays the reference.
+The first call compiles (30 s for chronos-t5-small and 60 s for chronos-t5-base here, the encoder about 10 s
+more, in every new process: freezing keeps inductor's on-disk graph cache out) and new shapes (rows, context
+length, cache span) compile once more with dynamic sizes; so it pays for long jobs, not one short forecast, and is
+opted into (``Forecaster.from_pretrained(..., compile=True)``, ``leapcast forecast --compile``). Float32 without it
+stays the reference.
 """
 
 from __future__ import annotations

@@ -22,7 +22,11 @@ from torch._inductor import config as inductor_config
 from leapcast.models.compiled import _COMPILING, _REGION_LIMIT, DYNAMO_OPTIONS, _guard_options, _settings
 from leapcast.models.t5 import T5
 
-COMPILE_OPTIONS = {"freezing": True, "size_asserts": False, "alignment_asserts": False}  # as the decoder's, less autotuning
+COMPILE_OPTIONS = {  # as the decoder's, less autotuning
+    "freezing": True,
+    "size_asserts": False,
+    "alignment_asserts": False,
+}
 
 
 class EncoderPass(nn.Module):

@@ -433,7 +433,10 @@ class T5(nn.Module):
         return table(buckets).permute(2, 0, 1)
 
     def encode(
-        self, tokens: torch.Tensor, mask: torch.Tensor, run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """tokens [B, L] long, mask [B, L] bool -> encoder output [B, L, D]; ``run``: what encodes a chunk
         (``_encode``, or its compiled twin: ``leapcast.models.compiled_encoder``).

@@ -290,6 +290,26 @@ def test_k_chooser_tries_every_candidate_then_keeps_the_fastest():
     assert 8 not in tried and tried[4:] == [2, 2]
 
 
+def test_a_pass_that_compiles_is_not_timed_for_the_chooser(small_vocab_pair, monkeypatch):
+    """A pass during which torch.compile built a graph timed the compiling, not the work: adaptive k leaves it out
+    (one compile-long k = 0 pass kept the chooser off plain decoding for good)."""
+    from leapcast.engine.adaptive import KChooser
+
+    target, draft = small_vocab_pair
+    timed = []
+    real = KChooser.record
+    monkeypatch.setattr(KChooser, "record", lambda self, k, *args: timed.append(k) or real(self, k, *args))
+    runs = {}
+    for compiles in (False, True):
+        if compiles:
+            monkeypatch.setattr(loop, "graphs_built", iter(range(10**6)).__next__)  # a graph built during every pass
+        timed.clear()
+        fc = Forecaster.from_pretrained(target, draft=str(draft), spec=SpecConfig(k=2, adaptive=True))
+        fc.predict(CTX, 12, num_samples=4, seed=1, progress=False)
+        runs[compiles] = list(timed)
+    assert len(runs[False]) >= 2 and runs[True] == []  # timed without compiling, never while compiling
+
+
 def test_k_chooser_hands_whole_windows_to_the_plain_loop_once_k0_wins():
     from leapcast.engine.adaptive import KChooser
 

@@ -152,7 +152,9 @@ def test_position_zero_decoded_once_per_series(folder, monkeypatch, dtype):
     rows = []
     real = compiled.CompiledDecoder.__call__
     monkeypatch.setattr(
-        compiled.CompiledDecoder, "__call__", lambda self, steps, *args: rows.append(len(steps)) or real(self, steps, *args)
+        compiled.CompiledDecoder,
+        "__call__",
+        lambda self, steps, *args: rows.append(len(steps)) or real(self, steps, *args),
     )
     ctx, paths = contexts(), 5
     later = torch.randint(5, 250, (len(ctx) * paths, 3), generator=torch.Generator().manual_seed(2))
