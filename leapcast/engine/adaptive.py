@@ -6,7 +6,6 @@ the clock and the draft, never on the target's verdict for the current steps.
 
 from __future__ import annotations
 
-import sys
 import threading
 
 
@@ -90,11 +89,3 @@ class KChooser:
                 return  # the first pass pays one-off costs (allocation, warm caches); it would flatter every later k
             per_step = seconds / max(steps, 1)
             self.cost[k] = per_step if k not in self.cost else 0.7 * self.cost[k] + 0.3 * per_step
-
-
-def graphs_built() -> int:
-    """Graphs torch.compile has built in this process so far (0 while it has not loaded). A pass during which one
-    was built timed the compiling, not its work: one such time for k = 0 (a fresh compiled net builds its step's
-    graph in its second pass) kept the chooser off plain decoding for good."""
-    utils = sys.modules.get("torch._dynamo.utils")
-    return int(utils.counters["stats"]["unique_graphs"]) if utils is not None else 0

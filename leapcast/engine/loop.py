@@ -32,12 +32,13 @@ import numpy as np
 import torch
 
 from leapcast.checks import check_int
-from leapcast.engine.adaptive import KChooser, graphs_built
+from leapcast.engine.adaptive import KChooser
 from leapcast.engine.proposers.base import ProposalInput, Proposer
 from leapcast.engine.speculative import SpecConfig, SpecStats
 from leapcast.engine.streams import ACCEPT, RESIDUAL, SAMPLE, RowStreams, at_columns, column_block
 from leapcast.engine.verifiers import verify
 from leapcast.engine.verifiers.continuous import verify_patches, verify_points
+from leapcast.models.base import graphs_built
 from leapcast.models.rows import fill_order, pad_right
 from leapcast.models.sampling import SamplingConfig
 
@@ -87,7 +88,7 @@ class Decoder:
         self.rows: _Rows | None = None
         self.state = None
         self._next_id = 0
-        self._graphs = 0  # graphs torch.compile had built when this pass began (``_timed``)
+        self._graphs = 0  # graphs torch.compile had built when this pass began (``_timing``)
 
     @property
     def busy(self) -> bool:

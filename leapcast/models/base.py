@@ -13,6 +13,7 @@ of one series. Rows are laid out series-major: row ``r`` belongs to series
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -130,3 +131,11 @@ class EarlyExitModel(Protocol):
 
     def layer_costs(self) -> tuple[float, float]:
         """(multiply-adds of one decoder layer per step, of the output head): the cost ratio of an exit."""
+
+
+def graphs_built() -> int:
+    """Graphs torch.compile has built in this process so far (0 while it has not loaded: nothing imports it here).
+    The compiled step checks it for compiling its signature missed; adaptive k leaves out a pass that compiled, which
+    timed the compiling, not the work (one such k = 0 pass kept the chooser off plain decoding for good)."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    return int(utils.counters["stats"]["unique_graphs"]) if utils is not None else 0

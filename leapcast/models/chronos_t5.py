@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from leapcast.models.compiled import CompiledDecoder
     from leapcast.models.compiled_encoder import CompiledEncoder
 
-# Fields that must agree for draft tokens to mean the same values as the target's.
 # position 0 decoded once per series and shared by its rows in the compiled tier (``ChronosT5._compiled_pass``)
 SHARE_FIRST = True
+# Fields that must agree for draft tokens to mean the same values as the target's.
 TOKENIZER_FIELDS = (
     "n_tokens",
     "n_special_tokens",
@@ -361,10 +361,13 @@ class ChronosT5:
         if not SHARE_FIRST or not _first_position_shared(steps, start, s):
             return self._compiled(steps, positions, used, c.layers, c.bias_table, c.cross_mask)
         pairs = steps.view(-1, s)[:, :2].reshape(-1, 1)  # [2B, 1]: two rows a series
-        firsts = [  # 3 positions, as any cache of a compiled step has a spare one past the span it reads (2)
+        _, heads, _, d_kv = c.layers[0].k.shape
+        # 3 positions, as any cache of a compiled step has a spare one past the span it reads (2)
+        shape, kind = (len(pairs), heads, 3, d_kv), c.layers[0].k.dtype
+        firsts = [
             LayerCache(
-                torch.zeros((len(pairs), *lc.k.shape[1:2], 3, lc.k.shape[3]), dtype=lc.k.dtype, device=self.device),
-                torch.zeros((len(pairs), *lc.v.shape[1:2], 3, lc.v.shape[3]), dtype=lc.v.dtype, device=self.device),
+                torch.zeros(shape, dtype=kind, device=self.device),
+                torch.zeros(shape, dtype=kind, device=self.device),
                 lc.cross_k,
                 lc.cross_v,
                 cross_low=lc.cross_low,

@@ -38,10 +38,10 @@ import torch
 from torch import nn
 from torch._dynamo import config as dynamo_config
 from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
-from torch._dynamo.utils import counters as dynamo_counters
 from torch._inductor import config as inductor_config
 from torch.nn import functional as F
 
+from leapcast.models.base import graphs_built
 from leapcast.models.t5 import T5, DecoderLayer, LayerCache
 
 # Inductor settings while compiling. Set through ``torch._inductor.config.patch`` around each call whose inputs'
@@ -123,18 +123,8 @@ class CompiledDecoder:
     """The compiled step of one net, with eager decoding as the fallback where compiling fails."""
 
     def __init__(self, net: T5) -> None:
-        # inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
-        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
-        # one graph, and a limit of its own on recompiles that raises when hit (where torch.compile takes one): else a
-        # compile outside the settings' patch (below) could run the step eagerly unannounced
-        region = {"recompile_limit": DYNAMO_OPTIONS["recompile_limit"]} if _REGION_LIMIT else {}
-        compile_: Any = torch.compile  # its typed overloads lack recompile_limit
-        self.step = compile_(DecoderStep(net), fullgraph=True, options=_guard_options(), **region)
+        self.step, self.settings = compile_region(DecoderStep(net), COMPILE_OPTIONS)
         self.tier = getattr(net, "tier", torch.float32)
-        self.settings = (
-            _settings(inductor_config, COMPILE_OPTIONS),
-            ({} if _REGION_LIMIT else _settings(dynamo_config, DYNAMO_OPTIONS)),
-        )
         self.failed: str | None = None
         self.calls = 0  # steps decoded through the compiled graph
         # input signatures (``_signature``) a call has run with: dynamo reads the settings only when it compiles,
@@ -180,9 +170,9 @@ class CompiledDecoder:
         try:
             with _COMPILING:
                 if self.seen is not None and key in self.seen:  # run with before: no config patch (50-170 us)
-                    graphs = _graphs()
+                    graphs = graphs_built()
                     logits = self.step(*args)
-                    if _graphs() != graphs:  # a guard the signature misses: patch every call from here on
+                    if graphs_built() != graphs:  # a guard the signature misses: patch every call from here on
                         self.seen = None
                 else:
                     with inductor_config.patch(self.settings[0]), dynamo_config.patch(self.settings[1]):
@@ -190,10 +180,7 @@ class CompiledDecoder:
                     if self.seen is not None:
                         self.seen.add(key)
         except (TorchDynamoException, FailOnRecompileLimitHit) as err:  # no C++ compiler, inductor failing, ...
-            self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-            warnings.warn(
-                f"compile=True: torch.compile failed ({self.failed}); decoding eagerly", RuntimeWarning, stacklevel=4
-            )
+            self.failed = compile_failed(err, "decoding")
             return None
         self.calls += 1
         return logits
@@ -225,6 +212,28 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Te
     scores = (q.transpose(1, 2)[:, :, :, None] * k[:, :, None]).sum(-1) + bias  # [R, H, n, T]
     out = (scores.softmax(dim=-1)[..., None] * v[:, :, None]).sum(-2)  # [R, H, n, dk]
     return out.transpose(1, 2)
+
+
+def compile_region(module: nn.Module, options: dict, **kwargs) -> tuple[Any, tuple[dict, dict]]:
+    """``module`` through torch.compile as one graph, its module guards cut to one (``_guard_options``) and, where
+    torch.compile takes one, a limit of its own on recompiles that raises when hit (else a compile outside the
+    settings' patch could run it eagerly unannounced) -> (the compiled module, the inductor and dynamo settings every
+    call that may compile runs under)."""
+    # inductor's GEMM templates read a storage's size the deprecated way while compiling (torch 2.13)
+    warnings.filterwarnings("ignore", message="TypedStorage is deprecated", module="torch._inductor")
+    region = {"recompile_limit": DYNAMO_OPTIONS["recompile_limit"]} if _REGION_LIMIT else {}
+    compile_: Any = torch.compile  # its typed overloads lack recompile_limit
+    step = compile_(module, fullgraph=True, options=_guard_options(), **region, **kwargs)
+    dynamo = {} if _REGION_LIMIT else _settings(dynamo_config, DYNAMO_OPTIONS)
+    return step, (_settings(inductor_config, options), dynamo)
+
+
+def compile_failed(err: Exception, what: str) -> str:
+    """The first line of a failed compile's error, warned about once: ``what`` ("decoding", ...) runs eagerly from
+    here on."""
+    failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    warnings.warn(f"compile=True: torch.compile failed ({failed}); {what} eagerly", RuntimeWarning, stacklevel=5)
+    return failed
 
 
 def _guard_options() -> dict:
@@ -266,11 +275,6 @@ def _signature(args: tuple) -> tuple:
             a = a[0]
         out.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad, a.is_inference()))
     return tuple(out)
-
-
-def _graphs() -> int:
-    """Graphs dynamo has compiled in this process so far."""
-    return dynamo_counters["stats"]["unique_graphs"]
 
 
 def _settings(config, wanted: dict) -> dict:

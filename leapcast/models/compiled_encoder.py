@@ -10,16 +10,13 @@ for oneDNN's own kernels, and autotuning a dynamic graph tripled its compile tim
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import torch
 from torch import nn
 from torch._dynamo import config as dynamo_config
 from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
 from torch._inductor import config as inductor_config
 
-from leapcast.models.compiled import _COMPILING, _REGION_LIMIT, DYNAMO_OPTIONS, _guard_options, _settings
+from leapcast.models.compiled import _COMPILING, compile_failed, compile_region
 from leapcast.models.t5 import T5
 
 COMPILE_OPTIONS = {  # as the decoder's, less autotuning
@@ -44,14 +41,8 @@ class CompiledEncoder:
     """One net's compiled encoder pass, with the eager pass as the fallback where compiling fails."""
 
     def __init__(self, net: T5) -> None:
-        region = {"recompile_limit": DYNAMO_OPTIONS["recompile_limit"]} if _REGION_LIMIT else {}
-        compile_: Any = torch.compile  # its typed overloads lack recompile_limit
         self.net = net
-        self.step = compile_(EncoderPass(net), fullgraph=True, dynamic=True, options=_guard_options(), **region)
-        self.settings = (
-            _settings(inductor_config, COMPILE_OPTIONS),
-            ({} if _REGION_LIMIT else _settings(dynamo_config, DYNAMO_OPTIONS)),
-        )
+        self.step, self.settings = compile_region(EncoderPass(net), COMPILE_OPTIONS, dynamic=True)
         self.failed: str | None = None
         self.calls = 0  # chunks encoded through the compiled graph
 
@@ -64,10 +55,5 @@ class CompiledEncoder:
                 self.calls += 1
                 return out
             except (TorchDynamoException, FailOnRecompileLimitHit) as err:  # no C++ compiler, inductor failing, ...
-                self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-                warnings.warn(
-                    f"compile=True: torch.compile failed on the encoder ({self.failed}); encoding eagerly",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+                self.failed = compile_failed(err, "encoding")
         return self.net._encode(tokens, mask)
